@@ -1,0 +1,111 @@
+package bridge
+
+// This file is the contract between the bridge and the endpoints
+// (protocols/...) and the sidecar. Signatures here are stable; bodies live in
+// the other files of the package.
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/cloudevents/sdk-go/v2/event"
+	"go.opentelemetry.io/otel/metric"
+
+	"github.com/meshd/meshd/mesh"
+)
+
+// Options configures a Bridge.
+type Options struct {
+	Engine mesh.Engine
+	Logger *slog.Logger // nil: slog.Default()
+	Meter  metric.Meter // nil: no metrics
+	// Sender delivers events to subscription sinks (protocols/http provides
+	// the HTTP one). Required to run subscriptions.
+	Sender Sender
+	// DedupSize is the number of recently acked source+id pairs remembered
+	// per subscription (default 10000).
+	DedupSize int
+	// Backoff is the retry schedule of deliveries (zero: DefaultBackoff).
+	Backoff Backoff
+	// AckWait is how long a delivery may take before the mesh redelivers
+	// (default 30s). Must exceed the sender's timeout.
+	AckWait time.Duration
+}
+
+// Subscription is a push subscription in the shape of the CloudEvents
+// Subscriptions API, plus meshd's topic, group and retry fields.
+type Subscription struct {
+	ID    string `json:"id" yaml:"id"`
+	Topic string `json:"topic" yaml:"topic"`
+	// Group names the consumer group; default: the subscription id.
+	Group string `json:"group,omitempty" yaml:"group,omitempty"`
+	// Sink is the URL events are POSTed to.
+	Sink string `json:"sink" yaml:"sink"`
+	// Protocol is "HTTP" (the default and only one for now).
+	Protocol string `json:"protocol,omitempty" yaml:"protocol,omitempty"`
+	// ContentMode is "binary" (default) or "structured".
+	ContentMode string `json:"contentMode,omitempty" yaml:"contentMode,omitempty"`
+	// Filters all must match (CloudEvents Subscriptions API filter dialects).
+	Filters []map[string]any `json:"filters,omitempty" yaml:"filters,omitempty"`
+	// MaxAttempts is the most deliveries before dead-lettering (default 10).
+	MaxAttempts int `json:"maxAttempts,omitempty" yaml:"maxAttempts,omitempty"`
+	// DeadLetterTopic receives events that failed for good; none: dropped
+	// with a warning.
+	DeadLetterTopic string `json:"deadLetterTopic,omitempty" yaml:"deadLetterTopic,omitempty"`
+	// MaxInFlight bounds concurrent unacked deliveries (default 32).
+	MaxInFlight int `json:"maxInFlight,omitempty" yaml:"maxInFlight,omitempty"`
+}
+
+// Sender delivers one event to a subscription's sink. A nil error acks.
+// A *DeliveryError says whether to retry; any other error is retried.
+type Sender interface {
+	Send(ctx context.Context, sub *Subscription, e *event.Event) error
+}
+
+// DeliveryError is a failed delivery, classified by the sender.
+type DeliveryError struct {
+	// Permanent failures (4xx other than 408/429) go to the dead-letter topic
+	// at once.
+	Permanent bool
+	// RetryAfter, when set, is the sink's requested wait (Retry-After).
+	RetryAfter time.Duration
+	// StatusCode is the sink's HTTP status, 0 for transport errors.
+	StatusCode int
+	Err        error
+}
+
+func (e *DeliveryError) Error() string {
+	if e.StatusCode != 0 {
+		return fmt.Sprintf("sink answered %d: %v", e.StatusCode, e.Err)
+	}
+	return e.Err.Error()
+}
+
+func (e *DeliveryError) Unwrap() error { return e.Err }
+
+// InvalidEventError names the event of a request and the attribute that
+// made it invalid.
+type InvalidEventError struct {
+	Index     int    // position in the request's batch, from 0
+	Attribute string // e.g. "specversion", "time", an extension name; "" if none applies
+	Reason    string
+}
+
+func (e *InvalidEventError) Error() string {
+	prefix := ""
+	if e.Index > 0 {
+		prefix = fmt.Sprintf("event %d: ", e.Index)
+	}
+	if e.Attribute == "" {
+		return prefix + e.Reason
+	}
+	return fmt.Sprintf("%sattribute %q: %s", prefix, e.Attribute, e.Reason)
+}
+
+// Extension attributes the bridge adds to dead-lettered events.
+const (
+	ExtDeliveryError    = "deliveryerror"
+	ExtDeliveryAttempts = "deliveryattempts"
+)

@@ -1,0 +1,112 @@
+// Package mesh defines the durable queue that carries CloudEvents between
+// meshd's endpoints, subscribers and connectors.
+//
+// An Engine stores events per topic, feeds them to durable consumer groups
+// (one member of a group receives each event; every group receives every
+// event) and keeps a key/value store for offsets and configs. The one real
+// implementation is mesh/jetstream; mesh/embedded runs its server in-process.
+// Every Engine passes mesh/meshtest.
+package mesh
+
+import (
+	"context"
+	"time"
+
+	"github.com/cloudevents/sdk-go/v2/event"
+)
+
+// Engine is a durable event queue. All methods are safe for concurrent use.
+type Engine interface {
+	// Publish stores events on topic and returns only once every one of them
+	// is stored. Re-publishing an event with the same source and id inside the
+	// engine's duplicate window stores it once. On error some events may have
+	// been stored; publishing them again is safe.
+	Publish(ctx context.Context, topic string, events ...*event.Event) error
+
+	// Consume opens (creating if needed) the durable consumer for cfg.Group on
+	// cfg.Topic. Consumers opened with the same topic and group compete for
+	// events; other groups each receive every event.
+	Consume(ctx context.Context, cfg ConsumerConfig) (Consumer, error)
+
+	// DeleteGroup removes the durable consumer for group on topic, dropping
+	// its position and unacked events. Deleting a missing group is not an error.
+	DeleteGroup(ctx context.Context, topic, group string) error
+
+	// KV opens (creating if needed) the key/value bucket with the given name.
+	KV(ctx context.Context, bucket string) (KV, error)
+
+	// Ready reports whether the engine can store events now.
+	Ready(ctx context.Context) error
+
+	// Close releases the engine. It is idempotent; consumers opened from the
+	// engine stop delivering.
+	Close() error
+}
+
+// ConsumerConfig describes a durable consumer group on one topic.
+type ConsumerConfig struct {
+	Topic string
+	Group string
+	// MaxInFlight bounds the events delivered and not yet acked, naked or
+	// terminated across all members of the group. Default 256.
+	MaxInFlight int
+	// AckWait is how long a delivered event may stay unacked before it is
+	// delivered again. Default 30s.
+	AckWait time.Duration
+	// MaxDeliver is the most times an event is delivered; 0 means no limit.
+	MaxDeliver int
+	// StartAtNew makes a group that does not exist yet start with events
+	// published after its creation; otherwise it starts at the oldest stored
+	// event of the topic. An existing group always resumes where it was.
+	StartAtNew bool
+}
+
+// Consumer is one member of a consumer group.
+type Consumer interface {
+	// Next blocks until an event is delivered to this member, ctx is done
+	// (ctx.Err() is returned) or the consumer is closed (ErrClosed).
+	Next(ctx context.Context) (Message, error)
+	// Close stops this member; its unacked events go back to the group after
+	// AckWait. Idempotent.
+	Close() error
+}
+
+// Message is one delivery of an event to a consumer.
+type Message interface {
+	Event() *event.Event
+	Topic() string
+	// Attempt is the delivery count of this event in its group, from 1.
+	Attempt() int
+	// Ack marks the event processed; it is not delivered to the group again.
+	Ack(ctx context.Context) error
+	// Nak asks for redelivery after delay (0: as soon as possible).
+	Nak(ctx context.Context, delay time.Duration) error
+	// Term stops delivery of the event to the group for good.
+	Term(ctx context.Context) error
+	// InProgress resets the AckWait timer for a slow handler.
+	InProgress(ctx context.Context) error
+}
+
+// KV is a key/value bucket with compare-and-set. Keys are tokens of letters,
+// digits and "-_=./" characters.
+type KV interface {
+	// Get returns ErrKeyNotFound when key has no value.
+	Get(ctx context.Context, key string) (Entry, error)
+	// Put stores value unconditionally and returns the new revision.
+	Put(ctx context.Context, key string, value []byte) (uint64, error)
+	// Create stores value only if key has no value (ErrConflict otherwise).
+	Create(ctx context.Context, key string, value []byte) (uint64, error)
+	// Update stores value only if key is at revision (ErrConflict otherwise).
+	Update(ctx context.Context, key string, value []byte, revision uint64) (uint64, error)
+	// Delete removes key. Deleting a missing key is not an error.
+	Delete(ctx context.Context, key string) error
+	// Keys lists the keys that have a value, filtered by prefix ("" for all).
+	Keys(ctx context.Context, prefix string) ([]string, error)
+}
+
+// Entry is a stored value and its revision.
+type Entry struct {
+	Key      string
+	Value    []byte
+	Revision uint64
+}
