@@ -3,8 +3,14 @@ package bridge
 import (
 	"context"
 	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
 
 	"github.com/cloudevents/sdk-go/v2/event"
+
+	"github.com/meshd/meshd/mesh"
 )
 
 // Errors of the subscription API, checked with errors.Is.
@@ -13,55 +19,108 @@ var (
 	ErrSubscriptionExists   = errors.New("subscription already exists")
 	// ErrInvalidSubscription wraps a message naming the bad field.
 	ErrInvalidSubscription = errors.New("invalid subscription")
+	// ErrNoSender is returned when subscriptions must run but Options.Sender
+	// is nil.
+	ErrNoSender = errors.New("bridge has no Sender to deliver subscriptions")
+)
+
+// Defaults of Options.
+const (
+	DefaultDedupSize          = 10000
+	DefaultAckWait            = 30 * time.Second
+	DefaultSubscriptionBucket = "meshd-subscriptions"
 )
 
 // Bridge moves events between endpoints and the mesh: it validates and
 // publishes, and runs the delivery loops of subscriptions.
+//
+// Lock order: Bridge.mu, then Bridge.kvMu. Runners take no bridge locks;
+// their dedup caches lock internally and call nothing back.
 type Bridge struct {
-	opts Options
+	opts    Options
+	logger  *slog.Logger
+	metrics *metrics // nil without a Meter
+	topics  topicCache
+
+	mu      sync.Mutex         // guards running, runners; serialises subscription changes
+	running bool               // between Start and Stop
+	runners map[string]*runner // by subscription id, while running
+
+	kvMu sync.Mutex // guards kv; taken after mu
+	kv   mesh.KV    // subscription bucket, opened lazily
 }
 
 // New returns a Bridge; call Start to run persisted subscriptions.
-func New(opts Options) (*Bridge, error) { panic("unimplemented") }
+func New(opts Options) (*Bridge, error) {
+	if opts.Engine == nil {
+		return nil, errors.New("bridge: Options.Engine is required")
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.Default()
+	}
+	if opts.DedupSize <= 0 {
+		opts.DedupSize = DefaultDedupSize
+	}
+	if opts.AckWait <= 0 {
+		opts.AckWait = DefaultAckWait
+	}
+	if opts.Backoff == (Backoff{}) {
+		opts.Backoff = DefaultBackoff
+	}
+	if opts.SubscriptionBucket == "" {
+		opts.SubscriptionBucket = DefaultSubscriptionBucket
+	}
+	b := &Bridge{opts: opts, logger: opts.Logger, runners: map[string]*runner{}}
+	if opts.Meter != nil {
+		m, err := newMetrics(opts.Meter)
+		if err != nil {
+			return nil, fmt.Errorf("creating metric instruments: %w", err)
+		}
+		b.metrics = m
+	}
+	return b, nil
+}
 
 // Publish validates every event, then stores them all on topic. An invalid
 // event anywhere publishes nothing and returns *InvalidEventError. Engine
 // failures wrap mesh.ErrUnavailable; a bad topic wraps mesh.ErrInvalidTopic.
 func (b *Bridge) Publish(ctx context.Context, topic string, events []*event.Event) error {
-	panic("unimplemented")
+	for i, e := range events {
+		if err := Validate(e); err != nil {
+			if ie, ok := err.(*InvalidEventError); ok {
+				ie.Index = i
+			}
+			return err
+		}
+	}
+	tm, err := b.topics.get(topic)
+	if err != nil {
+		return err
+	}
+	if len(events) == 0 {
+		return nil
+	}
+	if b.metrics == nil {
+		if err := b.opts.Engine.Publish(ctx, topic, events...); err != nil {
+			return wrapEngineError(topic, err)
+		}
+		return nil
+	}
+	start := time.Now()
+	if err := b.opts.Engine.Publish(ctx, topic, events...); err != nil {
+		return wrapEngineError(topic, err)
+	}
+	b.metrics.publishDuration.Record(ctx, time.Since(start).Seconds(), tm.record...)
+	b.metrics.published.Add(ctx, int64(len(events)), tm.add...)
+	return nil
 }
 
-// Start restores the persisted subscriptions and starts their delivery loops.
-func (b *Bridge) Start(ctx context.Context) error { panic("unimplemented") }
-
-// Stop ends delivery loops; in-flight deliveries finish or are naked.
-func (b *Bridge) Stop(ctx context.Context) error { panic("unimplemented") }
-
-// CreateSubscription validates, persists and starts sub. Errors wrap
-// ErrInvalidSubscription (naming the field) or ErrSubscriptionExists.
-func (b *Bridge) CreateSubscription(ctx context.Context, sub Subscription) (Subscription, error) {
-	panic("unimplemented")
+// wrapEngineError keeps the engine's error in the chain and adds
+// mesh.ErrUnavailable to everything but a bad topic, so endpoints answer 503
+// for any failure to store.
+func wrapEngineError(topic string, err error) error {
+	if errors.Is(err, mesh.ErrInvalidTopic) || errors.Is(err, mesh.ErrUnavailable) {
+		return fmt.Errorf("publishing to %q: %w", topic, err)
+	}
+	return fmt.Errorf("publishing to %q: %w: %w", topic, mesh.ErrUnavailable, err)
 }
-
-// PutSubscription creates sub or replaces the one with its id (used for
-// subscriptions declared in the config file).
-func (b *Bridge) PutSubscription(ctx context.Context, sub Subscription) (Subscription, error) {
-	panic("unimplemented")
-}
-
-// GetSubscription returns ErrSubscriptionNotFound for an unknown id.
-func (b *Bridge) GetSubscription(ctx context.Context, id string) (Subscription, error) {
-	panic("unimplemented")
-}
-
-// ListSubscriptions returns every subscription, ordered by id.
-func (b *Bridge) ListSubscriptions(ctx context.Context) ([]Subscription, error) {
-	panic("unimplemented")
-}
-
-// DeleteSubscription stops and removes a subscription and its consumer group.
-func (b *Bridge) DeleteSubscription(ctx context.Context, id string) error { panic("unimplemented") }
-
-// Validate checks one event against the CloudEvents spec; errors are
-// *InvalidEventError.
-func Validate(e *event.Event) error { panic("unimplemented") }

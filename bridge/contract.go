@@ -32,6 +32,10 @@ type Options struct {
 	// AckWait is how long a delivery may take before the mesh redelivers
 	// (default 30s). Must exceed the sender's timeout.
 	AckWait time.Duration
+	// SubscriptionBucket is the mesh KV bucket subscriptions are kept in
+	// (default "meshd-subscriptions"). Sidecars sharing one mesh but not
+	// their subscriptions need different buckets.
+	SubscriptionBucket string
 }
 
 // Subscription is a push subscription in the shape of the CloudEvents

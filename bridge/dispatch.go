@@ -1,0 +1,289 @@
+package bridge
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/url"
+	"strings"
+	"sync"
+	"time"
+	"unicode/utf8"
+
+	"github.com/cloudevents/sdk-go/v2/event"
+	lru "github.com/hashicorp/golang-lru/v2"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/metric"
+
+	"github.com/meshd/meshd/mesh"
+)
+
+const (
+	// maxRetryAfter caps a sink's Retry-After.
+	maxRetryAfter = 5 * time.Minute
+	// settleTimeout bounds an Ack, Nak, Term or dead-letter publish.
+	settleTimeout = 10 * time.Second
+	// maxDeliveryErrorLen bounds the deliveryerror extension.
+	maxDeliveryErrorLen = 500
+)
+
+// runner is the delivery loop of one subscription: one goroutine takes
+// events from the consumer (fetch) and hands them to MaxInFlight workers
+// over an unbuffered channel, so at most MaxInFlight+1 events are held.
+type runner struct {
+	b        *Bridge
+	sub      Subscription // normalised; read-only, handed to the Sender
+	filter   Filter
+	consumer mesh.Consumer
+	dedup    *dedupCache
+	logger   *slog.Logger
+	mo       measureOpts // empty without metrics
+
+	stopFetch context.CancelFunc // ends the fetch loop, then the workers
+	abort     context.CancelFunc // cancels in-flight deliveries
+	wg        sync.WaitGroup     // fetch loop and workers
+	stopOnce  sync.Once
+}
+
+// startRunner opens the consumer of sub and starts its loop. b.mu must be
+// held.
+func (b *Bridge) startRunner(ctx context.Context, sub Subscription, f Filter) error {
+	cons, err := b.opts.Engine.Consume(ctx, mesh.ConsumerConfig{
+		Topic:       sub.Topic,
+		Group:       sub.Group,
+		MaxInFlight: sub.MaxInFlight,
+		AckWait:     b.opts.AckWait,
+		MaxDeliver:  0, // the bridge decides when to dead-letter
+		StartAtNew:  true,
+	})
+	if err != nil {
+		return fmt.Errorf("consuming topic %q for subscription %q: %w", sub.Topic, sub.ID, err)
+	}
+	r := &runner{
+		b:        b,
+		sub:      sub,
+		filter:   f,
+		consumer: cons,
+		dedup:    newDedupCache(b.opts.DedupSize),
+		logger:   b.logger.With("subscription", sub.ID, "topic", sub.Topic),
+	}
+	if b.metrics != nil {
+		r.mo = newMeasureOpts(attribute.String(AttrTopic, sub.Topic), attribute.String(AttrSubscription, sub.ID))
+	}
+	fetchCtx, stopFetch := context.WithCancel(context.Background())
+	sendCtx, abort := context.WithCancel(context.Background())
+	r.stopFetch, r.abort = stopFetch, abort
+	msgs := make(chan mesh.Message)
+	r.wg.Add(1)
+	go func() {
+		defer r.wg.Done()
+		defer close(msgs)
+		r.fetch(fetchCtx, msgs)
+	}()
+	for range sub.MaxInFlight {
+		r.wg.Go(func() {
+			for msg := range msgs {
+				r.handle(sendCtx, msg)
+			}
+		})
+	}
+	b.runners[sub.ID] = r
+	return nil
+}
+
+// stop ends the loop: no new events are taken, in-flight deliveries may
+// finish until ctx is done, then they are cancelled and their events naked.
+// It reports whether deliveries had to be cancelled.
+func (r *runner) stop(ctx context.Context) (forced bool) {
+	r.stopOnce.Do(func() {
+		r.stopFetch()
+		done := make(chan struct{})
+		go func() { r.wg.Wait(); close(done) }()
+		select {
+		case <-done:
+		case <-ctx.Done():
+			forced = true
+			r.abort()
+			<-done
+		}
+		r.abort()
+		if err := r.consumer.Close(); err != nil {
+			r.logger.Warn("closing consumer", "error", err)
+		}
+	})
+	return forced
+}
+
+func (r *runner) fetch(ctx context.Context, out chan<- mesh.Message) {
+	failures := 0
+	for {
+		msg, err := r.consumer.Next(ctx)
+		if err != nil {
+			if ctx.Err() != nil {
+				return
+			}
+			if errors.Is(err, mesh.ErrClosed) {
+				r.logger.Warn("consumer closed; subscription stops delivering", "error", err)
+				return
+			}
+			failures++
+			wait := r.b.opts.Backoff.Delay(failures)
+			r.logger.Warn("receiving from the mesh", "error", err, "retry_in", wait)
+			t := time.NewTimer(wait)
+			select {
+			case <-t.C:
+			case <-ctx.Done():
+				t.Stop()
+				return
+			}
+			continue
+		}
+		failures = 0
+		select {
+		case out <- msg:
+		case <-ctx.Done():
+			r.settle(msg, "nak", func(c context.Context) error { return msg.Nak(c, 0) })
+			return
+		}
+	}
+}
+
+// handle delivers one event and settles it with the mesh.
+func (r *runner) handle(ctx context.Context, msg mesh.Message) {
+	e := msg.Event()
+	if e == nil || !r.filter.Match(e) {
+		r.settle(msg, "ack", msg.Ack)
+		r.inc(filteredCounter)
+		return
+	}
+	key := dedupKey(e)
+	if r.dedup.contains(key) {
+		// Delivered and acked before: a redelivery or a republish.
+		r.settle(msg, "ack", msg.Ack)
+		return
+	}
+	start := time.Now()
+	err := r.b.opts.Sender.Send(ctx, &r.sub, e)
+	if err == nil {
+		r.dedup.add(key)
+		r.settle(msg, "ack", msg.Ack)
+		if m := r.b.metrics; m != nil {
+			m.deliveryDuration.Record(context.Background(), time.Since(start).Seconds(), r.mo.record...)
+			m.delivered.Add(context.Background(), 1, r.mo.add...)
+		}
+		return
+	}
+	if ctx.Err() != nil {
+		// Stopping: hand the event back without counting a failure.
+		r.settle(msg, "nak", func(c context.Context) error { return msg.Nak(c, 0) })
+		return
+	}
+	attempt := msg.Attempt()
+	var de *DeliveryError
+	permanent := errors.As(err, &de) && de.Permanent
+	if permanent || attempt >= r.sub.MaxAttempts {
+		r.deadLetter(msg, e, err, attempt)
+		return
+	}
+	delay := r.b.opts.Backoff.Delay(attempt)
+	if de != nil && de.RetryAfter > 0 {
+		delay = max(delay, min(de.RetryAfter, maxRetryAfter))
+	}
+	r.logger.Debug("delivery failed, retrying", "event_id", e.ID(), "attempt", attempt, "retry_in", delay, "error", r.redact(err.Error()))
+	r.settle(msg, "nak", func(c context.Context) error { return msg.Nak(c, delay) })
+	r.inc(retriedCounter)
+}
+
+// deadLetter publishes a copy of e, with the failure recorded in extensions,
+// to the dead-letter topic and terminates the original. If the publish
+// fails the original is naked, so the event is never lost.
+func (r *runner) deadLetter(msg mesh.Message, e *event.Event, cause error, attempt int) {
+	reason := truncate(r.redact(cause.Error()), maxDeliveryErrorLen)
+	if r.sub.DeadLetterTopic == "" {
+		r.logger.Warn("dropping event after failed delivery (no dead-letter topic)",
+			"event_id", e.ID(), "attempts", attempt, "error", reason)
+		r.settle(msg, "term", msg.Term)
+		r.inc(deadLetteredCounter)
+		return
+	}
+	dl := e.Clone()
+	dl.SetExtension(ExtDeliveryError, reason)
+	dl.SetExtension(ExtDeliveryAttempts, int32(min(attempt, 1<<31-1)))
+	ctx, cancel := context.WithTimeout(context.Background(), settleTimeout)
+	err := r.b.opts.Engine.Publish(ctx, r.sub.DeadLetterTopic, &dl)
+	cancel()
+	if err != nil {
+		delay := r.b.opts.Backoff.Delay(attempt)
+		r.logger.Warn("publishing to the dead-letter topic; will retry",
+			"event_id", e.ID(), "dead_letter_topic", r.sub.DeadLetterTopic, "error", err, "retry_in", delay)
+		r.settle(msg, "nak", func(c context.Context) error { return msg.Nak(c, delay) })
+		return
+	}
+	r.settle(msg, "term", msg.Term)
+	r.inc(deadLetteredCounter)
+}
+
+// settle acks, naks or terms msg with its own timeout: it must reach the
+// mesh even when the delivery was cancelled. A failure only delays the
+// event (the mesh redelivers after AckWait), so it is logged.
+func (r *runner) settle(msg mesh.Message, what string, f func(context.Context) error) {
+	ctx, cancel := context.WithTimeout(context.Background(), settleTimeout)
+	defer cancel()
+	if err := f(ctx); err != nil {
+		r.logger.Warn("settling event with the mesh", "op", what, "error", err)
+	}
+}
+
+// redact removes the sink URL (which may carry credentials) from an error
+// text that goes to logs and to the dead-letter topic.
+func (r *runner) redact(s string) string {
+	if r.sub.Sink != "" {
+		s = strings.ReplaceAll(s, r.sub.Sink, "<sink>")
+	}
+	if u, err := url.Parse(r.sub.Sink); err == nil && u.RawQuery != "" {
+		s = strings.ReplaceAll(s, u.RawQuery, "<redacted>")
+	}
+	return s
+}
+
+// inc adds one to c, one of r.b.metrics' counters, if there are metrics.
+func (r *runner) inc(c func(*metrics) metric.Int64Counter) {
+	if m := r.b.metrics; m != nil {
+		c(m).Add(context.Background(), 1, r.mo.add...)
+	}
+}
+
+func filteredCounter(m *metrics) metric.Int64Counter     { return m.filtered }
+func retriedCounter(m *metrics) metric.Int64Counter      { return m.retried }
+func deadLetteredCounter(m *metrics) metric.Int64Counter { return m.deadLettered }
+
+func truncate(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	s = s[:n]
+	for len(s) > 0 && !utf8.ValidString(s) {
+		s = s[:len(s)-1]
+	}
+	return s + "…"
+}
+
+func dedupKey(e *event.Event) string { return e.Source() + " " + e.ID() }
+
+// dedupCache remembers the source+id of recently acked events of one
+// subscription.
+type dedupCache struct {
+	c *lru.Cache[string, struct{}]
+}
+
+func newDedupCache(size int) *dedupCache {
+	c, err := lru.New[string, struct{}](size)
+	if err != nil {
+		panic(err) // only for size <= 0, which New rules out
+	}
+	return &dedupCache{c: c}
+}
+
+func (d *dedupCache) contains(key string) bool { return d.c.Contains(key) }
+func (d *dedupCache) add(key string)           { d.c.Add(key, struct{}{}) }
