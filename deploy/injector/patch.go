@@ -14,7 +14,19 @@ import (
 type Operation struct {
 	Op    string `json:"op"`
 	Path  string `json:"path"`
-	Value any    `json:"value,omitempty"`
+	Value any    `json:"value"`
+}
+
+// MarshalJSON leaves "value" out of a remove only: an add of null keeps it.
+func (o Operation) MarshalJSON() ([]byte, error) {
+	if o.Op == "remove" {
+		return json.Marshal(struct {
+			Op   string `json:"op"`
+			Path string `json:"path"`
+		}{o.Op, o.Path})
+	}
+	type plain Operation
+	return json.Marshal(plain(o))
 }
 
 // CreatePatch returns the RFC 6902 JSON Patch that turns original into
