@@ -1,0 +1,5 @@
+package websocket_test
+
+import "net/url"
+
+func urlQuery(s string) string { return url.QueryEscape(s) }
