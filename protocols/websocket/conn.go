@@ -88,7 +88,6 @@ func (c *conn) keepAlive(stop <-chan struct{}) {
 	}
 }
 
-
 // readMessage reads the next data message, at most MaxMessageBytes. Any
 // data counts as a sign of life.
 func (c *conn) readMessage() ([]byte, error) {
