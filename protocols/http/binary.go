@@ -2,7 +2,10 @@ package http
 
 import (
 	"net/http"
+	"net/url"
 	"strings"
+	"sync"
+	"sync/atomic"
 
 	"github.com/cloudevents/sdk-go/v2/event"
 	"github.com/cloudevents/sdk-go/v2/types"
@@ -84,14 +87,62 @@ func headerJoin(vs []string) string {
 	return strings.Join(vs, ",")
 }
 
-// parseBinary builds the event of a binary-mode request.
-func parseBinary(h http.Header, contentType string, body []byte) (*event.Event, error) {
+// binaryEvent holds everything a binary-mode event needs in one allocation.
+type binaryEvent struct {
+	e       event.Event
+	v1      event.EventContextV1
+	v03     event.EventContextV03
+	time    types.Timestamp
+	ct      string
+	subject string
+	dce     string
+	one     [1]*event.Event
+}
+
+// events returns the event as a one-element batch.
+func (b *binaryEvent) events() []*event.Event {
+	b.one[0] = &b.e
+	return b.one[:]
+}
+
+// uriCache remembers parsed sources: an app sends few distinct ones, and
+// url.Parse is a good part of the cost of a binary-mode request. It stops
+// growing at maxCachedURIs entries.
+type uriCache struct {
+	m sync.Map // string -> url.URL
+	n atomic.Int32
+}
+
+const maxCachedURIs = 1024
+
+func (c *uriCache) parse(s string) (url.URL, bool) {
+	if s == "" {
+		return url.URL{}, false
+	}
+	if c != nil {
+		if u, ok := c.m.Load(s); ok {
+			return u.(url.URL), true
+		}
+	}
+	u, err := url.Parse(s)
+	if err != nil {
+		return url.URL{}, false
+	}
+	if c != nil && c.n.Load() < maxCachedURIs {
+		c.n.Add(1)
+		c.m.Store(s, *u)
+	}
+	return *u, true
+}
+
+// parseBinary builds the event of a binary-mode request; sources may be nil.
+func parseBinary(h http.Header, contentType string, body []byte, sources *uriCache) (*binaryEvent, error) {
 	var specversion string
 	if vs := h["Ce-Specversion"]; len(vs) > 0 {
 		specversion = strings.TrimSpace(vs[0])
 	} else {
 		for k, vs := range h { // non-canonical key, e.g. set by a raw client
-			if isCEKey(k) && strings.EqualFold(k[3:], "specversion") {
+			if isCEKey(k) && strings.EqualFold(k[3:], "specversion") && len(vs) > 0 {
 				specversion = strings.TrimSpace(vs[0])
 			}
 		}
@@ -107,9 +158,10 @@ func parseBinary(h http.Header, contentType string, body []byte) (*event.Event, 
 		return nil, invalid(0, "specversion", "%q is not supported; use 1.0 or 0.3", specversion)
 	}
 
+	b := &binaryEvent{}
 	var (
 		id, typ                      string
-		source                       *types.URIRef
+		source                       url.URL
 		subject                      *string
 		tm                           *types.Timestamp
 		dataSchema                   *types.URI
@@ -131,10 +183,14 @@ func parseBinary(h http.Header, contentType string, body []byte) (*event.Event, 
 			id, haveID = v, true
 			continue
 		case attrSource:
-			haveSource = true
-			if source = types.ParseURIRef(v); source == nil && v != "" {
+			var ok bool
+			if source, ok = sources.parse(v); !ok {
+				if v == "" {
+					return nil, invalid(0, "source", "missing: set a non-empty ce-source header")
+				}
 				return nil, invalid(0, "source", "%q is not a URI-reference", v)
 			}
+			haveSource = true
 			continue
 		case attrType:
 			typ, haveType = v, true
@@ -143,14 +199,16 @@ func parseBinary(h http.Header, contentType string, body []byte) (*event.Event, 
 			if v == "" {
 				return nil, invalid(0, "subject", "must not be empty when present")
 			}
-			subject = &v
+			b.subject = v
+			subject = &b.subject
 			continue
 		case attrTime:
 			t, err := types.ParseTime(v)
 			if err != nil {
 				return nil, invalid(0, "time", "%q is not an RFC 3339 timestamp", v)
 			}
-			tm = &types.Timestamp{Time: t}
+			b.time.Time = t
+			tm = &b.time
 			continue
 		case attrDataContentType:
 			return nil, invalid(0, "datacontenttype", "in binary mode it is the Content-Type header, not ce-datacontenttype")
@@ -175,8 +233,8 @@ func parseBinary(h http.Header, contentType string, body []byte) (*event.Event, 
 				if !strings.EqualFold(v, event.Base64) {
 					return nil, invalid(0, "datacontentencoding", "%q is not supported; the only value is base64", v)
 				}
-				b64 := event.Base64
-				dataContentEncoding = &b64
+				b.dce = event.Base64
+				dataContentEncoding = &b.dce
 				continue
 			}
 		}
@@ -191,29 +249,32 @@ func parseBinary(h http.Header, contentType string, body []byte) (*event.Event, 
 	switch {
 	case !haveID || id == "":
 		return nil, invalid(0, "id", "missing: set a non-empty ce-id header")
-	case !haveSource || source == nil:
+	case !haveSource:
 		return nil, invalid(0, "source", "missing: set a non-empty ce-source header")
 	case !haveType || typ == "":
 		return nil, invalid(0, "type", "missing: set a non-empty ce-type header")
 	}
 	var dct *string
 	if contentType != "" {
-		dct = &contentType
+		b.ct = contentType
+		dct = &b.ct
 	}
-	e := &event.Event{DataEncoded: body}
+	b.e.DataEncoded = body
 	if v03 {
-		e.Context = &event.EventContextV03{
-			ID: id, Source: *source, Type: typ, Subject: subject, Time: tm,
+		b.v03 = event.EventContextV03{
+			ID: id, Source: types.URIRef{URL: source}, Type: typ, Subject: subject, Time: tm,
 			SchemaURL: schemaURL, DataContentType: dct, DataContentEncoding: dataContentEncoding,
 			Extensions: exts,
 		}
+		b.e.Context = &b.v03
 	} else {
-		e.Context = &event.EventContextV1{
-			ID: id, Source: *source, Type: typ, Subject: subject, Time: tm,
+		b.v1 = event.EventContextV1{
+			ID: id, Source: types.URIRef{URL: source}, Type: typ, Subject: subject, Time: tm,
 			DataSchema: dataSchema, DataContentType: dct, Extensions: exts,
 		}
+		b.e.Context = &b.v1
 	}
-	return e, nil
+	return b, nil
 }
 
 // reserved names that cannot be extensions in either spec version.

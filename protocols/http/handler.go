@@ -37,6 +37,7 @@ type handler struct {
 	cfg      Config
 	log      *slog.Logger
 	source   types.URIRef // source of wrapped bodies
+	sources  uriCache     // parsed ce-source values
 	hasToken bool
 	token    [sha256.Size]byte
 	mux      *http.ServeMux
@@ -105,6 +106,10 @@ func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if h.hasToken && !h.authorized(r) {
 		w.Header().Set("WWW-Authenticate", `Bearer realm="meshd"`)
 		problem.Write(w, problem.New(problem.CodeUnauthorized, "send the API token as \"Authorization: Bearer <token>\" or \"meshd-api-token: <token>\""))
+		return
+	}
+	if topic, ok := publishFastPath(r); ok {
+		h.publishTo(w, r, topic)
 		return
 	}
 	h.mux.ServeHTTP(w, r)

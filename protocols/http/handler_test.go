@@ -524,3 +524,25 @@ func TestPctCodec(t *testing.T) {
 	assert.Equal(t, "50%", pctDecode("50%"), "invalid sequences are kept")
 	assert.Equal(t, "%zz", pctDecode("%zz"))
 }
+
+func TestPublishFastPathMatchesMux(t *testing.T) {
+	for path, want := range map[string]string{
+		"/v1/publish/a.b":      "a.b",
+		"/v1/publish/a%2Fb":    "",
+		"/v1/publish/a/b":      "",
+		"/v1/publish/..":       "",
+		"/v1/publish/":         "",
+		"/v1/publishx/a":       "",
+		"/v1/publish/my-topic": "my-topic",
+	} {
+		r := httptest.NewRequest("POST", path, nil)
+		got, ok := publishFastPath(r)
+		assert.Equal(t, want != "", ok, path)
+		assert.Equal(t, want, got, path)
+	}
+	// Through the mux a percent-encoded topic still arrives decoded.
+	h, rec := newTestHandler(t, Config{})
+	w := do(h, "POST", "/v1/publish/a%2Eb", nil, binaryHeaders10())
+	require.Equal(t, http.StatusNoContent, w.Code, w.Body.String())
+	assert.Equal(t, "a.b", rec.topic)
+}

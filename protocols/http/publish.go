@@ -26,7 +26,26 @@ const (
 )
 
 func (h *handler) publish(w http.ResponseWriter, r *http.Request) {
-	topic := r.PathValue("topic")
+	h.publishTo(w, r, r.PathValue("topic"))
+}
+
+const publishPrefix = "/v1/publish/"
+
+// publishFastPath recognises "POST /v1/publish/{topic}" without the mux's
+// routing cost; anything unusual (escapes, dot segments, more segments)
+// goes through the mux.
+func publishFastPath(r *http.Request) (topic string, ok bool) {
+	if r.Method != http.MethodPost || r.URL.RawPath != "" || !strings.HasPrefix(r.URL.Path, publishPrefix) {
+		return "", false
+	}
+	topic = r.URL.Path[len(publishPrefix):]
+	if topic == "" || topic == "." || topic == ".." || strings.IndexByte(topic, '/') >= 0 {
+		return "", false
+	}
+	return topic, true
+}
+
+func (h *handler) publishTo(w http.ResponseWriter, r *http.Request, topic string) {
 	body, err := h.readBody(w, r)
 	if err != nil {
 		h.fail(w, r, "reading publish body", err)
@@ -44,7 +63,10 @@ func (h *handler) publish(w http.ResponseWriter, r *http.Request) {
 		err = problem.New(problem.CodeUnsupportedMediaType, fmt.Sprintf("structured format %q is not supported; use %s or %s", ct, MediaTypeStructured, MediaTypeBatch))
 	default:
 		if hasCEHeader(r.Header) {
-			one[0], err = parseBinary(r.Header, ct, body)
+			var be *binaryEvent
+			if be, err = parseBinary(r.Header, ct, body, &h.sources); err == nil {
+				events = be.events()
+			}
 		} else {
 			one[0] = h.wrap(ct, body)
 		}
@@ -194,7 +216,7 @@ func addTraceContext(h http.Header, events []*event.Event) {
 	}
 	ts := headerValue(h, "Tracestate")
 	for _, e := range events {
-		if _, ok := e.Extensions()[extTraceparent]; ok {
+		if _, ok := extensions(e.Context)[extTraceparent]; ok {
 			continue
 		}
 		setExt(e.Context, extTraceparent, tp)
@@ -208,6 +230,18 @@ const (
 	extTraceparent = "traceparent"
 	extTracestate  = "tracestate"
 )
+
+// extensions returns the extension map itself (Event.Extensions copies it).
+func extensions(ec event.EventContext) map[string]any {
+	switch c := ec.(type) {
+	case *event.EventContextV1:
+		return c.Extensions
+	case *event.EventContextV03:
+		return c.Extensions
+	default:
+		return ec.GetExtensions()
+	}
+}
 
 // setExt sets a string extension whose name is known to be valid.
 func setExt(ec event.EventContext, name, value string) {
