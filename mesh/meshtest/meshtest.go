@@ -1,0 +1,780 @@
+// Package meshtest is the conformance suite every mesh.Engine passes.
+//
+//	func TestConformance(t *testing.T) {
+//		meshtest.Run(t, func(t *testing.T) meshtest.Instance { ... })
+//	}
+package meshtest
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/url"
+	"regexp"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/cloudevents/sdk-go/v2/event"
+	"github.com/cloudevents/sdk-go/v2/types"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/meshd/meshd/mesh"
+)
+
+// Instance is an engine on fresh storage, with the controls the suite
+// needs. The opener registers its own cleanup with t.
+type Instance struct {
+	Engine mesh.Engine
+	// Restart closes Engine and returns a new engine on the same storage.
+	Restart func(t *testing.T) mesh.Engine
+	// StopServer makes the storage unreachable (stops the server) while
+	// Engine stays open.
+	StopServer func(t *testing.T)
+}
+
+// Opener opens an Instance on fresh storage.
+type Opener func(t *testing.T) Instance
+
+// Timing knobs: short enough to keep the suite fast, long enough for -race
+// on a loaded 2-core machine.
+const (
+	waitFor   = 10 * time.Second       // an expected delivery arrives within
+	quiet     = 700 * time.Millisecond // no delivery is expected within
+	shortAck  = 400 * time.Millisecond // AckWait of tests that wait for redelivery
+	nakDelay  = 800 * time.Millisecond
+	pollEvery = 20 * time.Millisecond
+)
+
+// Run runs the conformance suite against the engines open makes. Subtests
+// that need no fresh storage share one instance, each on its own topics.
+func Run(t *testing.T, open Opener) {
+	t.Run("shared", func(t *testing.T) {
+		shared := open(t)
+		eng := shared.Engine
+		tests := []struct {
+			name string
+			fn   func(*testing.T, mesh.Engine)
+		}{
+			{"RoundTrip", testRoundTrip},
+			{"BatchPublish", testBatchPublish},
+			{"BadBatchPublishesNothing", testBadBatch},
+			{"DuplicateStoredOnce", testDuplicate},
+			{"GroupSplits", testGroupSplits},
+			{"GroupsFanOut", testGroupsFanOut},
+			{"StartAtNew", testStartAtNew},
+			{"AckStopsRedelivery", testAckStopsRedelivery},
+			{"NakRedelivers", testNakRedelivers},
+			{"NakDelay", testNakDelay},
+			{"AckTimeoutRedelivers", testAckTimeout},
+			{"InProgressExtends", testInProgress},
+			{"TermStopsDelivery", testTerm},
+			{"MaxDeliver", testMaxDeliver},
+			{"MaxInFlight", testMaxInFlight},
+			{"ReconfigureGroup", testReconfigure},
+			{"DeleteGroup", testDeleteGroup},
+			{"ConsumerClose", testConsumerClose},
+			{"InvalidTopic", testInvalidTopic},
+			{"KV", testKV},
+			{"KVEmptyBucket", testKVEmpty},
+			{"Ready", testReady},
+		}
+		for _, tc := range tests {
+			t.Run(tc.name, func(t *testing.T) {
+				t.Parallel()
+				tc.fn(t, eng)
+			})
+		}
+	})
+	t.Run("SurvivesRestart", func(t *testing.T) {
+		t.Parallel()
+		testRestart(t, open(t))
+	})
+	t.Run("EngineClose", func(t *testing.T) {
+		t.Parallel()
+		testEngineClose(t, open(t))
+	})
+	t.Run("UnavailableFailsFast", func(t *testing.T) {
+		t.Parallel()
+		testUnavailable(t, open(t))
+	})
+}
+
+var nonTopic = regexp.MustCompile(`[^A-Za-z0-9_-]+`)
+
+// topic returns a topic unique to the running subtest.
+func topic(t *testing.T, suffix ...string) string {
+	parts := strings.Split(t.Name(), "/")
+	name := "mt." + nonTopic.ReplaceAllString(parts[len(parts)-1], "_")
+	for _, s := range suffix {
+		name += "." + s
+	}
+	return name
+}
+
+func newEvent(t *testing.T, id string) *event.Event {
+	t.Helper()
+	e := event.New()
+	e.SetID(id)
+	e.SetSource("/meshtest")
+	e.SetType("meshtest.event")
+	require.NoError(t, e.SetData("text/plain", []byte("payload "+id)))
+	return &e
+}
+
+func newEvents(t *testing.T, prefix string, n int) []*event.Event {
+	evs := make([]*event.Event, n)
+	for i := range evs {
+		evs[i] = newEvent(t, fmt.Sprintf("%s-%d", prefix, i))
+	}
+	return evs
+}
+
+func consume(t *testing.T, eng mesh.Engine, cfg mesh.ConsumerConfig) mesh.Consumer {
+	t.Helper()
+	c, err := eng.Consume(t.Context(), cfg)
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = c.Close() })
+	return c
+}
+
+// next returns the next delivery, failing the test after waitFor.
+func next(t *testing.T, c mesh.Consumer) mesh.Message {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(t.Context(), waitFor)
+	defer cancel()
+	m, err := c.Next(ctx)
+	require.NoError(t, err, "waiting for a delivery")
+	return m
+}
+
+// noNext checks that nothing is delivered within quiet.
+func noNext(t *testing.T, c mesh.Consumer) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(t.Context(), quiet)
+	defer cancel()
+	m, err := c.Next(ctx)
+	if err == nil {
+		t.Fatalf("unexpected delivery of %q (attempt %d)", m.Event().ID(), m.Attempt())
+	}
+	require.ErrorIs(t, err, context.DeadlineExceeded)
+}
+
+func ack(t *testing.T, m mesh.Message) {
+	t.Helper()
+	require.NoError(t, m.Ack(t.Context()))
+}
+
+func testRoundTrip(t *testing.T, eng mesh.Engine) {
+	tp := topic(t)
+	ts := time.Date(2024, 2, 29, 23, 59, 58, 123456789, time.UTC)
+
+	full := event.New(event.CloudEventsVersionV1)
+	full.SetID("full-1")
+	full.SetSource("https://example.com/src?x=1#frag")
+	full.SetType("com.example.full")
+	full.SetSubject("subject with spaces/é")
+	full.SetTime(ts)
+	full.SetDataSchema("https://example.com/schema.json")
+	require.NoError(t, full.SetData("application/octet-stream", []byte{0, 1, 2, 0xfe, 0xff, '\r', '\n'}))
+	u, _ := url.Parse("https://example.com/u")
+	exts := map[string]any{
+		"strext":    "a string",
+		"intext":    int32(-42),
+		"boolext":   true,
+		"uriext":    types.URI{URL: *u},
+		"urirefext": types.URIRef{URL: url.URL{Path: "/rel/ref"}},
+		"timeext":   types.Timestamp{Time: ts},
+		"binext":    []byte{0, 0xff, 7},
+	}
+	for k, v := range exts {
+		full.SetExtension(k, v)
+	}
+
+	empty := event.New()
+	empty.SetID("empty-1")
+	empty.SetSource("urn:meshtest")
+	empty.SetType("com.example.empty")
+
+	jsonEv := event.New()
+	jsonEv.SetID("json-1")
+	jsonEv.SetSource("/meshtest")
+	jsonEv.SetType("com.example.json")
+	require.NoError(t, jsonEv.SetData(event.ApplicationJSON, map[string]any{"k": "v", "n": 1}))
+
+	v03 := event.New(event.CloudEventsVersionV03)
+	v03.SetID("v03-1")
+	v03.SetSource("/meshtest/v03")
+	v03.SetType("com.example.v03")
+	v03.SetSubject("old")
+	v03.SetTime(ts)
+	v03.SetDataSchema("https://example.com/v03-schema")
+	require.NoError(t, v03.SetData("text/plain", "hello 0.3"))
+	v03.SetExtension("ext03", "x")
+
+	sent := []*event.Event{&full, &empty, &jsonEv, &v03}
+	for _, e := range sent {
+		require.NoError(t, e.Validate())
+		require.NoError(t, eng.Publish(t.Context(), tp, e))
+	}
+
+	c := consume(t, eng, mesh.ConsumerConfig{Topic: tp, Group: "g"})
+	for _, want := range sent {
+		m := next(t, c)
+		got := m.Event()
+		require.Equal(t, tp, m.Topic())
+		require.Equal(t, 1, m.Attempt())
+		require.NoError(t, got.Validate())
+		assert.Equal(t, want.SpecVersion(), got.SpecVersion(), "specversion")
+		assert.Equal(t, want.ID(), got.ID(), "id")
+		assert.Equal(t, want.Source(), got.Source(), "source")
+		assert.Equal(t, want.Type(), got.Type(), "type")
+		assert.Equal(t, want.Subject(), got.Subject(), "subject")
+		assert.True(t, want.Time().Equal(got.Time()), "time %s != %s", want.Time(), got.Time())
+		assert.Equal(t, want.DataSchema(), got.DataSchema(), "dataschema")
+		assert.Equal(t, want.DataContentType(), got.DataContentType(), "datacontenttype")
+		assert.Equal(t, want.Data(), got.Data(), "data")
+		require.Len(t, got.Extensions(), len(want.Extensions()), "extensions: %v", got.Extensions())
+		for name, wv := range want.Extensions() {
+			gv, ok := got.Extensions()[name]
+			require.True(t, ok, "extension %q missing", name)
+			ws, err := types.Format(wv)
+			require.NoError(t, err)
+			gs, err := types.Format(gv)
+			require.NoError(t, err)
+			assert.Equal(t, ws, gs, "extension %q", name)
+		}
+		// The event still has a valid JSON form.
+		b, err := got.MarshalJSON()
+		require.NoError(t, err)
+		require.True(t, json.Valid(b), "JSON form: %s", b)
+		ack(t, m)
+	}
+	noNext(t, c)
+}
+
+func testBatchPublish(t *testing.T, eng mesh.Engine) {
+	tp := topic(t)
+	const n = 1500 // more than one async window
+	evs := newEvents(t, "b", n)
+	require.NoError(t, eng.Publish(t.Context(), tp, evs...))
+	c := consume(t, eng, mesh.ConsumerConfig{Topic: tp, Group: "g", MaxInFlight: 500})
+	seen := map[string]bool{}
+	for range n {
+		m := next(t, c)
+		require.False(t, seen[m.Event().ID()], "duplicate %q", m.Event().ID())
+		seen[m.Event().ID()] = true
+		ack(t, m)
+	}
+	noNext(t, c)
+}
+
+func testBadBatch(t *testing.T, eng mesh.Engine) {
+	tp := topic(t)
+	evs := newEvents(t, "bad", 3)
+	bad := event.New()
+	bad.SetSource("/meshtest") // no id, no type
+	evs = append(evs, &bad)
+	err := eng.Publish(t.Context(), tp, evs...)
+	require.Error(t, err)
+	require.NotErrorIs(t, err, mesh.ErrUnavailable)
+	c := consume(t, eng, mesh.ConsumerConfig{Topic: tp, Group: "g"})
+	noNext(t, c)
+}
+
+func testDuplicate(t *testing.T, eng mesh.Engine) {
+	tp, dlq := topic(t), topic(t, "dlq")
+	e := newEvent(t, "dup-1")
+	require.NoError(t, eng.Publish(t.Context(), tp, e))
+	require.NoError(t, eng.Publish(t.Context(), tp, e))
+	require.NoError(t, eng.Publish(t.Context(), tp, e, newEvent(t, "dup-2"), e))
+	// The same event on another topic (a dead-letter copy) is kept.
+	require.NoError(t, eng.Publish(t.Context(), dlq, e))
+
+	c := consume(t, eng, mesh.ConsumerConfig{Topic: tp, Group: "g"})
+	var ids []string
+	for range 2 {
+		m := next(t, c)
+		ids = append(ids, m.Event().ID())
+		ack(t, m)
+	}
+	require.ElementsMatch(t, []string{"dup-1", "dup-2"}, ids)
+	noNext(t, c)
+
+	d := consume(t, eng, mesh.ConsumerConfig{Topic: dlq, Group: "g"})
+	m := next(t, d)
+	require.Equal(t, "dup-1", m.Event().ID())
+	ack(t, m)
+	noNext(t, d)
+}
+
+// collect runs Next on each consumer until total deliveries were made,
+// acking each, and returns the ids each consumer received.
+func collect(t *testing.T, total int, cs ...mesh.Consumer) [][]string {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(t.Context(), waitFor)
+	defer cancel()
+	var (
+		mu  sync.Mutex
+		n   int
+		got = make([][]string, len(cs))
+		wg  sync.WaitGroup
+	)
+	errs := make(chan error, len(cs))
+	for i, c := range cs {
+		wg.Go(func() {
+			for {
+				m, err := c.Next(ctx)
+				if err != nil {
+					if !errors.Is(err, context.Canceled) {
+						errs <- err
+					}
+					return
+				}
+				if err := m.Ack(ctx); err != nil {
+					errs <- err
+					return
+				}
+				mu.Lock()
+				got[i] = append(got[i], m.Event().ID())
+				n++
+				if n == total {
+					cancel()
+				}
+				mu.Unlock()
+			}
+		})
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		require.NoError(t, err, "consuming")
+	}
+	return got
+}
+
+func testGroupSplits(t *testing.T, eng mesh.Engine) {
+	tp := topic(t)
+	const n = 40
+	cfg := mesh.ConsumerConfig{Topic: tp, Group: "workers", MaxInFlight: 4}
+	a, b := consume(t, eng, cfg), consume(t, eng, cfg)
+	require.NoError(t, eng.Publish(t.Context(), tp, newEvents(t, "s", n)...))
+	got := collect(t, n, a, b)
+	all := append(slices.Clone(got[0]), got[1]...)
+	require.Len(t, all, n)
+	slices.Sort(all)
+	require.Len(t, slices.Compact(all), n, "an event was delivered to two members")
+	noNext(t, a)
+	noNext(t, b)
+}
+
+func testGroupsFanOut(t *testing.T, eng mesh.Engine) {
+	tp := topic(t)
+	const n = 10
+	a := consume(t, eng, mesh.ConsumerConfig{Topic: tp, Group: "a"})
+	b := consume(t, eng, mesh.ConsumerConfig{Topic: tp, Group: "b"})
+	require.NoError(t, eng.Publish(t.Context(), tp, newEvents(t, "f", n)...))
+	ga := collect(t, n, a)[0]
+	gb := collect(t, n, b)[0]
+	require.ElementsMatch(t, ga, gb)
+	require.Len(t, ga, n)
+}
+
+func testStartAtNew(t *testing.T, eng mesh.Engine) {
+	tp := topic(t)
+	require.NoError(t, eng.Publish(t.Context(), tp, newEvent(t, "old")))
+	c := consume(t, eng, mesh.ConsumerConfig{Topic: tp, Group: "new", StartAtNew: true})
+	require.NoError(t, eng.Publish(t.Context(), tp, newEvent(t, "new-1")))
+	m := next(t, c)
+	require.Equal(t, "new-1", m.Event().ID())
+	ack(t, m)
+	require.NoError(t, c.Close())
+
+	// An existing group resumes where it was, StartAtNew or not.
+	require.NoError(t, eng.Publish(t.Context(), tp, newEvent(t, "new-2")))
+	c = consume(t, eng, mesh.ConsumerConfig{Topic: tp, Group: "new", StartAtNew: true})
+	m = next(t, c)
+	require.Equal(t, "new-2", m.Event().ID())
+	ack(t, m)
+
+	// A group without StartAtNew starts at the oldest event.
+	all := consume(t, eng, mesh.ConsumerConfig{Topic: tp, Group: "all"})
+	require.Equal(t, []string{"old", "new-1", "new-2"}, collect(t, 3, all)[0])
+}
+
+func testAckStopsRedelivery(t *testing.T, eng mesh.Engine) {
+	tp := topic(t)
+	c := consume(t, eng, mesh.ConsumerConfig{Topic: tp, Group: "g", AckWait: shortAck})
+	require.NoError(t, eng.Publish(t.Context(), tp, newEvent(t, "a-1")))
+	m := next(t, c)
+	ack(t, m)
+	noNext(t, c)
+}
+
+func testNakRedelivers(t *testing.T, eng mesh.Engine) {
+	tp := topic(t)
+	c := consume(t, eng, mesh.ConsumerConfig{Topic: tp, Group: "g"})
+	require.NoError(t, eng.Publish(t.Context(), tp, newEvent(t, "n-1")))
+	for attempt := 1; attempt <= 3; attempt++ {
+		m := next(t, c)
+		require.Equal(t, "n-1", m.Event().ID())
+		require.Equal(t, attempt, m.Attempt())
+		if attempt < 3 {
+			require.NoError(t, m.Nak(t.Context(), 0))
+		} else {
+			ack(t, m)
+		}
+	}
+	noNext(t, c)
+}
+
+func testNakDelay(t *testing.T, eng mesh.Engine) {
+	tp := topic(t)
+	c := consume(t, eng, mesh.ConsumerConfig{Topic: tp, Group: "g"})
+	require.NoError(t, eng.Publish(t.Context(), tp, newEvent(t, "d-1")))
+	m := next(t, c)
+	start := time.Now()
+	require.NoError(t, m.Nak(t.Context(), nakDelay))
+	m = next(t, c)
+	elapsed := time.Since(start)
+	require.Equal(t, 2, m.Attempt())
+	require.GreaterOrEqual(t, elapsed, nakDelay*8/10, "redelivered before the nak delay")
+	require.Less(t, elapsed, nakDelay+5*time.Second, "redelivered far after the nak delay")
+	ack(t, m)
+}
+
+func testAckTimeout(t *testing.T, eng mesh.Engine) {
+	tp := topic(t)
+	c := consume(t, eng, mesh.ConsumerConfig{Topic: tp, Group: "g", AckWait: shortAck})
+	require.NoError(t, eng.Publish(t.Context(), tp, newEvent(t, "t-1")))
+	m := next(t, c)
+	require.Equal(t, 1, m.Attempt())
+	start := time.Now()
+	m = next(t, c) // not acked: comes back after AckWait
+	require.Equal(t, "t-1", m.Event().ID())
+	require.Equal(t, 2, m.Attempt())
+	require.GreaterOrEqual(t, time.Since(start), shortAck/2)
+	ack(t, m)
+	noNext(t, c)
+}
+
+func testInProgress(t *testing.T, eng mesh.Engine) {
+	tp := topic(t)
+	c := consume(t, eng, mesh.ConsumerConfig{Topic: tp, Group: "g", AckWait: time.Second})
+	require.NoError(t, eng.Publish(t.Context(), tp, newEvent(t, "p-1")))
+	m := next(t, c)
+	// Keep extending for 2 AckWaits: no redelivery meanwhile.
+	deadline := time.Now().Add(2 * time.Second)
+	for time.Now().Before(deadline) {
+		require.NoError(t, m.InProgress(t.Context()))
+		ctx, cancel := context.WithTimeout(t.Context(), 300*time.Millisecond)
+		r, err := c.Next(ctx)
+		cancel()
+		if err == nil {
+			t.Fatalf("redelivered %q (attempt %d) while in progress", r.Event().ID(), r.Attempt())
+		}
+		require.ErrorIs(t, err, context.DeadlineExceeded)
+	}
+	ack(t, m)
+}
+
+func testTerm(t *testing.T, eng mesh.Engine) {
+	tp := topic(t)
+	c := consume(t, eng, mesh.ConsumerConfig{Topic: tp, Group: "g", AckWait: shortAck})
+	require.NoError(t, eng.Publish(t.Context(), tp, newEvent(t, "x-1")))
+	m := next(t, c)
+	require.NoError(t, m.Term(t.Context()))
+	noNext(t, c)
+}
+
+func testMaxDeliver(t *testing.T, eng mesh.Engine) {
+	tp := topic(t)
+	c := consume(t, eng, mesh.ConsumerConfig{Topic: tp, Group: "g", MaxDeliver: 2, AckWait: shortAck})
+	require.NoError(t, eng.Publish(t.Context(), tp, newEvent(t, "m-1"), newEvent(t, "m-2")))
+	for range 2 {
+		m := next(t, c)
+		if m.Event().ID() == "m-2" {
+			ack(t, m)
+			m = next(t, c)
+		}
+		require.Equal(t, "m-1", m.Event().ID())
+		require.NoError(t, m.Nak(t.Context(), 0))
+	}
+	// Attempt 2 was the last: m-2 may still be due if it was not yet seen.
+	for {
+		ctx, cancel := context.WithTimeout(t.Context(), quiet)
+		m, err := c.Next(ctx)
+		cancel()
+		if err != nil {
+			require.ErrorIs(t, err, context.DeadlineExceeded)
+			return
+		}
+		require.Equal(t, "m-2", m.Event().ID(), "delivered past MaxDeliver")
+		ack(t, m)
+	}
+}
+
+func testMaxInFlight(t *testing.T, eng mesh.Engine) {
+	tp := topic(t)
+	c := consume(t, eng, mesh.ConsumerConfig{Topic: tp, Group: "g", MaxInFlight: 3})
+	require.NoError(t, eng.Publish(t.Context(), tp, newEvents(t, "i", 6)...))
+	var held []mesh.Message
+	for range 3 {
+		held = append(held, next(t, c))
+	}
+	// A second member of the group is bound by the same limit.
+	other := consume(t, eng, mesh.ConsumerConfig{Topic: tp, Group: "g", MaxInFlight: 3})
+	noNext(t, other)
+	noNext(t, c)
+	ack(t, held[0])
+	m := next(t, c)
+	held = append(held[1:], m)
+	for _, m := range held {
+		ack(t, m)
+	}
+	got := collect(t, 2, c, other)
+	require.Len(t, append(got[0], got[1]...), 2)
+}
+
+func testReconfigure(t *testing.T, eng mesh.Engine) {
+	tp := topic(t)
+	c := consume(t, eng, mesh.ConsumerConfig{Topic: tp, Group: "g", MaxInFlight: 1})
+	require.NoError(t, eng.Publish(t.Context(), tp, newEvents(t, "r", 3)...))
+	m1 := next(t, c)
+	noNext(t, c)
+	require.NoError(t, c.Close())
+	// Reopening with other settings updates the existing group.
+	c = consume(t, eng, mesh.ConsumerConfig{Topic: tp, Group: "g", MaxInFlight: 10, AckWait: shortAck})
+	got := map[string]bool{}
+	for len(got) < 3 {
+		m := next(t, c)
+		got[m.Event().ID()] = true
+		ack(t, m)
+	}
+	require.True(t, got[m1.Event().ID()], "the event held by the closed member came back")
+}
+
+func testDeleteGroup(t *testing.T, eng mesh.Engine) {
+	tp := topic(t)
+	require.NoError(t, eng.Publish(t.Context(), tp, newEvents(t, "del", 2)...))
+	c := consume(t, eng, mesh.ConsumerConfig{Topic: tp, Group: "g"})
+	require.Len(t, collect(t, 2, c)[0], 2)
+	require.NoError(t, c.Close())
+	require.NoError(t, eng.DeleteGroup(t.Context(), tp, "g"))
+	require.NoError(t, eng.DeleteGroup(t.Context(), tp, "g"), "deleting a missing group")
+	require.NoError(t, eng.DeleteGroup(t.Context(), tp, "never-existed"))
+	// Recreated, the group starts over.
+	c = consume(t, eng, mesh.ConsumerConfig{Topic: tp, Group: "g"})
+	require.Len(t, collect(t, 2, c)[0], 2)
+}
+
+func testConsumerClose(t *testing.T, eng mesh.Engine) {
+	tp := topic(t)
+	c := consume(t, eng, mesh.ConsumerConfig{Topic: tp, Group: "g"})
+	errc := make(chan error, 1)
+	go func() {
+		_, err := c.Next(t.Context())
+		errc <- err
+	}()
+	// Close a member blocked in Next: Next returns ErrClosed.
+	require.Eventually(t, func() bool {
+		require.NoError(t, c.Close())
+		select {
+		case err := <-errc:
+			require.ErrorIs(t, err, mesh.ErrClosed)
+			return true
+		default:
+			return false
+		}
+	}, waitFor, pollEvery)
+	require.NoError(t, c.Close(), "second Close")
+	_, err := c.Next(t.Context())
+	require.ErrorIs(t, err, mesh.ErrClosed)
+
+	// ctx ends a blocked Next with ctx.Err().
+	c2 := consume(t, eng, mesh.ConsumerConfig{Topic: tp, Group: "g"})
+	ctx, cancel := context.WithCancel(t.Context())
+	cancel()
+	_, err = c2.Next(ctx)
+	require.ErrorIs(t, err, context.Canceled)
+}
+
+func testInvalidTopic(t *testing.T, eng mesh.Engine) {
+	for _, bad := range []string{"", "a b", "a..b", ".a", "a.", "a.*", "a.>", "ü", strings.Repeat("x", mesh.MaxTopicLen+1)} {
+		err := eng.Publish(t.Context(), bad, newEvent(t, "bad"))
+		require.ErrorIs(t, err, mesh.ErrInvalidTopic, "publish %q", bad)
+		_, err = eng.Consume(t.Context(), mesh.ConsumerConfig{Topic: bad, Group: "g"})
+		require.ErrorIs(t, err, mesh.ErrInvalidTopic, "consume %q", bad)
+	}
+	// Groups may hold any characters, and distinct groups stay distinct.
+	tp := topic(t)
+	require.NoError(t, eng.Publish(t.Context(), tp, newEvent(t, "g-1")))
+	for _, g := range []string{"a.b", "a_b", "a b", "a*>", strings.Repeat("long", 40)} {
+		c := consume(t, eng, mesh.ConsumerConfig{Topic: tp, Group: g})
+		m := next(t, c)
+		require.Equal(t, "g-1", m.Event().ID(), "group %q", g)
+		ack(t, m)
+	}
+}
+
+func testKV(t *testing.T, eng mesh.Engine) {
+	ctx := t.Context()
+	kv, err := eng.KV(ctx, "meshtest-kv")
+	require.NoError(t, err)
+	kv2, err := eng.KV(ctx, "meshtest-kv")
+	require.NoError(t, err)
+
+	_, err = kv.Get(ctx, "missing")
+	require.ErrorIs(t, err, mesh.ErrKeyNotFound)
+
+	r1, err := kv.Put(ctx, "conn/a.offset", []byte("1"))
+	require.NoError(t, err)
+	e, err := kv2.Get(ctx, "conn/a.offset")
+	require.NoError(t, err)
+	require.Equal(t, mesh.Entry{Key: "conn/a.offset", Value: []byte("1"), Revision: r1}, e)
+
+	_, err = kv.Create(ctx, "conn/a.offset", []byte("x"))
+	require.ErrorIs(t, err, mesh.ErrConflict)
+
+	r2, err := kv.Update(ctx, "conn/a.offset", []byte("2"), r1)
+	require.NoError(t, err)
+	require.Greater(t, r2, r1)
+	_, err = kv.Update(ctx, "conn/a.offset", []byte("stale"), r1)
+	require.ErrorIs(t, err, mesh.ErrConflict)
+	e, err = kv.Get(ctx, "conn/a.offset")
+	require.NoError(t, err)
+	require.Equal(t, []byte("2"), e.Value)
+
+	r3, err := kv.Create(ctx, "conn/b.offset", []byte("b"))
+	require.NoError(t, err)
+	require.Greater(t, r3, r2)
+	_, err = kv.Put(ctx, "other.x", []byte("o"))
+	require.NoError(t, err)
+	_, err = kv.Put(ctx, "conn.dot.key", []byte("d"))
+	require.NoError(t, err)
+
+	keys, err := kv.Keys(ctx, "conn/")
+	require.NoError(t, err)
+	require.ElementsMatch(t, []string{"conn/a.offset", "conn/b.offset"}, keys)
+	keys, err = kv.Keys(ctx, "conn.")
+	require.NoError(t, err)
+	require.ElementsMatch(t, []string{"conn.dot.key"}, keys)
+	keys, err = kv.Keys(ctx, "")
+	require.NoError(t, err)
+	require.ElementsMatch(t, []string{"conn/a.offset", "conn/b.offset", "other.x", "conn.dot.key"}, keys)
+	keys, err = kv.Keys(ctx, "nothing")
+	require.NoError(t, err)
+	require.Empty(t, keys)
+
+	require.NoError(t, kv.Delete(ctx, "conn/a.offset"))
+	require.NoError(t, kv.Delete(ctx, "conn/a.offset"), "deleting a deleted key")
+	require.NoError(t, kv.Delete(ctx, "never-set"), "deleting a missing key")
+	_, err = kv.Get(ctx, "conn/a.offset")
+	require.ErrorIs(t, err, mesh.ErrKeyNotFound)
+	keys, err = kv.Keys(ctx, "conn/")
+	require.NoError(t, err)
+	require.Equal(t, []string{"conn/b.offset"}, keys)
+	// A deleted key can be created again.
+	_, err = kv.Create(ctx, "conn/a.offset", []byte("again"))
+	require.NoError(t, err)
+
+	// Buckets are separate.
+	other, err := eng.KV(ctx, "meshtest-other")
+	require.NoError(t, err)
+	_, err = other.Get(ctx, "conn/b.offset")
+	require.ErrorIs(t, err, mesh.ErrKeyNotFound)
+}
+
+func testKVEmpty(t *testing.T, eng mesh.Engine) {
+	kv, err := eng.KV(t.Context(), "meshtest-empty")
+	require.NoError(t, err)
+	keys, err := kv.Keys(t.Context(), "")
+	require.NoError(t, err)
+	require.Empty(t, keys)
+}
+
+func testReady(t *testing.T, eng mesh.Engine) {
+	require.NoError(t, eng.Ready(t.Context()))
+}
+
+func testRestart(t *testing.T, inst Instance) {
+	eng := inst.Engine
+	tp := topic(t)
+	cfg := mesh.ConsumerConfig{Topic: tp, Group: "g", AckWait: time.Second}
+	c := consume(t, eng, cfg)
+	require.NoError(t, eng.Publish(t.Context(), tp, newEvents(t, "s", 4)...))
+	m := next(t, c)
+	require.Equal(t, "s-0", m.Event().ID())
+	ack(t, m)
+	m = next(t, c) // s-1 delivered, never acked
+	require.Equal(t, "s-1", m.Event().ID())
+
+	kv, err := eng.KV(t.Context(), "restart")
+	require.NoError(t, err)
+	rev, err := kv.Put(t.Context(), "k", []byte("v"))
+	require.NoError(t, err)
+
+	eng = inst.Restart(t)
+	require.Eventually(t, func() bool { return eng.Ready(t.Context()) == nil }, waitFor, pollEvery)
+	c = consume(t, eng, cfg)
+	got := collect(t, 3, c)[0]
+	require.ElementsMatch(t, []string{"s-1", "s-2", "s-3"}, got)
+	noNext(t, c)
+
+	kv, err = eng.KV(t.Context(), "restart")
+	require.NoError(t, err)
+	e, err := kv.Get(t.Context(), "k")
+	require.NoError(t, err)
+	require.Equal(t, rev, e.Revision)
+
+	// The duplicate window survives too.
+	require.NoError(t, eng.Publish(t.Context(), tp, newEvent(t, "s-0")))
+	noNext(t, c)
+}
+
+func testEngineClose(t *testing.T, inst Instance) {
+	eng := inst.Engine
+	tp := topic(t)
+	c := consume(t, eng, mesh.ConsumerConfig{Topic: tp, Group: "g"})
+	errc := make(chan error, 1)
+	go func() {
+		_, err := c.Next(t.Context())
+		errc <- err
+	}()
+	require.NoError(t, eng.Close())
+	require.NoError(t, eng.Close(), "second Close")
+	select {
+	case err := <-errc:
+		require.ErrorIs(t, err, mesh.ErrClosed)
+	case <-time.After(waitFor):
+		t.Fatal("Next still blocked after engine Close")
+	}
+	_, err := c.Next(t.Context())
+	require.ErrorIs(t, err, mesh.ErrClosed)
+	require.ErrorIs(t, eng.Publish(t.Context(), tp, newEvent(t, "late")), mesh.ErrClosed)
+	_, err = eng.Consume(t.Context(), mesh.ConsumerConfig{Topic: tp, Group: "g"})
+	require.ErrorIs(t, err, mesh.ErrClosed)
+	require.Error(t, eng.Ready(t.Context()))
+}
+
+func testUnavailable(t *testing.T, inst Instance) {
+	eng := inst.Engine
+	tp := topic(t)
+	require.NoError(t, eng.Publish(t.Context(), tp, newEvent(t, "before")))
+	inst.StopServer(t)
+
+	for _, evs := range [][]*event.Event{{newEvent(t, "after")}, newEvents(t, "batch", 5)} {
+		const deadline = 3 * time.Second
+		ctx, cancel := context.WithTimeout(t.Context(), deadline)
+		start := time.Now()
+		err := eng.Publish(ctx, tp, evs...)
+		cancel()
+		require.ErrorIs(t, err, mesh.ErrUnavailable)
+		require.Less(t, time.Since(start), deadline+time.Second, "Publish outlived its ctx deadline")
+	}
+	require.ErrorIs(t, eng.Ready(t.Context()), mesh.ErrUnavailable)
+}
