@@ -94,10 +94,21 @@ type ServerConfig struct {
 }
 
 // RunInjector is the `meshd injector` command: args are what follows
-// "injector" (--listen, --cert, --key, --server-log-level plus the Config
-// flags). It serves the webhook over TLS until ctx ends and logs to stderr
-// as JSON.
+// "injector" (see ParseInjectorArgs). It serves the webhook over TLS until
+// ctx ends and logs JSON to stderr.
 func RunInjector(ctx context.Context, args []string, stderr io.Writer) error {
+	sc, err := ParseInjectorArgs(args, stderr)
+	if err != nil {
+		return err
+	}
+	logger := slog.New(slog.NewJSONHandler(stderr, &slog.HandlerOptions{Level: sc.LogLevel})).With("component", "injector")
+	return ServeInjector(ctx, sc, logger)
+}
+
+// ParseInjectorArgs reads the flags of `meshd injector`: --listen, --cert,
+// --key, --server-log-level and the Config flags (--image, --mesh-url, ...).
+// Usage and parse errors go to stderr.
+func ParseInjectorArgs(args []string, stderr io.Writer) (ServerConfig, error) {
 	sc := ServerConfig{
 		Listen:   ":8443",
 		CertFile: "/etc/meshd-injector/tls/tls.crt",
@@ -112,13 +123,15 @@ func RunInjector(ctx context.Context, args []string, stderr io.Writer) error {
 	fs.TextVar(&sc.LogLevel, "server-log-level", sc.LogLevel, "the injector's own log level: DEBUG, INFO, WARN, ERROR")
 	sc.Inject.RegisterFlags(fs)
 	if err := fs.Parse(args); err != nil {
-		return err
+		return sc, err
 	}
 	if fs.NArg() > 0 {
-		return fmt.Errorf("unexpected argument %q", fs.Arg(0))
+		return sc, fmt.Errorf("unexpected argument %q", fs.Arg(0))
 	}
-	logger := slog.New(slog.NewJSONHandler(stderr, &slog.HandlerOptions{Level: sc.LogLevel})).With("component", "injector")
-	return ServeInjector(ctx, sc, logger)
+	if err := sc.Inject.Validate(); err != nil {
+		return sc, err
+	}
+	return sc, nil
 }
 
 // ServeInjector runs the webhook server of sc until ctx ends.
