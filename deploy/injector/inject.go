@@ -34,7 +34,7 @@ func Inject(pod *corev1.Pod, cfg Config) (patched *corev1.Pod, warnings []string
 	if err != nil || !want || isInjected(pod, cfg) {
 		return nil, nil, err
 	}
-	s, warnings, err := readSettings(pod, cfg)
+	s, err := readSettings(pod, cfg)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -133,12 +133,12 @@ type settings struct {
 	native      bool
 }
 
-func readSettings(pod *corev1.Pod, cfg Config) (settings, []string, error) {
+func readSettings(pod *corev1.Pod, cfg Config) (settings, error) {
 	s := settings{cfg: cfg, meshURL: cfg.MeshURL, logLevel: cfg.LogLevel, native: cfg.NativeSidecar}
-	var errs []error
-	var warnings []string
+	// Admission warnings travel as HTTP headers: one line, "; " between.
+	var errs []string
 	bad := func(key string, err error) {
-		errs = append(errs, fmt.Errorf("%s: %v", key, err))
+		errs = append(errs, fmt.Sprintf("%s: %v", key, err))
 	}
 	ann := pod.Annotations
 
@@ -247,9 +247,9 @@ func readSettings(pod *corev1.Pod, cfg Config) (settings, []string, error) {
 	}
 
 	if len(errs) > 0 {
-		return s, nil, fmt.Errorf("%w: %w", ErrInvalidAnnotation, errors.Join(errs...))
+		return s, fmt.Errorf("%w: %s", ErrInvalidAnnotation, strings.Join(errs, "; "))
 	}
-	return s, warnings, nil
+	return s, nil
 }
 
 // defaultAppID is the pod's owner name, with a ReplicaSet's template hash
