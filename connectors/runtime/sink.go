@@ -1,0 +1,299 @@
+package runtime
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strings"
+	"sync"
+	"time"
+	"unicode/utf8"
+
+	"github.com/cloudevents/sdk-go/v2/event"
+
+	"github.com/meshd/meshd/bridge"
+	"github.com/meshd/meshd/connectors"
+	"github.com/meshd/meshd/mesh"
+)
+
+const (
+	// settleTimeout bounds an Ack, Nak, Term or dead-letter publish.
+	settleTimeout = 10 * time.Second
+	// maxRetryAfter caps a sink's requested wait.
+	maxRetryAfter = 5 * time.Minute
+	// maxDeliveryErrorLen bounds the deliveryerror extension.
+	maxDeliveryErrorLen = 500
+	// minMaxInFlight is the least MaxInFlight of a sink's consumer group.
+	minMaxInFlight = 256
+)
+
+// sinkLoop feeds task from the instance's consumer group: batches of up to
+// batch.size events, waiting at most batch.wait after the first, filtered,
+// acked once Put (and Flush) returned, retried with backoff and
+// dead-lettered after maxAttempts.
+func (r *Runtime) sinkLoop(ctx context.Context, inst *instance, task connectors.SinkTask, log *slog.Logger) error {
+	cfg := inst.cfg
+	d := &sinkDelivery{
+		r:           r,
+		inst:        inst,
+		task:        task,
+		log:         log,
+		maxAttempts: int(cfg.Int(connectors.FieldAttempts)),
+		deadLetter:  cfg.String(connectors.FieldDeadLetter),
+	}
+	d.flusher, _ = task.(connectors.Flusher)
+	filter, err := connectors.SinkFilter(cfg)
+	if err != nil {
+		return fmt.Errorf("compiling filters: %w", err)
+	}
+	d.filter = filter
+	batchSize := int(cfg.Int(connectors.FieldBatchSize))
+	batchWait := cfg.Duration(connectors.FieldBatchWait)
+
+	fetchCtx, stopFetch := context.WithCancel(ctx)
+	msgs := make(chan mesh.Message)
+	var wg sync.WaitGroup
+	var consumers []mesh.Consumer
+	defer func() {
+		stopFetch()
+		wg.Wait()
+		for _, c := range consumers {
+			_ = c.Close()
+		}
+	}()
+	for _, topic := range cfg.Strings(connectors.FieldTopic) {
+		c, err := r.opts.Engine.Consume(ctx, mesh.ConsumerConfig{
+			Topic:       topic,
+			Group:       GroupName(inst.name),
+			MaxInFlight: max(minMaxInFlight, 2*batchSize*int(cfg.Int(connectors.FieldTasksMax))),
+			AckWait:     r.opts.AckWait,
+			StartAtNew:  true,
+		})
+		if err != nil {
+			if ctx.Err() != nil {
+				return nil
+			}
+			return fmt.Errorf("consuming topic %q: %w", topic, err)
+		}
+		consumers = append(consumers, c)
+		wg.Go(func() { d.fetch(fetchCtx, c, msgs) })
+	}
+	for {
+		var batch []mesh.Message
+		select {
+		case m := <-msgs:
+			batch = append(batch, m)
+		case <-ctx.Done():
+			return nil
+		}
+		timer := time.NewTimer(batchWait)
+	fill:
+		for len(batch) < batchSize {
+			select {
+			case m := <-msgs:
+				batch = append(batch, m)
+			case <-timer.C:
+				break fill
+			case <-ctx.Done():
+				break fill
+			}
+		}
+		timer.Stop()
+		if ctx.Err() != nil {
+			d.nakAll(batch, 0)
+			return nil
+		}
+		if err := d.deliver(ctx, batch); err != nil {
+			return err
+		}
+	}
+}
+
+type sinkDelivery struct {
+	r           *Runtime
+	inst        *instance
+	task        connectors.SinkTask
+	flusher     connectors.Flusher
+	filter      bridge.Filter
+	log         *slog.Logger
+	maxAttempts int
+	deadLetter  string
+}
+
+// fetch hands the events of one consumer to the batching loop.
+func (d *sinkDelivery) fetch(ctx context.Context, c mesh.Consumer, out chan<- mesh.Message) {
+	failures := 0
+	for {
+		m, err := c.Next(ctx)
+		if err != nil {
+			if ctx.Err() != nil || errors.Is(err, mesh.ErrClosed) {
+				return
+			}
+			failures++
+			wait := d.r.opts.Backoff.Delay(failures)
+			d.log.Warn("receiving from the mesh", "error", err, "retry_in", wait)
+			if !sleep(ctx, wait) {
+				return
+			}
+			continue
+		}
+		failures = 0
+		select {
+		case out <- m:
+		case <-ctx.Done():
+			d.settle(m, "nak", func(c context.Context) error { return m.Nak(c, 0) })
+			return
+		}
+	}
+}
+
+// deliver puts one batch and settles each of its events. It returns an
+// error only when the task must fail (a panic).
+func (d *sinkDelivery) deliver(ctx context.Context, batch []mesh.Message) error {
+	live := make([]mesh.Message, 0, len(batch))
+	evs := make([]event.Event, 0, len(batch))
+	for _, m := range batch {
+		e := m.Event()
+		switch {
+		case e == nil || !d.filter.Match(e):
+			d.settle(m, "ack", m.Ack)
+			d.r.metrics.filteredInc(d.inst.name)
+		case m.Attempt() > d.maxAttempts:
+			// Redelivered past maxAttempts (e.g. it made a task fail):
+			// give up without calling Put again.
+			d.deadLetterMsg(m, fmt.Errorf("delivered %d times without success", m.Attempt()-1))
+		default:
+			live = append(live, m)
+			evs = append(evs, e.Clone())
+		}
+	}
+	if len(live) == 0 {
+		return nil
+	}
+	err := safe("Put", func() error { return d.task.Put(ctx, evs) })
+	var partial *connectors.PartialError
+	if d.flusher != nil && (err == nil || errors.As(err, &partial)) {
+		if ferr := safe("Flush", func() error { return d.flusher.Flush(ctx) }); ferr != nil {
+			err = ferr
+		}
+	}
+	if err == nil {
+		for _, m := range live {
+			d.settle(m, "ack", m.Ack)
+		}
+		d.r.metrics.delivered(d.inst.name, len(live))
+		return nil
+	}
+	if ctx.Err() != nil {
+		d.nakAll(live, 0) // stopping: hand the events back uncounted
+		return nil
+	}
+	var p *PanicError
+	if errors.As(err, &p) {
+		d.nakAll(live, d.r.opts.Backoff.Delay(1))
+		return err
+	}
+	failed := 0
+	if errors.As(err, &partial) {
+		ok := 0
+		for i, m := range live {
+			if ferr, bad := partial.Failed[i]; bad {
+				d.fail(m, ferr)
+				failed++
+			} else {
+				d.settle(m, "ack", m.Ack)
+				ok++
+			}
+		}
+		d.r.metrics.delivered(d.inst.name, ok)
+	} else {
+		for _, m := range live {
+			d.fail(m, err)
+		}
+		failed = len(live)
+	}
+	d.log.Warn("sink could not write events; they will be retried or dead-lettered",
+		"failed", failed, "batch", len(live), "error", d.inst.redact(err.Error()))
+	return nil
+}
+
+// fail retries m with backoff, or dead-letters it when err is permanent or
+// m used its attempts.
+func (d *sinkDelivery) fail(m mesh.Message, err error) {
+	var de *bridge.DeliveryError
+	isDE := errors.As(err, &de)
+	permanent := errors.Is(err, connectors.ErrPermanent) || isDE && de.Permanent
+	attempt := m.Attempt()
+	if permanent || attempt >= d.maxAttempts {
+		d.deadLetterMsg(m, err)
+		return
+	}
+	delay := d.r.opts.Backoff.Delay(attempt)
+	if isDE && de.RetryAfter > 0 {
+		delay = max(delay, min(de.RetryAfter, maxRetryAfter))
+	}
+	d.settle(m, "nak", func(c context.Context) error { return m.Nak(c, delay) })
+	d.r.metrics.retried(d.inst.name)
+}
+
+// deadLetterMsg publishes a copy of m's event, with the failure in the
+// bridge's dead-letter extensions, to the dead-letter topic and terminates
+// m; without a dead-letter topic the event is dropped with a warning. If
+// the publish fails m is naked, so the event is never lost.
+//
+// This mirrors bridge's subscription runner (which keeps its own unexported):
+// the same extensions, the same order (publish, then term).
+func (d *sinkDelivery) deadLetterMsg(m mesh.Message, cause error) {
+	e := m.Event()
+	attempt := m.Attempt()
+	reason := truncate(d.inst.redact(cause.Error()), maxDeliveryErrorLen)
+	if d.deadLetter == "" {
+		d.log.Warn("dropping event after failed delivery (no dead-letter topic)", "event_id", e.ID(), "attempts", attempt, "error", reason)
+		d.settle(m, "term", m.Term)
+		d.r.metrics.deadLettered(d.inst.name)
+		return
+	}
+	dl := e.Clone()
+	dl.SetExtension(bridge.ExtDeliveryError, reason)
+	dl.SetExtension(bridge.ExtDeliveryAttempts, int32(min(attempt, 1<<31-1)))
+	ctx, cancel := context.WithTimeout(context.Background(), settleTimeout)
+	err := d.r.opts.Engine.Publish(ctx, d.deadLetter, &dl)
+	cancel()
+	if err != nil {
+		delay := d.r.opts.Backoff.Delay(attempt)
+		d.log.Warn("publishing to the dead-letter topic; will retry", "event_id", e.ID(), "dead_letter_topic", d.deadLetter, "error", err, "retry_in", delay)
+		d.settle(m, "nak", func(c context.Context) error { return m.Nak(c, delay) })
+		return
+	}
+	d.settle(m, "term", m.Term)
+	d.r.metrics.deadLettered(d.inst.name)
+}
+
+func (d *sinkDelivery) nakAll(ms []mesh.Message, delay time.Duration) {
+	for _, m := range ms {
+		d.settle(m, "nak", func(c context.Context) error { return m.Nak(c, delay) })
+	}
+}
+
+// settle acks, naks or terms m with its own timeout, so it reaches the
+// mesh even while the task stops. A failure only delays the event (the mesh
+// redelivers after AckWait), so it is logged.
+func (d *sinkDelivery) settle(m mesh.Message, what string, f func(context.Context) error) {
+	ctx, cancel := context.WithTimeout(context.Background(), settleTimeout)
+	defer cancel()
+	if err := f(ctx); err != nil {
+		d.log.Warn("settling event with the mesh", "op", what, "error", err)
+	}
+}
+
+func truncate(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	s = s[:n]
+	for len(s) > 0 && !utf8.ValidString(s) {
+		s = s[:len(s)-1]
+	}
+	return strings.TrimSpace(s) + "…"
+}
