@@ -1,0 +1,67 @@
+// Package httpsink is the http-sink connector: it POSTs each event to a
+// URL, in binary or structured mode, with optional headers and TLS
+// settings. Failed deliveries are retried and dead-lettered by the runtime's
+// rules: 2xx acks, 4xx other than 408 and 429 dead-letters at once, anything
+// else is retried with backoff (honouring Retry-After).
+package httpsink
+
+import (
+	"net/url"
+	"time"
+
+	"github.com/meshd/meshd/connectors"
+)
+
+// Type is the connector.type of this connector.
+const Type = "http-sink"
+
+// Config field names.
+const (
+	FieldURL           = "url"
+	FieldMode          = "mode"
+	FieldHeaders       = "headers"
+	FieldSecretHeaders = "secret.headers"
+	FieldTimeout       = "timeout"
+	FieldTLSInsecure   = "tls.insecureSkipVerify"
+	FieldTLSCA         = "tls.caFile"
+	FieldTLSCert       = "tls.certFile"
+	FieldTLSKey        = "tls.keyFile"
+)
+
+// Spec is the registered spec of http-sink.
+var Spec = connectors.Spec{
+	Name:    Type,
+	Kind:    connectors.KindSink,
+	Summary: "POSTs events to an HTTP endpoint (CloudEvents binary or structured mode).",
+	Fields: []connectors.Field{
+		{Name: FieldURL, Type: connectors.TypeString, Required: true, Description: "Absolute http or https URL events are POSTed to."},
+		{Name: FieldMode, Type: connectors.TypeString, Default: "binary", Enum: []string{"binary", "structured"}, Description: "CloudEvents HTTP content mode."},
+		{Name: FieldHeaders, Type: connectors.TypeMap, Description: "Extra request headers."},
+		{Name: FieldSecretHeaders, Type: connectors.TypeMap, Secret: true, Description: "Extra request headers whose values are secret, e.g. {\"Authorization\": \"Bearer ...\"}; masked whenever the config is shown."},
+		{Name: FieldTimeout, Type: connectors.TypeDuration, Default: 10 * time.Second, Description: "Timeout of one request."},
+		{Name: FieldTLSInsecure, Type: connectors.TypeBool, Default: false, Description: "Skip verification of the server certificate (tests only)."},
+		{Name: FieldTLSCA, Type: connectors.TypeString, Description: "PEM file of CAs to verify the server with (default: the system's)."},
+		{Name: FieldTLSCert, Type: connectors.TypeString, Description: "PEM client certificate (with tls.keyFile) for mutual TLS."},
+		{Name: FieldTLSKey, Type: connectors.TypeString, Description: "PEM key of tls.certFile."},
+	},
+	New:   func() connectors.Connector { return &Connector{} },
+	Check: check,
+}
+
+func init() { connectors.Register(Spec) }
+
+func check(cfg connectors.Config) []connectors.FieldError {
+	var errs []connectors.FieldError
+	// The URL is not echoed: it may carry credentials.
+	u, err := url.Parse(cfg.String(FieldURL))
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		errs = append(errs, connectors.FieldError{Field: FieldURL, Reason: "want an absolute http or https URL with a host"})
+	}
+	if cfg.Duration(FieldTimeout) <= 0 {
+		errs = append(errs, connectors.FieldError{Field: FieldTimeout, Reason: "must be positive"})
+	}
+	if (cfg.String(FieldTLSCert) == "") != (cfg.String(FieldTLSKey) == "") {
+		errs = append(errs, connectors.FieldError{Field: FieldTLSCert, Reason: "tls.certFile and tls.keyFile go together"})
+	}
+	return errs
+}

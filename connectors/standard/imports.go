@@ -1,0 +1,9 @@
+// Package standard registers the connector types meshd ships: import it for
+// its side effects.
+package standard
+
+import (
+	// The shipped connectors; each registers its spec in init.
+	_ "github.com/meshd/meshd/connectors/httpsink"
+	_ "github.com/meshd/meshd/connectors/httpsource"
+)
