@@ -363,18 +363,19 @@ func (r *Runtime) runTaskOnce(ctx context.Context, inst *instance, conn connecto
 	if err := safe("Start", func() error { return task.Start(ctx, cfg.Clone()) }); err != nil {
 		return fmt.Errorf("starting task: %w", err)
 	}
-	inst.setTask(id, StateRunning, "", false)
+	running := func() { inst.setTask(id, StateRunning, "", false) }
 	switch t := task.(type) {
 	case connectors.SourceTask:
 		if inst.spec.Kind != connectors.KindSource {
 			break
 		}
+		running()
 		return r.pollLoop(ctx, inst, tc, t)
 	case connectors.SinkTask:
 		if inst.spec.Kind != connectors.KindSink {
 			break
 		}
-		return r.sinkLoop(ctx, inst, t, log)
+		return r.sinkLoop(ctx, inst, t, log, running)
 	}
 	return fmt.Errorf("task of connector type %q (%s) is a %T, which is not a %s task", inst.spec.Name, inst.spec.Kind, task, inst.spec.Kind)
 }

@@ -32,7 +32,10 @@ const (
 // batch.size events, waiting at most batch.wait after the first, filtered,
 // acked once Put (and Flush) returned, retried with backoff and
 // dead-lettered after maxAttempts.
-func (r *Runtime) sinkLoop(ctx context.Context, inst *instance, task connectors.SinkTask, log *slog.Logger) error {
+//
+// running is called once the consumers are open: from then on every event
+// published to the topics reaches the task, even for a new group.
+func (r *Runtime) sinkLoop(ctx context.Context, inst *instance, task connectors.SinkTask, log *slog.Logger, running func()) error {
 	cfg := inst.cfg
 	d := &sinkDelivery{
 		r:           r,
@@ -79,6 +82,7 @@ func (r *Runtime) sinkLoop(ctx context.Context, inst *instance, task connectors.
 		consumers = append(consumers, c)
 		wg.Go(func() { d.fetch(fetchCtx, c, msgs) })
 	}
+	running()
 	for {
 		var batch []mesh.Message
 		select {
