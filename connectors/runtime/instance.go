@@ -389,13 +389,17 @@ type taskContext struct {
 	offsets  map[string]string // read-only after Init
 }
 
-func (tc *taskContext) Connector() string               { return tc.name }
-func (tc *taskContext) TaskID() int                     { return tc.id }
-func (tc *taskContext) Logger() *slog.Logger            { return tc.log }
-func (tc *taskContext) Offsets() map[string]string      { return maps.Clone(tc.offsets) }
-func (tc *taskContext) Webhooks() connectors.Webhooks   { return tc.webhooks }
-func stack() []byte                                     { return debug.Stack() }
-func jsonEqual(a, b map[string]any) bool                { x, _ := json.Marshal(a); y, _ := json.Marshal(b); return string(x) == string(y) }
+func (tc *taskContext) Connector() string             { return tc.name }
+func (tc *taskContext) TaskID() int                   { return tc.id }
+func (tc *taskContext) Logger() *slog.Logger          { return tc.log }
+func (tc *taskContext) Offsets() map[string]string    { return maps.Clone(tc.offsets) }
+func (tc *taskContext) Webhooks() connectors.Webhooks { return tc.webhooks }
+func stack() []byte                                   { return debug.Stack() }
+func jsonEqual(a, b map[string]any) bool {
+	x, _ := json.Marshal(a)
+	y, _ := json.Marshal(b)
+	return string(x) == string(y)
+}
 
 // traceOf is the status trace of err: its text, and the stack of a panic.
 func traceOf(err error) string {
