@@ -6,6 +6,8 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"strconv"
+	"sync/atomic"
 	"testing"
 
 	"github.com/cloudevents/sdk-go/v2/binding"
@@ -94,12 +96,14 @@ func benchServer(b *testing.B, h http.Handler) {
 	client := &http.Client{Transport: tr}
 	body := bytes.Repeat([]byte("x"), 1024)
 	url := srv.URL + "/v1/publish/orders.created"
+	var seq atomic.Int64
 	b.SetParallelism((32 + 1) / 2) // GOMAXPROCS=2 here: 32 goroutines
 	b.ReportAllocs()
 	b.ResetTimer()
 	b.RunParallel(func(pb *testing.PB) {
 		for pb.Next() {
 			req := benchRequest(body)
+			req.Header["Ce-Id"] = []string{strconv.FormatInt(seq.Add(1), 10)} // distinct: the mesh drops duplicates
 			req.RequestURI = ""
 			req.URL, _ = req.URL.Parse(url)
 			req.Host = req.URL.Host
