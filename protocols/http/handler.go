@@ -11,6 +11,7 @@ import (
 	"log/slog"
 	"net/http"
 	"net/url"
+	"reflect"
 	"strings"
 
 	"github.com/cloudevents/sdk-go/v2/event"
@@ -240,12 +241,27 @@ func jsonErrorDetail(err error, offset int64) string {
 		return fmt.Sprintf("malformed JSON at byte %d: %v", syn.Offset, syn)
 	case errors.As(err, &typ):
 		if typ.Field != "" {
-			return fmt.Sprintf("field %q: want a JSON %s, got %s (byte %d)", typ.Field, typ.Type.Kind(), typ.Value, typ.Offset)
+			return fmt.Sprintf("field %q: want a JSON %s, got %s (byte %d)", typ.Field, jsonKind(typ.Type), typ.Value, typ.Offset)
 		}
-		return fmt.Sprintf("want a JSON %s, got %s (byte %d)", typ.Type.Kind(), typ.Value, typ.Offset)
+		return fmt.Sprintf("want a JSON %s, got %s (byte %d)", jsonKind(typ.Type), typ.Value, typ.Offset)
 	case strings.HasPrefix(err.Error(), "json: unknown field "):
 		return "unknown field " + strings.TrimPrefix(err.Error(), "json: unknown field ")
 	default:
 		return err.Error()
+	}
+}
+
+func jsonKind(t reflect.Type) string {
+	switch t.Kind() {
+	case reflect.Struct, reflect.Map:
+		return "object"
+	case reflect.Slice, reflect.Array:
+		return "array"
+	case reflect.String:
+		return "string"
+	case reflect.Bool:
+		return "boolean"
+	default:
+		return "number"
 	}
 }

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io"
 	"net/http"
-	"strconv"
 	"strings"
 	"time"
 
@@ -265,4 +264,3 @@ func invalid(index int, attr, format string, args ...any) *bridge.InvalidEventEr
 	return &bridge.InvalidEventError{Index: index, Attribute: attr, Reason: fmt.Sprintf(format, args...)}
 }
 
-var _ = strconv.Itoa
