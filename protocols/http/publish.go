@@ -263,4 +263,3 @@ func setExt(ec event.EventContext, name, value string) {
 func invalid(index int, attr, format string, args ...any) *bridge.InvalidEventError {
 	return &bridge.InvalidEventError{Index: index, Attribute: attr, Reason: fmt.Sprintf(format, args...)}
 }
-
