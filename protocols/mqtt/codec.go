@@ -45,7 +45,10 @@ func asCloudEvent(payload []byte) *event.Event {
 }
 
 func wrap(brokerHost, topic string, payload []byte, in Inbound) *event.Event {
-	src := url.URL{Scheme: "mqtt", Host: brokerHost, Path: "/" + topic}
+	// The topic is percent-encoded and kept in Opaque: the validator reads
+	// Path decoded, and an MQTT topic may hold spaces.
+	escaped := (&url.URL{Path: "/" + topic}).EscapedPath()
+	src := url.URL{Scheme: "mqtt", Opaque: "//" + brokerHost + escaped}
 	typ := in.Type
 	if typ == "" {
 		typ = DefaultWrappedType

@@ -7,6 +7,8 @@ import (
 	"net/http"
 	"net/url"
 
+	"github.com/cloudevents/sdk-go/v2/event"
+
 	"github.com/meshd/meshd/mesh"
 	httpapi "github.com/meshd/meshd/protocols/http"
 	"github.com/meshd/meshd/protocols/problem"
@@ -131,6 +133,12 @@ func peekIDs(msg []byte) (batch bool, ids []string) {
 }
 
 func peekID(raw []byte) string {
+	// The SDK's decoder first: it is what the HTTP endpoint stores with, and
+	// it accepts some input encoding/json does not.
+	e := event.New()
+	if e.UnmarshalJSON(raw) == nil && e.ID() != "" {
+		return e.ID()
+	}
 	var v struct {
 		ID any `json:"id"`
 	}
