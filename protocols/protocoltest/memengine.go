@@ -49,6 +49,6 @@ func (m *MemoryEngine) Consume(context.Context, mesh.ConsumerConfig) (mesh.Consu
 	return nil, errNotInMemory
 }
 func (m *MemoryEngine) DeleteGroup(context.Context, string, string) error { return nil }
-func (m *MemoryEngine) KV(context.Context, string) (mesh.KV, error)      { return nil, errNotInMemory }
-func (m *MemoryEngine) Ready(context.Context) error                      { return nil }
-func (m *MemoryEngine) Close() error                                     { return nil }
+func (m *MemoryEngine) KV(context.Context, string) (mesh.KV, error)       { return nil, errNotInMemory }
+func (m *MemoryEngine) Ready(context.Context) error                       { return nil }
+func (m *MemoryEngine) Close() error                                      { return nil }
