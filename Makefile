@@ -1,0 +1,48 @@
+# meshd — see README.md. The two commands a newcomer needs: make run, make test.
+GO      ?= go
+VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+LDFLAGS := -s -w -X github.com/meshd/meshd/sidecar.Version=$(VERSION)
+ARGS    ?=
+
+.PHONY: all build run test deps vet unit bench soak fmt clean
+
+all: build
+
+## build: compile bin/meshd
+build:
+	$(GO) build -trimpath -ldflags '$(LDFLAGS)' -o bin/meshd ./sidecar/cmd/meshd
+
+## run: start meshd in the foreground on the embedded mesh (data in ./data); ARGS='--log.level debug'
+run: build
+	./bin/meshd run $(ARGS)
+
+## deps: install what the tests need when it is missing
+deps:
+	bash test/install-deps.sh
+
+## test: install test dependencies, vet, then every test (unit, conformance, end-to-end) with the race detector
+test: deps vet
+	$(GO) test -race -shuffle=on -count=1 -timeout 20m ./...
+
+vet:
+	$(GO) vet ./...
+	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { echo "gofmt needed:"; gofmt -l $$(git ls-files '*.go'); exit 1; }
+
+## unit: the tests without the race detector (faster while developing)
+unit:
+	$(GO) test -count=1 ./...
+
+## bench: the publish/delivery benchmark (prints a RESULT line) and the Go micro-benchmarks
+bench: build
+	$(GO) run ./test/bench
+	$(GO) test -run '^$$' -bench . -benchmem ./mesh/... ./protocols/... ./bridge/...
+
+## soak: a long publish/deliver run with restarts (see test/bench)
+soak: build
+	$(GO) run ./test/bench -soak 10m
+
+fmt:
+	gofmt -w $$(git ls-files '*.go')
+
+clean:
+	rm -rf bin

@@ -1,0 +1,192 @@
+package sidecar
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"regexp"
+	"strings"
+	"time"
+
+	"gopkg.in/yaml.v3"
+
+	"github.com/meshd/meshd/bridge"
+	"github.com/meshd/meshd/protocols/mqtt"
+)
+
+// Config is everything meshd reads at start. Each leaf can be set in the
+// YAML file (--config), by the environment (MESHD_API_LISTEN for api.listen)
+// and by a flag (--api.listen), later sources winning.
+type Config struct {
+	App           AppConfig             `yaml:"app"`
+	Log           LogConfig             `yaml:"log"`
+	Data          DataConfig            `yaml:"data"`
+	API           APIConfig             `yaml:"api"`
+	Admin         AdminConfig           `yaml:"admin"`
+	Mesh          MeshConfig            `yaml:"mesh"`
+	Delivery      DeliveryConfig        `yaml:"delivery"`
+	Subscriptions []bridge.Subscription `yaml:"subscriptions"`
+	Webhook       WebhookConfig         `yaml:"webhook"`
+	Connectors    []ConnectorConfig     `yaml:"connectors"`
+	MQTT          []mqtt.BridgeConfig   `yaml:"mqtt"`
+}
+
+type AppConfig struct {
+	// ID names this app: the source of wrapped raw events. Default: hostname.
+	ID string `yaml:"id" usage:"app id, the source of wrapped raw events (default: hostname)"`
+}
+
+type LogConfig struct {
+	Level  string `yaml:"level" usage:"log level: debug, info, warn, error"`
+	Format string `yaml:"format" usage:"log format: text or json"`
+}
+
+type DataConfig struct {
+	Dir string `yaml:"dir" usage:"data directory of the embedded mesh"`
+}
+
+type APIConfig struct {
+	Listen       string `yaml:"listen" usage:"app API address (HTTP and WebSocket); keep it on loopback"`
+	Token        string `yaml:"token" usage:"API token required on every app API call (empty: none)" secret:"true"`
+	MaxBodyBytes int64  `yaml:"maxBodyBytes" usage:"largest request body accepted, in bytes"`
+	DefaultType  string `yaml:"defaultType" usage:"type of the CloudEvent wrapped around a raw body"`
+	// AllowedOrigins are browser origins allowed to open WebSockets besides
+	// localhost and same-origin ones ("*": any). YAML only.
+	AllowedOrigins []string `yaml:"allowedOrigins"`
+}
+
+type AdminConfig struct {
+	Listen string `yaml:"listen" usage:"admin address: /healthz, /readyz, /metrics"`
+}
+
+type MeshConfig struct {
+	URL        string        `yaml:"url" usage:"NATS JetStream servers, comma separated (empty: embedded mesh)"`
+	Listen     string        `yaml:"listen" usage:"embedded mesh: also accept NATS clients on this host:port (empty: no port)"`
+	Stream     string        `yaml:"stream" usage:"JetStream stream holding the events"`
+	Replicas   int           `yaml:"replicas" usage:"stream replicas (external cluster)"`
+	MaxAge     time.Duration `yaml:"maxAge" usage:"how long events are kept"`
+	SyncAlways bool          `yaml:"syncAlways" usage:"embedded mesh: fsync every write (survives power loss, slower)"`
+	Creds      string        `yaml:"creds" usage:"NATS credentials file (external cluster)"`
+}
+
+type DeliveryConfig struct {
+	Timeout        time.Duration `yaml:"timeout" usage:"timeout of one delivery to a subscriber"`
+	AckWait        time.Duration `yaml:"ackWait" usage:"time before an unfinished delivery is redelivered"`
+	DedupSize      int           `yaml:"dedupSize" usage:"recently delivered events remembered per subscription"`
+	BackoffInitial time.Duration `yaml:"backoffInitial" usage:"first retry delay"`
+	BackoffMax     time.Duration `yaml:"backoffMax" usage:"longest retry delay"`
+}
+
+// Defaults returns the configuration meshd runs with when nothing is set.
+func Defaults() Config {
+	host, _ := os.Hostname()
+	if host == "" {
+		host = "meshd"
+	}
+	return Config{
+		App:     AppConfig{ID: host},
+		Log:     LogConfig{Level: "info", Format: "text"},
+		Data:    DataConfig{Dir: "./data"},
+		API:     APIConfig{Listen: "127.0.0.1:10105", MaxBodyBytes: 4 << 20, DefaultType: "meshd.raw"},
+		Admin:   AdminConfig{Listen: "127.0.0.1:10106"},
+		Webhook: WebhookConfig{Listen: ":10107"},
+		Mesh:    MeshConfig{Stream: "MESHD", Replicas: 1, MaxAge: 72 * time.Hour},
+		Delivery: DeliveryConfig{
+			Timeout:        10 * time.Second,
+			AckWait:        30 * time.Second,
+			DedupSize:      10000,
+			BackoffInitial: bridge.DefaultBackoff.Initial,
+			BackoffMax:     bridge.DefaultBackoff.Max,
+		},
+	}
+}
+
+// DecodeYAML merges a YAML document into c. Unknown keys are errors.
+func (c *Config) DecodeYAML(data []byte) error {
+	dec := yaml.NewDecoder(bytes.NewReader(data))
+	dec.KnownFields(true)
+	if err := dec.Decode(c); err != nil && !errors.Is(err, io.EOF) {
+		return err
+	}
+	return nil
+}
+
+// Validate names the first bad setting.
+func (c *Config) Validate() error {
+	if err := c.validateEndpoints(); err != nil {
+		return err
+	}
+	for name, addr := range map[string]string{"api.listen": c.API.Listen, "admin.listen": c.Admin.Listen} {
+		if _, _, err := net.SplitHostPort(addr); err != nil {
+			return fmt.Errorf("%s: %q is not host:port: %w", name, addr, err)
+		}
+	}
+	if c.Mesh.Listen != "" {
+		if _, _, err := net.SplitHostPort(c.Mesh.Listen); err != nil {
+			return fmt.Errorf("mesh.listen: %q is not host:port: %w", c.Mesh.Listen, err)
+		}
+		if c.Mesh.URL != "" {
+			return errors.New("mesh.listen: only for the embedded mesh; unset mesh.url or mesh.listen")
+		}
+	}
+	for _, u := range c.MeshURLs() {
+		if !strings.Contains(u, "://") {
+			return fmt.Errorf("mesh.url: %q needs a scheme, e.g. nats://%s", u, u)
+		}
+	}
+	if c.App.ID == "" {
+		return errors.New("app.id: must not be empty")
+	}
+	if c.API.MaxBodyBytes <= 0 {
+		return fmt.Errorf("api.maxBodyBytes: %d must be positive", c.API.MaxBodyBytes)
+	}
+	if c.Mesh.URL == "" && c.Data.Dir == "" {
+		return errors.New("data.dir: the embedded mesh needs a data directory")
+	}
+	if c.Mesh.Replicas < 1 || c.Mesh.Replicas > 5 {
+		return fmt.Errorf("mesh.replicas: %d must be 1 to 5", c.Mesh.Replicas)
+	}
+	if !streamNameRe.MatchString(c.Mesh.Stream) {
+		return fmt.Errorf("mesh.stream: %q must be letters, digits, '-' and '_'", c.Mesh.Stream)
+	}
+	switch c.Log.Level {
+	case "debug", "info", "warn", "error":
+	default:
+		return fmt.Errorf("log.level: %q is not one of debug, info, warn, error", c.Log.Level)
+	}
+	switch c.Log.Format {
+	case "text", "json":
+	default:
+		return fmt.Errorf("log.format: %q is not text or json", c.Log.Format)
+	}
+	if c.Delivery.Timeout <= 0 || c.Delivery.AckWait <= c.Delivery.Timeout {
+		return fmt.Errorf("delivery.ackWait (%s) must exceed delivery.timeout (%s), which must be positive", c.Delivery.AckWait, c.Delivery.Timeout)
+	}
+	seen := map[string]bool{}
+	for i, s := range c.Subscriptions {
+		if s.ID == "" {
+			return fmt.Errorf("subscriptions[%d].id: required", i)
+		}
+		if seen[s.ID] {
+			return fmt.Errorf("subscriptions[%d].id: %q declared twice", i, s.ID)
+		}
+		seen[s.ID] = true
+	}
+	return c.validateConnectors()
+}
+
+var streamNameRe = regexp.MustCompile(`^[A-Za-z0-9_-]{1,64}$`)
+
+// MeshURLs splits mesh.url.
+func (c *Config) MeshURLs() []string {
+	var urls []string
+	for _, u := range strings.Split(c.Mesh.URL, ",") {
+		if u = strings.TrimSpace(u); u != "" {
+			urls = append(urls, u)
+		}
+	}
+	return urls
+}

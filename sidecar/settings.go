@@ -1,0 +1,180 @@
+package sidecar
+
+import (
+	"flag"
+	"fmt"
+	"os"
+	"reflect"
+	"strconv"
+	"strings"
+	"time"
+	"unicode"
+)
+
+// setting is one scalar leaf of Config, addressable by its YAML path.
+type setting struct {
+	path   string // "api.maxBodyBytes"
+	usage  string
+	secret bool
+	field  reflect.Value
+}
+
+// EnvName is the environment variable of a setting: MESHD_API_MAX_BODY_BYTES
+// for api.maxBodyBytes.
+func (s setting) EnvName() string {
+	var b strings.Builder
+	b.WriteString("MESHD_")
+	for i, r := range s.path {
+		switch {
+		case r == '.':
+			b.WriteByte('_')
+		case unicode.IsUpper(r) && i > 0 && s.path[i-1] != '.':
+			b.WriteByte('_')
+			b.WriteRune(r)
+		default:
+			b.WriteRune(unicode.ToUpper(r))
+		}
+	}
+	return b.String()
+}
+
+// settings lists the scalar leaves of c, pointing into c.
+func settings(c *Config) []setting {
+	var out []setting
+	var walk func(prefix string, v reflect.Value)
+	walk = func(prefix string, v reflect.Value) {
+		t := v.Type()
+		for i := 0; i < t.NumField(); i++ {
+			f := t.Field(i)
+			name := strings.Split(f.Tag.Get("yaml"), ",")[0]
+			path := name
+			if prefix != "" {
+				path = prefix + "." + name
+			}
+			fv := v.Field(i)
+			switch {
+			case f.Type.Kind() == reflect.Struct:
+				walk(path, fv)
+			case f.Tag.Get("usage") != "":
+				out = append(out, setting{path: path, usage: f.Tag.Get("usage"), secret: f.Tag.Get("secret") == "true", field: fv})
+			}
+		}
+	}
+	walk("", reflect.ValueOf(c).Elem())
+	return out
+}
+
+func (s setting) set(text string) error {
+	switch s.field.Interface().(type) {
+	case string:
+		s.field.SetString(text)
+	case bool:
+		v, err := strconv.ParseBool(text)
+		if err != nil {
+			return fmt.Errorf("%s: %q is not a boolean", s.path, text)
+		}
+		s.field.SetBool(v)
+	case int, int64:
+		v, err := strconv.ParseInt(text, 10, 64)
+		if err != nil {
+			return fmt.Errorf("%s: %q is not an integer", s.path, text)
+		}
+		s.field.SetInt(v)
+	case time.Duration:
+		v, err := time.ParseDuration(text)
+		if err != nil {
+			return fmt.Errorf("%s: %q is not a duration like 10s or 5m", s.path, text)
+		}
+		s.field.SetInt(int64(v))
+	default:
+		return fmt.Errorf("%s: unsupported setting type %s", s.path, s.field.Type())
+	}
+	return nil
+}
+
+func (s setting) String() string {
+	if s.secret && !s.field.IsZero() {
+		return "<redacted>"
+	}
+	return fmt.Sprint(s.field.Interface())
+}
+
+// ApplyEnv sets every leaf that has its MESHD_* variable in env.
+func (c *Config) ApplyEnv(lookup func(string) (string, bool)) error {
+	for _, s := range settings(c) {
+		if v, ok := lookup(s.EnvName()); ok {
+			if err := s.set(v); err != nil {
+				return fmt.Errorf("%s: %w", s.EnvName(), err)
+			}
+		}
+	}
+	return nil
+}
+
+// flagValue adapts a setting to flag.Value, recording which flags were given
+// so they can be applied after the file and the environment.
+type flagValue struct {
+	s     setting
+	given *[]func() error
+}
+
+func (f flagValue) String() string { return "" }
+func (f flagValue) Set(text string) error {
+	scratch := setting{path: f.s.path, field: reflect.New(f.s.field.Type()).Elem()}
+	if err := scratch.set(text); err != nil {
+		return err
+	}
+	*f.given = append(*f.given, func() error { return f.s.set(text) })
+	return nil
+}
+func (f flagValue) IsBoolFlag() bool { return f.s.field.Kind() == reflect.Bool }
+
+// RegisterFlags adds a flag per setting (--api.listen ...) to fs. The
+// returned function applies the flags that were given; call it after the
+// file and environment were applied.
+func (c *Config) RegisterFlags(fs *flag.FlagSet) (apply func() error) {
+	var given []func() error
+	defaults := Defaults()
+	def := map[string]setting{}
+	for _, s := range settings(&defaults) {
+		def[s.path] = s
+	}
+	for _, s := range settings(c) {
+		usage := fmt.Sprintf("%s (env %s", s.usage, s.EnvName())
+		if d := def[s.path]; !d.field.IsZero() {
+			usage += ", default " + d.String()
+		}
+		fs.Var(flagValue{s: s, given: &given}, s.path, usage+")")
+	}
+	return func() error {
+		for _, apply := range given {
+			if err := apply(); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+}
+
+// LoadConfig builds the config from defaults, the YAML file (if path is
+// set), the environment, then the flags already parsed into apply.
+func LoadConfig(path string, c *Config, applyFlags func() error) error {
+	if path != "" {
+		data, err := os.ReadFile(path)
+		if err != nil {
+			return fmt.Errorf("reading config: %w", err)
+		}
+		if err := c.DecodeYAML(data); err != nil {
+			return fmt.Errorf("config %s: %w", path, err)
+		}
+	}
+	if err := c.ApplyEnv(os.LookupEnv); err != nil {
+		return err
+	}
+	if applyFlags != nil {
+		if err := applyFlags(); err != nil {
+			return err
+		}
+	}
+	return c.Validate()
+}
