@@ -1,5 +1,3 @@
-//go:build cesql
-
 package bridge
 
 import (

@@ -27,8 +27,7 @@ apt_install() {
 }
 
 need_go
-# Debian packages the tests start as real servers go here as issues add them,
-# e.g. apt_install mosquitto.
-: apt_install
+# Debian packages the tests start as real servers (test/infra launchers).
+apt_install mosquitto
 go mod download
 echo "install-deps: ok"

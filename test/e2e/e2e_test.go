@@ -84,9 +84,10 @@ func TestFailingSubscriberEndsInDeadLetterTopic(t *testing.T) {
 	flaky := newSink(t, http.StatusInternalServerError)
 	dlq := newSink(t, http.StatusNoContent)
 	m := newMeshd(t, "app", fastRetry+"subscriptions:\n"+
-		subscriptionYAML("rejects", "jobs", bad.url(), "deadLetterTopic: jobs-dead")+
-		subscriptionYAML("flaky", "jobs", flaky.url(), "deadLetterTopic: jobs-dead", "maxAttempts: 3")+
-		subscriptionYAML("dead-letters", "jobs-dead", dlq.url()))
+		subscriptionYAML("rejects", "jobs", bad.url(), "deadLetterTopic: jobs-rejected")+
+		subscriptionYAML("flaky", "jobs", flaky.url(), "deadLetterTopic: jobs-failed", "maxAttempts: 3")+
+		subscriptionYAML("rejected-letters", "jobs-rejected", dlq.url())+
+		subscriptionYAML("failed-letters", "jobs-failed", dlq.url()))
 
 	m.publishBinary("jobs", "job-1", "com.example.job", []byte(`{"job":1}`))
 	require.Eventually(t, func() bool { _, n := dlq.ids(); return n >= 2 }, 30*time.Second, 50*time.Millisecond,

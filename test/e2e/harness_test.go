@@ -66,16 +66,13 @@ type meshd struct {
 	exitErr error
 }
 
-// newMeshd writes a config (extra YAML appended to the listen/data settings)
-// and starts the process, waiting until /readyz answers 200.
+// newMeshd writes a config file of extraYAML and starts the process, waiting until /readyz answers 200.
 func newMeshd(t *testing.T, name, extraYAML string) *meshd {
 	t.Helper()
 	dir := t.TempDir()
 	m := &meshd{t: t, name: name, dir: dir, api: freeAddr(t), admin: freeAddr(t), log: &bytes.Buffer{}, logMu: &sync.Mutex{}}
 	m.config = filepath.Join(dir, "meshd.yaml")
-	cfg := fmt.Sprintf("app:\n  id: %s\napi:\n  listen: %s\nadmin:\n  listen: %s\ndata:\n  dir: %s\nlog:\n  level: debug\n%s",
-		name, m.api, m.admin, filepath.Join(dir, "data"), extraYAML)
-	require.NoError(t, os.WriteFile(m.config, []byte(cfg), 0o600))
+	require.NoError(t, os.WriteFile(m.config, []byte(extraYAML), 0o600))
 	m.start()
 	t.Cleanup(func() {
 		m.stop()
@@ -101,7 +98,9 @@ func (l lockedWriter) Write(p []byte) (int, error) {
 
 func (m *meshd) start() {
 	m.t.Helper()
-	m.cmd = exec.Command(meshdBin, "run", "--config", m.config)
+	// Addresses and paths go in flags, so the YAML is free to set any section.
+	m.cmd = exec.Command(meshdBin, "run", "--config", m.config, "--app.id", m.name, "--api.listen", m.api,
+		"--admin.listen", m.admin, "--data.dir", filepath.Join(m.dir, "data"), "--log.level", "debug")
 	w := lockedWriter{mu: m.logMu, w: m.log}
 	m.cmd.Stdout, m.cmd.Stderr = w, w
 	require.NoError(m.t, m.cmd.Start())
