@@ -18,6 +18,8 @@ import (
 	"time"
 
 	"github.com/google/uuid"
+
+	"github.com/meshd/meshd/deploy/injector"
 )
 
 // Version is set at build time with -ldflags "-X github.com/meshd/meshd/sidecar.Version=...".
@@ -31,6 +33,8 @@ Usage:
   meshd publish --topic T --type TYPE [--data JSON]   publish one event to a running meshd
   meshd subscribe --topic T                           print events of a topic as they arrive
   meshd connectors list|create|status|pause|resume|delete   manage connectors (see meshd connectors -h)
+  meshd inject [-f FILE]                              add the meshd sidecar to Kubernetes manifests (stdout)
+  meshd injector [--listen :8443 --cert F --key F]    serve the sidecar-injecting admission webhook
   meshd version                                       print the version
 
 Every setting of 'meshd run' can come from the YAML file, a MESHD_* environment
@@ -53,6 +57,12 @@ func Main(args []string, stdout, stderr io.Writer) int {
 		err = subscribeCmd(args[1:], stdout, stderr)
 	case "connectors":
 		err = connectorsCmd(args[1:], stdout, stderr)
+	case "inject":
+		err = injector.RunInject(context.Background(), args[1:], os.Stdin, stdout, stderr)
+	case "injector":
+		ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+		err = injector.RunInjector(ctx, args[1:], stderr)
+		stop()
 	case "version", "--version":
 		fmt.Fprintln(stdout, "meshd", Version)
 	case "help", "-h", "--help":

@@ -180,6 +180,15 @@ func (c *Config) Validate() error {
 
 var streamNameRe = regexp.MustCompile(`^[A-Za-z0-9_-]{1,64}$`)
 
+var bucketUnsafe = regexp.MustCompile(`[^A-Za-z0-9_-]`)
+
+// stateBucket names the mesh KV bucket of this app's state (subscriptions,
+// connector instances, offsets): base plus the app id, so sidecars sharing
+// one cluster keep apart what each runs.
+func (c *Config) stateBucket(base string) string {
+	return base + "-" + bucketUnsafe.ReplaceAllString(c.App.ID, "_")
+}
+
 // MeshURLs splits mesh.url.
 func (c *Config) MeshURLs() []string {
 	var urls []string

@@ -59,6 +59,8 @@ func (s *Sidecar) startConnectors(ctx context.Context) error {
 		Backoff:       bridge.Backoff{Initial: s.cfg.Delivery.BackoffInitial, Max: s.cfg.Delivery.BackoffMax},
 		AckWait:       s.cfg.Delivery.AckWait,
 		WebhookListen: s.cfg.Webhook.Listen,
+		ConfigBucket:  s.cfg.stateBucket(runtime.DefaultConfigBucket),
+		OffsetBucket:  s.cfg.stateBucket(runtime.DefaultOffsetBucket),
 	})
 	if err != nil {
 		return fmt.Errorf("starting connectors: %w", err)

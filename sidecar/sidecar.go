@@ -68,6 +68,9 @@ func Start(ctx context.Context, cfg Config, logger *slog.Logger) (s *Sidecar, er
 		DedupSize: cfg.Delivery.DedupSize,
 		Backoff:   bridge.Backoff{Initial: cfg.Delivery.BackoffInitial, Max: cfg.Delivery.BackoffMax},
 		AckWait:   cfg.Delivery.AckWait,
+		// Per app: sidecars sharing a cluster must not run each other's
+		// subscriptions (their sinks are on other hosts' loopback).
+		SubscriptionBucket: cfg.stateBucket(bridge.DefaultSubscriptionBucket),
 	})
 	if err != nil {
 		return nil, fmt.Errorf("starting bridge: %w", err)
