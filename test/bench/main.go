@@ -20,6 +20,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"runtime"
 	"sort"
 	"strconv"
 	"sync"
@@ -81,7 +82,7 @@ func run() error {
 		return runSoak(ctx, api, payload)
 	}
 
-	fmt.Printf("meshd bench: %d clients, %d B events, %s per phase, GOMAXPROCS=%s\n", *clients, *eventSize, *duration, os.Getenv("GOMAXPROCS"))
+	fmt.Printf("meshd bench: %d clients, %d B events, %s per phase, GOMAXPROCS=%d\n", *clients, *eventSize, *duration, runtime.GOMAXPROCS(0))
 
 	noop, err := noopServer()
 	if err != nil {
