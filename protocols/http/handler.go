@@ -2,8 +2,6 @@ package http
 
 import (
 	"context"
-	"crypto/sha256"
-	"crypto/subtle"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -18,6 +16,7 @@ import (
 	"github.com/cloudevents/sdk-go/v2/types"
 
 	"github.com/meshd/meshd/bridge"
+	"github.com/meshd/meshd/protocols/apitoken"
 	"github.com/meshd/meshd/protocols/problem"
 )
 
@@ -34,14 +33,13 @@ type backend interface {
 var _ backend = (*bridge.Bridge)(nil)
 
 type handler struct {
-	b        backend
-	cfg      Config
-	log      *slog.Logger
-	source   types.URIRef // source of wrapped bodies
-	sources  uriCache     // parsed ce-source values
-	hasToken bool
-	token    [sha256.Size]byte
-	mux      *http.ServeMux
+	b       backend
+	cfg     Config
+	log     *slog.Logger
+	source  types.URIRef // source of wrapped bodies
+	sources uriCache     // parsed ce-source values
+	token   apitoken.Checker
+	mux     *http.ServeMux
 }
 
 // NewHandler returns the app API:
@@ -73,10 +71,7 @@ func newHandler(b backend, cfg Config, logger *slog.Logger) *handler {
 		log:    logger.With("endpoint", "http"),
 		source: wrappedSource(cfg.AppID),
 	}
-	if cfg.Token != "" {
-		h.hasToken = true
-		h.token = sha256.Sum256([]byte(cfg.Token))
-	}
+	h.token = apitoken.New(cfg.Token)
 	mux := http.NewServeMux()
 	mux.HandleFunc("POST /v1/publish/{topic}", h.publish)
 	mux.HandleFunc("/v1/publish/{topic}", methodNotAllowed("POST"))
@@ -104,7 +99,7 @@ func wrappedSource(appID string) types.URIRef {
 }
 
 func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	if h.hasToken && !h.authorized(r) {
+	if h.token.Required() && !h.token.Match(apitoken.FromRequest(r)) {
 		w.Header().Set("WWW-Authenticate", `Bearer realm="meshd"`)
 		problem.Write(w, problem.New(problem.CodeUnauthorized, "send the API token as \"Authorization: Bearer <token>\" or \"meshd-api-token: <token>\""))
 		return
@@ -114,23 +109,6 @@ func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	h.mux.ServeHTTP(w, r)
-}
-
-// authorized compares the request's token with the configured one in
-// constant time (over SHA-256 digests, so the length does not leak either).
-func (h *handler) authorized(r *http.Request) bool {
-	tok := r.Header.Get("Meshd-Api-Token")
-	if tok == "" {
-		a := r.Header.Get("Authorization")
-		if len(a) > 7 && strings.EqualFold(a[:7], "bearer ") {
-			tok = strings.TrimSpace(a[7:])
-		}
-	}
-	if tok == "" {
-		return false
-	}
-	sum := sha256.Sum256([]byte(tok))
-	return subtle.ConstantTimeCompare(sum[:], h.token[:]) == 1
 }
 
 func methodNotAllowed(allow string) http.HandlerFunc {

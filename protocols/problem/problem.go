@@ -34,6 +34,7 @@ const (
 	CodeInvalidTopic         = "invalid-topic"
 	CodeInvalidSubscription  = "invalid-subscription"
 	CodeUnauthorized         = "unauthorized"
+	CodeForbidden            = "forbidden"
 	CodeNotFound             = "not-found"
 	CodeMethodNotAllowed     = "method-not-allowed"
 	CodeConflict             = "conflict"
@@ -73,6 +74,7 @@ var table = map[string]entry{
 	CodeInvalidTopic:         {http.StatusBadRequest, "Invalid topic"},
 	CodeInvalidSubscription:  {http.StatusBadRequest, "Invalid subscription"},
 	CodeUnauthorized:         {http.StatusUnauthorized, "Missing or wrong API token"},
+	CodeForbidden:            {http.StatusForbidden, "Not allowed"},
 	CodeNotFound:             {http.StatusNotFound, "Not found"},
 	CodeMethodNotAllowed:     {http.StatusMethodNotAllowed, "Method not allowed"},
 	CodeConflict:             {http.StatusConflict, "Conflict"},

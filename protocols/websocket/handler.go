@@ -1,8 +1,6 @@
 package websocket
 
 import (
-	"crypto/sha256"
-	"crypto/subtle"
 	"encoding/base64"
 	"fmt"
 	"log/slog"
@@ -17,6 +15,7 @@ import (
 
 	"github.com/meshd/meshd/bridge"
 	"github.com/meshd/meshd/mesh"
+	"github.com/meshd/meshd/protocols/apitoken"
 	httpapi "github.com/meshd/meshd/protocols/http"
 	"github.com/meshd/meshd/protocols/problem"
 )
@@ -43,8 +42,7 @@ type Handler struct {
 	publish  http.Handler // the HTTP endpoint's publish path, run in-process
 	upgrader websocket.Upgrader
 	mux      *http.ServeMux
-	hasToken bool
-	token    [sha256.Size]byte
+	token    apitoken.Checker
 
 	mu     sync.Mutex // guards conns, closed
 	conns  map[*conn]struct{}
@@ -69,10 +67,7 @@ func NewHandler(b *bridge.Bridge, eng mesh.Engine, cfg Config, logger *slog.Logg
 		publish: httpapi.NewHandler(b, httpapi.Config{AppID: cfg.AppID, MaxBodyBytes: cfg.MaxMessageBytes}, slog.New(slog.DiscardHandler)),
 		conns:   map[*conn]struct{}{},
 	}
-	if cfg.Token != "" {
-		h.hasToken = true
-		h.token = sha256.Sum256([]byte(cfg.Token))
-	}
+	h.token = apitoken.New(cfg.Token)
 	h.upgrader = websocket.Upgrader{
 		HandshakeTimeout: 10 * time.Second,
 		Subprotocols:     []string{SubprotocolJSON, SubprotocolAvro, SubprotocolProto},
@@ -102,43 +97,29 @@ func methodNotAllowed(w http.ResponseWriter, r *http.Request) {
 
 // ServeHTTP checks the token and the origin, then routes.
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	if h.hasToken && !h.authorized(r) {
+	if h.token.Required() && !h.authorized(r) {
 		w.Header().Set("WWW-Authenticate", `Bearer realm="meshd"`)
 		problem.Write(w, problem.New(problem.CodeUnauthorized, "send the API token as \"Authorization: Bearer <token>\", \"meshd-api-token: <token>\" or, from a browser, the subprotocol \"meshd.token.<base64url(token)>\""))
 		return
 	}
 	if !h.originAllowed(r) {
-		// The problem table has no 403 code yet; unauthorized is the closest.
-		problem.Write(w, problem.New(problem.CodeUnauthorized, fmt.Sprintf("origin %q is not allowed to open a WebSocket; add it to the allowed origins", r.Header.Get("Origin"))))
+		problem.Write(w, problem.New(problem.CodeForbidden, fmt.Sprintf("origin %q is not allowed to open a WebSocket; add it to the allowed origins", r.Header.Get("Origin"))))
 		return
 	}
 	h.mux.ServeHTTP(w, r)
 }
 
 func (h *Handler) authorized(r *http.Request) bool {
-	tok := r.Header.Get("Meshd-Api-Token")
-	if tok == "" {
-		a := r.Header.Get("Authorization")
-		if len(a) > 7 && strings.EqualFold(a[:7], "bearer ") {
-			tok = strings.TrimSpace(a[7:])
+	if tok := apitoken.FromRequest(r); tok != "" {
+		return h.token.Match(tok)
+	}
+	for _, p := range websocket.Subprotocols(r) {
+		if enc, ok := strings.CutPrefix(p, TokenSubprotocolPrefix); ok {
+			b, err := base64.RawURLEncoding.DecodeString(strings.TrimRight(enc, "="))
+			return err == nil && h.token.Match(string(b))
 		}
 	}
-	if tok == "" {
-		for _, p := range websocket.Subprotocols(r) {
-			if enc, ok := strings.CutPrefix(p, TokenSubprotocolPrefix); ok {
-				b, err := base64.RawURLEncoding.DecodeString(strings.TrimRight(enc, "="))
-				if err == nil {
-					tok = string(b)
-				}
-				break
-			}
-		}
-	}
-	if tok == "" {
-		return false
-	}
-	sum := sha256.Sum256([]byte(tok))
-	return subtle.ConstantTimeCompare(sum[:], h.token[:]) == 1
+	return false
 }
 
 // originAllowed accepts no Origin (non-browser clients), the request's own

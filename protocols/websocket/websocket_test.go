@@ -262,7 +262,7 @@ func TestTokenAndOrigin(t *testing.T) {
 			c.Close()
 		} else {
 			require.Error(t, err, origin)
-			require.Equal(t, http.StatusUnauthorized, resp.StatusCode, origin)
+			require.Equal(t, http.StatusForbidden, resp.StatusCode, origin)
 		}
 	}
 }
