@@ -1,0 +1,79 @@
+package infra
+
+import (
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"os/user"
+	"path/filepath"
+	"strconv"
+	"syscall"
+	"testing"
+)
+
+// PostgresMissing is the failure message when PostgreSQL is not installed.
+const PostgresMissing = "install postgresql (make test does it via test/install-deps.sh)"
+
+// postgresTestUser runs the server when the tests run as root (initdb and
+// postgres refuse root).
+const postgresTestUser = "meshd-test"
+
+// StartPostgres initialises a cluster in a temp dir (initdb, trust auth,
+// superuser "postgres"), starts postgres on a free port of 127.0.0.1 with
+// its socket in that dir and returns a pgx URL:
+// postgres://postgres@127.0.0.1:PORT/postgres?sslmode=disable. Run as
+// root, the server runs as the system user meshd-test (created if
+// missing). It is stopped by PID when the test ends.
+func StartPostgres(t testing.TB) (dsn string) {
+	t.Helper()
+	bins, _ := filepath.Glob("/usr/lib/postgresql/*/bin")
+	initdb, ok1 := lookBin("initdb", bins...)
+	postgres, ok2 := lookBin("postgres", bins...)
+	if !ok1 || !ok2 {
+		t.Fatal(PostgresMissing)
+	}
+	// Not t.TempDir: its parents are 0700 root, closed to the server's user.
+	dir, err := os.MkdirTemp("", "meshd-pg-")
+	if err != nil {
+		t.Fatalf("postgres: %v", err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	var cred *syscall.Credential
+	if os.Geteuid() == 0 {
+		cred = postgresCredential(t)
+		if err := os.Chown(dir, int(cred.Uid), int(cred.Gid)); err != nil {
+			t.Fatalf("postgres: %v", err)
+		}
+	}
+	data := filepath.Join(dir, "data")
+	cmd := exec.Command(initdb, "-D", data, "-U", "postgres", "--auth=trust", "--no-sync", "-E", "UTF8", "--locale=C")
+	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: cred}
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("initdb: %v: %s", err, out)
+	}
+	port := FreePort(t)
+	addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
+	srv := exec.Command(postgres, "-D", data, "-p", strconv.Itoa(port), "-k", dir,
+		"-c", "listen_addresses=127.0.0.1", "-c", "fsync=off", "-c", "synchronous_commit=off",
+		"-c", "full_page_writes=off", "-c", "max_connections=200")
+	srv.SysProcAttr = &syscall.SysProcAttr{Credential: cred}
+	startDBProc(t, "postgres", srv, addr)
+	return fmt.Sprintf("postgres://postgres@%s/postgres?sslmode=disable", addr)
+}
+
+// postgresCredential returns the uid/gid of meshd-test, creating the user
+// when missing.
+func postgresCredential(t testing.TB) *syscall.Credential {
+	t.Helper()
+	u, err := user.Lookup(postgresTestUser)
+	if err != nil {
+		out, aerr := exec.Command("useradd", "--system", "--no-create-home", "--shell", "/usr/sbin/nologin", postgresTestUser).CombinedOutput()
+		if u, err = user.Lookup(postgresTestUser); err != nil {
+			t.Fatalf("postgres: creating the user %s to run the server as (initdb refuses root): %v: %s", postgresTestUser, aerr, out)
+		}
+	}
+	uid, _ := strconv.Atoi(u.Uid)
+	gid, _ := strconv.Atoi(u.Gid)
+	return &syscall.Credential{Uid: uint32(uid), Gid: uint32(gid)}
+}
