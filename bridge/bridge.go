@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/cloudevents/sdk-go/v2/event"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/meshd/meshd/mesh"
 )
@@ -39,7 +40,8 @@ const (
 type Bridge struct {
 	opts    Options
 	logger  *slog.Logger
-	metrics *metrics // nil without a Meter
+	metrics *metrics     // nil without a Meter
+	tracer  trace.Tracer // nil without a Tracer
 	topics  topicCache
 
 	mu      sync.Mutex         // guards running, runners; serialises subscription changes
@@ -70,7 +72,7 @@ func New(opts Options) (*Bridge, error) {
 	if opts.SubscriptionBucket == "" {
 		opts.SubscriptionBucket = DefaultSubscriptionBucket
 	}
-	b := &Bridge{opts: opts, logger: opts.Logger, runners: map[string]*runner{}}
+	b := &Bridge{opts: opts, logger: opts.Logger, tracer: opts.Tracer, runners: map[string]*runner{}}
 	if opts.Meter != nil {
 		m, err := newMetrics(opts.Meter)
 		if err != nil {
@@ -100,6 +102,16 @@ func (b *Bridge) Publish(ctx context.Context, topic string, events []*event.Even
 	if len(events) == 0 {
 		return nil
 	}
+	if b.tracer != nil {
+		return b.publishTraced(ctx, topic, events, func(ctx context.Context) error {
+			return b.publish(ctx, topic, tm, events)
+		})
+	}
+	return b.publish(ctx, topic, tm, events)
+}
+
+// publish stores events on topic and measures it.
+func (b *Bridge) publish(ctx context.Context, topic string, tm *measureOpts, events []*event.Event) error {
 	if b.metrics == nil {
 		if err := b.opts.Engine.Publish(ctx, topic, events...); err != nil {
 			return wrapEngineError(topic, err)

@@ -12,6 +12,7 @@ import (
 
 	"github.com/cloudevents/sdk-go/v2/event"
 	"go.opentelemetry.io/otel/metric"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/meshd/meshd/mesh"
 )
@@ -21,6 +22,10 @@ type Options struct {
 	Engine mesh.Engine
 	Logger *slog.Logger // nil: slog.Default()
 	Meter  metric.Meter // nil: no metrics
+	// Tracer makes a producer span per Publish and a consumer span per
+	// delivery, linked through the events' distributed-tracing extension
+	// (traceparent, tracestate). nil: no spans, and events are left alone.
+	Tracer trace.Tracer
 	// Sender delivers events to subscription sinks (protocols/http provides
 	// the HTTP one). Required to run subscriptions.
 	Sender Sender

@@ -163,8 +163,16 @@ func (r *runner) handle(ctx context.Context, msg mesh.Message) {
 		r.settle(msg, "ack", msg.Ack)
 		return
 	}
+	sctx, send, span := r.startDelivery(ctx, e, msg.Attempt())
 	start := time.Now()
-	err := r.b.opts.Sender.Send(ctx, &r.sub, e)
+	err := r.b.opts.Sender.Send(sctx, &r.sub, send)
+	if span != nil {
+		var spanErr error
+		if err != nil {
+			spanErr = errors.New(r.redact(err.Error())) // the sink URL may carry credentials
+		}
+		EndSpan(span, spanErr)
+	}
 	if err == nil {
 		r.dedup.add(key)
 		r.settle(msg, "ack", msg.Ack)

@@ -23,20 +23,22 @@ type metrics struct {
 	meter    metric.Meter
 }
 
-func newMetrics() (*metrics, error) {
+// newMetrics builds the MeterProvider behind /metrics; extra adds readers
+// (OTLP export, telemetry.go).
+func newMetrics(extra ...sdkmetric.Option) (*metrics, error) {
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	exp, err := otelprom.New(otelprom.WithRegisterer(reg), otelprom.WithoutScopeInfo())
 	if err != nil {
 		return nil, err
 	}
-	provider := sdkmetric.NewMeterProvider(
+	provider := sdkmetric.NewMeterProvider(append([]sdkmetric.Option{
 		sdkmetric.WithReader(exp),
 		sdkmetric.WithView(sdkmetric.NewView(
 			sdkmetric.Instrument{Kind: sdkmetric.InstrumentKindHistogram},
 			sdkmetric.Stream{Aggregation: sdkmetric.AggregationExplicitBucketHistogram{Boundaries: latencyBuckets}},
 		)),
-	)
+	}, extra...)...)
 	return &metrics{registry: reg, provider: provider, meter: provider.Meter("github.com/meshd/meshd")}, nil
 }
 

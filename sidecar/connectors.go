@@ -55,6 +55,7 @@ func (s *Sidecar) startConnectors(ctx context.Context) error {
 		Bridge:        s.bridge,
 		Logger:        s.logger.With("component", "connectors"),
 		Meter:         s.metrics.meter,
+		Tracer:        s.telemetry.tracer,
 		WorkerID:      s.cfg.App.ID,
 		Backoff:       bridge.Backoff{Initial: s.cfg.Delivery.BackoffInitial, Max: s.cfg.Delivery.BackoffMax},
 		AckWait:       s.cfg.Delivery.AckWait,

@@ -27,8 +27,10 @@ type Sidecar struct {
 	cfg     Config
 	logger  *slog.Logger
 	metrics *metrics
-	engine  mesh.Engine
-	bridge  *bridge.Bridge
+	// telemetry is OTLP export of traces and metrics (telemetry.go).
+	telemetry *telemetry
+	engine    mesh.Engine
+	bridge    *bridge.Bridge
 	// connectors runs connector instances; nil until started.
 	connectors *runtime.Runtime
 	endpoints  endpoints // WebSocket and MQTT (endpoints.go)
@@ -54,7 +56,10 @@ func Start(ctx context.Context, cfg Config, logger *slog.Logger) (s *Sidecar, er
 		}
 	}()
 
-	if s.metrics, err = newMetrics(); err != nil {
+	if s.telemetry, err = newTelemetry(ctx, cfg.App.ID, logger); err != nil {
+		return nil, fmt.Errorf("starting OpenTelemetry export: %w", err)
+	}
+	if s.metrics, err = newMetrics(s.telemetry.metricOptions()...); err != nil {
 		return nil, fmt.Errorf("starting metrics: %w", err)
 	}
 	if s.engine, err = openEngine(ctx, cfg, logger); err != nil {
@@ -64,6 +69,7 @@ func Start(ctx context.Context, cfg Config, logger *slog.Logger) (s *Sidecar, er
 		Engine:    s.engine,
 		Logger:    logger,
 		Meter:     s.metrics.meter,
+		Tracer:    s.telemetry.tracer,
 		Sender:    httpapi.NewSender(httpapi.SenderConfig{Timeout: cfg.Delivery.Timeout}),
 		DedupSize: cfg.Delivery.DedupSize,
 		Backoff:   bridge.Backoff{Initial: cfg.Delivery.BackoffInitial, Max: cfg.Delivery.BackoffMax},
@@ -213,6 +219,7 @@ func (s *Sidecar) Shutdown(ctx context.Context) error {
 		if s.metrics != nil {
 			errs = append(errs, s.metrics.shutdown(ctx))
 		}
+		errs = append(errs, s.telemetry.shutdown(ctx))
 		s.stopErr = errors.Join(errs...)
 	})
 	return s.stopErr

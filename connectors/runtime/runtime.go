@@ -22,6 +22,7 @@ import (
 	"time"
 
 	"go.opentelemetry.io/otel/metric"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/meshd/meshd/bridge"
 	"github.com/meshd/meshd/connectors"
@@ -47,6 +48,10 @@ type Options struct {
 	Registry *connectors.Registry // nil: connectors.Default()
 	Logger   *slog.Logger         // nil: discard
 	Meter    metric.Meter         // nil: no metrics
+	// Tracer makes a span "poll <connector>" per poll that returned records
+	// and "put <connector>" per sink batch, linked through the events'
+	// distributed-tracing extension. nil: no spans.
+	Tracer trace.Tracer
 	// WorkerID names this meshd in statuses (the app id).
 	WorkerID string
 	// ConfigBucket and OffsetBucket are the mesh KV buckets (defaults
@@ -140,7 +145,7 @@ func New(opts Options) (*Runtime, error) {
 		instances: map[string]*instance{},
 	}
 	if r.bridge == nil {
-		b, err := bridge.New(bridge.Options{Engine: opts.Engine, Logger: opts.Logger, Meter: opts.Meter})
+		b, err := bridge.New(bridge.Options{Engine: opts.Engine, Logger: opts.Logger, Meter: opts.Meter, Tracer: opts.Tracer})
 		if err != nil {
 			return nil, err
 		}

@@ -11,6 +11,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/cloudevents/sdk-go/v2/event"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/meshd/meshd/bridge"
 	"github.com/meshd/meshd/connectors"
@@ -175,12 +176,20 @@ func (d *sinkDelivery) deliver(ctx context.Context, batch []mesh.Message) error 
 	if len(live) == 0 {
 		return nil
 	}
-	err := safe("Put", func() error { return d.task.Put(ctx, evs) })
+	pctx, span := d.startPut(ctx, evs)
+	err := safe("Put", func() error { return d.task.Put(pctx, evs) })
 	var partial *connectors.PartialError
 	if d.flusher != nil && (err == nil || errors.As(err, &partial)) {
-		if ferr := safe("Flush", func() error { return d.flusher.Flush(ctx) }); ferr != nil {
+		if ferr := safe("Flush", func() error { return d.flusher.Flush(pctx) }); ferr != nil {
 			err = ferr
 		}
+	}
+	if span != nil {
+		var spanErr error
+		if err != nil {
+			spanErr = errors.New(d.inst.redact(err.Error()))
+		}
+		bridge.EndSpan(span, spanErr)
 	}
 	if err == nil {
 		for _, m := range live {
@@ -220,6 +229,24 @@ func (d *sinkDelivery) deliver(ctx context.Context, batch []mesh.Message) error 
 	d.log.Warn("sink could not write events; they will be retried or dead-lettered",
 		"failed", failed, "batch", len(live), "error", d.inst.redact(err.Error()))
 	return nil
+}
+
+// startPut starts the span "put <connector>" of a batch and writes its
+// context into the events' distributed-tracing extension (they are copies),
+// so the sink can continue the trace. Without a tracer: ctx, nil.
+func (d *sinkDelivery) startPut(ctx context.Context, evs []event.Event) (context.Context, trace.Span) {
+	if d.r.opts.Tracer == nil {
+		return ctx, nil
+	}
+	ptrs := make([]*event.Event, len(evs))
+	for i := range evs {
+		ptrs[i] = &evs[i]
+	}
+	ctx, span := d.r.startSpan(ctx, "put", d.inst, ptrs, trace.SpanKindConsumer, time.Time{})
+	for _, e := range ptrs {
+		bridge.InjectTraceContext(ctx, e)
+	}
+	return ctx, span
 }
 
 // fail retries m with backoff, or dead-letters it when err is permanent or

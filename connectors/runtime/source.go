@@ -7,6 +7,8 @@ import (
 	"time"
 
 	"github.com/cloudevents/sdk-go/v2/event"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/meshd/meshd/bridge"
 	"github.com/meshd/meshd/connectors"
@@ -26,6 +28,10 @@ func (r *Runtime) pollLoop(ctx context.Context, inst *instance, tc *taskContext,
 	for {
 		if ctx.Err() != nil {
 			return nil
+		}
+		var pollStart time.Time
+		if r.opts.Tracer != nil {
+			pollStart = time.Now()
 		}
 		var recs []connectors.Record
 		err := safe("Poll", func() (err error) { recs, err = task.Poll(ctx); return err })
@@ -49,7 +55,12 @@ func (r *Runtime) pollLoop(ctx context.Context, inst *instance, tc *taskContext,
 				offsets[recs[i].Partition] = recs[i].Offset
 			}
 		}
-		if err := r.publish(ctx, inst, topic, evs); err != nil {
+		pctx, span := r.startSpan(ctx, "poll", inst, evs, trace.SpanKindProducer, pollStart)
+		err = r.publish(pctx, inst, topic, evs)
+		if span != nil {
+			bridge.EndSpan(span, err)
+		}
+		if err != nil {
 			if ctx.Err() != nil {
 				return nil // not stored, not committed: the source sends them again
 			}
@@ -113,4 +124,26 @@ func (r *Runtime) retry(ctx context.Context, inst *instance, what string, f func
 			return ctx.Err()
 		}
 	}
+}
+
+// startSpan starts the span "<op> <connector>" of a batch of events (a
+// poll's records or a sink's Put), parented on the first event's
+// distributed-tracing extension and linked to the others'. start is when
+// the operation began (zero: now). Without a tracer it returns ctx and a
+// nil span.
+func (r *Runtime) startSpan(ctx context.Context, op string, inst *instance, evs []*event.Event, kind trace.SpanKind, start time.Time) (context.Context, trace.Span) {
+	if r.opts.Tracer == nil {
+		return ctx, nil
+	}
+	parent, opts := bridge.BatchSpanOptions(ctx, evs)
+	opts = append(opts,
+		trace.WithSpanKind(kind),
+		trace.WithAttributes(
+			attribute.String("meshd.connector", inst.name),
+			attribute.String("meshd.connector.type", inst.cfg.String(connectors.FieldConnectorType)),
+		))
+	if !start.IsZero() {
+		opts = append(opts, trace.WithTimestamp(start))
+	}
+	return r.opts.Tracer.Start(parent, op+" "+inst.name, opts...)
 }
