@@ -9,7 +9,6 @@ import (
 	"strings"
 	"sync"
 	"time"
-	"unicode/utf8"
 
 	"github.com/cloudevents/sdk-go/v2/event"
 	lru "github.com/hashicorp/golang-lru/v2"
@@ -22,10 +21,6 @@ import (
 const (
 	// maxRetryAfter caps a sink's Retry-After.
 	maxRetryAfter = 5 * time.Minute
-	// settleTimeout bounds an Ack, Nak, Term or dead-letter publish.
-	settleTimeout = 10 * time.Second
-	// maxDeliveryErrorLen bounds the deliveryerror extension.
-	maxDeliveryErrorLen = 500
 )
 
 // runner is the delivery loop of one subscription: one goroutine takes
@@ -191,7 +186,7 @@ func (r *runner) handle(ctx context.Context, msg mesh.Message) {
 	var de *DeliveryError
 	permanent := errors.As(err, &de) && de.Permanent
 	if permanent || attempt >= r.sub.MaxAttempts {
-		r.deadLetter(msg, e, err, attempt)
+		r.deadLetter(msg, err, attempt)
 		return
 	}
 	delay := r.b.opts.Backoff.Delay(attempt)
@@ -203,44 +198,15 @@ func (r *runner) handle(ctx context.Context, msg mesh.Message) {
 	r.inc(retriedCounter)
 }
 
-// deadLetter publishes a copy of e, with the failure recorded in extensions,
-// to the dead-letter topic and terminates the original. If the publish
-// fails the original is naked, so the event is never lost.
-func (r *runner) deadLetter(msg mesh.Message, e *event.Event, cause error, attempt int) {
-	reason := truncate(r.redact(cause.Error()), maxDeliveryErrorLen)
-	if r.sub.DeadLetterTopic == "" {
-		r.logger.Warn("dropping event after failed delivery (no dead-letter topic)",
-			"event_id", e.ID(), "attempts", attempt, "error", reason)
-		r.settle(msg, "term", msg.Term)
+// deadLetter gives up on msg (see DeadLetter) and counts it.
+func (r *runner) deadLetter(msg mesh.Message, cause error, attempt int) {
+	if DeadLetter(r.b.opts.Engine, r.logger, msg, r.sub.DeadLetterTopic, r.redact(cause.Error()), r.b.opts.Backoff.Delay(attempt)) {
 		r.inc(deadLetteredCounter)
-		return
 	}
-	dl := e.Clone()
-	dl.SetExtension(ExtDeliveryError, reason)
-	dl.SetExtension(ExtDeliveryAttempts, int32(min(attempt, 1<<31-1)))
-	ctx, cancel := context.WithTimeout(context.Background(), settleTimeout)
-	err := r.b.opts.Engine.Publish(ctx, r.sub.DeadLetterTopic, &dl)
-	cancel()
-	if err != nil {
-		delay := r.b.opts.Backoff.Delay(attempt)
-		r.logger.Warn("publishing to the dead-letter topic; will retry",
-			"event_id", e.ID(), "dead_letter_topic", r.sub.DeadLetterTopic, "error", err, "retry_in", delay)
-		r.settle(msg, "nak", func(c context.Context) error { return msg.Nak(c, delay) })
-		return
-	}
-	r.settle(msg, "term", msg.Term)
-	r.inc(deadLetteredCounter)
 }
 
-// settle acks, naks or terms msg with its own timeout: it must reach the
-// mesh even when the delivery was cancelled. A failure only delays the
-// event (the mesh redelivers after AckWait), so it is logged.
 func (r *runner) settle(msg mesh.Message, what string, f func(context.Context) error) {
-	ctx, cancel := context.WithTimeout(context.Background(), settleTimeout)
-	defer cancel()
-	if err := f(ctx); err != nil {
-		r.logger.Warn("settling event with the mesh", "op", what, "error", err)
-	}
+	Settle(r.logger, what, f)
 }
 
 // redact removes the sink URL (which may carry credentials) from an error
@@ -265,17 +231,6 @@ func (r *runner) inc(c func(*metrics) metric.Int64Counter) {
 func filteredCounter(m *metrics) metric.Int64Counter     { return m.filtered }
 func retriedCounter(m *metrics) metric.Int64Counter      { return m.retried }
 func deadLetteredCounter(m *metrics) metric.Int64Counter { return m.deadLettered }
-
-func truncate(s string, n int) string {
-	if len(s) <= n {
-		return s
-	}
-	s = s[:n]
-	for len(s) > 0 && !utf8.ValidString(s) {
-		s = s[:len(s)-1]
-	}
-	return s + "…"
-}
 
 func dedupKey(e *event.Event) string { return e.Source() + " " + e.ID() }
 

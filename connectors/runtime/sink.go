@@ -5,10 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"strings"
 	"sync"
 	"time"
-	"unicode/utf8"
 
 	"github.com/cloudevents/sdk-go/v2/event"
 	"go.opentelemetry.io/otel/trace"
@@ -19,12 +17,8 @@ import (
 )
 
 const (
-	// settleTimeout bounds an Ack, Nak, Term or dead-letter publish.
-	settleTimeout = 10 * time.Second
 	// maxRetryAfter caps a sink's requested wait.
 	maxRetryAfter = 5 * time.Minute
-	// maxDeliveryErrorLen bounds the deliveryerror extension.
-	maxDeliveryErrorLen = 500
 	// minMaxInFlight is the least MaxInFlight of a sink's consumer group.
 	minMaxInFlight = 256
 )
@@ -268,37 +262,11 @@ func (d *sinkDelivery) fail(m mesh.Message, err error) {
 	d.r.metrics.retried(d.inst.name)
 }
 
-// deadLetterMsg publishes a copy of m's event, with the failure in the
-// bridge's dead-letter extensions, to the dead-letter topic and terminates
-// m; without a dead-letter topic the event is dropped with a warning. If
-// the publish fails m is naked, so the event is never lost.
-//
-// This mirrors bridge's subscription runner (which keeps its own unexported):
-// the same extensions, the same order (publish, then term).
+// deadLetterMsg gives up on m (see bridge.DeadLetter) and counts it.
 func (d *sinkDelivery) deadLetterMsg(m mesh.Message, cause error) {
-	e := m.Event()
-	attempt := m.Attempt()
-	reason := truncate(d.inst.redact(cause.Error()), maxDeliveryErrorLen)
-	if d.deadLetter == "" {
-		d.log.Warn("dropping event after failed delivery (no dead-letter topic)", "event_id", e.ID(), "attempts", attempt, "error", reason)
-		d.settle(m, "term", m.Term)
+	if bridge.DeadLetter(d.r.opts.Engine, d.log, m, d.deadLetter, d.inst.redact(cause.Error()), d.r.opts.Backoff.Delay(m.Attempt())) {
 		d.r.metrics.deadLettered(d.inst.name)
-		return
 	}
-	dl := e.Clone()
-	dl.SetExtension(bridge.ExtDeliveryError, reason)
-	dl.SetExtension(bridge.ExtDeliveryAttempts, int32(min(attempt, 1<<31-1)))
-	ctx, cancel := context.WithTimeout(context.Background(), settleTimeout)
-	err := d.r.opts.Engine.Publish(ctx, d.deadLetter, &dl)
-	cancel()
-	if err != nil {
-		delay := d.r.opts.Backoff.Delay(attempt)
-		d.log.Warn("publishing to the dead-letter topic; will retry", "event_id", e.ID(), "dead_letter_topic", d.deadLetter, "error", err, "retry_in", delay)
-		d.settle(m, "nak", func(c context.Context) error { return m.Nak(c, delay) })
-		return
-	}
-	d.settle(m, "term", m.Term)
-	d.r.metrics.deadLettered(d.inst.name)
 }
 
 func (d *sinkDelivery) nakAll(ms []mesh.Message, delay time.Duration) {
@@ -307,24 +275,6 @@ func (d *sinkDelivery) nakAll(ms []mesh.Message, delay time.Duration) {
 	}
 }
 
-// settle acks, naks or terms m with its own timeout, so it reaches the
-// mesh even while the task stops. A failure only delays the event (the mesh
-// redelivers after AckWait), so it is logged.
 func (d *sinkDelivery) settle(m mesh.Message, what string, f func(context.Context) error) {
-	ctx, cancel := context.WithTimeout(context.Background(), settleTimeout)
-	defer cancel()
-	if err := f(ctx); err != nil {
-		d.log.Warn("settling event with the mesh", "op", what, "error", err)
-	}
-}
-
-func truncate(s string, n int) string {
-	if len(s) <= n {
-		return s
-	}
-	s = s[:n]
-	for len(s) > 0 && !utf8.ValidString(s) {
-		s = s[:len(s)-1]
-	}
-	return strings.TrimSpace(s) + "…"
+	bridge.Settle(d.log, what, f)
 }
