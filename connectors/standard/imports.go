@@ -7,5 +7,4 @@ import (
 	_ "github.com/meshd/meshd/connectors/httpsink"
 	_ "github.com/meshd/meshd/connectors/httpsource"
 	_ "github.com/meshd/meshd/connectors/mongodb"
-	_ "github.com/meshd/meshd/connectors/mysqlcdc"
 )
