@@ -1,0 +1,598 @@
+package mysqlcdc
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/cloudevents/sdk-go/v2/event"
+	"github.com/go-mysql-org/go-mysql/client"
+	gomysql "github.com/go-mysql-org/go-mysql/mysql"
+	"github.com/go-mysql-org/go-mysql/replication"
+	"github.com/google/uuid"
+
+	"github.com/meshd/meshd/connectors"
+)
+
+var (
+	_ connectors.Connector   = (*Connector)(nil)
+	_ connectors.SourceTask  = (*Task)(nil)
+	_ connectors.Initializer = (*Task)(nil)
+)
+
+// pollWait is how long Poll waits for a row.
+const pollWait = time.Second
+
+// Connector is a mysql-cdc-source instance: one task reads the binlog.
+type Connector struct {
+	cfg connectors.Config
+}
+
+// Start keeps the config.
+func (c *Connector) Start(_ context.Context, cfg connectors.Config) error {
+	c.cfg = cfg
+	return nil
+}
+
+// Stop does nothing.
+func (c *Connector) Stop(context.Context) error { return nil }
+
+// NewTask returns a Task.
+func (c *Connector) NewTask() connectors.Task { return &Task{} }
+
+// TaskConfigs returns one config: a binlog is read by one task.
+func (c *Connector) TaskConfigs(int) ([]connectors.Config, error) {
+	return []connectors.Config{c.cfg.Clone()}, nil
+}
+
+// position is the committed offset: the binlog file and the start of the
+// transaction of the last stored row, and how many rows of that transaction
+// were stored. Resuming reads the transaction again and skips those rows.
+type position struct {
+	File string `json:"file"`
+	Pos  uint32 `json:"pos"`
+	Skip int    `json:"skip,omitempty"`
+	// Snapshot is set while the initial snapshot is not finished: a task
+	// restarted then takes the snapshot again.
+	Snapshot bool `json:"snapshot,omitempty"`
+}
+
+// item is what the reader goroutine hands to Poll.
+type item struct {
+	rec connectors.Record
+	err error
+}
+
+// Task reads the binlog in a goroutine that fills a bounded queue; Poll
+// drains it. The goroutine blocks while the queue is full, so back-pressure
+// reaches the binlog stream.
+type Task struct {
+	tc  connectors.TaskContext
+	log *slog.Logger
+
+	d         dsn
+	tables    map[string]bool // db.table; empty: every table of allDB
+	allDB     string
+	prefix    string
+	flavor    string
+	serverID  uint32
+	batchSize int
+	timeout   time.Duration
+	partition string
+
+	start    position
+	snapshot bool
+
+	schemas *schemas
+	items   chan item
+	pending error // an error drained behind records, returned by the next Poll
+
+	cancel   context.CancelFunc
+	wg       sync.WaitGroup
+	stopOnce sync.Once
+}
+
+// Init keeps the task context.
+func (t *Task) Init(tc connectors.TaskContext) { t.tc = tc }
+
+// Start reads the committed position (or the server's current one) and
+// starts the reader.
+func (t *Task) Start(ctx context.Context, cfg connectors.Config) error {
+	if t.tc == nil {
+		return errors.New("mysql-cdc-source task started without Init")
+	}
+	t.log = t.tc.Logger()
+	d, err := parseURL(cfg.String(FieldURL))
+	if err != nil {
+		return fmt.Errorf("%s: %w", FieldURL, err)
+	}
+	t.d = d
+	t.tables = map[string]bool{}
+	for _, tb := range cfg.Strings(FieldTables) {
+		if !strings.Contains(tb, ".") {
+			if d.db == "" {
+				return fmt.Errorf("%s: %q has no database and the URL names none", FieldTables, tb)
+			}
+			tb = d.db + "." + tb
+		}
+		t.tables[tb] = true
+	}
+	if len(t.tables) == 0 && d.db == "" {
+		return fmt.Errorf("%s: name the tables or a database in the URL", FieldTables)
+	}
+	t.allDB = d.db
+	t.prefix = cfg.String(FieldPrefix)
+	t.flavor = cfg.String(FieldFlavor)
+	t.serverID = uint32(cfg.Int(FieldServerID))
+	t.batchSize = int(cfg.Int(FieldBatchSize))
+	t.timeout = cfg.Duration(FieldTimeout)
+	t.partition = d.addr()
+	t.schemas = &schemas{d: d, timeout: t.timeout}
+	t.items = make(chan item, t.batchSize)
+
+	off, ok := t.tc.Offsets()[t.partition]
+	switch {
+	case ok:
+		if err := json.Unmarshal([]byte(off), &t.start); err != nil || t.start.File == "" {
+			return fmt.Errorf("decoding the committed offset %q of %s: %v", off, t.partition, err)
+		}
+		t.snapshot = t.start.Snapshot
+	case cfg.Bool(FieldSnapshot):
+		t.snapshot = true
+	default:
+		rows, err := t.schemas.execute(ctx, t.masterStatus())
+		if err != nil {
+			t.schemas.Close()
+			return fmt.Errorf("reading the binlog position: %w", err)
+		}
+		if len(rows) == 0 {
+			t.schemas.Close()
+			return fmt.Errorf("reading the binlog position of %s: binary logging is off (start the server with log_bin)", t.partition)
+		}
+		t.start = position{File: str(rows[0][0]), Pos: uint32(toInt(rows[0][1]))}
+	}
+	rctx, cancel := context.WithCancel(context.Background())
+	t.cancel = cancel
+	t.wg.Go(func() { t.run(rctx) })
+	return nil
+}
+
+func (t *Task) masterStatus() string {
+	if t.flavor == "mysql" {
+		return "SHOW BINARY LOG STATUS"
+	}
+	return "SHOW MASTER STATUS"
+}
+
+func toInt(v any) int64 {
+	switch x := v.(type) {
+	case int64:
+		return x
+	case uint64:
+		return int64(x)
+	case string:
+		var n int64
+		_, _ = fmt.Sscan(x, &n)
+		return n
+	}
+	return 0
+}
+
+// Stop ends the reader and waits for it.
+func (t *Task) Stop(context.Context) error {
+	t.stopOnce.Do(func() {
+		if t.cancel != nil {
+			t.cancel()
+		}
+		t.wg.Wait()
+		if t.schemas != nil {
+			t.schemas.Close()
+		}
+	})
+	return nil
+}
+
+// Poll returns the queued rows, at most batch.size, waiting up to a second
+// for the first. A reader error (the server went away) fails the task; the
+// runtime starts a new one from the committed position.
+func (t *Task) Poll(ctx context.Context) ([]connectors.Record, error) {
+	if err := t.pending; err != nil {
+		return nil, err
+	}
+	timer := time.NewTimer(pollWait)
+	defer timer.Stop()
+	var first item
+	select {
+	case first = <-t.items:
+	case <-timer.C:
+		return nil, nil
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+	if first.err != nil {
+		return nil, first.err
+	}
+	recs := []connectors.Record{first.rec}
+	for len(recs) < t.batchSize {
+		select {
+		case it := <-t.items:
+			if it.err != nil {
+				t.pending = it.err
+				return recs, nil
+			}
+			recs = append(recs, it.rec)
+		default:
+			return recs, nil
+		}
+	}
+	return recs, nil
+}
+
+// run takes the snapshot if due, then streams the binlog until ctx is done
+// or the stream fails.
+func (t *Task) run(ctx context.Context) {
+	err := t.read(ctx)
+	if ctx.Err() != nil {
+		return
+	}
+	select {
+	case t.items <- item{err: err}:
+	case <-ctx.Done():
+	}
+}
+
+func (t *Task) read(ctx context.Context) error {
+	pos := t.start
+	if t.snapshot {
+		var err error
+		if pos, err = t.takeSnapshot(ctx); err != nil {
+			return err
+		}
+	}
+	return t.stream(ctx, pos)
+}
+
+func (t *Task) send(ctx context.Context, rec connectors.Record) error {
+	select {
+	case t.items <- item{rec: rec}:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+func (t *Task) selected(db, tb string) bool {
+	if len(t.tables) == 0 {
+		return db == t.allDB
+	}
+	return t.tables[db+"."+tb]
+}
+
+// selectedTables lists the captured tables for the snapshot.
+func (t *Task) selectedTables(ctx context.Context) ([][2]string, error) {
+	var out [][2]string
+	if len(t.tables) > 0 {
+		for k := range t.tables {
+			db, tb, _ := strings.Cut(k, ".")
+			out = append(out, [2]string{db, tb})
+		}
+	} else {
+		rows, err := t.schemas.execute(ctx, `SELECT TABLE_NAME FROM information_schema.TABLES
+			WHERE TABLE_SCHEMA = ? AND TABLE_TYPE = 'BASE TABLE'`, t.allDB)
+		if err != nil {
+			return nil, fmt.Errorf("listing the tables of %s: %w", t.allDB, err)
+		}
+		for _, r := range rows {
+			out = append(out, [2]string{t.allDB, str(r[0])})
+		}
+	}
+	slicesSort(out)
+	return out, nil
+}
+
+func slicesSort(l [][2]string) {
+	for i := 1; i < len(l); i++ {
+		for j := i; j > 0 && l[j][0]+"."+l[j][1] < l[j-1][0]+"."+l[j-1][1]; j-- {
+			l[j], l[j-1] = l[j-1], l[j]
+		}
+	}
+}
+
+func quoteIdent(s string) string { return "`" + strings.ReplaceAll(s, "`", "``") + "`" }
+
+// takeSnapshot emits every row of the selected tables, read in one
+// consistent snapshot, and returns the binlog position of that snapshot.
+// MariaDB reports the snapshot's exact position; for MySQL the position is
+// read just before the snapshot, so rows changed meanwhile may come twice.
+func (t *Task) takeSnapshot(ctx context.Context) (position, error) {
+	conn, err := client.ConnectWithContext(ctx, t.d.addr(), t.d.user, t.d.password, "", t.timeout)
+	if err != nil {
+		return position{}, fmt.Errorf("connecting to %s for the snapshot: %w", t.partition, err)
+	}
+	defer conn.Close()
+	stop := context.AfterFunc(ctx, func() { _ = conn.Close() })
+	defer stop()
+	var pos position
+	if t.flavor == "mysql" {
+		res, err := conn.Execute(t.masterStatus())
+		if err != nil {
+			return position{}, fmt.Errorf("reading the binlog position: %w", err)
+		}
+		if res.RowNumber() > 0 {
+			f, _ := res.GetString(0, 0)
+			p, _ := res.GetInt(0, 1)
+			pos = position{File: f, Pos: uint32(p)}
+		}
+	}
+	if _, err := conn.Execute("SET SESSION TRANSACTION ISOLATION LEVEL REPEATABLE READ"); err != nil {
+		return position{}, fmt.Errorf("starting the snapshot: %w", err)
+	}
+	if _, err := conn.Execute("START TRANSACTION WITH CONSISTENT SNAPSHOT"); err != nil {
+		return position{}, fmt.Errorf("starting the snapshot: %w", err)
+	}
+	if t.flavor == "mariadb" {
+		res, err := conn.Execute("SHOW STATUS LIKE 'binlog_snapshot_%'")
+		if err != nil {
+			return position{}, fmt.Errorf("reading the snapshot's binlog position: %w", err)
+		}
+		for i := range res.RowNumber() {
+			k, _ := res.GetString(i, 0)
+			v, _ := res.GetString(i, 1)
+			switch k {
+			case "Binlog_snapshot_file":
+				pos.File = v
+			case "Binlog_snapshot_position":
+				pos.Pos = uint32(toInt(v))
+			}
+		}
+	}
+	if pos.File == "" {
+		return position{}, fmt.Errorf("reading the binlog position of %s: binary logging is off (start the server with log_bin)", t.partition)
+	}
+	tables, err := t.selectedTables(ctx)
+	if err != nil {
+		return position{}, err
+	}
+	// The last row's offset marks the snapshot done; hold each row back
+	// until the next one is read.
+	var held *connectors.Record
+	for _, dt := range tables {
+		db, tb := dt[0], dt[1]
+		shape, err := t.schemas.table(ctx, db, tb, -1)
+		if err != nil {
+			return position{}, err
+		}
+		q := "SELECT * FROM " + quoteIdent(db) + "." + quoteIdent(tb)
+		if len(shape.pk) > 0 {
+			var order []string
+			for _, i := range shape.pk {
+				order = append(order, quoteIdent(shape.cols[i].name))
+			}
+			q += " ORDER BY " + strings.Join(order, ", ")
+		}
+		var res gomysql.Result
+		n := 0
+		var sendErr error
+		err = conn.ExecuteSelectStreaming(q, &res, func(row []gomysql.FieldValue) error {
+			vals := make([]any, len(row))
+			for i := range row {
+				vals[i] = row[i].Value()
+			}
+			n++
+			rec := t.record(shape, db, tb, "snapshot", fmt.Sprintf("snapshot:%s:%d:%s.%s:%d", pos.File, pos.Pos, db, tb, n), nil, vals, time.Now(), "", pos)
+			rec.Offset = offset(position{File: pos.File, Pos: pos.Pos, Snapshot: true})
+			if held != nil {
+				if sendErr = t.send(ctx, *held); sendErr != nil {
+					return sendErr
+				}
+			}
+			held = &rec
+			return nil
+		}, nil)
+		if err != nil {
+			if ctx.Err() != nil {
+				return position{}, ctx.Err()
+			}
+			return position{}, fmt.Errorf("reading the snapshot of %s.%s: %w", db, tb, err)
+		}
+	}
+	if held != nil {
+		held.Offset = offset(pos)
+		if err := t.send(ctx, *held); err != nil {
+			return position{}, err
+		}
+	}
+	_, _ = conn.Execute("COMMIT")
+	return pos, nil
+}
+
+func offset(p position) string {
+	b, _ := json.Marshal(p)
+	return string(b)
+}
+
+// stream reads the binlog from pos. It returns when ctx is done or the
+// stream fails; the task then fails and is restarted from the committed
+// position (a reconnect in place could not resume inside a transaction).
+func (t *Task) stream(ctx context.Context, pos position) error {
+	syncer := replication.NewBinlogSyncer(replication.BinlogSyncerConfig{
+		ServerID:             t.serverID,
+		Flavor:               t.flavor,
+		Host:                 t.d.host,
+		Port:                 t.d.port,
+		User:                 t.d.user,
+		Password:             t.d.password,
+		HeartbeatPeriod:      t.timeout / 3,
+		ReadTimeout:          t.timeout,
+		MaxReconnectAttempts: 1,
+		DisableRetrySync:     true,
+		Logger:               slog.New(warnOnly{t.log.Handler()}),
+	})
+	defer syncer.Close()
+	streamer, err := syncer.StartSync(gomysql.Position{Name: pos.File, Pos: pos.Pos})
+	if err != nil {
+		return fmt.Errorf("starting the binlog stream of %s at %s:%d: %w", t.partition, pos.File, pos.Pos, err)
+	}
+	file := pos.File
+	var (
+		txStart uint32 = pos.Pos
+		inTx    bool
+		row     int // rows of the transaction so far, captured or not
+		skip    int // rows of the transaction stored before
+		xid     string
+	)
+	begin := func(h *replication.EventHeader) {
+		txStart, inTx, row, xid = h.LogPos-h.EventSize, true, 0, ""
+		skip = 0
+		if file == pos.File && txStart == pos.Pos {
+			skip = pos.Skip
+		}
+	}
+	for {
+		ev, err := streamer.GetEvent(ctx)
+		if err != nil {
+			if ctx.Err() != nil {
+				return ctx.Err()
+			}
+			return fmt.Errorf("reading the binlog of %s: %w", t.partition, err)
+		}
+		h := ev.Header
+		switch e := ev.Event.(type) {
+		case *replication.RotateEvent:
+			file = string(e.NextLogName)
+		case *replication.MariadbGTIDEvent:
+			begin(h)
+			xid = e.GTID.String()
+		case *replication.GTIDEvent:
+			begin(h)
+			if u, err := uuid.FromBytes(e.SID); err == nil {
+				xid = fmt.Sprintf("%s:%d", u, e.GNO)
+			}
+		case *replication.QueryEvent:
+			switch q := strings.ToUpper(strings.TrimSpace(string(e.Query))); q {
+			case "BEGIN":
+				if !inTx {
+					begin(h)
+				}
+			case "COMMIT":
+				inTx = false
+			default: // DDL: shapes may have changed
+				t.schemas.forget()
+				inTx = false
+			}
+		case *replication.XIDEvent:
+			inTx = false
+		case *replication.RowsEvent:
+			op, step := "", 1
+			switch h.EventType {
+			case replication.WRITE_ROWS_EVENTv0, replication.WRITE_ROWS_EVENTv1, replication.WRITE_ROWS_EVENTv2,
+				replication.MARIADB_WRITE_ROWS_COMPRESSED_EVENT_V1:
+				op = "inserted"
+			case replication.UPDATE_ROWS_EVENTv0, replication.UPDATE_ROWS_EVENTv1, replication.UPDATE_ROWS_EVENTv2,
+				replication.MARIADB_UPDATE_ROWS_COMPRESSED_EVENT_V1, replication.PARTIAL_UPDATE_ROWS_EVENT:
+				op, step = "updated", 2
+			case replication.DELETE_ROWS_EVENTv0, replication.DELETE_ROWS_EVENTv1, replication.DELETE_ROWS_EVENTv2,
+				replication.MARIADB_DELETE_ROWS_COMPRESSED_EVENT_V1:
+				op = "deleted"
+			default:
+				continue
+			}
+			db, tb := string(e.Table.Schema), string(e.Table.Table)
+			want := t.selected(db, tb)
+			var shape *table
+			if want {
+				if shape, err = t.schemas.table(ctx, db, tb, int(e.ColumnCount)); err != nil {
+					return err
+				}
+			}
+			for i := 0; i+step <= len(e.Rows); i += step {
+				row++
+				if !want || row <= skip {
+					continue
+				}
+				var before, after []any
+				switch op {
+				case "inserted":
+					after = e.Rows[i]
+				case "deleted":
+					before = e.Rows[i]
+				default:
+					before, after = e.Rows[i], e.Rows[i+1]
+				}
+				id := fmt.Sprintf("%s:%d:%d", file, txStart, row)
+				p := position{File: file, Pos: txStart, Skip: row}
+				rec := t.record(shape, db, tb, op, id, before, after, time.Unix(int64(h.Timestamp), 0), xid, position{File: file, Pos: h.LogPos})
+				rec.Offset = offset(p)
+				if err := t.send(ctx, rec); err != nil {
+					return err
+				}
+			}
+		}
+	}
+}
+
+// record builds the event of one row change. at is the binlog position
+// shown in the cdcpos extension.
+func (t *Task) record(shape *table, db, tb, op, id string, before, after []any, ts time.Time, xid string, at position) connectors.Record {
+	e := event.New()
+	e.SetID(id)
+	e.SetSource(fmt.Sprintf("mysql://%s/%s/%s", t.partition, db, tb))
+	e.SetType(t.prefix + ".row." + op)
+	e.SetTime(ts)
+	img := func(vals []any) map[string]any {
+		if vals == nil {
+			return nil
+		}
+		m := make(map[string]any, len(vals))
+		for i, v := range vals {
+			if i < len(shape.cols) {
+				m[shape.cols[i].name] = shape.cols[i].value(v)
+			}
+		}
+		return m
+	}
+	key := after
+	if key == nil {
+		key = before
+	}
+	if len(shape.pk) > 0 {
+		parts := make([]string, 0, len(shape.pk))
+		for _, i := range shape.pk {
+			if i < len(key) {
+				parts = append(parts, fmt.Sprint(derefJSON(shape.cols[i].value(key[i]))))
+			}
+		}
+		e.SetSubject(strings.Join(parts, ","))
+	}
+	e.SetExtension("cdcdb", db)
+	e.SetExtension("cdctable", tb)
+	e.SetExtension("cdcpos", fmt.Sprintf("%s:%d", at.File, at.Pos))
+	if xid != "" {
+		e.SetExtension("cdcxid", xid)
+	}
+	_ = e.SetData(event.ApplicationJSON, map[string]any{"before": img(before), "after": img(after)})
+	return connectors.Record{Event: e, Partition: t.partition}
+}
+
+func derefJSON(v any) any {
+	switch x := v.(type) {
+	case json.RawMessage:
+		return string(x)
+	case []byte:
+		return string(x)
+	}
+	return v
+}
+
+// warnOnly passes go-mysql's warnings and errors to the task's logger and
+// drops its chatter.
+type warnOnly struct{ slog.Handler }
+
+func (w warnOnly) Enabled(ctx context.Context, l slog.Level) bool {
+	return l >= slog.LevelWarn && w.Handler.Enabled(ctx, l)
+}

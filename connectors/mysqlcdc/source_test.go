@@ -1,0 +1,237 @@
+package mysqlcdc_test
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"log/slog"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/cloudevents/sdk-go/v2/event"
+	"github.com/go-mysql-org/go-mysql/client"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/meshd/meshd/connectors"
+	"github.com/meshd/meshd/connectors/connectortest"
+	"github.com/meshd/meshd/connectors/mysqlcdc"
+)
+
+func TestMySQLCDCSuite(t *testing.T) {
+	db := startMariaDBBinlog(t)
+	db.exec(t, "CREATE TABLE items (id VARCHAR(64) PRIMARY KEY, n INT)")
+	connectortest.RunSource(t, connectortest.Source{
+		Spec:   mysqlcdc.Spec,
+		Config: map[string]any{"url": db.URL(), "tables": []any{"items"}},
+		Produce: func(ctx context.Context, keys []string) error {
+			c, err := client.Connect(db.addr(), "app", "app", "meshd")
+			if err != nil {
+				return err
+			}
+			defer c.Close()
+			for _, k := range keys {
+				if _, err := c.Execute("INSERT INTO items VALUES (?, 1)", k); err != nil {
+					return fmt.Errorf("inserting %s: %w", k, err)
+				}
+			}
+			return nil
+		},
+		Key: func(e *event.Event) string { return e.Subject() },
+	})
+}
+
+// taskContext is a TaskContext for driving a task without the runtime.
+type taskContext struct{ offsets map[string]string }
+
+func (c taskContext) Connector() string             { return "cdc" }
+func (c taskContext) TaskID() int                   { return 0 }
+func (c taskContext) Logger() *slog.Logger          { return slog.New(slog.DiscardHandler) }
+func (c taskContext) Offsets() map[string]string    { return c.offsets }
+func (c taskContext) Webhooks() connectors.Webhooks { return nil }
+
+// startTask starts a task with offsets (nil: none committed).
+func startTask(t *testing.T, cfg map[string]any, offsets map[string]string) *mysqlcdc.Task {
+	t.Helper()
+	raw := map[string]any{connectors.FieldConnectorType: mysqlcdc.Type, connectors.FieldTopic: "cdc"}
+	for k, v := range cfg {
+		raw[k] = v
+	}
+	c, err := mysqlcdc.Spec.Validate(raw)
+	require.NoError(t, err)
+	task := &mysqlcdc.Task{}
+	task.Init(taskContext{offsets: offsets})
+	require.NoError(t, task.Start(t.Context(), c))
+	t.Cleanup(func() { _ = task.Stop(context.Background()) })
+	return task
+}
+
+// pollN polls until n records arrived, then checks nothing more comes.
+func pollN(t *testing.T, task *mysqlcdc.Task, n int) []connectors.Record {
+	t.Helper()
+	var out []connectors.Record
+	deadline := time.Now().Add(20 * time.Second)
+	for len(out) < n && time.Now().Before(deadline) {
+		recs, err := task.Poll(t.Context())
+		require.NoError(t, err)
+		out = append(out, recs...)
+	}
+	require.Len(t, out, n, "records: %v", subjects(out))
+	recs, err := task.Poll(t.Context())
+	require.NoError(t, err)
+	require.Empty(t, recs, "no more records: %v", subjects(recs))
+	return out
+}
+
+func subjects(recs []connectors.Record) []string {
+	out := make([]string, len(recs))
+	for i, r := range recs {
+		out[i] = strings.TrimPrefix(r.Event.Type(), "meshd.mysql.row.") + ":" + r.Event.Subject()
+	}
+	return out
+}
+
+type images struct {
+	Before map[string]any `json:"before"`
+	After  map[string]any `json:"after"`
+}
+
+func imagesOf(t *testing.T, r connectors.Record) images {
+	t.Helper()
+	var im images
+	require.NoError(t, json.Unmarshal(r.Event.Data(), &im))
+	return im
+}
+
+func TestMySQLCDCChanges(t *testing.T) {
+	db := startMariaDBBinlog(t)
+	db.exec(t, "CREATE TABLE t (id INT PRIMARY KEY, name VARCHAR(20), price DECIMAL(10,2), doc JSON, u INT UNSIGNED, e ENUM('red','green'), ts DATETIME)",
+		"CREATE TABLE other (id INT PRIMARY KEY)")
+	cfg := map[string]any{"url": db.URL(), "tables": "t"}
+	task := startTask(t, cfg, nil)
+
+	db.exec(t, `INSERT INTO t VALUES (1, 'one', 9.50, '{"a":[1,2]}', 4000000000, 'green', '2026-11-23 10:00:00')`,
+		"INSERT INTO other VALUES (1)",
+		"UPDATE t SET name = 'uno' WHERE id = 1",
+		"DELETE FROM t WHERE id = 1")
+	recs := pollN(t, task, 3)
+	assert.Equal(t, []string{"inserted:1", "updated:1", "deleted:1"}, subjects(recs))
+	for _, r := range recs {
+		require.NoError(t, r.Event.Validate())
+		assert.Equal(t, "mysql://"+db.addr()+"/meshd/t", r.Event.Source())
+		assert.Equal(t, db.addr(), r.Partition)
+		ext := r.Event.Extensions()
+		assert.Equal(t, "meshd", ext["cdcdb"])
+		assert.Equal(t, "t", ext["cdctable"])
+		assert.Contains(t, ext["cdcpos"], "binlog.")
+		assert.NotEmpty(t, ext["cdcxid"])
+	}
+	ins := imagesOf(t, recs[0])
+	assert.Nil(t, ins.Before)
+	assert.Equal(t, map[string]any{"id": 1.0, "name": "one", "price": "9.50", "doc": map[string]any{"a": []any{1.0, 2.0}},
+		"u": 4000000000.0, "e": "green", "ts": "2026-11-23 10:00:00"}, ins.After)
+	upd := imagesOf(t, recs[1])
+	assert.Equal(t, "one", upd.Before["name"])
+	assert.Equal(t, "uno", upd.After["name"])
+	del := imagesOf(t, recs[2])
+	assert.Equal(t, "uno", del.Before["name"])
+	assert.Nil(t, del.After)
+	require.NoError(t, task.Stop(t.Context()))
+
+	t.Run("ResumesInsideATransaction", func(t *testing.T) {
+		task := startTask(t, cfg, map[string]string{recs[2].Partition: recs[2].Offset})
+		db.exec(t, "BEGIN", "INSERT INTO t (id) VALUES (2)", "INSERT INTO t (id) VALUES (3), (4)", "COMMIT")
+		got := pollN(t, task, 3)
+		assert.Equal(t, []string{"inserted:2", "inserted:3", "inserted:4"}, subjects(got))
+		require.NoError(t, task.Stop(t.Context()))
+
+		// Only the first two were stored: the third comes again, once.
+		task = startTask(t, cfg, map[string]string{got[1].Partition: got[1].Offset})
+		again := pollN(t, task, 1)
+		assert.Equal(t, []string{"inserted:4"}, subjects(again))
+		assert.Equal(t, got[2].Event.ID(), again[0].Event.ID(), "the same row has the same event id")
+		require.NoError(t, task.Stop(t.Context()))
+
+		// All stored: nothing comes again.
+		task = startTask(t, cfg, map[string]string{again[0].Partition: again[0].Offset})
+		db.exec(t, "INSERT INTO t (id) VALUES (5)")
+		assert.Equal(t, []string{"inserted:5"}, subjects(pollN(t, task, 1)))
+		recs = append(recs, again[0])
+	})
+
+	t.Run("SurvivesADatabaseRestart", func(t *testing.T) {
+		last := map[string]string{db.addr(): ""}
+		task := startTask(t, cfg, nil)
+		db.exec(t, "INSERT INTO t (id) VALUES (10)")
+		got := pollN(t, task, 1)
+		last[got[0].Partition] = got[0].Offset
+
+		db.Stop()
+		require.Eventually(t, func() bool {
+			_, err := task.Poll(t.Context())
+			return err != nil
+		}, 30*time.Second, 10*time.Millisecond, "the task fails when the server goes away")
+		require.NoError(t, task.Stop(t.Context()))
+		db.Start()
+		db.exec(t, "INSERT INTO t (id) VALUES (11)", "UPDATE t SET name = 'x' WHERE id = 10")
+
+		// The runtime starts a new task from the committed offset.
+		task = startTask(t, cfg, last)
+		assert.Equal(t, []string{"inserted:11", "updated:10"}, subjects(pollN(t, task, 2)))
+	})
+
+	t.Run("Snapshot", func(t *testing.T) {
+		db.exec(t, "DELETE FROM t", "INSERT INTO t (id, name) VALUES (20, 'a'), (21, 'b')")
+		snap := map[string]any{"url": db.URL(), "tables": []any{"meshd.t"}, "snapshot": true, "type.prefix": "shop.db"}
+		task := startTask(t, snap, nil)
+		got := pollN(t, task, 2)
+		for i, r := range got {
+			assert.Equal(t, "shop.db.row.snapshot", r.Event.Type())
+			assert.Equal(t, fmt.Sprint(20+i), r.Event.Subject())
+			assert.Nil(t, imagesOf(t, r).Before)
+		}
+		db.exec(t, "INSERT INTO t (id) VALUES (22)")
+		ins := pollN(t, task, 1)
+		assert.Equal(t, "shop.db.row.inserted", ins[0].Event.Type())
+		assert.Equal(t, "22", ins[0].Event.Subject())
+		require.NoError(t, task.Stop(t.Context()))
+
+		// After the snapshot was stored, a restart does not take it again.
+		task = startTask(t, snap, map[string]string{ins[0].Partition: ins[0].Offset})
+		db.exec(t, "DELETE FROM t WHERE id = 20")
+		del := pollN(t, task, 1)
+		assert.Equal(t, "shop.db.row.deleted", del[0].Event.Type())
+		require.NoError(t, task.Stop(t.Context()))
+
+		// A snapshot stored only in part is taken again.
+		task = startTask(t, snap, map[string]string{got[0].Partition: got[0].Offset})
+		again := pollN(t, task, 2)
+		assert.Equal(t, "21", again[0].Event.Subject())
+		assert.Equal(t, "22", again[1].Event.Subject())
+		assert.Equal(t, "shop.db.row.snapshot", again[1].Event.Type())
+	})
+}
+
+func TestMySQLCDCConfig(t *testing.T) {
+	for name, cfg := range map[string]map[string]any{
+		"url":       {"url": "postgres://x@h/db"},
+		"no user":   {"url": "mysql://h:3306/db"},
+		"server.id": {"url": "mysql://u@h/db", "server.id": 0},
+		"flavor":    {"url": "mysql://u@h/db", "flavor": "oracle"},
+	} {
+		raw := map[string]any{connectors.FieldConnectorType: mysqlcdc.Type, connectors.FieldTopic: "cdc"}
+		for k, v := range cfg {
+			raw[k] = v
+		}
+		_, err := mysqlcdc.Spec.Validate(raw)
+		var ve *connectors.ValidationError
+		require.ErrorAs(t, err, &ve, name)
+		field := name
+		if name == "no user" {
+			field = "url"
+		}
+		assert.NotEmpty(t, ve.Field(field), name)
+		assert.NotContains(t, err.Error(), "secret", name)
+	}
+}
