@@ -7,4 +7,5 @@ import (
 	_ "github.com/meshd/meshd/connectors/httpsink"
 	_ "github.com/meshd/meshd/connectors/httpsource"
 	_ "github.com/meshd/meshd/connectors/mongodb"
+	_ "github.com/meshd/meshd/connectors/mysqlcdc"
 )
