@@ -6,6 +6,7 @@ import (
 	// The shipped connectors; each registers its spec in init.
 	_ "github.com/meshd/meshd/connectors/httpsink"
 	_ "github.com/meshd/meshd/connectors/httpsource"
+	_ "github.com/meshd/meshd/connectors/jdbc"
 	_ "github.com/meshd/meshd/connectors/mongodb"
 	_ "github.com/meshd/meshd/connectors/mysqlcdc"
 )

@@ -10,6 +10,7 @@ import (
 	"strconv"
 	"syscall"
 	"testing"
+	"time"
 )
 
 // PostgresMissing is the failure message when PostgreSQL is not installed.
@@ -58,7 +59,19 @@ func StartPostgres(t testing.TB) (dsn string) {
 		"-c", "listen_addresses=127.0.0.1", "-c", "fsync=off", "-c", "synchronous_commit=off",
 		"-c", "full_page_writes=off", "-c", "max_connections=200")
 	srv.SysProcAttr = &syscall.SysProcAttr{Credential: cred}
-	startDBProc(t, "postgres", srv, addr)
+	log := startDBProc(t, "postgres", srv, addr)
+	// The port opens before the server accepts sessions ("starting up").
+	if isready, ok := lookBin("pg_isready", bins...); ok {
+		for deadline := time.Now().Add(dbStartTimeout); ; {
+			if exec.Command(isready, "-q", "-h", "127.0.0.1", "-p", strconv.Itoa(port), "-U", "postgres").Run() == nil {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("postgres not ready within %s: %s", dbStartTimeout, log.String())
+			}
+			time.Sleep(50 * time.Millisecond) // polling pg_isready
+		}
+	}
 	return fmt.Sprintf("postgres://postgres@%s/postgres?sslmode=disable", addr)
 }
 

@@ -1,0 +1,147 @@
+// Package jdbc is the jdbc-source and jdbc-sink connectors. Go has no JDBC:
+// the name stays because users search for it. Both use database/sql with
+// pgx (postgres://), go-sql-driver/mysql (mysql://, MySQL and MariaDB) and
+// the pure-Go modernc.org/sqlite (sqlite:///path/file.db); the dialect
+// comes from the connection URL.
+//
+// jdbc-source polls tables (or one query) in the modes of Kafka Connect's
+// JDBC source — incrementing, timestamp, timestamp+incrementing and bulk —
+// and publishes one CloudEvent per row; its offsets live in the mesh KV
+// through the runtime. jdbc-sink inserts, upserts or deletes (on a
+// tombstone: an event without data) rows, one transaction per Put.
+package jdbc
+
+import (
+	"time"
+
+	"github.com/meshd/meshd/connectors"
+)
+
+// Connector types.
+const (
+	SourceType = "jdbc-source"
+	SinkType   = "jdbc-sink"
+)
+
+// Config field names.
+const (
+	FieldURL           = "url"
+	FieldTable         = "table"
+	FieldQuery         = "query"
+	FieldMode          = "mode"
+	FieldIncrementing  = "incrementing.column.name"
+	FieldTimestamp     = "timestamp.column.name"
+	FieldPKFields      = "pk.fields"
+	FieldEventType     = "type"
+	FieldPollInterval  = "poll.interval"
+	FieldBatchMaxRows  = "batch.max.rows"
+	FieldInsertMode    = "insert.mode"
+	FieldAutoCreate    = "auto.create"
+	FieldDeleteEnabled = "delete.enabled"
+	FieldFieldsMapping = "fields.mapping"
+)
+
+// Source modes.
+const (
+	ModeIncrementing          = "incrementing"
+	ModeTimestamp             = "timestamp"
+	ModeTimestampIncrementing = "timestamp+incrementing"
+	ModeBulk                  = "bulk"
+)
+
+// Insert modes of the sink.
+const (
+	InsertModeInsert = "insert"
+	InsertModeUpsert = "upsert"
+)
+
+// DefaultEventType is the CloudEvents type of source events.
+const DefaultEventType = "dev.meshd.jdbc.row"
+
+var urlField = connectors.Field{Name: FieldURL, Type: connectors.TypeString, Required: true, Secret: true,
+	Description: "Connection URL: postgres://user:pass@host:port/db?sslmode=disable, mysql://user:pass@host:port/db (MySQL, MariaDB) or sqlite:///path/file.db. Secret: it may hold a password."}
+
+// SourceSpec is the registered spec of jdbc-source.
+var SourceSpec = connectors.Spec{
+	Name:    SourceType,
+	Kind:    connectors.KindSource,
+	Summary: "Polls SQL tables or a query (PostgreSQL, MySQL/MariaDB, SQLite) and publishes one CloudEvent per row.",
+	Fields: []connectors.Field{
+		urlField,
+		{Name: FieldTable, Type: connectors.TypeList, Description: "Tables to poll (tasks.max splits the list between tasks). One of table and query."},
+		{Name: FieldQuery, Type: connectors.TypeString, Description: "A SELECT to poll instead of tables; the mode's WHERE and ORDER BY are added around it. One of table and query."},
+		{Name: FieldMode, Type: connectors.TypeString, Required: true, Enum: []string{ModeIncrementing, ModeTimestamp, ModeTimestampIncrementing, ModeBulk}, Description: "How new rows are found: a strictly increasing column, a last-modified timestamp column, both, or every row at every poll."},
+		{Name: FieldIncrementing, Type: connectors.TypeString, Description: "Strictly increasing column (modes incrementing, timestamp+incrementing)."},
+		{Name: FieldTimestamp, Type: connectors.TypeString, Description: "Last-modified timestamp column (modes timestamp, timestamp+incrementing)."},
+		{Name: FieldPKFields, Type: connectors.TypeList, Description: "Primary-key columns, the event subject (several: a JSON object). Default: the incrementing column."},
+		{Name: FieldEventType, Type: connectors.TypeString, Default: DefaultEventType, Description: "CloudEvents type of the events."},
+		{Name: FieldPollInterval, Type: connectors.TypeDuration, Default: time.Second, Description: "Pause between polls that found nothing (bulk: between full reads)."},
+		{Name: FieldBatchMaxRows, Type: connectors.TypeInt, Default: int64(500), Description: "Most rows read per query (incrementing modes)."},
+	},
+	New:   func() connectors.Connector { return &SourceConnector{} },
+	Check: checkSource,
+}
+
+// SinkSpec is the registered spec of jdbc-sink.
+var SinkSpec = connectors.Spec{
+	Name:    SinkType,
+	Kind:    connectors.KindSink,
+	Summary: "Writes events' JSON data as rows of an SQL table (PostgreSQL, MySQL/MariaDB, SQLite): insert, upsert, delete on tombstone.",
+	Fields: []connectors.Field{
+		urlField,
+		{Name: FieldTable, Type: connectors.TypeString, Required: true, Description: "Table written (schema.table allowed)."},
+		{Name: FieldInsertMode, Type: connectors.TypeString, Default: InsertModeInsert, Enum: []string{InsertModeInsert, InsertModeUpsert}, Description: "insert, or upsert (ON CONFLICT / ON DUPLICATE KEY) on pk.fields."},
+		{Name: FieldPKFields, Type: connectors.TypeList, Description: "Primary-key columns: the upsert conflict target, the key of deletes and of auto-created tables."},
+		{Name: FieldAutoCreate, Type: connectors.TypeBool, Default: false, Description: "Create the table (IF NOT EXISTS) from the first event's fields."},
+		{Name: FieldDeleteEnabled, Type: connectors.TypeBool, Default: false, Description: "Delete the row of a tombstone (an event without data); the key is the event subject (several pk.fields: a JSON object)."},
+		{Name: FieldFieldsMapping, Type: connectors.TypeMap, Description: "Explicit mapping data field → column; only mapped fields are written. Default: every top-level field to the column of its name."},
+	},
+	New:   func() connectors.Connector { return &SinkConnector{} },
+	Check: checkSink,
+}
+
+func init() {
+	connectors.Register(SourceSpec)
+	connectors.Register(SinkSpec)
+}
+
+func checkURL(cfg connectors.Config) []connectors.FieldError {
+	if _, _, err := parseURL(cfg.String(FieldURL)); err != nil {
+		return []connectors.FieldError{{Field: FieldURL, Reason: err.Error()}}
+	}
+	return nil
+}
+
+func checkSource(cfg connectors.Config) []connectors.FieldError {
+	errs := checkURL(cfg)
+	tables, query := cfg.Strings(FieldTable), cfg.String(FieldQuery)
+	if (len(tables) == 0) == (query == "") {
+		errs = append(errs, connectors.FieldError{Field: FieldTable, Reason: "give either table or query"})
+	}
+	mode := cfg.String(FieldMode)
+	if (mode == ModeIncrementing || mode == ModeTimestampIncrementing) && cfg.String(FieldIncrementing) == "" {
+		errs = append(errs, connectors.FieldError{Field: FieldIncrementing, Reason: "required by mode " + mode})
+	}
+	if (mode == ModeTimestamp || mode == ModeTimestampIncrementing) && cfg.String(FieldTimestamp) == "" {
+		errs = append(errs, connectors.FieldError{Field: FieldTimestamp, Reason: "required by mode " + mode})
+	}
+	if cfg.Duration(FieldPollInterval) <= 0 {
+		errs = append(errs, connectors.FieldError{Field: FieldPollInterval, Reason: "must be positive"})
+	}
+	if cfg.Int(FieldBatchMaxRows) < 1 {
+		errs = append(errs, connectors.FieldError{Field: FieldBatchMaxRows, Reason: "must be at least 1"})
+	}
+	return errs
+}
+
+func checkSink(cfg connectors.Config) []connectors.FieldError {
+	errs := checkURL(cfg)
+	pk := cfg.Strings(FieldPKFields)
+	if cfg.String(FieldInsertMode) == InsertModeUpsert && len(pk) == 0 {
+		errs = append(errs, connectors.FieldError{Field: FieldPKFields, Reason: "required by insert.mode upsert"})
+	}
+	if cfg.Bool(FieldDeleteEnabled) && len(pk) == 0 {
+		errs = append(errs, connectors.FieldError{Field: FieldPKFields, Reason: "required by delete.enabled"})
+	}
+	return errs
+}

@@ -1,0 +1,219 @@
+package jdbc
+
+import (
+	"database/sql"
+	"fmt"
+	"net/url"
+	"strconv"
+	"strings"
+
+	// The drivers of the three dialects.
+	_ "github.com/go-sql-driver/mysql"
+	_ "github.com/jackc/pgx/v5/stdlib"
+	_ "modernc.org/sqlite"
+)
+
+// dialect is what differs between the databases: driver, quoting,
+// placeholders, upsert syntax and column types for auto-create.
+type dialect struct {
+	name   string // postgres, mysql, sqlite
+	driver string
+}
+
+var (
+	dialectPostgres = dialect{name: "postgres", driver: "pgx"}
+	dialectMySQL    = dialect{name: "mysql", driver: "mysql"}
+	dialectSQLite   = dialect{name: "sqlite", driver: "sqlite"}
+)
+
+// parseURL returns the dialect of a connection URL and the DSN its driver
+// takes. Errors never echo the URL (it may hold a password).
+func parseURL(raw string) (dialect, string, error) {
+	u, err := url.Parse(raw)
+	if err != nil {
+		return dialect{}, "", fmt.Errorf("not a URL")
+	}
+	switch u.Scheme {
+	case "postgres", "postgresql":
+		if u.Host == "" {
+			return dialect{}, "", fmt.Errorf("postgres URL without a host")
+		}
+		return dialectPostgres, raw, nil
+	case "mysql", "mariadb":
+		if u.Host == "" {
+			return dialect{}, "", fmt.Errorf("mysql URL without a host")
+		}
+		var dsn strings.Builder
+		if u.User != nil {
+			dsn.WriteString(u.User.Username())
+			if p, ok := u.User.Password(); ok {
+				dsn.WriteString(":" + p)
+			}
+			dsn.WriteString("@")
+		}
+		q := u.Query()
+		q.Set("parseTime", "true")
+		if q.Get("loc") == "" {
+			q.Set("loc", "UTC")
+		}
+		fmt.Fprintf(&dsn, "tcp(%s)/%s?%s", u.Host, strings.TrimPrefix(u.Path, "/"), q.Encode())
+		return dialectMySQL, dsn.String(), nil
+	case "sqlite", "sqlite3":
+		path := u.Path
+		if u.Host != "" { // sqlite://relative/file.db
+			path = u.Host + u.Path
+		}
+		if path == "" {
+			return dialect{}, "", fmt.Errorf("sqlite URL without a file path (sqlite:///path/file.db)")
+		}
+		return dialectSQLite, "file:" + path + "?_pragma=busy_timeout(10000)&_pragma=journal_mode(WAL)&_time_format=sqlite", nil
+	}
+	return dialect{}, "", fmt.Errorf("scheme %q is none of postgres://, mysql://, sqlite://", u.Scheme)
+}
+
+// open opens and pings the database of a connection URL.
+func open(raw string) (dialect, *sql.DB, error) {
+	d, dsn, err := parseURL(raw)
+	if err != nil {
+		return d, nil, err
+	}
+	db, err := sql.Open(d.driver, dsn)
+	if err != nil {
+		return d, nil, fmt.Errorf("opening the %s database: %w", d.name, err)
+	}
+	if d == dialectSQLite {
+		db.SetMaxOpenConns(1) // one writer; avoids SQLITE_BUSY between pooled connections
+	}
+	return d, db, nil
+}
+
+// quote quotes one identifier; a dotted name (schema.table) is quoted part
+// by part.
+func (d dialect) quote(name string) string {
+	parts := strings.Split(name, ".")
+	for i, p := range parts {
+		if d == dialectMySQL {
+			parts[i] = "`" + strings.ReplaceAll(p, "`", "``") + "`"
+		} else {
+			parts[i] = `"` + strings.ReplaceAll(p, `"`, `""`) + `"`
+		}
+	}
+	return strings.Join(parts, ".")
+}
+
+func (d dialect) quoteAll(names []string) []string {
+	out := make([]string, len(names))
+	for i, n := range names {
+		out[i] = d.quote(n)
+	}
+	return out
+}
+
+// placeholder is the n-th (from 1) bind parameter.
+func (d dialect) placeholder(n int) string {
+	if d == dialectPostgres {
+		return "$" + strconv.Itoa(n)
+	}
+	return "?"
+}
+
+func (d dialect) placeholders(from, n int) string {
+	ps := make([]string, n)
+	for i := range ps {
+		ps[i] = d.placeholder(from + i)
+	}
+	return strings.Join(ps, ", ")
+}
+
+// insertSQL is an INSERT of cols; with upsert, rows whose key exists are
+// updated instead.
+func (d dialect) insertSQL(table string, cols, pk []string, upsert bool) string {
+	s := fmt.Sprintf("INSERT INTO %s (%s) VALUES (%s)", d.quote(table),
+		strings.Join(d.quoteAll(cols), ", "), d.placeholders(1, len(cols)))
+	if !upsert {
+		return s
+	}
+	isPK := map[string]bool{}
+	for _, k := range pk {
+		isPK[k] = true
+	}
+	var sets []string
+	for _, c := range cols {
+		if isPK[c] {
+			continue
+		}
+		q := d.quote(c)
+		if d == dialectMySQL {
+			sets = append(sets, q+" = VALUES("+q+")")
+		} else {
+			sets = append(sets, q+" = EXCLUDED."+q)
+		}
+	}
+	if d == dialectMySQL {
+		if len(sets) == 0 {
+			q := d.quote(pk[0])
+			sets = []string{q + " = " + q}
+		}
+		return s + " ON DUPLICATE KEY UPDATE " + strings.Join(sets, ", ")
+	}
+	conflict := " ON CONFLICT (" + strings.Join(d.quoteAll(pk), ", ") + ")"
+	if len(sets) == 0 {
+		return s + conflict + " DO NOTHING"
+	}
+	return s + conflict + " DO UPDATE SET " + strings.Join(sets, ", ")
+}
+
+// deleteSQL deletes the row of a key.
+func (d dialect) deleteSQL(table string, pk []string) string {
+	conds := make([]string, len(pk))
+	for i, k := range pk {
+		conds[i] = d.quote(k) + " = " + d.placeholder(i+1)
+	}
+	return fmt.Sprintf("DELETE FROM %s WHERE %s", d.quote(table), strings.Join(conds, " AND "))
+}
+
+// columnType is the column type auto-create gives a JSON value.
+func (d dialect) columnType(v any, key bool) string {
+	switch v := v.(type) {
+	case bool:
+		return "BOOLEAN"
+	case int64:
+		return "BIGINT"
+	case float64:
+		if d == dialectPostgres {
+			return "DOUBLE PRECISION"
+		}
+		if d == dialectSQLite {
+			return "REAL"
+		}
+		return "DOUBLE"
+	case string:
+		_ = v
+	}
+	if d == dialectMySQL {
+		if key {
+			return "VARCHAR(255)"
+		}
+		return "LONGTEXT"
+	}
+	return "TEXT"
+}
+
+// createSQL creates table with the columns of one row.
+func (d dialect) createSQL(table string, cols []string, vals []any, pk []string) string {
+	isPK := map[string]bool{}
+	for _, k := range pk {
+		isPK[k] = true
+	}
+	defs := make([]string, len(cols))
+	for i, c := range cols {
+		defs[i] = d.quote(c) + " " + d.columnType(vals[i], isPK[c])
+		if isPK[c] {
+			defs[i] += " NOT NULL"
+		}
+	}
+	if len(pk) > 0 {
+		defs = append(defs, "PRIMARY KEY ("+strings.Join(d.quoteAll(pk), ", ")+")")
+	}
+	return fmt.Sprintf("CREATE TABLE IF NOT EXISTS %s (%s)", d.quote(table), strings.Join(defs, ", "))
+}

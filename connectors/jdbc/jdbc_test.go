@@ -1,0 +1,430 @@
+package jdbc
+
+import (
+	"context"
+	"database/sql"
+	"fmt"
+	"log/slog"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"testing"
+
+	"github.com/cloudevents/sdk-go/v2/event"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/meshd/meshd/connectors"
+	"github.com/meshd/meshd/connectors/connectortest"
+	"github.com/meshd/meshd/test/infra"
+)
+
+// target is one database under test.
+type target struct {
+	url string
+	d   dialect
+	db  *sql.DB
+	// ddl of the tables the tests use.
+	srcTable, sinkTable, typesTable, typesInsert string
+}
+
+func (tg *target) exec(t *testing.T, q string, args ...any) {
+	t.Helper()
+	_, err := tg.db.ExecContext(t.Context(), tg.rebind(q), args...)
+	require.NoError(t, err, q)
+}
+
+// rebind turns ? placeholders into $n for PostgreSQL.
+func (tg *target) rebind(q string) string {
+	if tg.d != dialectPostgres {
+		return q
+	}
+	var b strings.Builder
+	n := 0
+	for _, r := range q {
+		if r == '?' {
+			n++
+			b.WriteString("$" + strconv.Itoa(n))
+			continue
+		}
+		b.WriteRune(r)
+	}
+	return b.String()
+}
+
+func (tg *target) strings(t *testing.T, q string) []string {
+	t.Helper()
+	rows, err := tg.db.QueryContext(t.Context(), q)
+	require.NoError(t, err, q)
+	defer rows.Close()
+	var out []string
+	for rows.Next() {
+		var s sql.NullString
+		require.NoError(t, rows.Scan(&s))
+		out = append(out, s.String)
+	}
+	require.NoError(t, rows.Err())
+	return out
+}
+
+func openTarget(t *testing.T, url string) *target {
+	t.Helper()
+	d, db, err := open(url)
+	require.NoError(t, err)
+	t.Cleanup(func() { db.Close() })
+	require.NoError(t, db.PingContext(t.Context()))
+	tg := &target{url: url, d: d, db: db}
+	switch d {
+	case dialectPostgres:
+		tg.srcTable = `CREATE TABLE %s (id BIGSERIAL PRIMARY KEY, k TEXT NOT NULL, ts TIMESTAMP(6) NOT NULL DEFAULT CURRENT_TIMESTAMP)`
+		tg.sinkTable = `CREATE TABLE %s (id VARCHAR(100) PRIMARY KEY, n BIGINT)`
+		tg.typesTable = `CREATE TABLE types (id BIGINT PRIMARY KEY, i INT, big BIGINT, f DOUBLE PRECISION, dec NUMERIC(20,6), ts TIMESTAMPTZ, b BYTEA, s TEXT, flag BOOLEAN, nul TEXT)`
+		tg.typesInsert = `INSERT INTO types VALUES (1, 42, 9007199254740993, 1.5, 12345678901234.123456, '2026-11-23T10:00:00.123456Z', '\x0102ff', 'hé', true, NULL)`
+	case dialectMySQL:
+		tg.srcTable = `CREATE TABLE %s (id BIGINT AUTO_INCREMENT PRIMARY KEY, k VARCHAR(100) NOT NULL, ts DATETIME(6) NOT NULL DEFAULT CURRENT_TIMESTAMP(6))`
+		tg.sinkTable = `CREATE TABLE %s (id VARCHAR(100) PRIMARY KEY, n BIGINT)`
+		tg.typesTable = "CREATE TABLE types (id BIGINT PRIMARY KEY, i INT, big BIGINT, f DOUBLE, `dec` DECIMAL(20,6), ts DATETIME(6), b VARBINARY(10), s TEXT, flag BOOLEAN, nul TEXT)"
+		tg.typesInsert = `INSERT INTO types VALUES (1, 42, 9007199254740993, 1.5, 12345678901234.123456, '2026-11-23 10:00:00.123456', x'0102ff', 'hé', true, NULL)`
+	case dialectSQLite:
+		tg.srcTable = `CREATE TABLE %s (id INTEGER PRIMARY KEY AUTOINCREMENT, k TEXT NOT NULL, ts TEXT NOT NULL DEFAULT (strftime('%%Y-%%m-%%dT%%H:%%M:%%fZ','now')))`
+		tg.sinkTable = `CREATE TABLE %s (id TEXT PRIMARY KEY, n INTEGER)`
+	}
+	return tg
+}
+
+func validate(t *testing.T, spec connectors.Spec, kv ...any) connectors.Config {
+	t.Helper()
+	raw := map[string]any{connectors.FieldConnectorType: spec.Name, connectors.FieldTopic: "jdbc.test"}
+	for i := 0; i < len(kv); i += 2 {
+		raw[kv[i].(string)] = kv[i+1]
+	}
+	cfg, err := spec.Validate(raw)
+	require.NoError(t, err)
+	return cfg
+}
+
+func TestPostgres(t *testing.T) {
+	runAll(t, openTarget(t, infra.StartPostgres(t)))
+}
+
+func TestMariaDB(t *testing.T) {
+	dsn := infra.StartMariaDB(t, false) // root@tcp(127.0.0.1:PORT)/meshd
+	hostPort := strings.TrimSuffix(strings.TrimPrefix(dsn, "root@tcp("), ")/"+infra.MariaDBDatabase)
+	runAll(t, openTarget(t, "mysql://root@"+hostPort+"/"+infra.MariaDBDatabase))
+}
+
+func TestSQLite(t *testing.T) {
+	runAll(t, openTarget(t, "sqlite://"+filepath.Join(t.TempDir(), "meshd.db")))
+}
+
+func runAll(t *testing.T, tg *target) {
+	t.Run("SourceSuite", func(t *testing.T) { sourceSuite(t, tg) })
+	t.Run("SinkSuite", func(t *testing.T) { sinkSuite(t, tg) })
+	t.Run("Upsert", func(t *testing.T) { testUpsert(t, tg) })
+	t.Run("DeleteOnTombstone", func(t *testing.T) { testDelete(t, tg) })
+	t.Run("AutoCreate", func(t *testing.T) { testAutoCreate(t, tg) })
+	if tg.typesTable != "" {
+		t.Run("Types", func(t *testing.T) { testTypes(t, tg) })
+	}
+	t.Run("Modes", func(t *testing.T) { testModes(t, tg) })
+}
+
+func sourceSuite(t *testing.T, tg *target) {
+	tg.exec(t, fmt.Sprintf(tg.srcTable, "suite_src"))
+	connectortest.RunSource(t, connectortest.Source{
+		Spec: SourceSpec,
+		Config: map[string]any{FieldURL: tg.url, FieldTable: "suite_src", FieldMode: ModeIncrementing,
+			FieldIncrementing: "id", FieldPKFields: "k", FieldPollInterval: "50ms"},
+		Produce: func(ctx context.Context, keys []string) error {
+			for _, k := range keys {
+				if _, err := tg.db.ExecContext(ctx, tg.rebind("INSERT INTO suite_src (k) VALUES (?)"), k); err != nil {
+					return err
+				}
+			}
+			return nil
+		},
+		Key: func(e *event.Event) string { return e.Subject() },
+	})
+}
+
+func sinkSuite(t *testing.T, tg *target) {
+	tg.exec(t, fmt.Sprintf(tg.sinkTable, "suite_sink"))
+	connectortest.RunSink(t, connectortest.Sink{
+		Spec: SinkSpec,
+		Config: map[string]any{FieldURL: tg.url, FieldTable: "suite_sink", FieldInsertMode: InsertModeUpsert,
+			FieldPKFields: "id"},
+		Received: func() []string {
+			for _, tb := range []string{"suite_sink", "suite_sink_off"} {
+				rows, err := tg.db.Query("SELECT id FROM " + tb)
+				if err != nil {
+					continue
+				}
+				var ids []string
+				for rows.Next() {
+					var id string
+					if rows.Scan(&id) == nil {
+						ids = append(ids, id)
+					}
+				}
+				rows.Close()
+				return ids
+			}
+			return nil
+		},
+		SetFailing: func(failing bool) {
+			from, to := "suite_sink", "suite_sink_off"
+			if !failing {
+				from, to = to, from
+			}
+			_, _ = tg.db.Exec(fmt.Sprintf("ALTER TABLE %s RENAME TO %s", from, to)) // no-op when already so
+		},
+	})
+}
+
+func newSink(t *testing.T, kv ...any) *SinkTask {
+	t.Helper()
+	task := &SinkTask{}
+	require.NoError(t, task.Start(t.Context(), validate(t, SinkSpec, kv...)))
+	t.Cleanup(func() { _ = task.Stop(context.Background()) })
+	return task
+}
+
+func ev(id, subject string, data any) event.Event {
+	e := event.New()
+	e.SetID(id)
+	e.SetSource("/test")
+	e.SetType("t")
+	if subject != "" {
+		e.SetSubject(subject)
+	}
+	if data != nil {
+		if err := e.SetData(event.ApplicationJSON, data); err != nil {
+			panic(err)
+		}
+	}
+	return e
+}
+
+func testUpsert(t *testing.T, tg *target) {
+	tg.exec(t, fmt.Sprintf(tg.sinkTable, "up"))
+	task := newSink(t, FieldURL, tg.url, FieldTable, "up", FieldInsertMode, "upsert", FieldPKFields, "id")
+	require.NoError(t, task.Put(t.Context(), []event.Event{
+		ev("1", "", map[string]any{"id": "a", "n": 1}),
+		ev("2", "", map[string]any{"id": "b", "n": 2}),
+		ev("3", "", map[string]any{"id": "a", "n": 3}),
+	}))
+	assert.Equal(t, []string{"a:3", "b:2"}, tg.strings(t, "SELECT "+concat(tg.d, "id", "n")+" FROM up ORDER BY id"))
+
+	// insert mode: a duplicate key fails the whole batch, nothing of it is written.
+	ins := newSink(t, FieldURL, tg.url, FieldTable, "up")
+	err := ins.Put(t.Context(), []event.Event{ev("4", "", map[string]any{"id": "c", "n": 4}), ev("5", "", map[string]any{"id": "a", "n": 5})})
+	require.Error(t, err)
+	assert.Equal(t, []string{"a:3", "b:2"}, tg.strings(t, "SELECT "+concat(tg.d, "id", "n")+" FROM up ORDER BY id"), "one transaction per Put")
+}
+
+func concat(d dialect, a, b string) string {
+	if d == dialectMySQL {
+		return fmt.Sprintf("CONCAT(%s, ':', %s)", a, b)
+	}
+	return fmt.Sprintf("%s || ':' || %s", a, b)
+}
+
+func testDelete(t *testing.T, tg *target) {
+	tg.exec(t, fmt.Sprintf(tg.sinkTable, "del"))
+	task := newSink(t, FieldURL, tg.url, FieldTable, "del", FieldInsertMode, "upsert", FieldPKFields, "id", FieldDeleteEnabled, true)
+	require.NoError(t, task.Put(t.Context(), []event.Event{
+		ev("1", "", map[string]any{"id": "a", "n": 1}),
+		ev("2", "", map[string]any{"id": "b", "n": 2}),
+		ev("3", "a", nil), // tombstone
+	}))
+	assert.Equal(t, []string{"b"}, tg.strings(t, "SELECT id FROM del ORDER BY id"))
+
+	// A tombstone without a subject fails alone, for good.
+	err := task.Put(t.Context(), []event.Event{ev("4", "", nil), ev("5", "", map[string]any{"id": "c", "n": 3})})
+	var pe *connectors.PartialError
+	require.ErrorAs(t, err, &pe)
+	require.Len(t, pe.Failed, 1)
+	assert.ErrorIs(t, pe.Failed[0], connectors.ErrPermanent)
+	assert.Equal(t, []string{"b", "c"}, tg.strings(t, "SELECT id FROM del ORDER BY id"))
+}
+
+func testAutoCreate(t *testing.T, tg *target) {
+	task := newSink(t, FieldURL, tg.url, FieldTable, "auto", FieldAutoCreate, true, FieldPKFields, "key",
+		FieldInsertMode, "upsert", FieldFieldsMapping, map[string]any{"id": "key", "name": "name", "score": "score", "ok": "ok"})
+	require.NoError(t, task.Put(t.Context(), []event.Event{
+		ev("1", "", map[string]any{"id": "x", "name": "first", "score": 1.5, "ok": true, "ignored": 1}),
+		ev("2", "", map[string]any{"id": "y", "name": "second", "score": 2, "ok": false}),
+	}))
+	assert.Equal(t, []string{"x:first", "y:second"}, tg.strings(t, "SELECT "+concat(tg.d, tg.d.quote("key"), "name")+" FROM auto ORDER BY "+tg.d.quote("key")))
+	_, err := tg.db.ExecContext(t.Context(), "SELECT ignored FROM auto")
+	assert.Error(t, err, "unmapped fields get no column")
+}
+
+func testTypes(t *testing.T, tg *target) {
+	tg.exec(t, tg.typesTable)
+	tg.exec(t, tg.typesInsert)
+	task := &SourceTask{}
+	require.NoError(t, task.Start(t.Context(), validate(t, SourceSpec, FieldURL, tg.url, FieldTable, "types",
+		FieldMode, ModeIncrementing, FieldIncrementing, "id")))
+	defer task.Stop(context.Background())
+	recs, err := task.Poll(t.Context())
+	require.NoError(t, err)
+	require.Len(t, recs, 1)
+	flag := "true"
+	if tg.d == dialectMySQL {
+		flag = "1" // BOOLEAN is TINYINT(1)
+	}
+	want := `{"id":1,"i":42,"big":9007199254740993,"f":1.5,"dec":"12345678901234.123456",
+		"ts":"2026-11-23T10:00:00.123456Z","b":"AQL/","s":"hé","flag":` + flag + `,"nul":null}`
+	assert.JSONEq(t, want, string(recs[0].Event.Data()))
+	assert.Contains(t, string(recs[0].Event.Data()), `"big":9007199254740993`, "big integers keep their digits")
+	assert.Equal(t, "1", recs[0].Event.Subject())
+	assert.Equal(t, DefaultEventType, recs[0].Event.Type())
+}
+
+// testModes polls a table through a task in each mode the dialect is
+// tested with.
+func testModes(t *testing.T, tg *target) {
+	start := func(t *testing.T, table string, offsets map[string]string, kv ...any) *SourceTask {
+		task := &SourceTask{}
+		task.Init(fakeTC{offsets})
+		require.NoError(t, task.Start(t.Context(), validate(t, SourceSpec, append([]any{FieldURL, tg.url, FieldTable, table, FieldPollInterval, "10ms", FieldPKFields, "k"}, kv...)...)))
+		t.Cleanup(func() { _ = task.Stop(context.Background()) })
+		return task
+	}
+	poll := func(t *testing.T, task *SourceTask) (keys []string, last connectors.Record) {
+		recs, err := task.Poll(t.Context())
+		require.NoError(t, err)
+		for _, r := range recs {
+			keys = append(keys, r.Event.Subject())
+			last = r
+		}
+		return keys, last
+	}
+	insert := func(t *testing.T, table string, keys ...string) {
+		for _, k := range keys {
+			tg.exec(t, "INSERT INTO "+table+" (k) VALUES (?)", k)
+		}
+	}
+
+	t.Run("Incrementing", func(t *testing.T) {
+		tg.exec(t, fmt.Sprintf(tg.srcTable, "m_inc"))
+		insert(t, "m_inc", "a", "b", "c")
+		task := start(t, "m_inc", nil, FieldMode, ModeIncrementing, FieldIncrementing, "id", FieldBatchMaxRows, 2)
+		got, _ := poll(t, task)
+		assert.Equal(t, []string{"a", "b"}, got, "batch.max.rows bounds a poll")
+		got, last := poll(t, task)
+		assert.Equal(t, []string{"c"}, got)
+		insert(t, "m_inc", "d")
+		task2 := start(t, "m_inc", map[string]string{last.Partition: last.Offset}, FieldMode, ModeIncrementing, FieldIncrementing, "id")
+		got, _ = poll(t, task2)
+		assert.Equal(t, []string{"d"}, got, "a new task resumes from the offset")
+	})
+
+	if tg.d == dialectSQLite {
+		t.Run("Bulk", func(t *testing.T) {
+			tg.exec(t, fmt.Sprintf(tg.srcTable, "m_bulk"))
+			insert(t, "m_bulk", "a", "b")
+			task := start(t, "m_bulk", nil, FieldMode, ModeBulk)
+			got, last := poll(t, task)
+			assert.Equal(t, []string{"a", "b"}, got)
+			assert.Empty(t, last.Partition, "bulk commits no offset")
+			insert(t, "m_bulk", "c")
+			got, _ = poll(t, task)
+			assert.Equal(t, []string{"a", "b", "c"}, got, "bulk reads every row at every poll")
+		})
+		return
+	}
+
+	t.Run("Timestamp", func(t *testing.T) {
+		tg.exec(t, fmt.Sprintf(tg.srcTable, "m_ts"))
+		tg.exec(t, "INSERT INTO m_ts (k, ts) VALUES ('a', '2026-01-01 00:00:01'), ('b', '2026-01-01 00:00:02')")
+		task := start(t, "m_ts", nil, FieldMode, ModeTimestamp, FieldTimestamp, "ts")
+		got, last := poll(t, task)
+		assert.Equal(t, []string{"a", "b"}, got)
+		assert.JSONEq(t, `{"ts":"2026-01-01T00:00:02Z"}`, last.Offset)
+		tg.exec(t, "UPDATE m_ts SET ts = '2026-01-01 00:00:03.5' WHERE k = 'a'")
+		got, _ = poll(t, task)
+		assert.Equal(t, []string{"a"}, got, "an updated row is read again")
+		got, _ = poll(t, task)
+		assert.Empty(t, got)
+	})
+
+	t.Run("TimestampIncrementing", func(t *testing.T) {
+		tg.exec(t, fmt.Sprintf(tg.srcTable, "m_tsi"))
+		tg.exec(t, "INSERT INTO m_tsi (k, ts) VALUES ('a', '2026-01-01 00:00:01'), ('b', '2026-01-01 00:00:01'), ('c', '2026-01-01 00:00:01')")
+		task := start(t, "m_tsi", nil, FieldMode, ModeTimestampIncrementing, FieldTimestamp, "ts", FieldIncrementing, "id", FieldBatchMaxRows, 2)
+		got, last := poll(t, task)
+		assert.Equal(t, []string{"a", "b"}, got)
+		task2 := start(t, "m_tsi", map[string]string{last.Partition: last.Offset}, FieldMode, ModeTimestampIncrementing, FieldTimestamp, "ts", FieldIncrementing, "id")
+		got, _ = poll(t, task2)
+		assert.Equal(t, []string{"c"}, got, "rows of the same timestamp after the offset's id are read")
+		tg.exec(t, "UPDATE m_tsi SET ts = '2026-01-01 00:00:05' WHERE k = 'a'")
+		got, _ = poll(t, task2)
+		assert.Equal(t, []string{"a"}, got)
+	})
+
+	t.Run("Bulk", func(t *testing.T) {
+		tg.exec(t, fmt.Sprintf(tg.srcTable, "m_bulk"))
+		insert(t, "m_bulk", "a", "b")
+		task := start(t, "m_bulk", nil, FieldMode, ModeBulk)
+		got, _ := poll(t, task)
+		assert.Equal(t, []string{"a", "b"}, slices.Sorted(slices.Values(got)))
+		got, _ = poll(t, task)
+		assert.Len(t, got, 2, "bulk reads every row at every poll")
+	})
+}
+
+type fakeTC struct{ offsets map[string]string }
+
+func (f fakeTC) Connector() string             { return "test" }
+func (f fakeTC) TaskID() int                   { return 0 }
+func (f fakeTC) Logger() *slog.Logger          { return slog.Default() }
+func (f fakeTC) Offsets() map[string]string    { return f.offsets }
+func (f fakeTC) Webhooks() connectors.Webhooks { return nil }
+
+func TestTaskConfigsSplitTables(t *testing.T) {
+	c := &SourceConnector{}
+	require.NoError(t, c.Start(t.Context(), validate(t, SourceSpec, FieldURL, "sqlite:///x.db", FieldTable, "a,b,c", FieldMode, ModeBulk)))
+	cfgs, err := c.TaskConfigs(2)
+	require.NoError(t, err)
+	require.Len(t, cfgs, 2)
+	assert.Equal(t, []string{"a", "c"}, cfgs[0].Strings(FieldTable))
+	assert.Equal(t, []string{"b"}, cfgs[1].Strings(FieldTable))
+	cfgs, err = c.TaskConfigs(8)
+	require.NoError(t, err)
+	assert.Len(t, cfgs, 3, "no more tasks than tables")
+}
+
+func TestBadConfigNamesTheField(t *testing.T) {
+	cases := []struct {
+		spec  connectors.Spec
+		raw   map[string]any
+		field string
+	}{
+		{SinkSpec, map[string]any{FieldURL: "oracle://x", FieldTable: "t"}, FieldURL},
+		{SinkSpec, map[string]any{FieldURL: "sqlite:///x.db", FieldTable: "t", FieldInsertMode: "upsert"}, FieldPKFields},
+		{SinkSpec, map[string]any{FieldURL: "sqlite:///x.db", FieldTable: "t", FieldInsertMode: "merge"}, FieldInsertMode},
+		{SinkSpec, map[string]any{FieldURL: "sqlite:///x.db"}, FieldTable},
+		{SourceSpec, map[string]any{FieldURL: "sqlite:///x.db", FieldTable: "t", FieldMode: ModeIncrementing}, FieldIncrementing},
+		{SourceSpec, map[string]any{FieldURL: "sqlite:///x.db", FieldTable: "t", FieldMode: ModeTimestamp}, FieldTimestamp},
+		{SourceSpec, map[string]any{FieldURL: "sqlite:///x.db", FieldMode: ModeBulk}, FieldTable},
+		{SourceSpec, map[string]any{FieldURL: "sqlite:///x.db", FieldTable: "t", FieldMode: "cdc"}, FieldMode},
+	}
+	for _, c := range cases {
+		raw := map[string]any{connectors.FieldConnectorType: c.spec.Name, connectors.FieldTopic: "t"}
+		for k, v := range c.raw {
+			raw[k] = v
+		}
+		_, err := c.spec.Validate(raw)
+		var ve *connectors.ValidationError
+		require.ErrorAs(t, err, &ve, "%v", c.raw)
+		var fields []string
+		for _, f := range ve.Fields {
+			fields = append(fields, f.Field)
+		}
+		assert.Contains(t, fields, c.field, "%v: %v", c.raw, err)
+		assert.NotContains(t, err.Error(), "oracle://x", "the URL is not echoed")
+	}
+}
