@@ -28,6 +28,6 @@ apt_install() {
 
 need_go
 # Debian packages the tests start as real servers (test/infra launchers).
-apt_install mosquitto
+apt_install mosquitto postgresql mariadb-server mariadb-client clickhouse-server clickhouse-client
 go mod download
 echo "install-deps: ok"
