@@ -7,26 +7,18 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
-	"net"
 	"net/http"
 	"testing"
 	"time"
 
-	"github.com/stretchr/testify/require"
+	"github.com/meshd/meshd/test/infra"
 
 	"github.com/meshd/meshd/connectors/connectortest"
 	"github.com/meshd/meshd/connectors/httpsource"
 	"github.com/meshd/meshd/connectors/runtime"
 )
 
-func freeAddr(t *testing.T) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	require.NoError(t, err)
-	addr := ln.Addr().String()
-	require.NoError(t, ln.Close())
-	return addr
-}
+func freeAddr(t *testing.T) string { return infra.FreeAddr(t) }
 
 const hmacKey = "webhook-hmac-key"
 

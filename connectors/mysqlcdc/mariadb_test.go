@@ -14,6 +14,8 @@ import (
 
 	"github.com/go-mysql-org/go-mysql/client"
 	"github.com/stretchr/testify/require"
+
+	"github.com/meshd/meshd/test/infra"
 )
 
 // mariaDB is a MariaDB with a ROW binlog that a test can stop and start
@@ -47,10 +49,7 @@ func startMariaDBBinlog(t *testing.T) *mariaDB {
 	}
 	out, err := exec.Command(installDB, args...).CombinedOutput()
 	require.NoError(t, err, "mariadb-install-db: %s", out)
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	require.NoError(t, err)
-	port := ln.Addr().(*net.TCPAddr).Port
-	require.NoError(t, ln.Close())
+	port := infra.FreePort(t)
 	m := &mariaDB{t: t, dir: dir, port: port, mariadbd: mariadbd}
 	m.Start()
 	t.Cleanup(m.Stop)

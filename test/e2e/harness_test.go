@@ -19,6 +19,8 @@ import (
 	"time"
 
 	"github.com/stretchr/testify/require"
+
+	"github.com/meshd/meshd/test/infra"
 )
 
 var meshdBin string
@@ -42,14 +44,7 @@ func TestMain(m *testing.M) {
 }
 
 // freeAddr returns a loopback address with a port that was free a moment ago.
-func freeAddr(t *testing.T) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	require.NoError(t, err)
-	addr := ln.Addr().String()
-	require.NoError(t, ln.Close())
-	return addr
-}
+func freeAddr(t *testing.T) string { return infra.FreeAddr(t) }
 
 // meshd is one meshd process with its own data dir and config file.
 type meshd struct {

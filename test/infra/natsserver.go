@@ -5,6 +5,7 @@ package infra
 import (
 	"bytes"
 	"fmt"
+	"math/rand/v2"
 	"net"
 	"net/http"
 	"os"
@@ -129,15 +130,35 @@ func goVersionFromMod() string {
 	return ""
 }
 
-// FreePort returns a loopback TCP port that was free a moment ago.
+// Ports handed out by FreePort come from below the kernel's ephemeral range
+// (32768 and up on Linux), so an outgoing connection's local port cannot
+// take one between FreePort's check and the server's bind.
+const (
+	freePortMin = 20000
+	freePortMax = 32000
+)
+
+// FreePort returns a loopback TCP port that was free a moment ago, chosen
+// at random below the ephemeral range.
 func FreePort(t testing.TB) int {
 	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatalf("finding a free port: %v", err)
+	for range 200 {
+		port := freePortMin + rand.IntN(freePortMax-freePortMin)
+		l, err := net.Listen("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(port)))
+		if err != nil {
+			continue
+		}
+		l.Close()
+		return port
 	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
+	t.Fatalf("finding a free port in %d-%d: none after 200 tries", freePortMin, freePortMax)
+	return 0
+}
+
+// FreeAddr is FreePort as a 127.0.0.1:port address.
+func FreeAddr(t testing.TB) string {
+	t.Helper()
+	return net.JoinHostPort("127.0.0.1", strconv.Itoa(FreePort(t)))
 }
 
 // natsProc is one nats-server process with JetStream.
