@@ -43,7 +43,9 @@ func startMariaDBBinlog(t *testing.T) *mariaDB {
 		mariadbd = p
 	}
 	dir := t.TempDir()
-	args := []string{"--no-defaults", "--datadir=" + filepath.Join(dir, "data"), "--auth-root-authentication-method=normal", "--skip-test-db"}
+	// Its own tmpdir: bootstraps running at once in /tmp collide.
+	require.NoError(t, os.MkdirAll(filepath.Join(dir, "tmp"), 0o755))
+	args := []string{"--no-defaults", "--datadir=" + filepath.Join(dir, "data"), "--tmpdir=" + filepath.Join(dir, "tmp"), "--auth-root-authentication-method=normal", "--skip-test-db"}
 	if os.Geteuid() == 0 {
 		args = append(args, "--user=root")
 	}
@@ -67,7 +69,7 @@ func (m *mariaDB) URL() string { return "mysql://cdc:secret@" + m.addr() + "/mes
 // Start starts mariadbd and waits until it answers.
 func (m *mariaDB) Start() {
 	m.t.Helper()
-	args := []string{"--no-defaults", "--datadir=" + filepath.Join(m.dir, "data"), "--port=" + strconv.Itoa(m.port),
+	args := []string{"--no-defaults", "--datadir=" + filepath.Join(m.dir, "data"), "--tmpdir=" + filepath.Join(m.dir, "tmp"), "--port=" + strconv.Itoa(m.port),
 		"--bind-address=127.0.0.1", "--socket=" + filepath.Join(m.dir, "s.sock"), "--skip-name-resolve",
 		"--pid-file=" + filepath.Join(m.dir, "m.pid"), "--log-error=" + filepath.Join(m.dir, "error.log"),
 		"--log-bin=" + filepath.Join(m.dir, "binlog"), "--binlog-format=ROW", "--binlog-row-image=FULL", "--server-id=1",

@@ -42,7 +42,13 @@ func StartMariaDB(t testing.TB, binlog bool) (dsn string) {
 	if os.Geteuid() != 0 {
 		user = ""
 	}
-	args := []string{"--no-defaults", "--datadir=" + data, "--auth-root-authentication-method=normal", "--skip-test-db"}
+	// Each server gets its own tmpdir: bootstraps running at once in the
+	// shared /tmp collide on their temporary table files.
+	tmp := filepath.Join(dir, "tmp")
+	if err := os.MkdirAll(tmp, 0o755); err != nil {
+		t.Fatalf("mariadb: %v", err)
+	}
+	args := []string{"--no-defaults", "--datadir=" + data, "--tmpdir=" + tmp, "--auth-root-authentication-method=normal", "--skip-test-db"}
 	if user != "" {
 		args = append(args, user)
 	}
@@ -51,7 +57,7 @@ func StartMariaDB(t testing.TB, binlog bool) (dsn string) {
 	}
 	port := FreePort(t)
 	addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
-	sargs := []string{"--no-defaults", "--datadir=" + data, "--port=" + strconv.Itoa(port),
+	sargs := []string{"--no-defaults", "--datadir=" + data, "--tmpdir=" + tmp, "--port=" + strconv.Itoa(port),
 		"--bind-address=127.0.0.1", "--socket=" + sock, "--skip-name-resolve",
 		"--pid-file=" + filepath.Join(dir, "mariadb.pid"), "--log-error=" + filepath.Join(dir, "error.log"),
 		"--innodb-flush-log-at-trx-commit=2"}
