@@ -1,14 +1,12 @@
 package infra
 
 import (
-	"fmt"
 	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strconv"
-	"syscall"
 	"testing"
 	"time"
 )
@@ -82,41 +80,16 @@ func StartClickHouse(t testing.TB) (addr string) {
 		t.Fatalf("writing the clickhouse users config: %v", err)
 	}
 	cmd := exec.Command(bin, "--config-file="+filepath.Join(dir, "config.xml"))
-	log := &syncBuffer{}
-	cmd.Stdout, cmd.Stderr = log, log
 	cmd.Dir = dir
-	if err := cmd.Start(); err != nil {
-		t.Fatalf("starting clickhouse-server: %v", err)
-	}
-	exited := make(chan error, 1)
-	go func() { exited <- cmd.Wait() }()
-	t.Cleanup(func() {
-		_ = cmd.Process.Signal(syscall.SIGTERM)
-		select {
-		case <-exited:
-		case <-time.After(clickHouseStopTimeout):
-			_ = cmd.Process.Kill()
-			<-exited
-		}
-	})
 	addr = net.JoinHostPort("127.0.0.1", strconv.Itoa(tcpPort))
-	deadline := time.Now().Add(clickHouseStartTimeout)
-	for {
-		c, err := net.DialTimeout("tcp", addr, 200*time.Millisecond)
-		if err == nil {
-			c.Close()
-			return addr
-		}
-		select {
-		case err := <-exited:
-			exited <- err
+	server{
+		name:         "clickhouse-server",
+		startTimeout: clickHouseStartTimeout,
+		stopTimeout:  clickHouseStopTimeout,
+		diagnostics: func() string {
 			errLog, _ := os.ReadFile(filepath.Join(dir, "clickhouse-server.err.log"))
-			t.Fatalf("clickhouse-server exited at start (%v): %s\n%s", err, log.String(), errLog)
-		case <-time.After(100 * time.Millisecond):
-		}
-		if time.Now().After(deadline) {
-			errLog, _ := os.ReadFile(filepath.Join(dir, "clickhouse-server.err.log"))
-			t.Fatalf("clickhouse-server did not accept connections on %s within %s: %s", addr, clickHouseStartTimeout, fmt.Sprint(log.String(), string(errLog)))
-		}
-	}
+			return string(errLog)
+		},
+	}.start(t, cmd, addr)
+	return addr
 }

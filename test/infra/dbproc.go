@@ -13,11 +13,33 @@ const (
 	dbStopTimeout  = 15 * time.Second
 )
 
-// startDBProc starts cmd (its output kept for error messages), waits until
-// addr accepts TCP connections and registers a cleanup that stops it by PID
-// (SIGTERM, then SIGKILL after dbStopTimeout).
+// server describes how a launcher starts and stops one server process.
+type server struct {
+	name string
+	// startTimeout and stopTimeout default to dbStartTimeout and dbStopTimeout.
+	startTimeout, stopTimeout time.Duration
+	// diagnostics, when set, adds to failure messages what the server logs
+	// outside its stdout and stderr.
+	diagnostics func() string
+}
+
+// startDBProc starts cmd as server name with the default timeouts.
 func startDBProc(t testing.TB, name string, cmd *exec.Cmd, addr string) *syncBuffer {
 	t.Helper()
+	return server{name: name}.start(t, cmd, addr)
+}
+
+// start starts cmd (its output kept for error messages), waits until addr
+// accepts TCP connections and registers a cleanup that stops it by PID
+// (SIGTERM, then SIGKILL after the stop timeout).
+func (s server) start(t testing.TB, cmd *exec.Cmd, addr string) *syncBuffer {
+	t.Helper()
+	if s.startTimeout == 0 {
+		s.startTimeout = dbStartTimeout
+	}
+	if s.stopTimeout == 0 {
+		s.stopTimeout = dbStopTimeout
+	}
 	log := &syncBuffer{}
 	cmd.Stdout, cmd.Stderr = log, log
 	if cmd.SysProcAttr == nil {
@@ -25,7 +47,7 @@ func startDBProc(t testing.TB, name string, cmd *exec.Cmd, addr string) *syncBuf
 	}
 	cmd.SysProcAttr.Setpgid = true
 	if err := cmd.Start(); err != nil {
-		t.Fatalf("starting %s: %v", name, err)
+		t.Fatalf("starting %s: %v", s.name, err)
 	}
 	exited := make(chan error, 1)
 	go func() { exited <- cmd.Wait() }()
@@ -33,12 +55,18 @@ func startDBProc(t testing.TB, name string, cmd *exec.Cmd, addr string) *syncBuf
 		_ = cmd.Process.Signal(syscall.SIGTERM)
 		select {
 		case <-exited:
-		case <-time.After(dbStopTimeout):
+		case <-time.After(s.stopTimeout):
 			_ = cmd.Process.Kill()
 			<-exited
 		}
 	})
-	deadline := time.Now().Add(dbStartTimeout)
+	output := func() string {
+		if s.diagnostics == nil {
+			return log.String()
+		}
+		return log.String() + "\n" + s.diagnostics()
+	}
+	deadline := time.Now().Add(s.startTimeout)
 	for {
 		c, err := net.DialTimeout("tcp", addr, 200*time.Millisecond)
 		if err == nil {
@@ -48,11 +76,11 @@ func startDBProc(t testing.TB, name string, cmd *exec.Cmd, addr string) *syncBuf
 		select {
 		case err := <-exited:
 			exited <- err
-			t.Fatalf("%s exited at start (%v): %s", name, err, log.String())
+			t.Fatalf("%s exited at start (%v): %s", s.name, err, output())
 		case <-time.After(50 * time.Millisecond):
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("%s did not accept connections on %s within %s: %s", name, addr, dbStartTimeout, log.String())
+			t.Fatalf("%s did not accept connections on %s within %s: %s", s.name, addr, s.startTimeout, output())
 		}
 	}
 }

@@ -10,7 +10,6 @@ import (
 	"path/filepath"
 	"strconv"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 )
@@ -149,38 +148,7 @@ func StartFerretDB(t testing.TB) (uri string) {
 		"--debug-addr="+net.JoinHostPort("127.0.0.1", strconv.Itoa(debugPort)),
 		"--log-level=warn",
 	)
-	log := &syncBuffer{}
-	cmd.Stdout, cmd.Stderr = log, log
 	cmd.Dir = dir
-	if err := cmd.Start(); err != nil {
-		t.Fatalf("starting ferretdb: %v", err)
-	}
-	exited := make(chan error, 1)
-	go func() { exited <- cmd.Wait() }()
-	t.Cleanup(func() {
-		_ = cmd.Process.Signal(syscall.SIGTERM)
-		select {
-		case <-exited:
-		case <-time.After(ferretStopTimeout):
-			_ = cmd.Process.Kill()
-			<-exited
-		}
-	})
-	deadline := time.Now().Add(ferretStartTimeout)
-	for {
-		c, err := net.DialTimeout("tcp", addr, 200*time.Millisecond)
-		if err == nil {
-			c.Close()
-			return "mongodb://" + addr + "/"
-		}
-		select {
-		case err := <-exited:
-			exited <- err
-			t.Fatalf("ferretdb exited at start (%v): %s", err, log.String())
-		case <-time.After(50 * time.Millisecond):
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("ferretdb did not accept connections on %s within %s: %s", addr, ferretStartTimeout, log.String())
-		}
-	}
+	server{name: "ferretdb", startTimeout: ferretStartTimeout, stopTimeout: ferretStopTimeout}.start(t, cmd, addr)
+	return "mongodb://" + addr + "/"
 }
