@@ -68,6 +68,10 @@ type Spec struct {
 	// Fields are the type's own config fields; the common ones (Common)
 	// are added by the framework.
 	Fields []Field
+	// Defaults, if set, replaces the defaults of common fields for this
+	// type, by field name (e.g. a larger batch.size for a sink whose
+	// system wants large batches).
+	Defaults map[string]any
 	// New returns a new, unstarted connector.
 	New func() Connector
 	// Check, if set, validates the config further once every field has its
@@ -91,7 +95,7 @@ const (
 // Limits of the common fields.
 const (
 	MaxTasks     = 64
-	MaxBatchSize = 1000
+	MaxBatchSize = 100_000
 )
 
 // Common returns the fields the framework adds to every connector of kind.
@@ -113,9 +117,16 @@ func Common(kind Kind) []Field {
 	)
 }
 
-// AllFields returns the common fields followed by the type's own.
+// AllFields returns the common fields, with the type's Defaults applied,
+// followed by the type's own.
 func (s Spec) AllFields() []Field {
-	return append(Common(s.Kind), s.Fields...)
+	fs := Common(s.Kind)
+	for i := range fs {
+		if d, ok := s.Defaults[fs[i].Name]; ok {
+			fs[i].Default = d
+		}
+	}
+	return append(fs, s.Fields...)
 }
 
 var fieldNameRe = regexp.MustCompile(`^[A-Za-z][A-Za-z0-9]*([._-][A-Za-z0-9]+)*$`)
@@ -130,6 +141,11 @@ func (s Spec) check() error {
 	}
 	if s.New == nil {
 		return fmt.Errorf("connector type %q: New is nil", s.Name)
+	}
+	for name := range s.Defaults {
+		if !slices.ContainsFunc(Common(s.Kind), func(f Field) bool { return f.Name == name }) {
+			return fmt.Errorf("connector type %q: Defaults names %q, which is not a common field", s.Name, name)
+		}
 	}
 	seen := map[string]bool{}
 	for _, f := range s.AllFields() {
