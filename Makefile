@@ -32,10 +32,12 @@ vet:
 unit:
 	$(GO) test -count=1 ./...
 
-## bench: the publish/delivery benchmark (prints a RESULT line) and the Go micro-benchmarks
-bench: build
+## bench: the publish/delivery benchmark (prints a RESULT line), the Go micro-benchmarks and
+## the jdbc-sink benchmark (events/s into PostgreSQL beside plain pgx, and their ratio)
+bench: build deps
 	$(GO) run ./test/bench
 	$(GO) test -run '^$$' -bench . -benchmem ./mesh/... ./protocols/... ./bridge/...
+	$(GO) test -run '^$$' -bench SinkPostgres -benchtime 1x ./connectors/jdbc/
 
 ## soak: a long publish/deliver run with restarts (see test/bench)
 soak: build

@@ -125,11 +125,15 @@ func (d dialect) placeholders(from, n int) string {
 	return strings.Join(ps, ", ")
 }
 
-// insertSQL is an INSERT of cols; with upsert, rows whose key exists are
-// updated instead.
-func (d dialect) insertSQL(table string, cols, pk []string, upsert bool) string {
-	s := fmt.Sprintf("INSERT INTO %s (%s) VALUES (%s)", d.quote(table),
-		strings.Join(d.quoteAll(cols), ", "), d.placeholders(1, len(cols)))
+// insertSQL is an INSERT of rows rows of cols (bind parameters row by
+// row); with upsert, rows whose key exists are updated instead.
+func (d dialect) insertSQL(table string, cols, pk []string, upsert bool, rows int) string {
+	values := make([]string, rows)
+	for i := range values {
+		values[i] = "(" + d.placeholders(1+i*len(cols), len(cols)) + ")"
+	}
+	s := fmt.Sprintf("INSERT INTO %s (%s) VALUES %s", d.quote(table),
+		strings.Join(d.quoteAll(cols), ", "), strings.Join(values, ", "))
 	if !upsert {
 		return s
 	}

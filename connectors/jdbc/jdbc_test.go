@@ -122,6 +122,7 @@ func runAll(t *testing.T, tg *target) {
 	t.Run("SourceSuite", func(t *testing.T) { sourceSuite(t, tg) })
 	t.Run("SinkSuite", func(t *testing.T) { sinkSuite(t, tg) })
 	t.Run("Upsert", func(t *testing.T) { testUpsert(t, tg) })
+	t.Run("PutBeyondOneStatement", func(t *testing.T) { testLargePut(t, tg) })
 	t.Run("DeleteOnTombstone", func(t *testing.T) { testDelete(t, tg) })
 	t.Run("AutoCreate", func(t *testing.T) { testAutoCreate(t, tg) })
 	if tg.typesTable != "" {
@@ -221,6 +222,48 @@ func testUpsert(t *testing.T, tg *target) {
 	err := ins.Put(t.Context(), []event.Event{ev("4", "", map[string]any{"id": "c", "n": 4}), ev("5", "", map[string]any{"id": "a", "n": 5})})
 	require.Error(t, err)
 	assert.Equal(t, []string{"a:3", "b:2"}, tg.strings(t, "SELECT "+concat(tg.d, "id", "n")+" FROM up ORDER BY id"), "one transaction per Put")
+}
+
+// testLargePut writes a Put of more rows than one INSERT may bind.
+func testLargePut(t *testing.T, tg *target) {
+	tg.exec(t, fmt.Sprintf(tg.sinkTable, "large"))
+	task := newSink(t, FieldURL, tg.url, FieldTable, "large")
+	n := maxParams/2 + 100 // two columns a row: two statements
+	evs := make([]event.Event, n)
+	for i := range evs {
+		id := strconv.Itoa(i)
+		evs[i] = ev(id, "", map[string]any{"id": id, "n": i})
+	}
+	require.NoError(t, task.Put(t.Context(), evs))
+	assert.Equal(t, []string{strconv.Itoa(n)}, tg.strings(t, "SELECT COUNT(*) FROM large"))
+}
+
+func TestStatementsGroupInserts(t *testing.T) {
+	ins := func(cols []string, vals ...any) *op { return &op{cols: cols, vals: vals} }
+	idn, idns := []string{"id", "n"}, []string{"id", "n", "s"}
+	a1, b2, c3, a4 := ins(idn, "a", 1), ins(idn, "b", 2), ins(idn, "c", 3), ins(idn, "a", 4)
+	wide, del := ins(idns, "d", 5, "x"), &op{del: true, vals: []any{"b"}}
+	sizes := func(groups [][]*op) (out []int) {
+		for _, g := range groups {
+			out = append(out, len(g))
+		}
+		return out
+	}
+
+	insert := &SinkTask{pk: []string{"id"}}
+	got := insert.statements([]*op{a1, b2, nil, c3, a4, wide, del, b2})
+	assert.Equal(t, [][]*op{{a1, b2, c3, a4}, {wide}, {del}, {b2}}, got,
+		"consecutive inserts of the same columns share a statement; a failed event (nil) is skipped; a delete stands alone, in order")
+
+	upsert := &SinkTask{pk: []string{"id"}, upsert: true}
+	assert.Equal(t, [][]*op{{a1, b2, c3}, {a4}}, upsert.statements([]*op{a1, b2, c3, a4}),
+		"an upsert statement holds a key once")
+
+	many := make([]*op, maxParams/2+1)
+	for i := range many {
+		many[i] = ins(idn, strconv.Itoa(i), i)
+	}
+	assert.Equal(t, []int{maxParams / 2, 1}, sizes(insert.statements(many)), "a statement binds at most maxParams values")
 }
 
 func concat(d dialect, a, b string) string {

@@ -45,7 +45,8 @@ func (c *SinkConnector) TaskConfigs(maxTasks int) ([]connectors.Config, error) {
 	return out, nil
 }
 
-// SinkTask writes the events of each Put in one transaction.
+// SinkTask writes the events of each Put in one transaction, consecutive
+// inserts of the same columns as multi-row INSERTs.
 type SinkTask struct {
 	d       dialect
 	db      *sql.DB
@@ -139,15 +140,17 @@ func (t *SinkTask) write(ctx context.Context, ops []*op) error {
 	}
 	defer tx.Rollback() //nolint:errcheck // after Commit it is a no-op
 	stmts := map[string]*sql.Stmt{}
-	for _, o := range ops {
-		if o == nil {
-			continue
-		}
+	for _, group := range t.statements(ops) {
 		var q string
-		if o.del {
-			q = t.d.deleteSQL(t.table, t.pk)
+		var args []any
+		if o := group[0]; o.del {
+			q, args = t.d.deleteSQL(t.table, t.pk), o.vals
 		} else {
-			q = t.d.insertSQL(t.table, o.cols, t.pk, t.upsert)
+			q = t.d.insertSQL(t.table, o.cols, t.pk, t.upsert, len(group))
+			args = make([]any, 0, len(group)*len(o.cols))
+			for _, g := range group {
+				args = append(args, g.vals...)
+			}
 		}
 		st, ok := stmts[q]
 		if !ok {
@@ -156,7 +159,7 @@ func (t *SinkTask) write(ctx context.Context, ops []*op) error {
 			}
 			stmts[q] = st
 		}
-		if _, err := st.ExecContext(ctx, o.vals...); err != nil {
+		if _, err := st.ExecContext(ctx, args...); err != nil {
 			return fmt.Errorf("writing to %q: %w", t.table, err)
 		}
 	}
@@ -164,6 +167,62 @@ func (t *SinkTask) write(ctx context.Context, ops []*op) error {
 		return fmt.Errorf("committing to %q: %w", t.table, err)
 	}
 	return nil
+}
+
+// maxParams bounds the bind parameters of one statement: SQLite's limit,
+// the lowest of the three (PostgreSQL and MySQL allow 65535).
+const maxParams = 32766
+
+// statements groups ops, in their order, into the statements write runs:
+// a delete alone; consecutive inserts of the same columns in one multi-row
+// INSERT of at most maxParams bind parameters, which with upsert holds a
+// key once (PostgreSQL refuses to update a row twice in one statement).
+func (t *SinkTask) statements(ops []*op) [][]*op {
+	var out [][]*op
+	var cur []*op
+	keys := map[string]bool{} // of cur, with upsert
+	flush := func() {
+		if len(cur) > 0 {
+			out = append(out, cur)
+		}
+		cur = nil
+		clear(keys)
+	}
+	for _, o := range ops {
+		switch {
+		case o == nil:
+			continue
+		case o.del:
+			flush()
+			out = append(out, []*op{o})
+			continue
+		}
+		var key string
+		if t.upsert {
+			key = t.key(o)
+		}
+		if len(cur) > 0 && (!slices.Equal(cur[0].cols, o.cols) || (len(cur)+1)*len(o.cols) > maxParams || keys[key]) {
+			flush()
+		}
+		cur = append(cur, o)
+		if t.upsert {
+			keys[key] = true
+		}
+	}
+	flush()
+	return out
+}
+
+// key is the text of an insert's pk.fields values.
+func (t *SinkTask) key(o *op) string {
+	var b strings.Builder
+	for _, k := range t.pk {
+		if i := slices.Index(o.cols, k); i >= 0 {
+			fmt.Fprint(&b, o.vals[i])
+		}
+		b.WriteByte(0)
+	}
+	return b.String()
 }
 
 func (t *SinkTask) toOp(e *event.Event) (*op, error) {
