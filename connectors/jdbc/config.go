@@ -25,20 +25,21 @@ const (
 
 // Config field names.
 const (
-	FieldURL           = "url"
-	FieldTable         = "table"
-	FieldQuery         = "query"
-	FieldMode          = "mode"
-	FieldIncrementing  = "incrementing.column.name"
-	FieldTimestamp     = "timestamp.column.name"
-	FieldPKFields      = "pk.fields"
-	FieldEventType     = "type"
-	FieldPollInterval  = "poll.interval"
-	FieldBatchMaxRows  = "batch.max.rows"
-	FieldInsertMode    = "insert.mode"
-	FieldAutoCreate    = "auto.create"
-	FieldDeleteEnabled = "delete.enabled"
-	FieldFieldsMapping = "fields.mapping"
+	FieldURL            = "url"
+	FieldTable          = "table"
+	FieldQuery          = "query"
+	FieldMode           = "mode"
+	FieldIncrementing   = "incrementing.column.name"
+	FieldTimestamp      = "timestamp.column.name"
+	FieldTimestampDelay = "timestamp.delay"
+	FieldPKFields       = "pk.fields"
+	FieldEventType      = "type"
+	FieldPollInterval   = "poll.interval"
+	FieldBatchMaxRows   = "batch.max.rows"
+	FieldInsertMode     = "insert.mode"
+	FieldAutoCreate     = "auto.create"
+	FieldDeleteEnabled  = "delete.enabled"
+	FieldFieldsMapping  = "fields.mapping"
 )
 
 // Source modes.
@@ -73,6 +74,7 @@ var SourceSpec = connectors.Spec{
 		{Name: FieldMode, Type: connectors.TypeString, Required: true, Enum: []string{ModeIncrementing, ModeTimestamp, ModeTimestampIncrementing, ModeBulk}, Description: "How new rows are found: a strictly increasing column, a last-modified timestamp column, both, or every row at every poll."},
 		{Name: FieldIncrementing, Type: connectors.TypeString, Description: "Strictly increasing column (modes incrementing, timestamp+incrementing)."},
 		{Name: FieldTimestamp, Type: connectors.TypeString, Description: "Last-modified timestamp column (modes timestamp, timestamp+incrementing)."},
+		{Name: FieldTimestampDelay, Type: connectors.TypeDuration, Default: time.Duration(0), Description: "Modes timestamp, timestamp+incrementing: read only rows whose timestamp is older than the database's current time minus this, so rows of transactions still in flight, committed later with older timestamps, are not skipped. 0: no bound."},
 		{Name: FieldPKFields, Type: connectors.TypeList, Description: "Primary-key columns, the event subject (several: a JSON object). Default: the incrementing column."},
 		{Name: FieldEventType, Type: connectors.TypeString, Default: DefaultEventType, Description: "CloudEvents type of the events."},
 		{Name: FieldPollInterval, Type: connectors.TypeDuration, Default: time.Second, Description: "Pause between polls that found nothing (bulk: between full reads)."},
@@ -124,6 +126,11 @@ func checkSource(cfg connectors.Config) []connectors.FieldError {
 	}
 	if (mode == ModeTimestamp || mode == ModeTimestampIncrementing) && cfg.String(FieldTimestamp) == "" {
 		errs = append(errs, connectors.FieldError{Field: FieldTimestamp, Reason: "required by mode " + mode})
+	}
+	if d := cfg.Duration(FieldTimestampDelay); d < 0 {
+		errs = append(errs, connectors.FieldError{Field: FieldTimestampDelay, Reason: "must not be negative"})
+	} else if d > 0 && mode != ModeTimestamp && mode != ModeTimestampIncrementing {
+		errs = append(errs, connectors.FieldError{Field: FieldTimestampDelay, Reason: "only read by modes timestamp and timestamp+incrementing"})
 	}
 	if cfg.Duration(FieldPollInterval) <= 0 {
 		errs = append(errs, connectors.FieldError{Field: FieldPollInterval, Reason: "must be positive"})

@@ -6,6 +6,7 @@ import (
 	"net/url"
 	"strconv"
 	"strings"
+	"time"
 
 	// The drivers of the three dialects.
 	_ "github.com/go-sql-driver/mysql"
@@ -165,6 +166,20 @@ func (d dialect) insertSQL(table string, cols, pk []string, upsert bool, rows in
 		return s + conflict + " DO NOTHING"
 	}
 	return s + conflict + " DO UPDATE SET " + strings.Join(sets, ", ")
+}
+
+// olderThan is the condition that column col (quoted) is older than the
+// database's current time minus delay. PostgreSQL and MySQL compare with
+// CURRENT_TIMESTAMP in the session's time zone; SQLite compares julianday
+// values, whatever text format the column holds, with 'now' in UTC.
+func (d dialect) olderThan(col string, delay time.Duration) string {
+	switch d {
+	case dialectPostgres:
+		return fmt.Sprintf("%s < CURRENT_TIMESTAMP - INTERVAL '%d microseconds'", col, delay.Microseconds())
+	case dialectMySQL:
+		return fmt.Sprintf("%s < CURRENT_TIMESTAMP(6) - INTERVAL %d MICROSECOND", col, delay.Microseconds())
+	}
+	return fmt.Sprintf("julianday(%s) < julianday('now', '-%s seconds')", col, strconv.FormatFloat(delay.Seconds(), 'f', 6, 64))
 }
 
 // deleteSQL deletes the row of a key.

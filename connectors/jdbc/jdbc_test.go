@@ -10,6 +10,7 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/cloudevents/sdk-go/v2/event"
 	"github.com/stretchr/testify/assert"
@@ -365,6 +366,35 @@ func testModes(t *testing.T, tg *target) {
 		assert.Equal(t, []string{"d"}, got, "a new task resumes from the offset")
 	})
 
+	t.Run("TimestampDelay", func(t *testing.T) {
+		const delay = time.Second
+		for _, c := range []struct {
+			table string
+			kv    []any
+		}{
+			{"m_delay_ts", []any{FieldMode, ModeTimestamp}},
+			{"m_delay_tsi", []any{FieldMode, ModeTimestampIncrementing, FieldIncrementing, "id"}},
+		} {
+			t.Run(c.kv[1].(string), func(t *testing.T) {
+				tg.exec(t, fmt.Sprintf(tg.srcTable, c.table))
+				tg.exec(t, "INSERT INTO "+c.table+" (k, ts) VALUES ('old', '2000-01-01 00:00:01')")
+				task := start(t, c.table, nil, append(c.kv, FieldTimestamp, "ts", FieldTimestampDelay, delay.String())...)
+				before := time.Now()
+				tg.exec(t, "INSERT INTO "+c.table+" (k) VALUES ('new')") // ts: the database's clock
+				got, _ := poll(t, task)
+				assert.Equal(t, []string{"old"}, got, "a row newer than timestamp.delay is not read")
+				require.EventuallyWithT(t, func(c *assert.CollectT) {
+					recs, err := task.Poll(t.Context())
+					require.NoError(c, err)
+					require.Len(c, recs, 1)
+					assert.Equal(c, "new", recs[0].Event.Subject())
+				}, 10*time.Second, 50*time.Millisecond, "the new row is read once timestamp.delay passed")
+				// SQLite's timestamps are in milliseconds, hence the margin.
+				assert.GreaterOrEqual(t, time.Since(before), delay-5*time.Millisecond, "and not before")
+			})
+		}
+	})
+
 	if tg.d == dialectSQLite {
 		t.Run("Bulk", func(t *testing.T) {
 			tg.exec(t, fmt.Sprintf(tg.srcTable, "m_bulk"))
@@ -454,6 +484,8 @@ func TestBadConfigNamesTheField(t *testing.T) {
 		{SourceSpec, map[string]any{FieldURL: "sqlite:///x.db", FieldTable: "t", FieldMode: ModeTimestamp}, FieldTimestamp},
 		{SourceSpec, map[string]any{FieldURL: "sqlite:///x.db", FieldMode: ModeBulk}, FieldTable},
 		{SourceSpec, map[string]any{FieldURL: "sqlite:///x.db", FieldTable: "t", FieldMode: "cdc"}, FieldMode},
+		{SourceSpec, map[string]any{FieldURL: "sqlite:///x.db", FieldTable: "t", FieldMode: ModeTimestamp, FieldTimestamp: "ts", FieldTimestampDelay: "-1s"}, FieldTimestampDelay},
+		{SourceSpec, map[string]any{FieldURL: "sqlite:///x.db", FieldTable: "t", FieldMode: ModeIncrementing, FieldIncrementing: "id", FieldTimestampDelay: "1s"}, FieldTimestampDelay},
 	}
 	for _, c := range cases {
 		raw := map[string]any{connectors.FieldConnectorType: c.spec.Name, connectors.FieldTopic: "t"}

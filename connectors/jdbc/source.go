@@ -79,6 +79,7 @@ type SourceTask struct {
 	db       *sql.DB
 	mode     string
 	inc, ts  string
+	delay    time.Duration // timestamp.delay
 	pk       []string
 	typ      string
 	interval time.Duration
@@ -104,6 +105,7 @@ func (t *SourceTask) Start(ctx context.Context, cfg connectors.Config) error {
 	t.d, t.db = d, db
 	t.mode = cfg.String(FieldMode)
 	t.inc, t.ts = cfg.String(FieldIncrementing), cfg.String(FieldTimestamp)
+	t.delay = cfg.Duration(FieldTimestampDelay)
 	t.pk = cfg.Strings(FieldPKFields)
 	if len(t.pk) == 0 && t.inc != "" {
 		t.pk = []string{t.inc}
@@ -195,31 +197,40 @@ func sleep(ctx context.Context, d time.Duration) error {
 
 // query builds the SELECT of one poll of s.
 func (t *SourceTask) query(s *source) (string, []any) {
-	q := "SELECT * FROM " + s.from
 	inc, ts := t.d.quote(t.inc), t.d.quote(t.ts)
+	var conds []string
 	var args []any
+	var order string
 	limit := false
 	switch t.mode {
 	case ModeIncrementing:
 		if s.off.Inc != nil {
-			q += " WHERE " + inc + " > " + t.d.placeholder(1)
+			conds = append(conds, inc+" > "+t.d.placeholder(1))
 			args = append(args, *s.off.Inc)
 		}
-		q += " ORDER BY " + inc
-		limit = true
+		order, limit = inc, true
 	case ModeTimestamp:
 		if s.off.TS != nil {
-			q += " WHERE " + ts + " > " + t.d.placeholder(1)
+			conds = append(conds, ts+" > "+t.d.placeholder(1))
 			args = append(args, *s.off.TS)
 		}
-		q += " ORDER BY " + ts
+		order = ts
 	case ModeTimestampIncrementing:
 		if s.off.TS != nil && s.off.Inc != nil {
-			q += fmt.Sprintf(" WHERE %s > %s OR (%s = %s AND %s > %s)", ts, t.d.placeholder(1), ts, t.d.placeholder(2), inc, t.d.placeholder(3))
+			conds = append(conds, fmt.Sprintf("(%s > %s OR (%s = %s AND %s > %s))", ts, t.d.placeholder(1), ts, t.d.placeholder(2), inc, t.d.placeholder(3)))
 			args = append(args, *s.off.TS, *s.off.TS, *s.off.Inc)
 		}
-		q += " ORDER BY " + ts + ", " + inc
-		limit = true
+		order, limit = ts+", "+inc, true
+	}
+	if t.delay > 0 { // timestamp modes only (checkSource)
+		conds = append(conds, t.d.olderThan(ts, t.delay))
+	}
+	q := "SELECT * FROM " + s.from
+	if len(conds) > 0 {
+		q += " WHERE " + strings.Join(conds, " AND ")
+	}
+	if order != "" {
+		q += " ORDER BY " + order
 	}
 	if limit {
 		q += " LIMIT " + strconv.FormatInt(t.limit, 10)
