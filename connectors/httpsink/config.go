@@ -44,7 +44,9 @@ var Spec = connectors.Spec{
 		{Name: FieldTLSCert, Type: connectors.TypeString, Description: "PEM client certificate (with tls.keyFile) for mutual TLS."},
 		{Name: FieldTLSKey, Type: connectors.TypeString, Description: "PEM key of tls.certFile."},
 	},
-	New:   func() connectors.Connector { return &Connector{} },
+	New: func() connectors.Connector {
+		return connectors.NewConnector(func() connectors.Task { return &Task{} }, connectors.EveryTask)
+	},
 	Check: check,
 }
 

@@ -24,35 +24,8 @@ import (
 )
 
 var (
-	_ connectors.Connector = (*Connector)(nil)
-	_ connectors.SinkTask  = (*Task)(nil)
+	_ connectors.SinkTask = (*Task)(nil)
 )
-
-// Connector is an http-sink instance; every task posts to the same URL.
-type Connector struct {
-	cfg connectors.Config
-}
-
-// Start keeps the config.
-func (c *Connector) Start(_ context.Context, cfg connectors.Config) error {
-	c.cfg = cfg
-	return nil
-}
-
-// Stop does nothing.
-func (c *Connector) Stop(context.Context) error { return nil }
-
-// NewTask returns a Task.
-func (c *Connector) NewTask() connectors.Task { return &Task{} }
-
-// TaskConfigs gives every task the instance config.
-func (c *Connector) TaskConfigs(maxTasks int) ([]connectors.Config, error) {
-	out := make([]connectors.Config, maxTasks)
-	for i := range out {
-		out[i] = c.cfg.Clone()
-	}
-	return out, nil
-}
 
 // Task posts events one by one, in batch order.
 type Task struct {

@@ -51,7 +51,9 @@ var Spec = connectors.Spec{
 		{Name: FieldTimeout, Type: connectors.TypeDuration, Default: 30 * time.Second, Description: "Longest wait for the mesh to store a request's events before answering 503."},
 		{Name: FieldMaxBodyBytes, Type: connectors.TypeInt, Default: int64(4 << 20), Description: "Largest request body accepted, in bytes."},
 	},
-	New:   func() connectors.Connector { return &Connector{} },
+	New: func() connectors.Connector {
+		return connectors.NewConnector(func() connectors.Task { return &Task{} }, connectors.OneTask) // a path is served by one task
+	},
 	Check: check,
 }
 

@@ -28,7 +28,6 @@ import (
 )
 
 var (
-	_ connectors.Connector   = (*Connector)(nil)
 	_ connectors.SourceTask  = (*Task)(nil)
 	_ connectors.Committer   = (*Task)(nil)
 	_ connectors.Initializer = (*Task)(nil)
@@ -41,28 +40,6 @@ const (
 	// never split, so one large batch may exceed it).
 	maxPollEvents = 1000
 )
-
-// Connector is an http-source instance: one task serves the path.
-type Connector struct {
-	cfg connectors.Config
-}
-
-// Start keeps the config.
-func (c *Connector) Start(_ context.Context, cfg connectors.Config) error {
-	c.cfg = cfg
-	return nil
-}
-
-// Stop does nothing.
-func (c *Connector) Stop(context.Context) error { return nil }
-
-// NewTask returns a Task.
-func (c *Connector) NewTask() connectors.Task { return &Task{} }
-
-// TaskConfigs returns one config: a path is served by one task.
-func (c *Connector) TaskConfigs(int) ([]connectors.Config, error) {
-	return []connectors.Config{c.cfg.Clone()}, nil
-}
 
 // Task serves the webhook path. Its handler hands each request's events to
 // Poll and waits for Commit (stored) or Stop.

@@ -80,7 +80,9 @@ var SourceSpec = connectors.Spec{
 		{Name: FieldPollInterval, Type: connectors.TypeDuration, Default: time.Second, Description: "Pause between polls that found nothing (bulk: between full reads)."},
 		{Name: FieldBatchMaxRows, Type: connectors.TypeInt, Default: int64(500), Description: "Most rows read per query (incrementing modes)."},
 	},
-	New:   func() connectors.Connector { return &SourceConnector{} },
+	New: func() connectors.Connector {
+		return connectors.NewConnector(func() connectors.Task { return &SourceTask{} }, connectors.SplitList(FieldTable)) // a query runs in one task
+	},
 	Check: checkSource,
 }
 
@@ -98,7 +100,9 @@ var SinkSpec = connectors.Spec{
 		{Name: FieldDeleteEnabled, Type: connectors.TypeBool, Default: false, Description: "Delete the row of a tombstone (an event without data); the key is the event subject (several pk.fields: a JSON object)."},
 		{Name: FieldFieldsMapping, Type: connectors.TypeMap, Description: "Explicit mapping data field → column; only mapped fields are written. Default: every top-level field to the column of its name."},
 	},
-	New:   func() connectors.Connector { return &SinkConnector{} },
+	New: func() connectors.Connector {
+		return connectors.NewConnector(func() connectors.Task { return &SinkTask{} }, connectors.EveryTask)
+	},
 	Check: checkSink,
 }
 

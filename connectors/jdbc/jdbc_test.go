@@ -4,7 +4,6 @@ import (
 	"context"
 	"database/sql"
 	"fmt"
-	"log/slog"
 	"path/filepath"
 	"slices"
 	"strconv"
@@ -332,7 +331,7 @@ func testTypes(t *testing.T, tg *target) {
 func testModes(t *testing.T, tg *target) {
 	start := func(t *testing.T, table string, offsets map[string]string, kv ...any) *SourceTask {
 		task := &SourceTask{}
-		task.Init(fakeTC{offsets})
+		task.Init(connectortest.TaskContext(offsets))
 		require.NoError(t, task.Start(t.Context(), validate(t, SourceSpec, append([]any{FieldURL, tg.url, FieldTable, table, FieldPollInterval, "10ms", FieldPKFields, "k"}, kv...)...)))
 		t.Cleanup(func() { _ = task.Stop(context.Background()) })
 		return task
@@ -449,16 +448,8 @@ func testModes(t *testing.T, tg *target) {
 	})
 }
 
-type fakeTC struct{ offsets map[string]string }
-
-func (f fakeTC) Connector() string             { return "test" }
-func (f fakeTC) TaskID() int                   { return 0 }
-func (f fakeTC) Logger() *slog.Logger          { return slog.Default() }
-func (f fakeTC) Offsets() map[string]string    { return f.offsets }
-func (f fakeTC) Webhooks() connectors.Webhooks { return nil }
-
 func TestTaskConfigsSplitTables(t *testing.T) {
-	c := &SourceConnector{}
+	c := SourceSpec.New()
 	require.NoError(t, c.Start(t.Context(), validate(t, SourceSpec, FieldURL, "sqlite:///x.db", FieldTable, "a,b,c", FieldMode, ModeBulk)))
 	cfgs, err := c.TaskConfigs(2)
 	require.NoError(t, err)

@@ -16,34 +16,8 @@ import (
 )
 
 var (
-	_ connectors.Connector = (*SinkConnector)(nil)
-	_ connectors.SinkTask  = (*SinkTask)(nil)
+	_ connectors.SinkTask = (*SinkTask)(nil)
 )
-
-// SinkConnector is one jdbc-sink instance.
-type SinkConnector struct{ cfg connectors.Config }
-
-// Start keeps the config.
-func (c *SinkConnector) Start(_ context.Context, cfg connectors.Config) error {
-	c.cfg = cfg
-	return nil
-}
-
-// Stop does nothing.
-func (c *SinkConnector) Stop(context.Context) error { return nil }
-
-// NewTask returns a sink task.
-func (c *SinkConnector) NewTask() connectors.Task { return &SinkTask{} }
-
-// TaskConfigs gives every task the instance config (they share the
-// consumer group).
-func (c *SinkConnector) TaskConfigs(maxTasks int) ([]connectors.Config, error) {
-	out := make([]connectors.Config, maxTasks)
-	for i := range out {
-		out[i] = c.cfg.Clone()
-	}
-	return out, nil
-}
 
 // SinkTask writes the events of each Put in one transaction, consecutive
 // inserts of the same columns as multi-row INSERTs.

@@ -19,44 +19,9 @@ import (
 )
 
 var (
-	_ connectors.Connector   = (*SourceConnector)(nil)
 	_ connectors.SourceTask  = (*SourceTask)(nil)
 	_ connectors.Initializer = (*SourceTask)(nil)
 )
-
-// SourceConnector is one jdbc-source instance.
-type SourceConnector struct{ cfg connectors.Config }
-
-// Start keeps the config.
-func (c *SourceConnector) Start(_ context.Context, cfg connectors.Config) error {
-	c.cfg = cfg
-	return nil
-}
-
-// Stop does nothing.
-func (c *SourceConnector) Stop(context.Context) error { return nil }
-
-// NewTask returns a source task.
-func (c *SourceConnector) NewTask() connectors.Task { return &SourceTask{} }
-
-// TaskConfigs splits the tables between at most maxTasks tasks (a query
-// runs in one task).
-func (c *SourceConnector) TaskConfigs(maxTasks int) ([]connectors.Config, error) {
-	tables := c.cfg.Strings(FieldTable)
-	n := min(maxTasks, max(len(tables), 1))
-	out := make([]connectors.Config, n)
-	for i := range out {
-		out[i] = c.cfg.Clone()
-		if len(tables) > 0 {
-			var mine []string
-			for j := i; j < len(tables); j += n {
-				mine = append(mine, tables[j])
-			}
-			out[i][FieldTable] = mine
-		}
-	}
-	return out, nil
-}
 
 // offset is a partition's position: the last incrementing value and/or
 // timestamp read.

@@ -65,7 +65,9 @@ var SinkSpec = connectors.Spec{
 		connectors.Field{Name: FieldKeyField, Type: connectors.TypeString, Default: "_id", Description: "Top-level document field that identifies a document when upsert is on."},
 		connectors.Field{Name: FieldUpsert, Type: connectors.TypeBool, Default: false, Description: "Replace the document whose key.field equals the event's (insert it if none); off: insert every event."},
 	),
-	New:   func() connectors.Connector { return &sinkConnector{} },
+	New: func() connectors.Connector {
+		return connectors.NewConnector(func() connectors.Task { return &SinkTask{} }, connectors.EveryTask)
+	},
 	Check: checkSink,
 }
 
@@ -81,7 +83,9 @@ var SourceSpec = connectors.Spec{
 		connectors.Field{Name: FieldPollBatch, Type: connectors.TypeInt, Default: int64(500), Description: "Most documents (or changes) per poll (1 to 10000)."},
 		connectors.Field{Name: FieldEventType, Type: connectors.TypeString, Default: DefaultEventType, Description: "CloudEvents type of the events."},
 	),
-	New:   func() connectors.Connector { return &sourceConnector{} },
+	New: func() connectors.Connector {
+		return connectors.NewConnector(func() connectors.Task { return &SourceTask{} }, connectors.OneTask) // a collection is read by one task
+	},
 	Check: checkSource,
 }
 

@@ -3,10 +3,7 @@ package mongodb_test
 import (
 	"context"
 	"encoding/json"
-	"io"
-	"net"
 	"net/url"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -36,10 +33,12 @@ func TestMongoDBSinkSuite(t *testing.T) {
 	uri := infra.StartFerretDB(t)
 	coll := client(t, uri).Database("meshd").Collection("sink")
 	// The sink reaches the server through a proxy that can cut it off.
-	p := newProxy(t, uri)
+	u, err := url.Parse(uri)
+	require.NoError(t, err)
+	p := infra.StartProxy(t, u.Host)
 	connectortest.RunSink(t, connectortest.Sink{
 		Spec:   mongodb.SinkSpec,
-		Config: map[string]any{"uri": p.uri, "database": "meshd", "collection": "sink", "upsert": true, "key.field": "id", "timeout": "2s"},
+		Config: map[string]any{"uri": "mongodb://" + p.Addr + "/", "database": "meshd", "collection": "sink", "upsert": true, "key.field": "id", "timeout": "2s"},
 		Received: func() []string {
 			cur, err := coll.Find(t.Context(), bson.D{})
 			if err != nil {
@@ -57,74 +56,8 @@ func TestMongoDBSinkSuite(t *testing.T) {
 			}
 			return out
 		},
-		SetFailing: p.setFailing,
+		SetFailing: p.SetFailing,
 	})
-}
-
-// proxy forwards TCP connections to a server; while failing it cuts every
-// connection and refuses new ones.
-type proxy struct {
-	uri     string
-	target  string
-	failing atomic.Bool
-	mu      sync.Mutex
-	conns   map[net.Conn]struct{}
-}
-
-func newProxy(t *testing.T, uri string) *proxy {
-	t.Helper()
-	u, err := url.Parse(uri)
-	require.NoError(t, err)
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	require.NoError(t, err)
-	p := &proxy{uri: "mongodb://" + ln.Addr().String() + "/", target: u.Host, conns: map[net.Conn]struct{}{}}
-	var wg sync.WaitGroup
-	t.Cleanup(func() { ln.Close(); p.closeAll(); wg.Wait() })
-	wg.Go(func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			if p.failing.Load() {
-				c.Close()
-				continue
-			}
-			s, err := net.Dial("tcp", p.target)
-			if err != nil {
-				c.Close()
-				continue
-			}
-			p.track(c, s)
-			wg.Go(func() { _, _ = io.Copy(s, c); s.Close(); c.Close() })
-			wg.Go(func() { _, _ = io.Copy(c, s); s.Close(); c.Close() })
-		}
-	})
-	return p
-}
-
-func (p *proxy) track(cs ...net.Conn) {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	for _, c := range cs {
-		p.conns[c] = struct{}{}
-	}
-}
-
-func (p *proxy) closeAll() {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	for c := range p.conns {
-		c.Close()
-	}
-	clear(p.conns)
-}
-
-func (p *proxy) setFailing(f bool) {
-	p.failing.Store(f)
-	if f {
-		p.closeAll()
-	}
 }
 
 func TestMongoDBSourceSuite(t *testing.T) {

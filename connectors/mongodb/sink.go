@@ -15,32 +15,8 @@ import (
 )
 
 var (
-	_ connectors.Connector = (*sinkConnector)(nil)
-	_ connectors.SinkTask  = (*SinkTask)(nil)
+	_ connectors.SinkTask = (*SinkTask)(nil)
 )
-
-// sinkConnector is a mongodb-sink instance; every task writes to the same
-// collection.
-type sinkConnector struct {
-	cfg connectors.Config
-}
-
-func (c *sinkConnector) Start(_ context.Context, cfg connectors.Config) error {
-	c.cfg = cfg
-	return nil
-}
-
-func (c *sinkConnector) Stop(context.Context) error { return nil }
-
-func (c *sinkConnector) NewTask() connectors.Task { return &SinkTask{} }
-
-func (c *sinkConnector) TaskConfigs(maxTasks int) ([]connectors.Config, error) {
-	out := make([]connectors.Config, maxTasks)
-	for i := range out {
-		out[i] = c.cfg.Clone()
-	}
-	return out, nil
-}
 
 // SinkTask writes each batch with one ordered bulk write: InsertOne models,
 // or ReplaceOne models with upsert on the key field.

@@ -14,33 +14,12 @@ import (
 )
 
 var (
-	_ connectors.Connector   = (*sourceConnector)(nil)
 	_ connectors.SourceTask  = (*SourceTask)(nil)
 	_ connectors.Initializer = (*SourceTask)(nil)
 )
 
 // pollWait bounds how long one Poll waits on a change stream.
 const pollWait = time.Second
-
-// sourceConnector is a mongodb-source instance: one task reads the
-// collection.
-type sourceConnector struct {
-	cfg connectors.Config
-}
-
-func (c *sourceConnector) Start(_ context.Context, cfg connectors.Config) error {
-	c.cfg = cfg
-	return nil
-}
-
-func (c *sourceConnector) Stop(context.Context) error { return nil }
-
-func (c *sourceConnector) NewTask() connectors.Task { return &SourceTask{} }
-
-// TaskConfigs returns one config: a collection is read by one task.
-func (c *sourceConnector) TaskConfigs(int) ([]connectors.Config, error) {
-	return []connectors.Config{c.cfg.Clone()}, nil
-}
 
 // SourceTask reads a collection by polling or through a change stream.
 //

@@ -56,7 +56,9 @@ var Spec = connectors.Spec{
 		{Name: FieldBatchSize, Type: connectors.TypeInt, Default: int64(DefaultBatchSize), Description: "Most rows returned by one poll (and queued ahead of the mesh)."},
 		{Name: FieldTimeout, Type: connectors.TypeDuration, Default: 10 * time.Second, Description: "Timeout of connecting and of reading the binlog stream before reconnecting."},
 	},
-	New:   func() connectors.Connector { return &Connector{} },
+	New: func() connectors.Connector {
+		return connectors.NewConnector(func() connectors.Task { return &Task{} }, connectors.OneTask) // a binlog is read by one task
+	},
 	Check: check,
 }
 

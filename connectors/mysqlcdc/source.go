@@ -20,35 +20,12 @@ import (
 )
 
 var (
-	_ connectors.Connector   = (*Connector)(nil)
 	_ connectors.SourceTask  = (*Task)(nil)
 	_ connectors.Initializer = (*Task)(nil)
 )
 
 // pollWait is how long Poll waits for a row.
 const pollWait = time.Second
-
-// Connector is a mysql-cdc-source instance: one task reads the binlog.
-type Connector struct {
-	cfg connectors.Config
-}
-
-// Start keeps the config.
-func (c *Connector) Start(_ context.Context, cfg connectors.Config) error {
-	c.cfg = cfg
-	return nil
-}
-
-// Stop does nothing.
-func (c *Connector) Stop(context.Context) error { return nil }
-
-// NewTask returns a Task.
-func (c *Connector) NewTask() connectors.Task { return &Task{} }
-
-// TaskConfigs returns one config: a binlog is read by one task.
-func (c *Connector) TaskConfigs(int) ([]connectors.Config, error) {
-	return []connectors.Config{c.cfg.Clone()}, nil
-}
 
 // position is the committed offset: the binlog file and the start of the
 // transaction of the last stored row, and how many rows of that transaction

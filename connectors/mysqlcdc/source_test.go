@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"log/slog"
 	"strings"
 	"testing"
 	"time"
@@ -42,15 +41,6 @@ func TestMySQLCDCSuite(t *testing.T) {
 	})
 }
 
-// taskContext is a TaskContext for driving a task without the runtime.
-type taskContext struct{ offsets map[string]string }
-
-func (c taskContext) Connector() string             { return "cdc" }
-func (c taskContext) TaskID() int                   { return 0 }
-func (c taskContext) Logger() *slog.Logger          { return slog.New(slog.DiscardHandler) }
-func (c taskContext) Offsets() map[string]string    { return c.offsets }
-func (c taskContext) Webhooks() connectors.Webhooks { return nil }
-
 // startTask starts a task with offsets (nil: none committed).
 func startTask(t *testing.T, cfg map[string]any, offsets map[string]string) *mysqlcdc.Task {
 	t.Helper()
@@ -61,7 +51,7 @@ func startTask(t *testing.T, cfg map[string]any, offsets map[string]string) *mys
 	c, err := mysqlcdc.Spec.Validate(raw)
 	require.NoError(t, err)
 	task := &mysqlcdc.Task{}
-	task.Init(taskContext{offsets: offsets})
+	task.Init(connectortest.TaskContext(offsets))
 	require.NoError(t, task.Start(t.Context(), c))
 	t.Cleanup(func() { _ = task.Stop(context.Background()) })
 	return task
