@@ -1,0 +1,289 @@
+package clickhouse
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
+	"github.com/cloudevents/sdk-go/v2/event"
+
+	"github.com/meshd/meshd/connectors"
+)
+
+var (
+	_ connectors.SinkTask = (*SinkTask)(nil)
+)
+
+// reloadEvery bounds how often a sink rereads its table's columns after a
+// field without a column or a failed insert (the table may have changed).
+const reloadEvery = 5 * time.Second
+
+// SinkTask inserts the events of each Put as rows of one table.
+type SinkTask struct {
+	conn        driver.Conn
+	table       string // as configured, for messages
+	from        string // quoted
+	mapping     map[string]string
+	skipUnknown bool
+	cols        map[string]*sinkColumn
+	loaded      time.Time
+}
+
+// sinkColumn is a column of the table with its conversion.
+type sinkColumn struct {
+	column
+	index   int // position in the table
+	conv    convert
+	convErr error // set when meshd does not write the column's type
+}
+
+// errUnknownField marks data naming no column: the table may have
+// changed since the columns were read.
+var errUnknownField = errors.New("no column of that name")
+
+// Start connects and reads the table's columns.
+func (t *SinkTask) Start(ctx context.Context, cfg connectors.Config) error {
+	conn, err := open(ctx, cfg.String(FieldURL))
+	if err != nil {
+		return err
+	}
+	t.conn = conn
+	t.table = cfg.String(FieldTable)
+	t.from = quote(t.table)
+	t.mapping = cfg.Map(FieldFieldsMapping)
+	t.skipUnknown = cfg.Bool(FieldSkipUnknownFields)
+	if err := t.load(ctx); err != nil {
+		conn.Close()
+		t.conn = nil
+		return err
+	}
+	for field, col := range t.mapping {
+		c, ok := t.cols[col]
+		if !ok {
+			conn.Close()
+			t.conn = nil
+			return fmt.Errorf("%s maps field %q to %q, which is not a column of %q that an insert can name", FieldFieldsMapping, field, col, t.table)
+		}
+		if c.convErr != nil {
+			conn.Close()
+			t.conn = nil
+			return fmt.Errorf("%s maps field %q to %q: %w", FieldFieldsMapping, field, col, c.convErr)
+		}
+	}
+	return nil
+}
+
+// load (re)reads the columns of the table.
+func (t *SinkTask) load(ctx context.Context) error {
+	cols, err := resultColumns(ctx, t.conn, t.from)
+	if err != nil {
+		return fmt.Errorf("reading the columns of %q: %w", t.table, err)
+	}
+	t.cols = make(map[string]*sinkColumn, len(cols))
+	for i, c := range cols {
+		sc := &sinkColumn{column: c, index: i}
+		sc.conv, sc.convErr = converter(c.typ, c.scan)
+		t.cols[c.name] = sc
+	}
+	t.loaded = time.Now()
+	return nil
+}
+
+// Stop closes the connection. Idempotent.
+func (t *SinkTask) Stop(context.Context) error {
+	if t.conn == nil {
+		return nil
+	}
+	err := t.conn.Close()
+	t.conn = nil
+	return err
+}
+
+// row is one event as values of some columns, in table order.
+type row struct {
+	event int // index in the Put
+	cols  []*sinkColumn
+	vals  []any
+}
+
+// Put inserts the events, one INSERT block per set of columns the events
+// carry (columns an event leaves out get the table's defaults). An event
+// that cannot become a row fails for good alone; a failed insert fails
+// the events of its block, which are retried; blocks sent are acked.
+func (t *SinkTask) Put(ctx context.Context, events []event.Event) error {
+	rows, failed := t.rows(events)
+	if t.unknownFields(failed) && time.Since(t.loaded) > reloadEvery {
+		if err := t.load(ctx); err != nil {
+			return err
+		}
+		rows, failed = t.rows(events)
+	}
+	for i, err := range failed {
+		failed[i] = fmt.Errorf("event %q: %w: %w", events[i].ID(), err, connectors.ErrPermanent)
+	}
+	var sendErr error
+	for _, block := range groupByColumns(rows) {
+		if err := t.insert(ctx, block, failed); err != nil {
+			sendErr = err
+			for _, r := range block {
+				if _, ok := failed[r.event]; !ok {
+					failed[r.event] = err
+				}
+			}
+		}
+	}
+	if sendErr != nil && time.Since(t.loaded) > reloadEvery {
+		_ = t.load(ctx) // a changed table; the next try uses what is there now
+	}
+	if len(failed) > 0 {
+		return &connectors.PartialError{Failed: failed}
+	}
+	return nil
+}
+
+func (t *SinkTask) unknownFields(failed map[int]error) bool {
+	for _, err := range failed {
+		if errors.Is(err, errUnknownField) {
+			return true
+		}
+	}
+	return false
+}
+
+// rows converts events to rows; failed holds why the others cannot be.
+func (t *SinkTask) rows(events []event.Event) ([]row, map[int]error) {
+	rows := make([]row, 0, len(events))
+	failed := map[int]error{}
+	for i := range events {
+		r, err := t.toRow(&events[i])
+		if err != nil {
+			failed[i] = err
+			continue
+		}
+		r.event = i
+		rows = append(rows, r)
+	}
+	return rows, failed
+}
+
+func (t *SinkTask) toRow(e *event.Event) (row, error) {
+	data := bytes.TrimSpace(e.Data())
+	if len(data) == 0 || string(data) == "null" {
+		return row{}, errors.New("no data (a tombstone): nothing to insert")
+	}
+	dec := json.NewDecoder(bytes.NewReader(data))
+	dec.UseNumber()
+	var m map[string]any
+	if err := dec.Decode(&m); err != nil {
+		return row{}, fmt.Errorf("data is not a JSON object: %v", err)
+	}
+	var r row
+	for field, v := range m {
+		col := field
+		if len(t.mapping) > 0 {
+			c, ok := t.mapping[field]
+			if !ok {
+				continue
+			}
+			col = c
+		}
+		sc, ok := t.cols[col]
+		if !ok {
+			if t.skipUnknown {
+				continue
+			}
+			return row{}, fmt.Errorf("field %q: %w in %q (set %s to ignore such fields)", field, errUnknownField, t.table, FieldSkipUnknownFields)
+		}
+		if sc.convErr != nil {
+			return row{}, fmt.Errorf("field %q: %w", field, sc.convErr)
+		}
+		x, err := sc.conv(v)
+		if err != nil {
+			return row{}, fmt.Errorf("field %q → column %q (%s): %w", field, col, sc.typ, err)
+		}
+		r.cols = append(r.cols, sc)
+		r.vals = append(r.vals, x)
+	}
+	if len(r.cols) == 0 {
+		return row{}, errors.New("no field of the data maps to a column")
+	}
+	sortRow(&r)
+	return r, nil
+}
+
+// sortRow puts a row's columns in table order.
+func sortRow(r *row) {
+	idx := make([]int, len(r.cols))
+	for i := range idx {
+		idx[i] = i
+	}
+	slices.SortFunc(idx, func(a, b int) int { return r.cols[a].index - r.cols[b].index })
+	cols, vals := make([]*sinkColumn, len(idx)), make([]any, len(idx))
+	for i, j := range idx {
+		cols[i], vals[i] = r.cols[j], r.vals[j]
+	}
+	r.cols, r.vals = cols, vals
+}
+
+// groupByColumns splits rows into blocks of the same columns, in order of
+// first appearance.
+func groupByColumns(rows []row) [][]row {
+	var blocks [][]row
+	byKey := map[string]int{}
+	for _, r := range rows {
+		var key strings.Builder
+		for _, c := range r.cols {
+			key.WriteString(strconv.Itoa(c.index))
+			key.WriteByte(',')
+		}
+		i, ok := byKey[key.String()]
+		if !ok {
+			i = len(blocks)
+			byKey[key.String()] = i
+			blocks = append(blocks, nil)
+		}
+		blocks[i] = append(blocks[i], r)
+	}
+	return blocks
+}
+
+// insert sends one block. A row the driver refuses (which the conversions
+// should have caught) fails for good and the block is rebuilt without it:
+// the driver refuses a whole block after one bad value.
+func (t *SinkTask) insert(ctx context.Context, block []row, failed map[int]error) error {
+	names := make([]string, len(block[0].cols))
+	for i, c := range block[0].cols {
+		names[i] = quoteIdent(c.name)
+	}
+	q := "INSERT INTO " + t.from + " (" + strings.Join(names, ", ") + ")"
+	for len(block) > 0 {
+		b, err := t.conn.PrepareBatch(ctx, q)
+		if err != nil {
+			return fmt.Errorf("inserting into %q: %w", t.table, err)
+		}
+		bad := -1
+		for i, r := range block {
+			if err := b.Append(r.vals...); err != nil {
+				failed[r.event] = fmt.Errorf("the driver refused the row: %w: %w", err, connectors.ErrPermanent)
+				bad = i
+				break
+			}
+		}
+		if bad < 0 {
+			if err := b.Send(); err != nil {
+				return fmt.Errorf("inserting into %q: %w", t.table, err)
+			}
+			return nil
+		}
+		_ = b.Abort()
+		block = slices.Delete(block, bad, bad+1)
+	}
+	return nil
+}
