@@ -172,6 +172,26 @@ func (d dialect) insertSQL(table string, cols, pk []string, upsert bool, rows in
 // database's current time minus delay. PostgreSQL and MySQL compare with
 // CURRENT_TIMESTAMP in the session's time zone; SQLite compares julianday
 // values, whatever text format the column holds, with 'now' in UTC.
+// timestamp is the expression comparing and ordering timestamps. SQLite
+// has no time type: a column holds text in whatever format its writer used
+// ('2026-01-01 10:00:00', '2026-01-01T10:00:00.000Z', with an offset), and
+// text compares badly across formats, so both sides are normalised by
+// SQLite's strftime (UTC, milliseconds: SQLite's time precision).
+func (d dialect) timestamp(expr string) string {
+	if d == dialectSQLite {
+		return "strftime('%Y-%m-%d %H:%M:%f', " + expr + ")"
+	}
+	return expr
+}
+
+// timeArg is the bind parameter of an offset's timestamp.
+func (d dialect) timeArg(ts time.Time) any {
+	if d == dialectSQLite {
+		return ts.UTC().Format(time.RFC3339Nano)
+	}
+	return ts
+}
+
 func (d dialect) olderThan(col string, delay time.Duration) string {
 	switch d {
 	case dialectPostgres:

@@ -394,21 +394,6 @@ func testModes(t *testing.T, tg *target) {
 		}
 	})
 
-	if tg.d == dialectSQLite {
-		t.Run("Bulk", func(t *testing.T) {
-			tg.exec(t, fmt.Sprintf(tg.srcTable, "m_bulk"))
-			insert(t, "m_bulk", "a", "b")
-			task := start(t, "m_bulk", nil, FieldMode, ModeBulk)
-			got, last := poll(t, task)
-			assert.Equal(t, []string{"a", "b"}, got)
-			assert.Empty(t, last.Partition, "bulk commits no offset")
-			insert(t, "m_bulk", "c")
-			got, _ = poll(t, task)
-			assert.Equal(t, []string{"a", "b", "c"}, got, "bulk reads every row at every poll")
-		})
-		return
-	}
-
 	t.Run("Timestamp", func(t *testing.T) {
 		tg.exec(t, fmt.Sprintf(tg.srcTable, "m_ts"))
 		tg.exec(t, "INSERT INTO m_ts (k, ts) VALUES ('a', '2026-01-01 00:00:01'), ('b', '2026-01-01 00:00:02')")
@@ -421,6 +406,22 @@ func testModes(t *testing.T, tg *target) {
 		assert.Equal(t, []string{"a"}, got, "an updated row is read again")
 		got, _ = poll(t, task)
 		assert.Empty(t, got)
+	})
+
+	// Rows stamped by the table's default (SQLite: text like
+	// 2026-11-23T10:00:00.123Z, unlike the offset's format) are read once.
+	t.Run("TimestampDefaultFormat", func(t *testing.T) {
+		tg.exec(t, fmt.Sprintf(tg.srcTable, "m_tsd"))
+		insert(t, "m_tsd", "a", "b")
+		task := start(t, "m_tsd", nil, FieldMode, ModeTimestamp, FieldTimestamp, "ts")
+		got, _ := poll(t, task)
+		assert.Equal(t, []string{"a", "b"}, got)
+		got, _ = poll(t, task)
+		assert.Empty(t, got, "rows already read are not read again")
+		time.Sleep(5 * time.Millisecond) // a later timestamp, at SQLite's millisecond precision
+		insert(t, "m_tsd", "c")
+		got, _ = poll(t, task)
+		assert.Equal(t, []string{"c"}, got)
 	})
 
 	t.Run("TimestampIncrementing", func(t *testing.T) {

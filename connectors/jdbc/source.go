@@ -162,7 +162,7 @@ func sleep(ctx context.Context, d time.Duration) error {
 
 // query builds the SELECT of one poll of s.
 func (t *SourceTask) query(s *source) (string, []any) {
-	inc, ts := t.d.quote(t.inc), t.d.quote(t.ts)
+	inc, ts := t.d.quote(t.inc), t.d.timestamp(t.d.quote(t.ts))
 	var conds []string
 	var args []any
 	var order string
@@ -176,19 +176,20 @@ func (t *SourceTask) query(s *source) (string, []any) {
 		order, limit = inc, true
 	case ModeTimestamp:
 		if s.off.TS != nil {
-			conds = append(conds, ts+" > "+t.d.placeholder(1))
-			args = append(args, *s.off.TS)
+			conds = append(conds, ts+" > "+t.d.timestamp(t.d.placeholder(1)))
+			args = append(args, t.d.timeArg(*s.off.TS))
 		}
 		order = ts
 	case ModeTimestampIncrementing:
 		if s.off.TS != nil && s.off.Inc != nil {
-			conds = append(conds, fmt.Sprintf("(%s > %s OR (%s = %s AND %s > %s))", ts, t.d.placeholder(1), ts, t.d.placeholder(2), inc, t.d.placeholder(3)))
-			args = append(args, *s.off.TS, *s.off.TS, *s.off.Inc)
+			conds = append(conds, fmt.Sprintf("(%s > %s OR (%s = %s AND %s > %s))",
+				ts, t.d.timestamp(t.d.placeholder(1)), ts, t.d.timestamp(t.d.placeholder(2)), inc, t.d.placeholder(3)))
+			args = append(args, t.d.timeArg(*s.off.TS), t.d.timeArg(*s.off.TS), *s.off.Inc)
 		}
 		order, limit = ts+", "+inc, true
 	}
 	if t.delay > 0 { // timestamp modes only (checkSource)
-		conds = append(conds, t.d.olderThan(ts, t.delay))
+		conds = append(conds, t.d.olderThan(t.d.quote(t.ts), t.delay))
 	}
 	q := "SELECT * FROM " + s.from
 	if len(conds) > 0 {
