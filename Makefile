@@ -33,11 +33,13 @@ unit:
 	$(GO) test -count=1 ./...
 
 ## bench: the publish/delivery benchmark (prints a RESULT line), the Go micro-benchmarks and
-## the jdbc-sink benchmark (events/s into PostgreSQL beside plain pgx, and their ratio)
+## the sink benchmarks (jdbc-sink into PostgreSQL beside plain pgx; clickhouse-sink's Put beside
+## the bare driver; each with its ratio)
 bench: build deps
 	$(GO) run ./test/bench
 	$(GO) test -run '^$$' -bench . -benchmem ./mesh/... ./protocols/... ./bridge/...
 	$(GO) test -run '^$$' -bench SinkPostgres -benchtime 1x ./connectors/jdbc/
+	$(GO) test -run '^$$' -bench SinkPut -benchtime 1x ./connectors/clickhouse/
 
 ## soak: a long publish/deliver run with restarts (see test/bench)
 soak: build

@@ -149,7 +149,7 @@ func dataKey(e *event.Event) string {
 	return d.Key
 }
 
-func validate(t *testing.T, spec connectors.Spec, kv ...any) connectors.Config {
+func validate(t testing.TB, spec connectors.Spec, kv ...any) connectors.Config {
 	t.Helper()
 	raw := map[string]any{connectors.FieldConnectorType: spec.Name, connectors.FieldTopic: "ch.test"}
 	for i := 0; i < len(kv); i += 2 {
