@@ -9,6 +9,7 @@ import (
 
 	"github.com/cloudevents/sdk-go/v2/event"
 
+	"github.com/meshd/meshd/connectors/connectortest"
 	"github.com/meshd/meshd/test/infra"
 )
 
@@ -75,7 +76,7 @@ func BenchmarkSinkPut(b *testing.B) {
 			evs[n] = e
 		}
 		task := &SinkTask{}
-		if err := task.Start(ctx, validate(b, SinkSpec, FieldURL, s.url("default"), FieldTable, sinkTable)); err != nil {
+		if err := task.Start(ctx, connectortest.Config(b, SinkSpec, FieldURL, s.url("default"), FieldTable, sinkTable)); err != nil {
 			b.Fatal(err)
 		}
 		start = time.Now()

@@ -149,21 +149,10 @@ func dataKey(e *event.Event) string {
 	return d.Key
 }
 
-func validate(t testing.TB, spec connectors.Spec, kv ...any) connectors.Config {
-	t.Helper()
-	raw := map[string]any{connectors.FieldConnectorType: spec.Name, connectors.FieldTopic: "ch.test"}
-	for i := 0; i < len(kv); i += 2 {
-		raw[kv[i].(string)] = kv[i+1]
-	}
-	cfg, err := spec.Validate(raw)
-	require.NoError(t, err)
-	return cfg
-}
-
 func newSink(t *testing.T, kv ...any) *SinkTask {
 	t.Helper()
 	task := &SinkTask{}
-	require.NoError(t, task.Start(t.Context(), validate(t, SinkSpec, kv...)))
+	require.NoError(t, task.Start(t.Context(), connectortest.Config(t, SinkSpec, kv...)))
 	t.Cleanup(func() { _ = task.Stop(context.Background()) })
 	return task
 }
@@ -268,7 +257,7 @@ func testSinkConfigErrors(t *testing.T, s *server) {
 	start := func(kv ...any) error {
 		task := &SinkTask{}
 		defer task.Stop(context.Background())
-		return task.Start(t.Context(), validate(t, SinkSpec, kv...))
+		return task.Start(t.Context(), connectortest.Config(t, SinkSpec, kv...))
 	}
 	assert.ErrorContains(t, start(FieldURL, s.url("cfg"), FieldTable, "missing"), `reading the columns of "missing"`)
 	assert.ErrorContains(t, start(FieldURL, s.url("cfg"), FieldTable, "t", FieldFieldsMapping, map[string]any{"a": "b"}), `"b", which is not a column of "t"`)
@@ -283,7 +272,7 @@ func testSinkConfigErrors(t *testing.T, s *server) {
 
 	_, err = SinkSpec.Validate(map[string]any{connectors.FieldConnectorType: SinkType, connectors.FieldTopic: "x", FieldURL: "http://default:pw@h/db", FieldTable: "t"})
 	assert.ErrorContains(t, err, "not clickhouse://")
-	cfg := validate(t, SinkSpec, FieldURL, s.url("cfg"), FieldTable, "t")
+	cfg := connectortest.Config(t, SinkSpec, FieldURL, s.url("cfg"), FieldTable, "t")
 	assert.Equal(t, int64(DefaultBatchSize), cfg.Int(connectors.FieldBatchSize), "large batches by default")
 	assert.Equal(t, DefaultBatchWait, cfg.Duration(connectors.FieldBatchWait))
 }
@@ -299,7 +288,7 @@ func testSourceTypes(t *testing.T, s *server) {
 		u, (*int32)(nil), []string{"x", "y"}, "b", "hé"}))
 	task := &SourceTask{}
 	task.Init(connectortest.TaskContext(nil))
-	require.NoError(t, task.Start(t.Context(), validate(t, SourceSpec, FieldURL, s.url("srctypes"), FieldTable, "t", FieldIncrementing, "id")))
+	require.NoError(t, task.Start(t.Context(), connectortest.Config(t, SourceSpec, FieldURL, s.url("srctypes"), FieldTable, "t", FieldIncrementing, "id")))
 	defer task.Stop(context.Background())
 	recs, err := task.Poll(t.Context())
 	require.NoError(t, err)
@@ -324,7 +313,7 @@ func testSourceOffsets(t *testing.T, s *server) {
 	start := func(offsets map[string]string, kv ...any) *SourceTask {
 		task := &SourceTask{}
 		task.Init(connectortest.TaskContext(offsets))
-		require.NoError(t, task.Start(t.Context(), validate(t, SourceSpec, append([]any{FieldURL, s.url("offs"),
+		require.NoError(t, task.Start(t.Context(), connectortest.Config(t, SourceSpec, append([]any{FieldURL, s.url("offs"),
 			FieldIncrementing, "ts", FieldPKFields, "k", FieldPollInterval, "10ms"}, kv...)...)))
 		t.Cleanup(func() { _ = task.Stop(context.Background()) })
 		return task

@@ -93,17 +93,6 @@ func openTarget(t *testing.T, url string) *target {
 	return tg
 }
 
-func validate(t *testing.T, spec connectors.Spec, kv ...any) connectors.Config {
-	t.Helper()
-	raw := map[string]any{connectors.FieldConnectorType: spec.Name, connectors.FieldTopic: "jdbc.test"}
-	for i := 0; i < len(kv); i += 2 {
-		raw[kv[i].(string)] = kv[i+1]
-	}
-	cfg, err := spec.Validate(raw)
-	require.NoError(t, err)
-	return cfg
-}
-
 func TestPostgres(t *testing.T) {
 	runAll(t, openTarget(t, infra.StartPostgres(t)))
 }
@@ -186,7 +175,7 @@ func sinkSuite(t *testing.T, tg *target) {
 func newSink(t *testing.T, kv ...any) *SinkTask {
 	t.Helper()
 	task := &SinkTask{}
-	require.NoError(t, task.Start(t.Context(), validate(t, SinkSpec, kv...)))
+	require.NoError(t, task.Start(t.Context(), connectortest.Config(t, SinkSpec, kv...)))
 	t.Cleanup(func() { _ = task.Stop(context.Background()) })
 	return task
 }
@@ -308,7 +297,7 @@ func testTypes(t *testing.T, tg *target) {
 	tg.exec(t, tg.typesTable)
 	tg.exec(t, tg.typesInsert)
 	task := &SourceTask{}
-	require.NoError(t, task.Start(t.Context(), validate(t, SourceSpec, FieldURL, tg.url, FieldTable, "types",
+	require.NoError(t, task.Start(t.Context(), connectortest.Config(t, SourceSpec, FieldURL, tg.url, FieldTable, "types",
 		FieldMode, ModeIncrementing, FieldIncrementing, "id")))
 	defer task.Stop(context.Background())
 	recs, err := task.Poll(t.Context())
@@ -332,7 +321,7 @@ func testModes(t *testing.T, tg *target) {
 	start := func(t *testing.T, table string, offsets map[string]string, kv ...any) *SourceTask {
 		task := &SourceTask{}
 		task.Init(connectortest.TaskContext(offsets))
-		require.NoError(t, task.Start(t.Context(), validate(t, SourceSpec, append([]any{FieldURL, tg.url, FieldTable, table, FieldPollInterval, "10ms", FieldPKFields, "k"}, kv...)...)))
+		require.NoError(t, task.Start(t.Context(), connectortest.Config(t, SourceSpec, append([]any{FieldURL, tg.url, FieldTable, table, FieldPollInterval, "10ms", FieldPKFields, "k"}, kv...)...)))
 		t.Cleanup(func() { _ = task.Stop(context.Background()) })
 		return task
 	}
@@ -451,7 +440,7 @@ func testModes(t *testing.T, tg *target) {
 
 func TestTaskConfigsSplitTables(t *testing.T) {
 	c := SourceSpec.New()
-	require.NoError(t, c.Start(t.Context(), validate(t, SourceSpec, FieldURL, "sqlite:///x.db", FieldTable, "a,b,c", FieldMode, ModeBulk)))
+	require.NoError(t, c.Start(t.Context(), connectortest.Config(t, SourceSpec, FieldURL, "sqlite:///x.db", FieldTable, "a,b,c", FieldMode, ModeBulk)))
 	cfgs, err := c.TaskConfigs(2)
 	require.NoError(t, err)
 	require.Len(t, cfgs, 2)

@@ -2,6 +2,7 @@ package connectortest
 
 import (
 	"log/slog"
+	"testing"
 
 	"github.com/meshd/meshd/connectors"
 )
@@ -20,3 +21,18 @@ func (c taskContext) TaskID() int                   { return 0 }
 func (c taskContext) Logger() *slog.Logger          { return slog.New(slog.DiscardHandler) }
 func (c taskContext) Offsets() map[string]string    { return c.offsets }
 func (c taskContext) Webhooks() connectors.Webhooks { return nil }
+
+// Config validates a config of spec made of its connector.type, the topic
+// "test" and the given field/value pairs, failing the test if it is bad.
+func Config(t testing.TB, spec connectors.Spec, fieldValues ...any) connectors.Config {
+	t.Helper()
+	raw := map[string]any{connectors.FieldConnectorType: spec.Name, connectors.FieldTopic: "test"}
+	for i := 0; i+1 < len(fieldValues); i += 2 {
+		raw[fieldValues[i].(string)] = fieldValues[i+1]
+	}
+	cfg, err := spec.Validate(raw)
+	if err != nil {
+		t.Fatalf("validating a %s config: %v", spec.Name, err)
+	}
+	return cfg
+}
