@@ -33,11 +33,12 @@ unit:
 	$(GO) test -count=1 ./...
 
 ## bench: the publish/delivery benchmark (prints a RESULT line), the Go micro-benchmarks and
-## the sink benchmarks (jdbc-sink into PostgreSQL beside plain pgx; clickhouse-sink's Put beside
+## the sink benchmarks (the runtime's delivery to a no-op sink beside a plain consumer; jdbc-sink into PostgreSQL beside plain pgx; clickhouse-sink's Put beside
 ## the bare driver; each with its ratio)
 bench: build deps
 	$(GO) run ./test/bench
 	$(GO) test -run '^$$' -bench . -benchmem ./mesh/... ./protocols/... ./bridge/...
+	$(GO) test -run '^$$' -bench SinkDelivery -benchtime 1x ./connectors/runtime/
 	$(GO) test -run '^$$' -bench SinkPostgres -benchtime 1x ./connectors/jdbc/
 	$(GO) test -run '^$$' -bench SinkPut -benchtime 1x ./connectors/clickhouse/
 
