@@ -33,8 +33,10 @@ func Settle(logger *slog.Logger, what string, f func(context.Context) error) {
 // ExtDeliveryAttempts extensions, and then terminates msg; without one it
 // terminates msg with a warning. If the publish fails, msg is naked for
 // another try after retryDelay, so the event is never lost, and DeadLetter
-// returns false. reason must already be free of secrets.
-func DeadLetter(eng mesh.Engine, logger *slog.Logger, msg mesh.Message, topic, reason string, retryDelay time.Duration) (gone bool) {
+// returns false. reason must already be free of secrets. by names who
+// gives up (a subscription, a connector's group): it is the copy's dedup
+// key, so copies of one event from two of them are both kept.
+func DeadLetter(eng mesh.Engine, logger *slog.Logger, msg mesh.Message, by, topic, reason string, retryDelay time.Duration) (gone bool) {
 	e := msg.Event()
 	attempt := msg.Attempt()
 	reason = truncate(reason, maxDeliveryErrorLen)
@@ -47,7 +49,7 @@ func DeadLetter(eng mesh.Engine, logger *slog.Logger, msg mesh.Message, topic, r
 	dl := e.Clone()
 	dl.SetExtension(ExtDeliveryError, reason)
 	dl.SetExtension(ExtDeliveryAttempts, int32(min(attempt, 1<<31-1)))
-	ctx, cancel := context.WithTimeout(context.Background(), settleTimeout)
+	ctx, cancel := context.WithTimeout(mesh.WithDedupKey(context.Background(), by), settleTimeout)
 	err := eng.Publish(ctx, topic, &dl)
 	cancel()
 	if err != nil {

@@ -200,7 +200,7 @@ func (r *runner) handle(ctx context.Context, msg mesh.Message) {
 
 // deadLetter gives up on msg (see DeadLetter) and counts it.
 func (r *runner) deadLetter(msg mesh.Message, cause error, attempt int) {
-	if DeadLetter(r.b.opts.Engine, r.logger, msg, r.sub.DeadLetterTopic, r.redact(cause.Error()), r.b.opts.Backoff.Delay(attempt)) {
+	if DeadLetter(r.b.opts.Engine, r.logger, msg, "subscription "+r.sub.ID, r.sub.DeadLetterTopic, r.redact(cause.Error()), r.b.opts.Backoff.Delay(attempt)) {
 		r.inc(deadLetteredCounter)
 	}
 }

@@ -211,6 +211,30 @@ func TestMaxAttemptsDeadLetters(t *testing.T) {
 	assert.Equal(t, []int{1, 2, 3}, []int{s[0].attempt, s[1].attempt, s[2].attempt})
 }
 
+// Two subscriptions giving up on one event each put their copy on a shared
+// dead-letter topic (the mesh's duplicate window used to drop the second).
+func TestDeadLetterCopiesOfTwoSubscriptions(t *testing.T) {
+	eng := &spyEngine{Engine: openEngine(t)}
+	rec := &recorder{reply: func(int, *event.Event) error {
+		return &DeliveryError{Permanent: true, StatusCode: 400, Err: errors.New("no")}
+	}}
+	b := newTestBridge(t, eng, rec)
+	dead := readTopic(t, eng, "orders.dead")
+	require.NoError(t, b.Start(t.Context()))
+	for _, id := range []string{"a", "b"} {
+		_, err := b.CreateSubscription(t.Context(), Subscription{
+			ID: id, Topic: "orders", Sink: "http://127.0.0.1:1/" + id, DeadLetterTopic: "orders.dead",
+		})
+		require.NoError(t, err)
+	}
+	require.NoError(t, b.Publish(t.Context(), "orders", []*event.Event{mkEvent(t, "1", "t")}))
+	require.Eventually(t, func() bool {
+		s := eng.settlements()
+		return len(s) == 2 && s[0].op == "term" && s[1].op == "term"
+	}, waitFor, tick, "both subscriptions give up")
+	require.Eventually(t, func() bool { return len(dead()) == 2 }, waitFor, tick, "one copy per subscription; got %d", len(dead()))
+}
+
 func TestNoDeadLetterTopicDrops(t *testing.T) {
 	eng := &spyEngine{Engine: openEngine(t)}
 	rec := &recorder{reply: func(int, *event.Event) error {

@@ -18,9 +18,10 @@ import (
 // Engine is a durable event queue. All methods are safe for concurrent use.
 type Engine interface {
 	// Publish stores events on topic and returns only once every one of them
-	// is stored. Re-publishing an event with the same source and id inside the
-	// engine's duplicate window stores it once. On error some events may have
-	// been stored; publishing them again is safe.
+	// is stored. Re-publishing an event with the same source and id (and
+	// dedup key, see WithDedupKey) inside the engine's duplicate window
+	// stores it once. On error some events may have been stored; publishing
+	// them again is safe.
 	Publish(ctx context.Context, topic string, events ...*event.Event) error
 
 	// Consume opens (creating if needed) the durable consumer for cfg.Group on
@@ -109,4 +110,20 @@ type Entry struct {
 	Key      string
 	Value    []byte
 	Revision uint64
+}
+
+type dedupKeyCtx struct{}
+
+// WithDedupKey returns a context under which Publish tells events apart by
+// key as well as by topic, source and id. Two publishers of one event to
+// one topic — dead-letter copies from two subscriptions — each store their
+// copy, while a retry by the same publisher is still stored once.
+func WithDedupKey(ctx context.Context, key string) context.Context {
+	return context.WithValue(ctx, dedupKeyCtx{}, key)
+}
+
+// DedupKey returns the key set by WithDedupKey ("" if none).
+func DedupKey(ctx context.Context) string {
+	k, _ := ctx.Value(dedupKeyCtx{}).(string)
+	return k
 }

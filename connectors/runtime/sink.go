@@ -264,7 +264,7 @@ func (d *sinkDelivery) fail(m mesh.Message, err error) {
 
 // deadLetterMsg gives up on m (see bridge.DeadLetter) and counts it.
 func (d *sinkDelivery) deadLetterMsg(m mesh.Message, cause error) {
-	if bridge.DeadLetter(d.r.opts.Engine, d.log, m, d.deadLetter, d.inst.redact(cause.Error()), d.r.opts.Backoff.Delay(m.Attempt())) {
+	if bridge.DeadLetter(d.r.opts.Engine, d.log, m, GroupName(d.inst.name), d.deadLetter, d.inst.redact(cause.Error()), d.r.opts.Backoff.Delay(m.Attempt())) {
 		d.r.metrics.deadLettered(d.inst.name)
 	}
 }

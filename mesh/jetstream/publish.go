@@ -32,7 +32,7 @@ func (e *Engine) Publish(ctx context.Context, topic string, events ...*event.Eve
 	case 0:
 		return nil
 	case 1:
-		msg, err := e.encodeValid(subject, topic, events[0])
+		msg, err := e.encodeValid(ctx, subject, topic, events[0])
 		if err != nil {
 			return fmt.Errorf("publishing to %q: %w", topic, err)
 		}
@@ -44,7 +44,7 @@ func (e *Engine) Publish(ctx context.Context, topic string, events ...*event.Eve
 	}
 	msgs := make([]*nats.Msg, len(events))
 	for i, ev := range events {
-		if msgs[i], err = e.encodeValid(subject, topic, ev); err != nil {
+		if msgs[i], err = e.encodeValid(ctx, subject, topic, ev); err != nil {
 			return fmt.Errorf("publishing to %q: event %d: %w", topic, i, err)
 		}
 	}
@@ -73,7 +73,9 @@ func (e *Engine) Publish(ctx context.Context, topic string, events ...*event.Eve
 	return nil
 }
 
-func (e *Engine) encodeValid(subject, topic string, ev *event.Event) (*nats.Msg, error) {
+// encodeValid validates and encodes one event; a dedup key in ctx joins its
+// Nats-Msg-Id.
+func (e *Engine) encodeValid(ctx context.Context, subject, topic string, ev *event.Event) (*nats.Msg, error) {
 	if ev == nil {
 		return nil, errors.New("nil event")
 	}
@@ -83,6 +85,9 @@ func (e *Engine) encodeValid(subject, topic string, ev *event.Event) (*nats.Msg,
 	m, err := encode(subject, topic, ev)
 	if err != nil {
 		return nil, fmt.Errorf("invalid event %q: %w", ev.ID(), err)
+	}
+	if key := mesh.DedupKey(ctx); key != "" {
+		m.Header[hdrMsgID] = []string{m.Header.Get(hdrMsgID) + " " + key}
 	}
 	return m, nil
 }
