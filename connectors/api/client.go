@@ -9,8 +9,8 @@ import (
 	"net/http"
 	"strings"
 
+	"github.com/meshd/meshd/bridge/problem"
 	"github.com/meshd/meshd/connectors/runtime"
-	"github.com/meshd/meshd/protocols/problem"
 )
 
 // Client calls the connector API of a running meshd.

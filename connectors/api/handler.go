@@ -14,9 +14,9 @@ import (
 	"net/http"
 	"strings"
 
+	"github.com/meshd/meshd/bridge/problem"
 	"github.com/meshd/meshd/connectors"
 	"github.com/meshd/meshd/connectors/runtime"
-	"github.com/meshd/meshd/protocols/problem"
 )
 
 // maxBody bounds request bodies.

@@ -23,8 +23,8 @@ import (
 	"github.com/google/uuid"
 
 	"github.com/meshd/meshd/bridge"
+	"github.com/meshd/meshd/bridge/problem"
 	"github.com/meshd/meshd/connectors"
-	"github.com/meshd/meshd/protocols/problem"
 )
 
 var (

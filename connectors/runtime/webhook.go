@@ -11,7 +11,7 @@ import (
 	"sync"
 	"time"
 
-	"github.com/meshd/meshd/protocols/problem"
+	"github.com/meshd/meshd/bridge/problem"
 )
 
 // webhookServer is the public listener of webhook sources. It opens on the

@@ -16,8 +16,8 @@ import (
 	"github.com/cloudevents/sdk-go/v2/types"
 
 	"github.com/meshd/meshd/bridge"
+	"github.com/meshd/meshd/bridge/problem"
 	"github.com/meshd/meshd/protocols/apitoken"
-	"github.com/meshd/meshd/protocols/problem"
 )
 
 // backend is what the handler needs of the bridge; *bridge.Bridge satisfies

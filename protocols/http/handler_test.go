@@ -20,8 +20,8 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/meshd/meshd/bridge"
+	"github.com/meshd/meshd/bridge/problem"
 	"github.com/meshd/meshd/mesh"
-	"github.com/meshd/meshd/protocols/problem"
 )
 
 // recorder is a backend that stores what it is given.

@@ -14,7 +14,7 @@ import (
 	"github.com/google/uuid"
 
 	"github.com/meshd/meshd/bridge"
-	"github.com/meshd/meshd/protocols/problem"
+	"github.com/meshd/meshd/bridge/problem"
 )
 
 // Media types of the structured and batched modes.

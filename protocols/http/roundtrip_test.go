@@ -20,9 +20,9 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/meshd/meshd/bridge"
+	"github.com/meshd/meshd/bridge/problem"
 	"github.com/meshd/meshd/mesh"
 	"github.com/meshd/meshd/mesh/embedded"
-	"github.com/meshd/meshd/protocols/problem"
 )
 
 type meshEnv struct {

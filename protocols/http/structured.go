@@ -11,7 +11,7 @@ import (
 	"github.com/cloudevents/sdk-go/v2/event"
 	"github.com/cloudevents/sdk-go/v2/types"
 
-	"github.com/meshd/meshd/protocols/problem"
+	"github.com/meshd/meshd/bridge/problem"
 )
 
 // parseStructured decodes one application/cloudevents+json event with the

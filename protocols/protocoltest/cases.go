@@ -14,10 +14,10 @@ import (
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/stretchr/testify/require"
 
+	"github.com/meshd/meshd/bridge/problem"
 	"github.com/meshd/meshd/mesh"
 	"github.com/meshd/meshd/mesh/embedded"
 	"github.com/meshd/meshd/mesh/jetstream"
-	"github.com/meshd/meshd/protocols/problem"
 )
 
 const answerTimeout = 20 * time.Second

@@ -22,10 +22,10 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/meshd/meshd/bridge"
+	"github.com/meshd/meshd/bridge/problem"
 	"github.com/meshd/meshd/mesh"
 	httpapi "github.com/meshd/meshd/protocols/http"
 	"github.com/meshd/meshd/protocols/mqtt"
-	"github.com/meshd/meshd/protocols/problem"
 	pt "github.com/meshd/meshd/protocols/protocoltest"
 	ws "github.com/meshd/meshd/protocols/websocket"
 	"github.com/meshd/meshd/test/infra"

@@ -9,8 +9,8 @@ import (
 	"testing"
 
 	"github.com/meshd/meshd/bridge"
+	"github.com/meshd/meshd/bridge/problem"
 	httpapi "github.com/meshd/meshd/protocols/http"
-	"github.com/meshd/meshd/protocols/problem"
 	pt "github.com/meshd/meshd/protocols/protocoltest"
 )
 

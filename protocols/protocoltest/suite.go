@@ -14,8 +14,8 @@ import (
 
 	"github.com/cloudevents/sdk-go/v2/event"
 
+	"github.com/meshd/meshd/bridge/problem"
 	"github.com/meshd/meshd/mesh"
-	"github.com/meshd/meshd/protocols/problem"
 )
 
 // Topics the suite publishes to and consumes from. A Factory may need to

@@ -11,7 +11,7 @@ import (
 
 	"github.com/gorilla/websocket"
 
-	"github.com/meshd/meshd/protocols/problem"
+	"github.com/meshd/meshd/bridge/problem"
 )
 
 // conn is one client connection. Reads happen on one goroutine; writes of

@@ -6,7 +6,7 @@ import (
 	"testing"
 
 	"github.com/meshd/meshd/bridge"
-	"github.com/meshd/meshd/protocols/problem"
+	"github.com/meshd/meshd/bridge/problem"
 	"github.com/meshd/meshd/protocols/protocoltest"
 )
 

@@ -14,10 +14,10 @@ import (
 	"github.com/gorilla/websocket"
 
 	"github.com/meshd/meshd/bridge"
+	"github.com/meshd/meshd/bridge/problem"
 	"github.com/meshd/meshd/mesh"
 	"github.com/meshd/meshd/protocols/apitoken"
 	httpapi "github.com/meshd/meshd/protocols/http"
-	"github.com/meshd/meshd/protocols/problem"
 )
 
 // Subprotocols of the CloudEvents WebSocket binding. Only JSON is served;

@@ -9,9 +9,9 @@ import (
 
 	"github.com/cloudevents/sdk-go/v2/event"
 
+	"github.com/meshd/meshd/bridge/problem"
 	"github.com/meshd/meshd/mesh"
 	httpapi "github.com/meshd/meshd/protocols/http"
-	"github.com/meshd/meshd/protocols/problem"
 )
 
 // servePublish: every data message is one structured-mode CloudEvent or a

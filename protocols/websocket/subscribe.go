@@ -14,8 +14,8 @@ import (
 	"time"
 
 	"github.com/meshd/meshd/bridge"
+	"github.com/meshd/meshd/bridge/problem"
 	"github.com/meshd/meshd/mesh"
-	"github.com/meshd/meshd/protocols/problem"
 )
 
 // clientAck is what a subscriber sends: {"ack":"<id>"} or

@@ -1,8 +1,9 @@
 // Package problem is meshd's one table of errors that cross the wire: RFC
-// 9457 problem details with stable codes, shared by every app-facing
-// endpoint (HTTP now, WebSocket later). Clients switch on Code (or on the
-// equivalent Type URI); Title and Status come from the table, Detail says
-// what exactly was wrong.
+// 9457 problem details with stable codes, shared by every endpoint that
+// answers over HTTP or WebSocket (the app API, the connectors' REST API,
+// webhook sources). It lives under bridge so that protocols and connectors
+// can both use it. Clients switch on Code (or on the equivalent Type URI);
+// Title and Status come from the table, Detail says what exactly was wrong.
 package problem
 
 import (
