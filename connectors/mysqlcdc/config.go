@@ -31,6 +31,7 @@ const (
 	FieldFlavor    = "flavor"
 	FieldBatchSize = "batch.size"
 	FieldTimeout   = "connect.timeout"
+	FieldGTID      = "gtid"
 )
 
 // Defaults.
@@ -54,6 +55,7 @@ var Spec = connectors.Spec{
 		{Name: FieldPrefix, Type: connectors.TypeString, Default: DefaultPrefix, Description: "Event types are <prefix>.row.inserted, .row.updated, .row.deleted (and .row.snapshot)."},
 		{Name: FieldFlavor, Type: connectors.TypeString, Default: DefaultFlavor, Description: "mariadb or mysql."},
 		{Name: FieldBatchSize, Type: connectors.TypeInt, Default: int64(DefaultBatchSize), Description: "Most rows returned by one poll (and queued ahead of the mesh)."},
+		{Name: FieldGTID, Type: connectors.TypeBool, Default: false, Description: "Resume by GTID set instead of binlog file and position: survives a failover to another server of the replication topology (MariaDB GTIDs are always on; MySQL needs gtid_mode=ON)."},
 		{Name: FieldTimeout, Type: connectors.TypeDuration, Default: 10 * time.Second, Description: "Timeout of connecting and of reading the binlog stream before reconnecting."},
 	},
 	New: func() connectors.Connector {

@@ -30,9 +30,14 @@ const pollWait = time.Second
 // position is the committed offset: the binlog file and the start of the
 // transaction of the last stored row, and how many rows of that transaction
 // were stored. Resuming reads the transaction again and skips those rows.
+//
+// With gtid on, GTID is the GTID set of the transactions before that
+// transaction, and resuming asks the server for what follows it (any
+// server of the topology can answer; File and Pos are then informative).
 type position struct {
-	File string `json:"file"`
-	Pos  uint32 `json:"pos"`
+	File string `json:"file,omitempty"`
+	Pos  uint32 `json:"pos,omitempty"`
+	GTID string `json:"gtid,omitempty"`
 	Skip int    `json:"skip,omitempty"`
 	// Snapshot is set while the initial snapshot is not finished: a task
 	// restarted then takes the snapshot again.
@@ -61,6 +66,7 @@ type Task struct {
 	batchSize int
 	timeout   time.Duration
 	partition string
+	gtid      bool
 
 	start    position
 	snapshot bool
@@ -108,6 +114,7 @@ func (t *Task) Start(ctx context.Context, cfg connectors.Config) error {
 	t.serverID = uint32(cfg.Int(FieldServerID))
 	t.batchSize = int(cfg.Int(FieldBatchSize))
 	t.timeout = cfg.Duration(FieldTimeout)
+	t.gtid = cfg.Bool(FieldGTID)
 	t.partition = d.addr()
 	t.schemas = &schemas{d: d, timeout: t.timeout}
 	t.items = make(chan item, t.batchSize)
@@ -115,10 +122,16 @@ func (t *Task) Start(ctx context.Context, cfg connectors.Config) error {
 	off, ok := t.tc.Offsets()[t.partition]
 	switch {
 	case ok:
-		if err := json.Unmarshal([]byte(off), &t.start); err != nil || t.start.File == "" {
+		if err := json.Unmarshal([]byte(off), &t.start); err != nil || t.start.File == "" && t.start.GTID == "" {
 			return fmt.Errorf("decoding the committed offset %q of %s: %v", off, t.partition, err)
 		}
 		t.snapshot = t.start.Snapshot
+		if t.gtid && t.start.GTID == "" && !t.snapshot { // an offset from before gtid was on
+			if t.start.GTID, err = t.gtidAt(ctx, t.start, ""); err != nil {
+				t.schemas.Close()
+				return err
+			}
+		}
 	case cfg.Bool(FieldSnapshot):
 		t.snapshot = true
 	default:
@@ -132,11 +145,41 @@ func (t *Task) Start(ctx context.Context, cfg connectors.Config) error {
 			return fmt.Errorf("reading the binlog position of %s: binary logging is off (start the server with log_bin)", t.partition)
 		}
 		t.start = position{File: str(rows[0][0]), Pos: uint32(toInt(rows[0][1]))}
+		if t.gtid {
+			var executed string
+			if len(rows[0]) > 4 { // MySQL: Executed_Gtid_Set
+				executed = str(rows[0][4])
+			}
+			if t.start.GTID, err = t.gtidAt(ctx, t.start, executed); err != nil {
+				t.schemas.Close()
+				return err
+			}
+		}
 	}
 	rctx, cancel := context.WithCancel(context.Background())
 	t.cancel = cancel
 	t.wg.Go(func() { t.run(rctx) })
 	return nil
+}
+
+// gtidAt returns the GTID set of the transactions before binlog position
+// p: MariaDB computes it (BINLOG_GTID_POS); for MySQL it is executed, the
+// Executed_Gtid_Set read with p.
+func (t *Task) gtidAt(ctx context.Context, p position, executed string) (string, error) {
+	if t.flavor == "mysql" {
+		if executed == "" {
+			return "", fmt.Errorf("%s: no GTID set for %s:%d on %s (is gtid_mode ON?)", FieldGTID, p.File, p.Pos, t.partition)
+		}
+		return executed, nil
+	}
+	rows, err := t.schemas.execute(ctx, "SELECT BINLOG_GTID_POS(?, ?)", p.File, p.Pos)
+	if err != nil {
+		return "", fmt.Errorf("reading the GTID set at %s:%d: %w", p.File, p.Pos, err)
+	}
+	if len(rows) == 0 || rows[0][0] == nil {
+		return "", fmt.Errorf("%s: %s:%d is not a position in the binlogs of %s", FieldGTID, p.File, p.Pos, t.partition)
+	}
+	return str(rows[0][0]), nil
 }
 
 func (t *Task) masterStatus() string {
@@ -304,6 +347,9 @@ func (t *Task) takeSnapshot(ctx context.Context) (position, error) {
 			f, _ := res.GetString(0, 0)
 			p, _ := res.GetInt(0, 1)
 			pos = position{File: f, Pos: uint32(p)}
+			if t.gtid && res.ColumnNumber() > 4 {
+				pos.GTID, _ = res.GetString(0, 4)
+			}
 		}
 	}
 	if _, err := conn.Execute("SET SESSION TRANSACTION ISOLATION LEVEL REPEATABLE READ"); err != nil {
@@ -330,6 +376,11 @@ func (t *Task) takeSnapshot(ctx context.Context) (position, error) {
 	}
 	if pos.File == "" {
 		return position{}, fmt.Errorf("reading the binlog position of %s: binary logging is off (start the server with log_bin)", t.partition)
+	}
+	if t.gtid {
+		if pos.GTID, err = t.gtidAt(ctx, pos, pos.GTID); err != nil {
+			return position{}, err
+		}
 	}
 	tables, err := t.selectedTables(ctx)
 	if err != nil {
@@ -362,7 +413,7 @@ func (t *Task) takeSnapshot(ctx context.Context) (position, error) {
 			}
 			n++
 			rec := t.record(shape, db, tb, "snapshot", fmt.Sprintf("snapshot:%s:%d:%s.%s:%d", pos.File, pos.Pos, db, tb, n), nil, vals, time.Now(), "", pos)
-			rec.Offset = offset(position{File: pos.File, Pos: pos.Pos, Snapshot: true})
+			rec.Offset = offset(position{File: pos.File, Pos: pos.Pos, GTID: pos.GTID, Snapshot: true})
 			if held != nil {
 				if sendErr = t.send(ctx, *held); sendErr != nil {
 					return sendErr
@@ -411,24 +462,55 @@ func (t *Task) stream(ctx context.Context, pos position) error {
 		Logger:               slog.New(warnOnly{t.log.Handler()}),
 	})
 	defer syncer.Close()
-	streamer, err := syncer.StartSync(gomysql.Position{Name: pos.File, Pos: pos.Pos})
+	var (
+		streamer *replication.BinlogStreamer
+		gset     gomysql.GTIDSet // with gtid: the transactions before the current one
+		startSet string          // gset at the start, in gset's own spelling
+		err      error
+	)
+	if t.gtid {
+		if gset, err = gomysql.ParseGTIDSet(t.flavor, pos.GTID); err != nil {
+			return fmt.Errorf("reading the GTID set %q: %w", pos.GTID, err)
+		}
+		startSet = gset.String()
+		streamer, err = syncer.StartSyncGTID(gset.Clone())
+	} else {
+		streamer, err = syncer.StartSync(gomysql.Position{Name: pos.File, Pos: pos.Pos})
+	}
 	if err != nil {
-		return fmt.Errorf("starting the binlog stream of %s at %s:%d: %w", t.partition, pos.File, pos.Pos, err)
+		return fmt.Errorf("starting the binlog stream of %s at %s: %w", t.partition, offset(pos), err)
 	}
 	file := pos.File
 	var (
 		txStart uint32 = pos.Pos
 		inTx    bool
-		row     int // rows of the transaction so far, captured or not
-		skip    int // rows of the transaction stored before
-		xid     string
+		row     int    // rows of the transaction so far, captured or not
+		skip    int    // rows of the transaction stored before
+		xid     string // the transaction's GTID
+		txSet   string // with gtid: the set before the transaction
 	)
 	begin := func(h *replication.EventHeader) {
 		txStart, inTx, row, xid = h.LogPos-h.EventSize, true, 0, ""
 		skip = 0
-		if file == pos.File && txStart == pos.Pos {
+		if !t.gtid && file == pos.File && txStart == pos.Pos {
 			skip = pos.Skip
 		}
+	}
+	// gtidBegin starts a transaction known by its GTID.
+	gtidBegin := func(h *replication.EventHeader, gtid string) error {
+		begin(h)
+		xid = gtid
+		if !t.gtid {
+			return nil
+		}
+		txSet = gset.String()
+		if txSet == startSet {
+			skip = pos.Skip
+		}
+		if err := gset.Update(gtid); err != nil {
+			return fmt.Errorf("following GTID %s: %w", gtid, err)
+		}
+		return nil
 	}
 	for {
 		ev, err := streamer.GetEvent(ctx)
@@ -443,12 +525,16 @@ func (t *Task) stream(ctx context.Context, pos position) error {
 		case *replication.RotateEvent:
 			file = string(e.NextLogName)
 		case *replication.MariadbGTIDEvent:
-			begin(h)
-			xid = e.GTID.String()
+			if err := gtidBegin(h, e.GTID.String()); err != nil {
+				return err
+			}
 		case *replication.GTIDEvent:
-			begin(h)
-			if u, err := uuid.FromBytes(e.SID); err == nil {
-				xid = fmt.Sprintf("%s:%d", u, e.GNO)
+			u, err := uuid.FromBytes(e.SID)
+			if err != nil {
+				return fmt.Errorf("reading a GTID event: %w", err)
+			}
+			if err := gtidBegin(h, fmt.Sprintf("%s:%d", u, e.GNO)); err != nil {
+				return err
 			}
 		case *replication.QueryEvent:
 			switch q := strings.ToUpper(strings.TrimSpace(string(e.Query))); q {
@@ -479,6 +565,9 @@ func (t *Task) stream(ctx context.Context, pos position) error {
 			default:
 				continue
 			}
+			if t.gtid && xid == "" {
+				return fmt.Errorf("%s: a transaction without a GTID on %s (MySQL needs gtid_mode=ON)", FieldGTID, t.partition)
+			}
 			db, tb := string(e.Table.Schema), string(e.Table.Table)
 			want := t.selected(db, tb)
 			var shape *table
@@ -502,7 +591,7 @@ func (t *Task) stream(ctx context.Context, pos position) error {
 					before, after = e.Rows[i], e.Rows[i+1]
 				}
 				id := fmt.Sprintf("%s:%d:%d", file, txStart, row)
-				p := position{File: file, Pos: txStart, Skip: row}
+				p := position{File: file, Pos: txStart, GTID: txSet, Skip: row}
 				rec := t.record(shape, db, tb, op, id, before, after, time.Unix(int64(h.Timestamp), 0), xid, position{File: file, Pos: h.LogPos})
 				rec.Offset = offset(p)
 				if err := t.send(ctx, rec); err != nil {
