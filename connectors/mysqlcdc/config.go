@@ -7,13 +7,18 @@
 package mysqlcdc
 
 import (
+	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"net"
 	"net/url"
+	"os"
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/go-mysql-org/go-mysql/client"
 
 	"github.com/meshd/meshd/connectors"
 )
@@ -48,7 +53,7 @@ var Spec = connectors.Spec{
 	Kind:    connectors.KindSource,
 	Summary: "Change data capture from the MySQL/MariaDB row binlog: an optional snapshot, then one event per inserted, updated or deleted row.",
 	Fields: []connectors.Field{
-		{Name: FieldURL, Type: connectors.TypeString, Required: true, Secret: true, Description: "mysql://user:password@host:port/db; the user needs REPLICATION SLAVE, REPLICATION CLIENT and SELECT."},
+		{Name: FieldURL, Type: connectors.TypeString, Required: true, Secret: true, Description: "mysql://user:password@host:port/db[?tls=true|skip-verify&tls-ca=/path/ca.pem]; the user needs REPLICATION SLAVE, REPLICATION CLIENT and SELECT."},
 		{Name: FieldTables, Type: connectors.TypeList, Description: "Tables captured, as table (in the URL's database) or db.table (default: every table of the URL's database)."},
 		{Name: FieldSnapshot, Type: connectors.TypeBool, Default: false, Description: "Emit the existing rows of the tables once, before the changes."},
 		{Name: FieldServerID, Type: connectors.TypeInt, Default: int64(DefaultServerID), Description: "Replica server id the connector registers with; unique among the server's replicas."},
@@ -101,6 +106,7 @@ type dsn struct {
 	user     string
 	password string
 	db       string
+	tls      *tls.Config // nil: plain TCP
 }
 
 func (d dsn) addr() string { return net.JoinHostPort(d.host, strconv.Itoa(int(d.port))) }
@@ -134,5 +140,42 @@ func parseURL(s string) (dsn, error) {
 	}
 	d.user = u.User.Username()
 	d.password, _ = u.User.Password()
+	q := u.Query()
+	for k := range q {
+		if k != "tls" && k != "tls-ca" {
+			return dsn{}, fmt.Errorf("unknown option %q (want tls, tls-ca)", k)
+		}
+	}
+	switch mode := q.Get("tls"); mode {
+	case "", "false":
+		if q.Get("tls-ca") != "" {
+			return dsn{}, errors.New("tls-ca without tls=true")
+		}
+	case "true", "skip-verify":
+		d.tls = &tls.Config{ServerName: d.host, MinVersion: tls.VersionTLS12, InsecureSkipVerify: mode == "skip-verify"} //nolint:gosec // asked for by name
+		if ca := q.Get("tls-ca"); ca != "" {
+			pem, err := os.ReadFile(ca)
+			if err != nil {
+				return dsn{}, fmt.Errorf("reading tls-ca: %w", err)
+			}
+			d.tls.RootCAs = x509.NewCertPool()
+			if !d.tls.RootCAs.AppendCertsFromPEM(pem) {
+				return dsn{}, fmt.Errorf("tls-ca %s holds no PEM certificate", ca)
+			}
+		}
+	default:
+		return dsn{}, fmt.Errorf("tls=%q: want true, skip-verify or false", mode)
+	}
 	return d, nil
+}
+
+// options are the client options of a connection to d: TLS if asked.
+func (d dsn) options() []client.Option {
+	if d.tls == nil {
+		return nil
+	}
+	return []client.Option{func(c *client.Conn) error {
+		c.SetTLSConfig(d.tls)
+		return nil
+	}}
 }

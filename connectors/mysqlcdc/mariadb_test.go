@@ -27,12 +27,14 @@ type mariaDB struct {
 	cmd      *exec.Cmd
 	done     chan struct{}
 	mariadbd string
+	extra    []string // more mariadbd options
 }
 
 // startMariaDBBinlog starts a MariaDB with log_bin and binlog_format=ROW,
 // database meshd, and user cdc/secret with only the grants the connector
-// needs. It is stopped when the test ends.
-func startMariaDBBinlog(t *testing.T) *mariaDB {
+// needs. It is stopped when the test ends. extra are more mariadbd
+// options.
+func startMariaDBBinlog(t *testing.T, extra ...string) *mariaDB {
 	t.Helper()
 	installDB, err := exec.LookPath("mariadb-install-db")
 	if err != nil {
@@ -52,7 +54,7 @@ func startMariaDBBinlog(t *testing.T) *mariaDB {
 	out, err := exec.Command(installDB, args...).CombinedOutput()
 	require.NoError(t, err, "mariadb-install-db: %s", out)
 	port := infra.FreePort(t)
-	m := &mariaDB{t: t, dir: dir, port: port, mariadbd: mariadbd}
+	m := &mariaDB{t: t, dir: dir, port: port, mariadbd: mariadbd, extra: extra}
 	m.Start()
 	t.Cleanup(m.Stop)
 	m.admin("CREATE DATABASE meshd; CREATE USER 'cdc'@'%' IDENTIFIED BY 'secret'; " +
@@ -74,6 +76,7 @@ func (m *mariaDB) Start() {
 		"--pid-file=" + filepath.Join(m.dir, "m.pid"), "--log-error=" + filepath.Join(m.dir, "error.log"),
 		"--log-bin=" + filepath.Join(m.dir, "binlog"), "--binlog-format=ROW", "--binlog-row-image=FULL", "--server-id=1",
 		"--innodb-flush-log-at-trx-commit=2"}
+	args = append(args, m.extra...)
 	if os.Geteuid() == 0 {
 		args = append(args, "--user=root")
 	}

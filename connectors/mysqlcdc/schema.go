@@ -45,7 +45,7 @@ func (s *schemas) connect(ctx context.Context) (*client.Conn, error) {
 	if s.conn != nil {
 		return s.conn, nil
 	}
-	c, err := client.ConnectWithContext(ctx, s.d.addr(), s.d.user, s.d.password, "", s.timeout)
+	c, err := client.ConnectWithContext(ctx, s.d.addr(), s.d.user, s.d.password, "", s.timeout, s.d.options()...)
 	if err != nil {
 		return nil, fmt.Errorf("connecting to %s: %w", s.d.addr(), err)
 	}

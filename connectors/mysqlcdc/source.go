@@ -330,7 +330,7 @@ func quoteIdent(s string) string { return "`" + strings.ReplaceAll(s, "`", "``")
 // MariaDB reports the snapshot's exact position; for MySQL the position is
 // read just before the snapshot, so rows changed meanwhile may come twice.
 func (t *Task) takeSnapshot(ctx context.Context) (position, error) {
-	conn, err := client.ConnectWithContext(ctx, t.d.addr(), t.d.user, t.d.password, "", t.timeout)
+	conn, err := client.ConnectWithContext(ctx, t.d.addr(), t.d.user, t.d.password, "", t.timeout, t.d.options()...)
 	if err != nil {
 		return position{}, fmt.Errorf("connecting to %s for the snapshot: %w", t.partition, err)
 	}
@@ -455,6 +455,7 @@ func (t *Task) stream(ctx context.Context, pos position) error {
 		Port:                 t.d.port,
 		User:                 t.d.user,
 		Password:             t.d.password,
+		TLSConfig:            t.d.tls,
 		HeartbeatPeriod:      t.timeout / 3,
 		ReadTimeout:          t.timeout,
 		MaxReconnectAttempts: 1,
