@@ -158,21 +158,31 @@ func (b *Bridge) loadSubscription(ctx context.Context, kv mesh.KV, id string) (S
 	return sub, nil
 }
 
+// prepareSubscription validates sub and fills its defaults, and returns
+// its filter and its stored form.
+func (b *Bridge) prepareSubscription(sub Subscription) (Subscription, Filter, []byte, error) {
+	sub, f, err := compileSubscription(sub)
+	if err != nil {
+		return Subscription{}, nil, nil, err
+	}
+	if b.opts.Sender == nil {
+		return Subscription{}, nil, nil, ErrNoSender
+	}
+	data, err := json.Marshal(sub)
+	if err != nil {
+		return Subscription{}, nil, nil, fmt.Errorf("%w: %w", ErrInvalidSubscription, err)
+	}
+	return sub, f, data, nil
+}
+
 // CreateSubscription validates, persists and starts sub. Errors wrap
 // ErrInvalidSubscription (naming the field) or ErrSubscriptionExists.
 // The returned subscription has its defaults filled in. While the bridge
 // is not started, sub is only persisted; Start runs it.
 func (b *Bridge) CreateSubscription(ctx context.Context, sub Subscription) (Subscription, error) {
-	sub, f, err := compileSubscription(sub)
+	sub, f, data, err := b.prepareSubscription(sub)
 	if err != nil {
 		return Subscription{}, err
-	}
-	if b.opts.Sender == nil {
-		return Subscription{}, ErrNoSender
-	}
-	data, err := json.Marshal(sub)
-	if err != nil {
-		return Subscription{}, fmt.Errorf("%w: %w", ErrInvalidSubscription, err)
 	}
 	b.mu.Lock()
 	defer b.mu.Unlock()
@@ -203,16 +213,9 @@ func (b *Bridge) CreateSubscription(ctx context.Context, sub Subscription) (Subs
 // ctx's deadline) before the new settings take over. When the topic or group
 // changed, the old consumer group is deleted.
 func (b *Bridge) PutSubscription(ctx context.Context, sub Subscription) (Subscription, error) {
-	sub, f, err := compileSubscription(sub)
+	sub, f, data, err := b.prepareSubscription(sub)
 	if err != nil {
 		return Subscription{}, err
-	}
-	if b.opts.Sender == nil {
-		return Subscription{}, ErrNoSender
-	}
-	data, err := json.Marshal(sub)
-	if err != nil {
-		return Subscription{}, fmt.Errorf("%w: %w", ErrInvalidSubscription, err)
 	}
 	b.mu.Lock()
 	defer b.mu.Unlock()
