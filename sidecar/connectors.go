@@ -8,6 +8,7 @@ import (
 	"net/http"
 
 	"github.com/meshd/meshd/bridge"
+	"github.com/meshd/meshd/bridge/problem"
 	"github.com/meshd/meshd/connectors/api"
 	"github.com/meshd/meshd/connectors/runtime"
 	_ "github.com/meshd/meshd/connectors/standard" // the connector types meshd ships
@@ -97,5 +98,5 @@ func (s *Sidecar) mountConnectors(mux *http.ServeMux) {
 }
 
 func connectorsUnavailable(w http.ResponseWriter, _ *http.Request) {
-	writeJSON(w, http.StatusServiceUnavailable, map[string]string{"error": errors.New("connectors not started").Error()})
+	problem.WriteJSON(w, http.StatusServiceUnavailable, map[string]string{"error": errors.New("connectors not started").Error()})
 }

@@ -165,3 +165,16 @@ func Write(w http.ResponseWriter, p Problem) {
 	w.WriteHeader(p.Status)
 	_, _ = w.Write(append(body, '\n'))
 }
+
+// WriteJSON answers v as application/json with status, or an internal
+// problem if v cannot be encoded: the success side of the same endpoints.
+func WriteJSON(w http.ResponseWriter, status int, v any) {
+	body, err := json.Marshal(v)
+	if err != nil {
+		Write(w, New(CodeInternal, ""))
+		return
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	_, _ = w.Write(append(body, '\n'))
+}

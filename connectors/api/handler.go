@@ -95,7 +95,7 @@ func (h *Handler) plugins(w http.ResponseWriter, r *http.Request) {
 	for i, s := range specs {
 		out[i] = Plugin{Type: s.Name, Kind: s.Kind, Summary: s.Summary, Config: s.AllFields()}
 	}
-	writeJSON(w, http.StatusOK, out)
+	problem.WriteJSON(w, http.StatusOK, out)
 }
 
 func (h *Handler) validate(w http.ResponseWriter, r *http.Request) {
@@ -138,14 +138,14 @@ func (h *Handler) validate(w http.ResponseWriter, r *http.Request) {
 			}
 		}
 	}
-	writeJSON(w, http.StatusOK, out)
+	problem.WriteJSON(w, http.StatusOK, out)
 }
 
 func (h *Handler) list(w http.ResponseWriter, r *http.Request) {
 	names := h.rt.List()
 	expand := r.URL.Query()["expand"]
 	if len(expand) == 0 {
-		writeJSON(w, http.StatusOK, names)
+		problem.WriteJSON(w, http.StatusOK, names)
 		return
 	}
 	out := map[string]map[string]any{}
@@ -165,7 +165,7 @@ func (h *Handler) list(w http.ResponseWriter, r *http.Request) {
 		}
 		out[n] = entry
 	}
-	writeJSON(w, http.StatusOK, out)
+	problem.WriteJSON(w, http.StatusOK, out)
 }
 
 func (h *Handler) create(w http.ResponseWriter, r *http.Request) {
@@ -182,7 +182,7 @@ func (h *Handler) create(w http.ResponseWriter, r *http.Request) {
 		h.fail(w, r, err)
 		return
 	}
-	writeJSON(w, http.StatusCreated, info)
+	problem.WriteJSON(w, http.StatusCreated, info)
 }
 
 func (h *Handler) get(w http.ResponseWriter, r *http.Request) {
@@ -191,7 +191,7 @@ func (h *Handler) get(w http.ResponseWriter, r *http.Request) {
 		h.fail(w, r, err)
 		return
 	}
-	writeJSON(w, http.StatusOK, info)
+	problem.WriteJSON(w, http.StatusOK, info)
 }
 
 func (h *Handler) delete(w http.ResponseWriter, r *http.Request) {
@@ -208,7 +208,7 @@ func (h *Handler) getConfig(w http.ResponseWriter, r *http.Request) {
 		h.fail(w, r, err)
 		return
 	}
-	writeJSON(w, http.StatusOK, info.Config)
+	problem.WriteJSON(w, http.StatusOK, info.Config)
 }
 
 func (h *Handler) putConfig(w http.ResponseWriter, r *http.Request) {
@@ -225,7 +225,7 @@ func (h *Handler) putConfig(w http.ResponseWriter, r *http.Request) {
 	if created {
 		status = http.StatusCreated
 	}
-	writeJSON(w, status, info)
+	problem.WriteJSON(w, status, info)
 }
 
 func (h *Handler) status(w http.ResponseWriter, r *http.Request) {
@@ -234,7 +234,7 @@ func (h *Handler) status(w http.ResponseWriter, r *http.Request) {
 		h.fail(w, r, err)
 		return
 	}
-	writeJSON(w, http.StatusOK, st)
+	problem.WriteJSON(w, http.StatusOK, st)
 }
 
 func (h *Handler) pause(w http.ResponseWriter, r *http.Request) {
@@ -263,7 +263,7 @@ func (h *Handler) tasks(w http.ResponseWriter, r *http.Request) {
 		h.fail(w, r, err)
 		return
 	}
-	writeJSON(w, http.StatusOK, ts)
+	problem.WriteJSON(w, http.StatusOK, ts)
 }
 
 func (h *Handler) offsets(w http.ResponseWriter, r *http.Request) {
@@ -272,7 +272,7 @@ func (h *Handler) offsets(w http.ResponseWriter, r *http.Request) {
 		h.fail(w, r, err)
 		return
 	}
-	writeJSON(w, http.StatusOK, map[string]any{"offsets": offs})
+	problem.WriteJSON(w, http.StatusOK, map[string]any{"offsets": offs})
 }
 
 var (
@@ -328,15 +328,4 @@ func (h *Handler) fail(w http.ResponseWriter, r *http.Request, err error) {
 	}
 	p.Instance = r.URL.Path
 	problem.Write(w, p)
-}
-
-func writeJSON(w http.ResponseWriter, status int, v any) {
-	body, err := json.Marshal(v)
-	if err != nil {
-		problem.Write(w, problem.New(problem.CodeInternal, ""))
-		return
-	}
-	w.Header().Set("Content-Type", "application/json")
-	w.WriteHeader(status)
-	_, _ = w.Write(append(body, '\n'))
 }

@@ -132,17 +132,6 @@ func (h *handler) fail(w http.ResponseWriter, r *http.Request, what string, err 
 	problem.Write(w, p)
 }
 
-func writeJSON(w http.ResponseWriter, status int, v any) {
-	body, err := json.Marshal(v)
-	if err != nil {
-		problem.Write(w, problem.New(problem.CodeInternal, ""))
-		return
-	}
-	w.Header().Set("Content-Type", "application/json")
-	w.WriteHeader(status)
-	_, _ = w.Write(append(body, '\n'))
-}
-
 func (h *handler) listSubscriptions(w http.ResponseWriter, r *http.Request) {
 	subs, err := h.b.ListSubscriptions(r.Context())
 	if err != nil {
@@ -152,7 +141,7 @@ func (h *handler) listSubscriptions(w http.ResponseWriter, r *http.Request) {
 	if subs == nil {
 		subs = []bridge.Subscription{}
 	}
-	writeJSON(w, http.StatusOK, subs)
+	problem.WriteJSON(w, http.StatusOK, subs)
 }
 
 func (h *handler) getSubscription(w http.ResponseWriter, r *http.Request) {
@@ -161,7 +150,7 @@ func (h *handler) getSubscription(w http.ResponseWriter, r *http.Request) {
 		h.fail(w, r, "getting subscription", err)
 		return
 	}
-	writeJSON(w, http.StatusOK, sub)
+	problem.WriteJSON(w, http.StatusOK, sub)
 }
 
 func (h *handler) deleteSubscription(w http.ResponseWriter, r *http.Request) {
@@ -185,7 +174,7 @@ func (h *handler) createSubscription(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	w.Header().Set("Location", "/v1/subscriptions/"+url.PathEscape(stored.ID))
-	writeJSON(w, http.StatusCreated, stored)
+	problem.WriteJSON(w, http.StatusCreated, stored)
 }
 
 // decodeSubscription decodes exactly one JSON object with no unknown fields.
