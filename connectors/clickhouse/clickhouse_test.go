@@ -96,12 +96,10 @@ func sinkSuite(t *testing.T, s *server) {
 	// The sink reaches the server through a proxy that can cut it off.
 	p := infra.StartProxy(t, s.addr)
 	connectortest.RunSink(t, connectortest.Sink{
-		Spec:     SinkSpec,
-		Config:   map[string]any{FieldURL: "clickhouse://default@" + p.Addr + "/suite_sink?dial_timeout=2s", FieldTable: "events"},
-		Received: func() []string { return s.strings(t, "SELECT id FROM suite_sink.events") },
-		SetFailing: func(failing bool) {
-			p.SetFailing(failing)
-		},
+		Spec:       SinkSpec,
+		Config:     map[string]any{FieldURL: "clickhouse://default@" + p.Addr + "/suite_sink?dial_timeout=2s", FieldTable: "events"},
+		Received:   func() []string { return s.strings(t, "SELECT id FROM suite_sink.events") },
+		SetFailing: p.SetFailing,
 	})
 }
 

@@ -59,21 +59,25 @@ func (t *SinkTask) Start(ctx context.Context, cfg connectors.Config) error {
 	t.from = quote(t.table)
 	t.mapping = cfg.Map(FieldFieldsMapping)
 	t.skipUnknown = cfg.Bool(FieldSkipUnknownFields)
+	if err := t.checkTable(ctx); err != nil {
+		_ = t.Stop(ctx)
+		return err
+	}
+	return nil
+}
+
+// checkTable reads the table's columns and checks fields.mapping against
+// them.
+func (t *SinkTask) checkTable(ctx context.Context) error {
 	if err := t.load(ctx); err != nil {
-		conn.Close()
-		t.conn = nil
 		return err
 	}
 	for field, col := range t.mapping {
 		c, ok := t.cols[col]
 		if !ok {
-			conn.Close()
-			t.conn = nil
 			return fmt.Errorf("%s maps field %q to %q, which is not a column of %q that an insert can name", FieldFieldsMapping, field, col, t.table)
 		}
 		if c.convErr != nil {
-			conn.Close()
-			t.conn = nil
 			return fmt.Errorf("%s maps field %q to %q: %w", FieldFieldsMapping, field, col, c.convErr)
 		}
 	}

@@ -87,8 +87,7 @@ func (t *SourceTask) Start(ctx context.Context, cfg connectors.Config) error {
 		}
 	}
 	if err != nil {
-		conn.Close()
-		t.conn = nil
+		_ = t.Stop(ctx)
 	}
 	return err
 }

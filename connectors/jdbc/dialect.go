@@ -1,6 +1,7 @@
 package jdbc
 
 import (
+	"context"
 	"database/sql"
 	"fmt"
 	"net/url"
@@ -73,7 +74,7 @@ func parseURL(raw string) (dialect, string, error) {
 }
 
 // open opens and pings the database of a connection URL.
-func open(raw string) (dialect, *sql.DB, error) {
+func open(ctx context.Context, raw string) (dialect, *sql.DB, error) {
 	d, dsn, err := parseURL(raw)
 	if err != nil {
 		return d, nil, err
@@ -84,6 +85,10 @@ func open(raw string) (dialect, *sql.DB, error) {
 	}
 	if d == dialectSQLite {
 		db.SetMaxOpenConns(1) // one writer; avoids SQLITE_BUSY between pooled connections
+	}
+	if err := db.PingContext(ctx); err != nil {
+		db.Close()
+		return d, nil, fmt.Errorf("connecting to the %s database: %w", d.name, err)
 	}
 	return d, db, nil
 }

@@ -70,10 +70,9 @@ func (tg *target) strings(t *testing.T, q string) []string {
 
 func openTarget(t *testing.T, url string) *target {
 	t.Helper()
-	d, db, err := open(url)
+	d, db, err := open(t.Context(), url)
 	require.NoError(t, err)
 	t.Cleanup(func() { db.Close() })
-	require.NoError(t, db.PingContext(t.Context()))
 	tg := &target{url: url, d: d, db: db}
 	switch d {
 	case dialectPostgres:

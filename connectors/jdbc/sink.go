@@ -35,13 +35,9 @@ type SinkTask struct {
 
 // Start opens the database.
 func (t *SinkTask) Start(ctx context.Context, cfg connectors.Config) error {
-	d, db, err := open(cfg.String(FieldURL))
+	d, db, err := open(ctx, cfg.String(FieldURL))
 	if err != nil {
 		return err
-	}
-	if err := db.PingContext(ctx); err != nil {
-		db.Close()
-		return fmt.Errorf("connecting to the %s database: %w", d.name, err)
 	}
 	t.d, t.db = d, db
 	t.table = cfg.String(FieldTable)

@@ -59,13 +59,9 @@ func (t *SourceTask) Init(tc connectors.TaskContext) { t.tc = tc }
 
 // Start opens the database and reads the committed offsets.
 func (t *SourceTask) Start(ctx context.Context, cfg connectors.Config) error {
-	d, db, err := open(cfg.String(FieldURL))
+	d, db, err := open(ctx, cfg.String(FieldURL))
 	if err != nil {
 		return err
-	}
-	if err := db.PingContext(ctx); err != nil {
-		db.Close()
-		return fmt.Errorf("connecting to the %s database: %w", d.name, err)
 	}
 	t.d, t.db = d, db
 	t.mode = cfg.String(FieldMode)
