@@ -38,7 +38,7 @@ unit:
 bench: build deps
 	$(GO) run ./test/bench
 	$(GO) test -run '^$$' -bench . -benchmem ./mesh/... ./protocols/... ./bridge/...
-	$(GO) test -run '^$$' -bench SinkDelivery -benchtime 1x ./connectors/runtime/
+	$(GO) test -run '^$$' -bench SinkDelivery -benchtime 1x ./connectors/worker/
 	$(GO) test -run '^$$' -bench SinkPostgres -benchtime 1x ./connectors/jdbc/
 	$(GO) test -run '^$$' -bench SinkPut -benchtime 1x ./connectors/clickhouse/
 

@@ -26,7 +26,7 @@ type Options struct {
 	// delivery, linked through the events' distributed-tracing extension
 	// (traceparent, tracestate). nil: no spans, and events are left alone.
 	Tracer trace.Tracer
-	// Sender delivers events to subscription sinks (protocols/http provides
+	// Sender delivers events to subscription sinks (protocols/httpapi provides
 	// the HTTP one). Required to run subscriptions.
 	Sender Sender
 	// DedupSize is the number of recently acked source+id pairs remembered

@@ -2,7 +2,7 @@
 // model in Go. A connector type registers a Spec (its name, kind and config
 // fields); an instance of it is a Connector that splits its work into task
 // configs, and each task config runs as one Task. Source tasks Poll records
-// from an outside system and the runtime (connectors/runtime) publishes them
+// from an outside system and the runtime (connectors/worker) publishes them
 // to the mesh and commits their offsets; sink tasks get batches of events
 // from a durable consumer group through Put.
 //

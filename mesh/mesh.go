@@ -4,7 +4,7 @@
 // An Engine stores events per topic, feeds them to durable consumer groups
 // (one member of a group receives each event; every group receives every
 // event) and keeps a key/value store for offsets and configs. The one real
-// implementation is mesh/jetstream; mesh/embedded runs its server in-process.
+// implementation is mesh/natsjs; mesh/embedded runs its server in-process.
 // Every Engine passes mesh/meshtest.
 package mesh
 

@@ -31,7 +31,7 @@ type Config struct {
 	Subscriptions []bridge.Subscription `yaml:"subscriptions"`
 	Webhook       WebhookConfig         `yaml:"webhook"`
 	Connectors    []ConnectorConfig     `yaml:"connectors"`
-	MQTT          []mqtt.BridgeConfig   `yaml:"mqtt"`
+	MQTT          []mqtt.LinkConfig     `yaml:"mqtt"`
 }
 
 type AppConfig struct {

@@ -10,8 +10,8 @@ import (
 	"github.com/meshd/meshd/bridge"
 	"github.com/meshd/meshd/bridge/problem"
 	"github.com/meshd/meshd/connectors/api"
-	"github.com/meshd/meshd/connectors/runtime"
 	_ "github.com/meshd/meshd/connectors/standard" // the connector types meshd ships
+	"github.com/meshd/meshd/connectors/worker"
 )
 
 // WebhookConfig is the public listener of webhook sources (http-source).
@@ -51,7 +51,7 @@ func (c *Config) validateConnectors() error {
 // startConnectors creates the connector runtime, restores the stored
 // instances and applies the declared ones.
 func (s *Sidecar) startConnectors(ctx context.Context) error {
-	rt, err := runtime.New(runtime.Options{
+	rt, err := worker.New(worker.Options{
 		Engine:        s.engine,
 		Bridge:        s.bridge,
 		Logger:        s.logger.With("component", "connectors"),
@@ -61,8 +61,8 @@ func (s *Sidecar) startConnectors(ctx context.Context) error {
 		Backoff:       bridge.Backoff{Initial: s.cfg.Delivery.BackoffInitial, Max: s.cfg.Delivery.BackoffMax},
 		AckWait:       s.cfg.Delivery.AckWait,
 		WebhookListen: s.cfg.Webhook.Listen,
-		ConfigBucket:  s.cfg.stateBucket(runtime.DefaultConfigBucket),
-		OffsetBucket:  s.cfg.stateBucket(runtime.DefaultOffsetBucket),
+		ConfigBucket:  s.cfg.stateBucket(worker.DefaultConfigBucket),
+		OffsetBucket:  s.cfg.stateBucket(worker.DefaultOffsetBucket),
 	})
 	if err != nil {
 		return fmt.Errorf("starting connectors: %w", err)

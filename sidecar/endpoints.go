@@ -15,7 +15,7 @@ import (
 // handler on the app API port and the MQTT bridges.
 type endpoints struct {
 	ws   *websocket.Handler
-	mqtt []*mqtt.Bridge
+	mqtt []*mqtt.Link
 }
 
 // appAPI puts the WebSocket handler under /v1/ws/ next to the HTTP API.

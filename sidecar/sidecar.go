@@ -15,11 +15,11 @@ import (
 	"time"
 
 	"github.com/meshd/meshd/bridge"
-	"github.com/meshd/meshd/connectors/runtime"
+	"github.com/meshd/meshd/connectors/worker"
 	"github.com/meshd/meshd/mesh"
 	"github.com/meshd/meshd/mesh/embedded"
-	"github.com/meshd/meshd/mesh/jetstream"
-	httpapi "github.com/meshd/meshd/protocols/http"
+	"github.com/meshd/meshd/mesh/natsjs"
+	"github.com/meshd/meshd/protocols/httpapi"
 )
 
 // Sidecar is a running meshd.
@@ -32,7 +32,7 @@ type Sidecar struct {
 	engine    mesh.Engine
 	bridge    *bridge.Bridge
 	// connectors runs connector instances; nil until started.
-	connectors *runtime.Runtime
+	connectors *worker.Runtime
 	endpoints  endpoints // WebSocket and MQTT (endpoints.go)
 
 	apiLn, adminLn   net.Listener
@@ -127,7 +127,7 @@ func meshDescription(cfg Config) string {
 }
 
 func openEngine(ctx context.Context, cfg Config, logger *slog.Logger) (mesh.Engine, error) {
-	jsCfg := jetstream.Config{
+	jsCfg := natsjs.Config{
 		Stream:   cfg.Mesh.Stream,
 		Replicas: cfg.Mesh.Replicas,
 		MaxAge:   cfg.Mesh.MaxAge,
@@ -137,7 +137,7 @@ func openEngine(ctx context.Context, cfg Config, logger *slog.Logger) (mesh.Engi
 	if urls := cfg.MeshURLs(); len(urls) > 0 {
 		jsCfg.URLs = urls
 		jsCfg.CredsFile = cfg.Mesh.Creds
-		eng, err := jetstream.Connect(ctx, jsCfg)
+		eng, err := natsjs.Connect(ctx, jsCfg)
 		if err != nil {
 			return nil, fmt.Errorf("connecting to mesh %s: %w", cfg.Mesh.URL, err)
 		}
@@ -177,7 +177,7 @@ func (s *Sidecar) serve(srv *http.Server, ln net.Listener) {
 	go func() {
 		defer s.serving.Done()
 		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
-			s.logger.Error("server stopped", "addr", ln.Addr().String(), "err", err)
+			s.logger.Error("server stopped", "addr", ln.Addr().String(), "error", err)
 		}
 	}()
 }

@@ -10,7 +10,7 @@ import (
 	"strings"
 
 	"github.com/meshd/meshd/bridge/problem"
-	"github.com/meshd/meshd/connectors/runtime"
+	"github.com/meshd/meshd/connectors/worker"
 )
 
 // Client calls the connector API of a running meshd.
@@ -34,26 +34,26 @@ func (c *Client) List(ctx context.Context) ([]string, error) {
 }
 
 // Create creates an instance.
-func (c *Client) Create(ctx context.Context, name string, config map[string]any) (runtime.Info, error) {
-	var out runtime.Info
+func (c *Client) Create(ctx context.Context, name string, config map[string]any) (worker.Info, error) {
+	var out worker.Info
 	return out, c.do(ctx, http.MethodPost, "/v1/connectors", CreateRequest{Name: name, Config: config}, &out)
 }
 
 // Get describes an instance.
-func (c *Client) Get(ctx context.Context, name string) (runtime.Info, error) {
-	var out runtime.Info
+func (c *Client) Get(ctx context.Context, name string) (worker.Info, error) {
+	var out worker.Info
 	return out, c.do(ctx, http.MethodGet, "/v1/connectors/"+name, nil, &out)
 }
 
 // PutConfig creates or reconfigures an instance.
-func (c *Client) PutConfig(ctx context.Context, name string, config map[string]any) (runtime.Info, error) {
-	var out runtime.Info
+func (c *Client) PutConfig(ctx context.Context, name string, config map[string]any) (worker.Info, error) {
+	var out worker.Info
 	return out, c.do(ctx, http.MethodPut, "/v1/connectors/"+name+"/config", config, &out)
 }
 
 // Status reports an instance's state.
-func (c *Client) Status(ctx context.Context, name string) (runtime.Status, error) {
-	var out runtime.Status
+func (c *Client) Status(ctx context.Context, name string) (worker.Status, error) {
+	var out worker.Status
 	return out, c.do(ctx, http.MethodGet, "/v1/connectors/"+name+"/status", nil, &out)
 }
 
@@ -78,9 +78,9 @@ func (c *Client) Delete(ctx context.Context, name string) error {
 }
 
 // Offsets lists an instance's committed offsets.
-func (c *Client) Offsets(ctx context.Context, name string) ([]runtime.Offset, error) {
+func (c *Client) Offsets(ctx context.Context, name string) ([]worker.Offset, error) {
 	var out struct {
-		Offsets []runtime.Offset `json:"offsets"`
+		Offsets []worker.Offset `json:"offsets"`
 	}
 	return out.Offsets, c.do(ctx, http.MethodGet, "/v1/connectors/"+name+"/offsets", nil, &out)
 }

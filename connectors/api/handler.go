@@ -16,20 +16,20 @@ import (
 
 	"github.com/meshd/meshd/bridge/problem"
 	"github.com/meshd/meshd/connectors"
-	"github.com/meshd/meshd/connectors/runtime"
+	"github.com/meshd/meshd/connectors/worker"
 )
 
 // maxBody bounds request bodies.
 const maxBody = 1 << 20
 
-// Handler serves the connector API from a runtime.
+// Handler serves the connector API from a worker.
 type Handler struct {
-	rt  *runtime.Runtime
+	rt  *worker.Runtime
 	log *slog.Logger
 }
 
 // NewHandler returns the API of rt.
-func NewHandler(rt *runtime.Runtime, log *slog.Logger) *Handler {
+func NewHandler(rt *worker.Runtime, log *slog.Logger) *Handler {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
@@ -314,11 +314,11 @@ func (h *Handler) fail(w http.ResponseWriter, r *http.Request, err error) {
 		p = problem.New(problem.CodeInvalidRequest, ve.Error())
 	case errors.Is(err, errBadRequest):
 		p = problem.New(problem.CodeInvalidRequest, err.Error())
-	case errors.Is(err, runtime.ErrNotFound), errors.Is(err, errNotFound):
+	case errors.Is(err, worker.ErrNotFound), errors.Is(err, errNotFound):
 		p = problem.New(problem.CodeNotFound, err.Error())
-	case errors.Is(err, runtime.ErrExists):
+	case errors.Is(err, worker.ErrExists):
 		p = problem.New(problem.CodeConflict, err.Error())
-	case errors.Is(err, runtime.ErrNotRunning):
+	case errors.Is(err, worker.ErrNotRunning):
 		p = problem.New(problem.CodeMeshUnavailable, err.Error())
 	default:
 		p = problem.FromError(err)

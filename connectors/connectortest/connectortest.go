@@ -19,7 +19,7 @@ import (
 
 	"github.com/meshd/meshd/bridge"
 	"github.com/meshd/meshd/connectors"
-	"github.com/meshd/meshd/connectors/runtime"
+	"github.com/meshd/meshd/connectors/worker"
 	"github.com/meshd/meshd/mesh"
 	"github.com/meshd/meshd/mesh/embedded"
 )
@@ -36,7 +36,7 @@ type Source struct {
 	// connector.type and topic.
 	Config map[string]any
 	// Options, if set, adjusts the runtime options (e.g. WebhookListen).
-	Options func(*runtime.Options)
+	Options func(*worker.Options)
 	// Produce makes the outside system offer one item per key and returns
 	// once the system accepted them. A system that accepts only once the
 	// mesh stored the items (a webhook) blocks, retrying while it is
@@ -56,7 +56,7 @@ type Sink struct {
 	// Config holds the connector's own fields; the suite sets
 	// connector.type, topic, maxAttempts and batch settings.
 	Config  map[string]any
-	Options func(*runtime.Options)
+	Options func(*worker.Options)
 	// Received returns the ids of the events the outside system holds.
 	Received func() []string
 	// SetFailing makes the outside system refuse writes, or accept them
@@ -68,11 +68,11 @@ type Sink struct {
 type env struct {
 	t      *testing.T
 	engine *faultyEngine
-	opts   runtime.Options
-	rt     *runtime.Runtime
+	opts   worker.Options
+	rt     *worker.Runtime
 }
 
-func newEnv(t *testing.T, spec connectors.Spec, adjust func(*runtime.Options)) *env {
+func newEnv(t *testing.T, spec connectors.Spec, adjust func(*worker.Options)) *env {
 	t.Helper()
 	eng, err := embedded.Open(t.Context(), embedded.Config{DataDir: t.TempDir()})
 	require.NoError(t, err)
@@ -81,7 +81,7 @@ func newEnv(t *testing.T, spec connectors.Spec, adjust func(*runtime.Options)) *
 	reg.Register(spec)
 	fe := newFaultyEngine(eng)
 	fast := bridge.Backoff{Initial: 20 * time.Millisecond, Max: 200 * time.Millisecond}
-	e := &env{t: t, engine: fe, opts: runtime.Options{
+	e := &env{t: t, engine: fe, opts: worker.Options{
 		Engine:         fe,
 		Registry:       reg,
 		Backoff:        fast,
@@ -101,7 +101,7 @@ func newEnv(t *testing.T, spec connectors.Spec, adjust func(*runtime.Options)) *
 
 func (e *env) start() {
 	e.t.Helper()
-	rt, err := runtime.New(e.opts)
+	rt, err := worker.New(e.opts)
 	require.NoError(e.t, err)
 	require.NoError(e.t, rt.Start(e.t.Context()))
 	e.rt = rt
@@ -126,18 +126,18 @@ func (e *env) restart() {
 // waitRunning waits until the instance and all its tasks run.
 func (e *env) waitRunning(name string) {
 	e.t.Helper()
-	var last runtime.Status
+	var last worker.Status
 	require.Eventually(e.t, func() bool {
 		st, err := e.rt.Status(name)
 		if err != nil {
 			return false
 		}
 		last = st
-		if st.Connector.State != runtime.StateRunning || len(st.Tasks) == 0 {
+		if st.Connector.State != worker.StateRunning || len(st.Tasks) == 0 {
 			return false
 		}
 		for _, ts := range st.Tasks {
-			if ts.State != runtime.StateRunning {
+			if ts.State != worker.StateRunning {
 				return false
 			}
 		}

@@ -11,7 +11,7 @@ import (
 
 	"github.com/meshd/meshd/bridge"
 	"github.com/meshd/meshd/connectors"
-	"github.com/meshd/meshd/connectors/runtime"
+	"github.com/meshd/meshd/connectors/worker"
 )
 
 // RunSource runs the source suite: the connector starts and stops cleanly,
@@ -35,7 +35,7 @@ func RunSource(t *testing.T, s Source) {
 		require.NoError(t, e.rt.Pause(t.Context(), name))
 		st, err := e.rt.Status(name)
 		require.NoError(t, err)
-		assert.Equal(t, runtime.StatePaused, st.Connector.State)
+		assert.Equal(t, worker.StatePaused, st.Connector.State)
 		require.NoError(t, e.rt.Resume(t.Context(), name))
 		e.waitRunning(name)
 		require.NoError(t, e.rt.Delete(t.Context(), name))

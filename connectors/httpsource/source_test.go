@@ -15,7 +15,7 @@ import (
 
 	"github.com/meshd/meshd/connectors/connectortest"
 	"github.com/meshd/meshd/connectors/httpsource"
-	"github.com/meshd/meshd/connectors/runtime"
+	"github.com/meshd/meshd/connectors/worker"
 )
 
 func freeAddr(t *testing.T) string { return infra.FreeAddr(t) }
@@ -35,7 +35,7 @@ func TestHTTPSourceSuite(t *testing.T) {
 	connectortest.RunSource(t, connectortest.Source{
 		Spec:           httpsource.Spec,
 		Config:         map[string]any{"path": "/hooks/test", "hmac.secret": hmacKey, "timeout": "2s"},
-		Options:        func(o *runtime.Options) { o.WebhookListen = addr },
+		Options:        func(o *worker.Options) { o.WebhookListen = addr },
 		AcksAfterStore: true,
 		Produce: func(ctx context.Context, keys []string) error {
 			for _, k := range keys {

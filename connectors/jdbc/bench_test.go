@@ -13,7 +13,7 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/meshd/meshd/connectors"
-	"github.com/meshd/meshd/connectors/runtime"
+	"github.com/meshd/meshd/connectors/worker"
 	"github.com/meshd/meshd/mesh"
 	"github.com/meshd/meshd/mesh/embedded"
 	"github.com/meshd/meshd/test/infra"
@@ -125,7 +125,7 @@ func benchPgx(b *testing.B, conn *pgx.Conn, table string, rows []benchRow) time.
 // benchEnv is an embedded mesh and a connector runtime on it.
 type benchEnv struct {
 	eng *embedded.Engine
-	rt  *runtime.Runtime
+	rt  *worker.Runtime
 	log *lastRecord // the runtime's last warning, for failure messages
 }
 
@@ -141,7 +141,7 @@ func newBenchEnv(b *testing.B) *benchEnv {
 	reg := connectors.NewRegistry()
 	reg.Register(SinkSpec)
 	e := &benchEnv{eng: eng, log: &lastRecord{}}
-	e.rt, err = runtime.New(runtime.Options{
+	e.rt, err = worker.New(worker.Options{
 		Engine:        eng,
 		Registry:      reg,
 		Logger:        slog.New(slog.NewTextHandler(e.log, &slog.HandlerOptions{Level: slog.LevelWarn})),
@@ -177,9 +177,9 @@ func (e *benchEnv) run(b *testing.B, conn *pgx.Conn, url string, iter int, rows 
 	}
 	// The group the instance will consume with, created at the topic's
 	// start so the instance reads the backlog.
-	group, err := e.eng.Consume(ctx, mesh.ConsumerConfig{Topic: topic, Group: runtime.GroupName(name)})
+	group, err := e.eng.Consume(ctx, mesh.ConsumerConfig{Topic: topic, Group: worker.GroupName(name)})
 	if err != nil {
-		b.Fatalf("sink: creating consumer group %s: %v", runtime.GroupName(name), err)
+		b.Fatalf("sink: creating consumer group %s: %v", worker.GroupName(name), err)
 	}
 	_ = group.Close()
 	evs := make([]*event.Event, len(rows))
@@ -215,9 +215,9 @@ func (e *benchEnv) run(b *testing.B, conn *pgx.Conn, url string, iter int, rows 
 			break
 		}
 		st, err := e.rt.Status(name)
-		failed := err == nil && st.Connector.State == runtime.StateFailed
+		failed := err == nil && st.Connector.State == worker.StateFailed
 		for _, ts := range st.Tasks {
-			failed = failed || ts.State == runtime.StateFailed
+			failed = failed || ts.State == worker.StateFailed
 		}
 		if err != nil || failed || ctx.Err() != nil {
 			b.Fatalf("sink: waiting for %s to hold %d rows: %d after %s; status of %s: %+v (err %v); last runtime warning: %s",

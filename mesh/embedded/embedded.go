@@ -1,5 +1,5 @@
 // Package embedded runs a NATS server with JetStream inside the meshd
-// process and serves the mesh from it through mesh/jetstream: the default
+// process and serves the mesh from it through mesh/natsjs: the default
 // single-host mode, durable across restarts, with no network port unless
 // Config.Listen asks for one.
 package embedded
@@ -22,7 +22,7 @@ import (
 	"github.com/nats-io/nats.go"
 
 	"github.com/meshd/meshd/mesh"
-	"github.com/meshd/meshd/mesh/jetstream"
+	"github.com/meshd/meshd/mesh/natsjs"
 )
 
 var _ mesh.Engine = (*Engine)(nil)
@@ -41,7 +41,7 @@ type Config struct {
 	SyncAlways bool
 	// Mesh configures the stream, subjects and limits. URLs and the auth
 	// and TLS fields are ignored. Mesh.Logger defaults to Logger.
-	Mesh jetstream.Config
+	Mesh natsjs.Config
 	// Logger receives server warnings and errors, and server notices when
 	// it is enabled at debug level. Default: discard.
 	Logger *slog.Logger
@@ -79,9 +79,9 @@ func splitListen(listen string) (string, int, error) {
 	return host, port, nil
 }
 
-// Engine is a jetstream.Engine on an in-process NATS server.
+// Engine is a natsjs.Engine on an in-process NATS server.
 type Engine struct {
-	*jetstream.Engine
+	*natsjs.Engine
 	srv       *server.Server
 	nc        *nats.Conn
 	closeOnce sync.Once
@@ -161,7 +161,7 @@ func Open(ctx context.Context, cfg Config) (*Engine, error) {
 		srv.WaitForShutdown()
 		return nil, fmt.Errorf("connecting to embedded nats: %w", err)
 	}
-	eng, err := jetstream.New(ctx, nc, cfg.Mesh)
+	eng, err := natsjs.New(ctx, nc, cfg.Mesh)
 	if err != nil {
 		nc.Close()
 		srv.Shutdown()

@@ -10,8 +10,8 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/meshd/meshd/mesh"
-	"github.com/meshd/meshd/mesh/jetstream"
 	"github.com/meshd/meshd/mesh/meshtest"
+	"github.com/meshd/meshd/mesh/natsjs"
 )
 
 func open(t *testing.T, dir string) *Engine {
@@ -54,7 +54,7 @@ func TestListenLetsAnotherProcessJoin(t *testing.T) {
 	_, _, err = net.SplitHostPort(url[len("nats://"):])
 	require.NoError(t, err)
 
-	remote, err := jetstream.Connect(t.Context(), jetstream.Config{URLs: []string{url}, Name: "remote"})
+	remote, err := natsjs.Connect(t.Context(), natsjs.Config{URLs: []string{url}, Name: "remote"})
 	require.NoError(t, err)
 	t.Cleanup(func() { _ = remote.Close() })
 

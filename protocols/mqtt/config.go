@@ -19,7 +19,7 @@ import (
 	"github.com/meshd/meshd/mesh"
 )
 
-// Defaults of BridgeConfig.
+// Defaults of LinkConfig.
 const (
 	DefaultKeepAlive            = 30 * time.Second
 	DefaultConnectTimeout       = 10 * time.Second
@@ -30,8 +30,8 @@ const (
 	DefaultWrappedType          = "meshd.mqtt"
 )
 
-// BridgeConfig is one broker connection (the mqtt: list of the config file).
-type BridgeConfig struct {
+// LinkConfig is one broker connection (the mqtt: list of the config file).
+type LinkConfig struct {
 	// Name identifies the bridge in logs, metrics and default group names.
 	Name string `yaml:"name" json:"name"`
 	// Broker is the broker URL: tcp://host:1883, ssl:// (or tls://,
@@ -125,7 +125,7 @@ func (s Secret) MarshalJSON() ([]byte, error) {
 }
 
 // WithDefaults returns c with its zero fields set to the defaults.
-func (c BridgeConfig) WithDefaults() BridgeConfig {
+func (c LinkConfig) WithDefaults() LinkConfig {
 	if c.ClientID == "" {
 		c.ClientID = "meshd-" + c.Name
 	}
@@ -166,7 +166,7 @@ func (c BridgeConfig) WithDefaults() BridgeConfig {
 var nameRe = regexp.MustCompile(`^[A-Za-z0-9_-]+$`)
 
 // Validate names the first bad field, prefixed with the bridge's name.
-func (c BridgeConfig) Validate() error {
+func (c LinkConfig) Validate() error {
 	err := c.WithDefaults().validate()
 	if err != nil {
 		return fmt.Errorf("mqtt %q: %w", c.Name, err)
@@ -174,7 +174,7 @@ func (c BridgeConfig) Validate() error {
 	return nil
 }
 
-func (c BridgeConfig) validate() error {
+func (c LinkConfig) validate() error {
 	if !nameRe.MatchString(c.Name) {
 		return errors.New("name: want letters, digits, '-' and '_'")
 	}

@@ -30,7 +30,7 @@ func openMesh(t *testing.T) (*embedded.Engine, *bridge.Bridge) {
 	return eng, b
 }
 
-func startBridge(t *testing.T, cfg mqtt.BridgeConfig, pub mqtt.Publisher, eng mesh.Engine) *mqtt.Bridge {
+func startLink(t *testing.T, cfg mqtt.LinkConfig, pub mqtt.Publisher, eng mesh.Engine) *mqtt.Link {
 	t.Helper()
 	br, err := mqtt.Start(t.Context(), cfg, pub, eng, slog.New(slog.DiscardHandler))
 	require.NoError(t, err)
@@ -124,7 +124,7 @@ func cloudEvent(id string) []byte {
 func TestInboundWrapsAndTakesCloudEventsAsIs(t *testing.T) {
 	broker := infra.StartMosquitto(t)
 	eng, b := openMesh(t)
-	startBridge(t, mqtt.BridgeConfig{
+	startLink(t, mqtt.LinkConfig{
 		Name: "plant", Broker: broker.URL(),
 		Inbound: []mqtt.Inbound{{Filter: "sensors/+/temperature", QoS: 1, Topic: "sensors"}},
 	}, b, eng)
@@ -157,7 +157,7 @@ func TestInboundWrapsAndTakesCloudEventsAsIs(t *testing.T) {
 func TestOutboundTemplateFilterAndQoS1(t *testing.T) {
 	broker := infra.StartMosquitto(t)
 	eng, b := openMesh(t)
-	startBridge(t, mqtt.BridgeConfig{
+	startLink(t, mqtt.LinkConfig{
 		Name: "plant", Broker: broker.URL(),
 		Outbound: []mqtt.Outbound{{Topic: "commands", MQTTTopic: "devices/{subject}/cmd", QoS: 1,
 			Filters: []map[string]any{{"exact": map[string]any{"type": "cmd"}}}}},
@@ -188,12 +188,12 @@ func TestOutboundTemplateFilterAndQoS1(t *testing.T) {
 func TestQoS1ThroughBrokerRestart(t *testing.T) {
 	broker := infra.StartMosquitto(t)
 	eng, b := openMesh(t)
-	cfg := mqtt.BridgeConfig{
+	cfg := mqtt.LinkConfig{
 		Name: "plant", Broker: broker.URL(), PublishTimeout: time.Second, AckWait: 3 * time.Second,
 		Inbound:  []mqtt.Inbound{{Filter: "sensors/#", QoS: 1, Topic: "sensors"}},
 		Outbound: []mqtt.Outbound{{Topic: "commands", MQTTTopic: "devices/{subject}/cmd", QoS: 1}},
 	}
-	br := startBridge(t, cfg, b, eng) // creates the persistent session
+	br := startLink(t, cfg, b, eng) // creates the persistent session
 	require.NoError(t, br.Stop(t.Context()))
 
 	dev := newClient(t, broker.URL(), "dev", "devices/#")
@@ -201,7 +201,7 @@ func TestQoS1ThroughBrokerRestart(t *testing.T) {
 		dev.publish(t, "sensors/s/t", cloudEvent(fmt.Sprint("in-", i)))
 	}
 	broker.Restart()
-	startBridge(t, cfg, b, eng)
+	startLink(t, cfg, b, eng)
 	for i := range 5 {
 		dev.publish(t, "sensors/s/t", cloudEvent(fmt.Sprint("in-", 5+i)))
 	}
@@ -266,12 +266,12 @@ func (g *gatedPublisher) Publish(ctx context.Context, topic string, events []*ev
 func TestMeshdRestartWithMessagesInFlight(t *testing.T) {
 	broker := infra.StartMosquitto(t)
 	eng, b := openMesh(t)
-	cfg := mqtt.BridgeConfig{
+	cfg := mqtt.LinkConfig{
 		Name: "plant", Broker: broker.URL(),
 		Inbound: []mqtt.Inbound{{Filter: "sensors/#", QoS: 1, Topic: "sensors"}},
 	}
 	gate := &gatedPublisher{next: b, open: make(chan struct{}), called: make(chan struct{})}
-	first := startBridge(t, cfg, gate, eng)
+	first := startLink(t, cfg, gate, eng)
 	dev := newClient(t, broker.URL(), "dev")
 	for i := range 20 {
 		dev.publish(t, "sensors/s/t", cloudEvent(fmt.Sprint("m-", i)))
@@ -283,7 +283,7 @@ func TestMeshdRestartWithMessagesInFlight(t *testing.T) {
 	}
 	require.NoError(t, first.Stop(t.Context())) // crash-like: nothing was stored or acked
 
-	startBridge(t, cfg, b, eng)
+	startLink(t, cfg, b, eng)
 	got := collect(t, eng, "sensors", "check", func(es []*event.Event) bool { return len(ids(es)) >= 20 })
 	for i := range 20 {
 		require.Contains(t, ids(got), fmt.Sprint("m-", i))
@@ -291,25 +291,25 @@ func TestMeshdRestartWithMessagesInFlight(t *testing.T) {
 }
 
 func TestConfigValidation(t *testing.T) {
-	ok := mqtt.BridgeConfig{Name: "p", Broker: "tcp://127.0.0.1:1883", Inbound: []mqtt.Inbound{{Filter: "a/#", Topic: "a"}}}
+	ok := mqtt.LinkConfig{Name: "p", Broker: "tcp://127.0.0.1:1883", Inbound: []mqtt.Inbound{{Filter: "a/#", Topic: "a"}}}
 	require.NoError(t, ok.Validate())
-	for name, mutate := range map[string]func(*mqtt.BridgeConfig){
-		"name":     func(c *mqtt.BridgeConfig) { c.Name = "a b" },
-		"broker":   func(c *mqtt.BridgeConfig) { c.Broker = "http://x" },
-		"filter":   func(c *mqtt.BridgeConfig) { c.Inbound[0].Filter = "a/#/b" },
-		"qos":      func(c *mqtt.BridgeConfig) { c.Inbound[0].QoS = 2 },
-		"topic":    func(c *mqtt.BridgeConfig) { c.Inbound[0].Topic = "a b" },
-		"template": func(c *mqtt.BridgeConfig) { c.Outbound = []mqtt.Outbound{{Topic: "x", MQTTTopic: "a/{Subject}"}} },
-		"wildcard": func(c *mqtt.BridgeConfig) { c.Outbound = []mqtt.Outbound{{Topic: "x", MQTTTopic: "a/+"}} },
-		"tls":      func(c *mqtt.BridgeConfig) { c.TLS.CertFile = "x" },
+	for name, mutate := range map[string]func(*mqtt.LinkConfig){
+		"name":     func(c *mqtt.LinkConfig) { c.Name = "a b" },
+		"broker":   func(c *mqtt.LinkConfig) { c.Broker = "http://x" },
+		"filter":   func(c *mqtt.LinkConfig) { c.Inbound[0].Filter = "a/#/b" },
+		"qos":      func(c *mqtt.LinkConfig) { c.Inbound[0].QoS = 2 },
+		"topic":    func(c *mqtt.LinkConfig) { c.Inbound[0].Topic = "a b" },
+		"template": func(c *mqtt.LinkConfig) { c.Outbound = []mqtt.Outbound{{Topic: "x", MQTTTopic: "a/{Subject}"}} },
+		"wildcard": func(c *mqtt.LinkConfig) { c.Outbound = []mqtt.Outbound{{Topic: "x", MQTTTopic: "a/+"}} },
+		"tls":      func(c *mqtt.LinkConfig) { c.TLS.CertFile = "x" },
 	} {
 		c := ok
 		c.Inbound = append([]mqtt.Inbound(nil), ok.Inbound...)
 		mutate(&c)
 		require.Error(t, c.Validate(), name)
 	}
-	require.NotContains(t, fmt.Sprint(mqtt.BridgeConfig{Password: "hunter2"}), "hunter2")
-	b, err := json.Marshal(mqtt.BridgeConfig{Password: "hunter2"})
+	require.NotContains(t, fmt.Sprint(mqtt.LinkConfig{Password: "hunter2"}), "hunter2")
+	b, err := json.Marshal(mqtt.LinkConfig{Password: "hunter2"})
 	require.NoError(t, err)
 	require.NotContains(t, string(b), "hunter2")
 }

@@ -18,7 +18,7 @@ import (
 // for each token (the PUBACK for QoS 1) and only then acks the event on the
 // mesh. At most MaxInFlight events are between the two.
 type outbound struct {
-	b        *Bridge
+	b        *Link
 	cfg      Outbound
 	log      *slog.Logger
 	consumer mesh.Consumer
@@ -32,7 +32,7 @@ type sent struct {
 	token paho.Token
 }
 
-func (b *Bridge) openOutbound(ctx context.Context, o Outbound) (*outbound, error) {
+func (b *Link) openOutbound(ctx context.Context, o Outbound) (*outbound, error) {
 	f, err := bridge.CompileFilters(o.Filters)
 	if err != nil {
 		return nil, err
@@ -75,7 +75,7 @@ func (r *outbound) publishLoop(ctx context.Context) {
 				return
 			}
 			failures++
-			r.log.Warn("receiving from the mesh", "err", err)
+			r.log.Warn("receiving from the mesh", "error", err)
 			if !sleep(ctx, bridge.DefaultBackoff.Delay(failures)) {
 				return
 			}
@@ -85,7 +85,7 @@ func (r *outbound) publishLoop(ctx context.Context) {
 		ev := msg.Event()
 		if !r.filter.Match(ev) {
 			if err := msg.Ack(ctx); err != nil {
-				r.log.Debug("acking a filtered-out event", "err", err)
+				r.log.Debug("acking a filtered-out event", "error", err)
 			}
 			continue
 		}
@@ -104,9 +104,9 @@ func (r *outbound) publishLoop(ctx context.Context) {
 			}
 		}
 		// An event that can never be published: stop its delivery.
-		r.log.Error("event cannot be published to MQTT; terminated", "id", ev.ID(), "source", ev.Source(), "err", err)
+		r.log.Error("event cannot be published to MQTT; terminated", "id", ev.ID(), "source", ev.Source(), "error", err)
 		if err := msg.Term(ctx); err != nil {
-			r.log.Debug("terminating an event", "err", err)
+			r.log.Debug("terminating an event", "error", err)
 		}
 	}
 }
@@ -121,7 +121,7 @@ func (r *outbound) confirmLoop(ctx context.Context) {
 			attempt = 0
 			actx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 			if err := s.msg.Ack(actx); err != nil {
-				r.log.Warn("acking an event the broker confirmed; it may be published again", "id", s.msg.Event().ID(), "err", err)
+				r.log.Warn("acking an event the broker confirmed; it may be published again", "id", s.msg.Event().ID(), "error", err)
 			}
 			cancel()
 			continue
@@ -136,7 +136,7 @@ func (r *outbound) confirmLoop(ctx context.Context) {
 			err = fmt.Errorf("no PUBACK within %s", r.b.cfg.PublishTimeout)
 		}
 		delay := bridge.DefaultBackoff.Delay(attempt)
-		r.log.Warn("publishing to MQTT; the mesh redelivers the event", "id", s.msg.Event().ID(), "in", delay, "err", err)
+		r.log.Warn("publishing to MQTT; the mesh redelivers the event", "id", s.msg.Event().ID(), "in", delay, "error", err)
 		nctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		_ = s.msg.Nak(nctx, delay)
 		cancel()
@@ -149,7 +149,7 @@ func (r *outbound) giveBack(m mesh.Message) {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	if err := m.Nak(ctx, 0); err != nil {
-		r.log.Debug("handing back an event", "err", err)
+		r.log.Debug("handing back an event", "error", err)
 	}
 }
 

@@ -17,7 +17,7 @@ import (
 	"github.com/meshd/meshd/bridge/problem"
 	"github.com/meshd/meshd/mesh"
 	"github.com/meshd/meshd/mesh/embedded"
-	"github.com/meshd/meshd/mesh/jetstream"
+	"github.com/meshd/meshd/mesh/natsjs"
 )
 
 const answerTimeout = 20 * time.Second
@@ -290,7 +290,7 @@ func (n *natsServer) stop() {
 
 func testOutage(t *testing.T, f Factory) {
 	ns := startNATS(t)
-	eng, err := jetstream.Connect(t.Context(), jetstream.Config{URLs: []string{ns.url()}, PublishTimeout: time.Second})
+	eng, err := natsjs.Connect(t.Context(), natsjs.Config{URLs: []string{ns.url()}, PublishTimeout: time.Second})
 	require.NoError(t, err)
 	t.Cleanup(func() { _ = eng.Close() })
 	ep := f(t, eng)

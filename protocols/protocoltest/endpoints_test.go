@@ -24,7 +24,7 @@ import (
 	"github.com/meshd/meshd/bridge"
 	"github.com/meshd/meshd/bridge/problem"
 	"github.com/meshd/meshd/mesh"
-	httpapi "github.com/meshd/meshd/protocols/http"
+	"github.com/meshd/meshd/protocols/httpapi"
 	"github.com/meshd/meshd/protocols/mqtt"
 	pt "github.com/meshd/meshd/protocols/protocoltest"
 	ws "github.com/meshd/meshd/protocols/websocket"
@@ -211,14 +211,14 @@ var mqttSeq atomic.Int64
 func mqttFactory(broker *infra.Mosquitto) pt.Factory {
 	return func(t *testing.T, eng mesh.Engine) *pt.Endpoint {
 		name := fmt.Sprintf("suite%d", mqttSeq.Add(1))
-		cfg := mqtt.BridgeConfig{
+		cfg := mqtt.LinkConfig{
 			Name: name, Broker: broker.URL(), PublishTimeout: time.Second, AckWait: 5 * time.Second,
 			Outbound: []mqtt.Outbound{{Topic: pt.OutboundTopic, MQTTTopic: name + "-out/{id}", QoS: 1}},
 		}
 		for _, topic := range pt.Topics {
 			cfg.Inbound = append(cfg.Inbound, mqtt.Inbound{Filter: name + "/" + topic, QoS: 1, Topic: topic})
 		}
-		start := func(t *testing.T, eng mesh.Engine) *mqtt.Bridge {
+		start := func(t *testing.T, eng mesh.Engine) *mqtt.Link {
 			br, err := mqtt.Start(t.Context(), cfg, newBridge(t, eng), eng, quiet)
 			require.NoError(t, err)
 			t.Cleanup(func() { _ = br.Stop(context.Background()) })

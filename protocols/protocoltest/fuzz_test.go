@@ -10,7 +10,7 @@ import (
 
 	"github.com/meshd/meshd/bridge"
 	"github.com/meshd/meshd/bridge/problem"
-	httpapi "github.com/meshd/meshd/protocols/http"
+	"github.com/meshd/meshd/protocols/httpapi"
 	pt "github.com/meshd/meshd/protocols/protocoltest"
 )
 

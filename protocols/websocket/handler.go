@@ -17,7 +17,7 @@ import (
 	"github.com/meshd/meshd/bridge/problem"
 	"github.com/meshd/meshd/mesh"
 	"github.com/meshd/meshd/protocols/apitoken"
-	httpapi "github.com/meshd/meshd/protocols/http"
+	"github.com/meshd/meshd/protocols/httpapi"
 )
 
 // Subprotocols of the CloudEvents WebSocket binding. Only JSON is served;
@@ -162,7 +162,7 @@ func (h *Handler) upgrade(w http.ResponseWriter, r *http.Request) *conn {
 	}
 	ws, err := h.upgrader.Upgrade(w, r, nil)
 	if err != nil {
-		h.log.Debug("websocket handshake failed", "path", r.URL.Path, "err", err)
+		h.log.Debug("websocket handshake failed", "path", r.URL.Path, "error", err)
 		return nil
 	}
 	c := &conn{ws: ws, cfg: h.cfg}

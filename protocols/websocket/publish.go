@@ -11,7 +11,7 @@ import (
 
 	"github.com/meshd/meshd/bridge/problem"
 	"github.com/meshd/meshd/mesh"
-	httpapi "github.com/meshd/meshd/protocols/http"
+	"github.com/meshd/meshd/protocols/httpapi"
 )
 
 // servePublish: every data message is one structured-mode CloudEvent or a
@@ -46,12 +46,12 @@ func (h *Handler) servePublish(w http.ResponseWriter, r *http.Request) {
 		}
 		if err != nil {
 			if !normalClose(err) {
-				log.Debug("websocket publish connection ended", "err", err)
+				log.Debug("websocket publish connection ended", "error", err)
 			}
 			return
 		}
 		if err := c.writeJSONs(h.publishMessage(r.Context(), topic, msg)); err != nil {
-			log.Debug("writing publish reply", "err", err)
+			log.Debug("writing publish reply", "error", err)
 			return
 		}
 	}

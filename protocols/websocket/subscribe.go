@@ -119,7 +119,7 @@ func (h *Handler) dropGroup(p subscribeParams) {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	if err := h.eng.DeleteGroup(ctx, p.topic, p.group); err != nil {
-		h.log.Warn("deleting the group of a closed WebSocket subscription", "topic", p.topic, "group", p.group, "err", err)
+		h.log.Warn("deleting the group of a closed WebSocket subscription", "topic", p.topic, "group", p.group, "error", err)
 	}
 }
 
@@ -181,7 +181,7 @@ func (s *subscription) deliver(ctx context.Context) {
 				return
 			}
 			failures++
-			s.log.Warn("receiving from the mesh", "err", err)
+			s.log.Warn("receiving from the mesh", "error", err)
 			select {
 			case <-time.After(bridge.DefaultBackoff.Delay(failures)):
 				continue
@@ -194,20 +194,20 @@ func (s *subscription) deliver(ctx context.Context) {
 		if !s.params.filter.Match(ev) {
 			<-s.slots
 			if err := msg.Ack(ctx); err != nil {
-				s.log.Debug("acking a filtered-out event", "err", err)
+				s.log.Debug("acking a filtered-out event", "error", err)
 			}
 			continue
 		}
 		body, err := json.Marshal(ev)
 		if err != nil {
 			<-s.slots
-			s.log.Error("encoding an event for a WebSocket client; terminated", "id", ev.ID(), "err", err)
+			s.log.Error("encoding an event for a WebSocket client; terminated", "id", ev.ID(), "error", err)
 			_ = msg.Term(ctx)
 			continue
 		}
 		s.track(msg)
 		if err := s.c.write(body); err != nil {
-			s.log.Debug("writing an event", "err", err)
+			s.log.Debug("writing an event", "error", err)
 			return
 		}
 	}
@@ -270,7 +270,7 @@ func (s *subscription) readAcks(ctx context.Context) {
 		}
 		if err != nil {
 			if !normalClose(err) {
-				s.log.Debug("websocket subscribe connection ended", "err", err)
+				s.log.Debug("websocket subscribe connection ended", "error", err)
 			}
 			return
 		}
@@ -345,7 +345,7 @@ func (s *subscription) returnPending() {
 	defer cancel()
 	for _, p := range all {
 		if err := p.msg.Nak(ctx, 0); err != nil {
-			s.log.Debug("returning an unacked event", "id", p.id, "err", err)
+			s.log.Debug("returning an unacked event", "id", p.id, "error", err)
 		}
 	}
 }

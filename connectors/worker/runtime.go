@@ -1,0 +1,524 @@
+// Package runtime runs connector instances: it starts each instance's
+// connector and tasks, publishes what source tasks poll and commits their
+// offsets once the mesh stored the records, feeds sink tasks from durable
+// consumer groups with retry, backoff and dead-lettering, restarts failed
+// tasks with backoff, and keeps instance configs, target states and offsets
+// in the mesh KV (layout in store.go) so a restarted meshd resumes them.
+//
+// Lock order: Runtime.opMu (serialises changes to instances; held while
+// they stop and start), then Runtime.mu (the instance map), then
+// instance.mu (an instance's status). Task goroutines take only instance.mu.
+package worker
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"maps"
+	"regexp"
+	"slices"
+	"sync"
+	"time"
+
+	"go.opentelemetry.io/otel/metric"
+	"go.opentelemetry.io/otel/trace"
+
+	"github.com/meshd/meshd/bridge"
+	"github.com/meshd/meshd/connectors"
+	"github.com/meshd/meshd/mesh"
+)
+
+// Defaults of Options.
+const (
+	DefaultWebhookListen = ":10107"
+	DefaultStopTimeout   = 30 * time.Second
+	DefaultAckWait       = 30 * time.Second
+)
+
+// DefaultRestartBackoff is the schedule of task and connector restarts.
+var DefaultRestartBackoff = bridge.Backoff{Initial: 500 * time.Millisecond, Max: 30 * time.Second, Multiplier: 2, Jitter: 0.2}
+
+// Options configures a Runtime.
+type Options struct {
+	Engine mesh.Engine // required
+	// Bridge publishes what sources poll (validation, metrics). nil: a
+	// bridge without subscriptions is made on Engine.
+	Bridge   *bridge.Bridge
+	Registry *connectors.Registry // nil: connectors.Default()
+	Logger   *slog.Logger         // nil: discard
+	Meter    metric.Meter         // nil: no metrics
+	// Tracer makes a span "poll <connector>" per poll that returned records
+	// and "put <connector>" per sink batch, linked through the events'
+	// distributed-tracing extension. nil: no spans.
+	Tracer trace.Tracer
+	// WorkerID names this meshd in statuses (the app id).
+	WorkerID string
+	// ConfigBucket and OffsetBucket are the mesh KV buckets (defaults
+	// DefaultConfigBucket, DefaultOffsetBucket).
+	ConfigBucket, OffsetBucket string
+	// Backoff is the retry schedule of sink deliveries and of publishing
+	// polled records (zero: bridge.DefaultBackoff).
+	Backoff bridge.Backoff
+	// RestartBackoff is the schedule of task restarts after a failure
+	// (zero: DefaultRestartBackoff).
+	RestartBackoff bridge.Backoff
+	// AckWait is how long a sink batch may take before the mesh redelivers
+	// it (default 30s).
+	AckWait time.Duration
+	// StopTimeout bounds each Stop and Flush call into connector code
+	// (default 30s).
+	StopTimeout time.Duration
+	// WebhookListen is the public listener of webhook sources, opened when
+	// the first one starts (default ":10107").
+	WebhookListen string
+}
+
+// State is the state of a connector or task.
+type State string
+
+// States, as Kafka Connect names them.
+const (
+	StateRunning    State = "RUNNING"
+	StatePaused     State = "PAUSED"
+	StateFailed     State = "FAILED"
+	StateUnassigned State = "UNASSIGNED"
+)
+
+// Runtime runs connector instances. All methods are safe for concurrent use.
+type Runtime struct {
+	opts     Options
+	log      *slog.Logger
+	registry *connectors.Registry
+	bridge   *bridge.Bridge
+	metrics  *metrics
+	webhooks *webhookServer
+
+	opMu    sync.Mutex // serialises changes; taken before mu
+	running bool       // between Start and Stop; guarded by opMu
+	configs mesh.KV    // set by Start
+	offsets mesh.KV    // set by Start
+
+	mu        sync.RWMutex // guards instances
+	instances map[string]*instance
+
+	wg sync.WaitGroup // instance supervisors
+}
+
+// New returns a Runtime; Start restores and runs the stored instances.
+func New(opts Options) (*Runtime, error) {
+	if opts.Engine == nil {
+		return nil, errors.New("connector runtime: Options.Engine is required")
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.New(slog.DiscardHandler)
+	}
+	if opts.Registry == nil {
+		opts.Registry = connectors.Default()
+	}
+	if opts.ConfigBucket == "" {
+		opts.ConfigBucket = DefaultConfigBucket
+	}
+	if opts.OffsetBucket == "" {
+		opts.OffsetBucket = DefaultOffsetBucket
+	}
+	if opts.Backoff == (bridge.Backoff{}) {
+		opts.Backoff = bridge.DefaultBackoff
+	}
+	if opts.RestartBackoff == (bridge.Backoff{}) {
+		opts.RestartBackoff = DefaultRestartBackoff
+	}
+	if opts.AckWait <= 0 {
+		opts.AckWait = DefaultAckWait
+	}
+	if opts.StopTimeout <= 0 {
+		opts.StopTimeout = DefaultStopTimeout
+	}
+	if opts.WebhookListen == "" {
+		opts.WebhookListen = DefaultWebhookListen
+	}
+	r := &Runtime{
+		opts:      opts,
+		log:       opts.Logger,
+		registry:  opts.Registry,
+		bridge:    opts.Bridge,
+		instances: map[string]*instance{},
+	}
+	if r.bridge == nil {
+		b, err := bridge.New(bridge.Options{Engine: opts.Engine, Logger: opts.Logger, Meter: opts.Meter, Tracer: opts.Tracer})
+		if err != nil {
+			return nil, err
+		}
+		r.bridge = b
+	}
+	if opts.Meter != nil {
+		m, err := newMetrics(opts.Meter)
+		if err != nil {
+			return nil, fmt.Errorf("creating connector metrics: %w", err)
+		}
+		r.metrics = m
+	}
+	r.webhooks = newWebhookServer(opts.WebhookListen, opts.Logger)
+	return r, nil
+}
+
+// Registry is the registry of connector types this runtime runs.
+func (r *Runtime) Registry() *connectors.Registry { return r.registry }
+
+// WebhookAddr is the address of the public webhook listener, "" while it
+// is not open.
+func (r *Runtime) WebhookAddr() string { return r.webhooks.addr() }
+
+// Start opens the KV buckets and starts every stored instance whose target
+// state is RUNNING. Start on a started runtime does nothing.
+func (r *Runtime) Start(ctx context.Context) error {
+	r.opMu.Lock()
+	defer r.opMu.Unlock()
+	if r.running {
+		return nil
+	}
+	var err error
+	if r.configs, err = r.opts.Engine.KV(ctx, r.opts.ConfigBucket); err != nil {
+		return fmt.Errorf("opening connector bucket: %w", err)
+	}
+	if r.offsets, err = r.opts.Engine.KV(ctx, r.opts.OffsetBucket); err != nil {
+		return fmt.Errorf("opening offset bucket: %w", err)
+	}
+	stored, states, err := r.loadAll(ctx)
+	if err != nil {
+		return err
+	}
+	r.webhooks.reopen()
+	r.running = true
+	for _, sc := range stored {
+		inst := r.newInstance(sc.Name, sc.Config)
+		if st, ok := states[sc.Name]; ok && st == StatePaused {
+			inst.target = StatePaused
+		}
+		r.mu.Lock()
+		r.instances[sc.Name] = inst
+		r.mu.Unlock()
+		r.apply(inst)
+	}
+	if len(stored) > 0 {
+		r.log.Info("connectors restored", "count", len(stored))
+	}
+	return nil
+}
+
+// Stop stops every instance (their tasks flush and stop) and the webhook
+// listener, waiting until ctx is done. Stored states are kept, so Start
+// resumes them. Idempotent.
+func (r *Runtime) Stop(ctx context.Context) error {
+	r.opMu.Lock()
+	defer r.opMu.Unlock()
+	r.running = false
+	r.mu.RLock()
+	insts := slices.Collect(maps.Values(r.instances))
+	r.mu.RUnlock()
+	for _, inst := range insts {
+		inst.cancelRun()
+	}
+	done := make(chan struct{})
+	go func() { r.wg.Wait(); close(done) }()
+	var err error
+	select {
+	case <-done:
+	case <-ctx.Done():
+		err = fmt.Errorf("stopping connectors: %w", ctx.Err())
+	}
+	return errors.Join(err, r.webhooks.close(ctx))
+}
+
+var nameRe = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_-]{0,99}$`)
+
+func checkName(name string) error {
+	if !nameRe.MatchString(name) {
+		return &connectors.ValidationError{Fields: []connectors.FieldError{{Field: "name",
+			Reason: fmt.Sprintf("%q: want 1 to 100 letters, digits, '-' and '_', starting with a letter or digit", name)}}}
+	}
+	return nil
+}
+
+// Info describes an instance; its config is masked.
+type Info struct {
+	Name   string          `json:"name"`
+	Config map[string]any  `json:"config"`
+	Tasks  []TaskID        `json:"tasks"`
+	Type   connectors.Kind `json:"type"`
+}
+
+// TaskID names a task.
+type TaskID struct {
+	Connector string `json:"connector"`
+	Task      int    `json:"task"`
+}
+
+// TaskInfo is a task and its masked config.
+type TaskInfo struct {
+	ID     TaskID         `json:"id"`
+	Config map[string]any `json:"config"`
+}
+
+// Validate checks raw against its connector.type without creating anything.
+func (r *Runtime) Validate(raw map[string]any) (connectors.Spec, connectors.Config, error) {
+	return r.registry.Validate(raw)
+}
+
+// Create validates, stores and starts a new instance.
+func (r *Runtime) Create(ctx context.Context, name string, raw map[string]any) (Info, error) {
+	if err := checkName(name); err != nil {
+		return Info{}, err
+	}
+	_, cfg, err := r.registry.Validate(raw)
+	if err != nil {
+		return Info{}, err
+	}
+	r.opMu.Lock()
+	defer r.opMu.Unlock()
+	if !r.running {
+		return Info{}, ErrNotRunning
+	}
+	if r.lookup(name) != nil {
+		return Info{}, fmt.Errorf("%w: %q", ErrExists, name)
+	}
+	if err := r.storeConfig(ctx, name, cfg.JSON(), true); err != nil {
+		return Info{}, err
+	}
+	if err := r.storeState(ctx, name, StateRunning); err != nil {
+		_ = r.configs.Delete(context.WithoutCancel(ctx), keyConfig+name)
+		return Info{}, err
+	}
+	inst := r.newInstance(name, cfg.JSON())
+	r.mu.Lock()
+	r.instances[name] = inst
+	r.mu.Unlock()
+	r.apply(inst)
+	r.log.Info("connector created", "connector", name, "type", inst.spec.Name)
+	return inst.info(), nil
+}
+
+// Put creates the instance or replaces its config (fields given as the
+// mask keep their stored secret). A changed config restarts the instance:
+// its tasks stop, the config is stored, they start again with it (offsets
+// kept; a sink's groups on topics it no longer consumes are deleted). An
+// unchanged one does nothing. It reports whether the instance was created.
+func (r *Runtime) Put(ctx context.Context, name string, raw map[string]any) (Info, bool, error) {
+	if err := checkName(name); err != nil {
+		return Info{}, false, err
+	}
+	r.opMu.Lock()
+	defer r.opMu.Unlock()
+	if !r.running {
+		return Info{}, false, ErrNotRunning
+	}
+	old := r.lookup(name)
+	if old == nil {
+		_, cfg, err := r.registry.Validate(raw)
+		if err != nil {
+			return Info{}, false, err
+		}
+		if err := r.storeConfig(ctx, name, cfg.JSON(), true); err != nil {
+			return Info{}, false, err
+		}
+		if err := r.storeState(ctx, name, StateRunning); err != nil {
+			return Info{}, false, err
+		}
+		inst := r.newInstance(name, cfg.JSON())
+		r.mu.Lock()
+		r.instances[name] = inst
+		r.mu.Unlock()
+		r.apply(inst)
+		r.log.Info("connector created", "connector", name, "type", inst.spec.Name)
+		return inst.info(), true, nil
+	}
+	if old.spec.New != nil {
+		raw = old.spec.Unmask(raw, old.raw)
+	}
+	spec, cfg, err := r.registry.Validate(raw)
+	if err != nil {
+		return Info{}, false, err
+	}
+	if old.spec.New != nil && spec.Name != old.spec.Name {
+		return Info{}, false, &connectors.ValidationError{Fields: []connectors.FieldError{{Field: connectors.FieldConnectorType,
+			Reason: fmt.Sprintf("cannot change from %q to %q; delete the connector and create it again", old.spec.Name, spec.Name)}}}
+	}
+	if old.invalid == nil && jsonEqual(old.cfg.JSON(), cfg.JSON()) {
+		return old.info(), false, nil
+	}
+	if err := r.storeConfig(ctx, name, cfg.JSON(), false); err != nil {
+		return Info{}, false, err
+	}
+	if err := old.stopRun(ctx); err != nil {
+		return Info{}, false, err
+	}
+	if old.spec.Kind == connectors.KindSink && old.invalid == nil {
+		for _, t := range old.cfg.Strings(connectors.FieldTopic) {
+			if !slices.Contains(cfg.Strings(connectors.FieldTopic), t) {
+				if err := r.opts.Engine.DeleteGroup(ctx, t, GroupName(name)); err != nil {
+					r.log.Warn("deleting consumer group of a topic the connector no longer consumes", "connector", name, "topic", t, "error", err)
+				}
+			}
+		}
+	}
+	inst := r.newInstance(name, cfg.JSON())
+	inst.target = old.target
+	r.mu.Lock()
+	r.instances[name] = inst
+	r.mu.Unlock()
+	r.apply(inst)
+	r.log.Info("connector reconfigured", "connector", name)
+	return inst.info(), false, nil
+}
+
+// Delete stops an instance and removes its config, state, offsets and (for
+// a sink) its consumer groups.
+func (r *Runtime) Delete(ctx context.Context, name string) error {
+	r.opMu.Lock()
+	defer r.opMu.Unlock()
+	inst := r.lookup(name)
+	if inst == nil {
+		return fmt.Errorf("%w: %q", ErrNotFound, name)
+	}
+	if err := inst.stopRun(ctx); err != nil {
+		return err
+	}
+	if err := r.deleteStored(ctx, name); err != nil {
+		return err
+	}
+	r.mu.Lock()
+	delete(r.instances, name)
+	r.mu.Unlock()
+	var errs []error
+	if inst.spec.Kind == connectors.KindSink && inst.invalid == nil {
+		for _, t := range inst.cfg.Strings(connectors.FieldTopic) {
+			if err := r.opts.Engine.DeleteGroup(ctx, t, GroupName(name)); err != nil {
+				errs = append(errs, fmt.Errorf("deleting consumer group of %q on %q: %w", name, t, err))
+			}
+		}
+	}
+	r.log.Info("connector deleted", "connector", name)
+	return errors.Join(errs...)
+}
+
+// Pause stops an instance's tasks and stores PAUSED: a paused source does
+// not poll, a paused sink does not consume (its group keeps its position,
+// so Resume delivers the backlog).
+func (r *Runtime) Pause(ctx context.Context, name string) error {
+	return r.setTarget(ctx, name, StatePaused)
+}
+
+// Resume starts a paused instance again.
+func (r *Runtime) Resume(ctx context.Context, name string) error {
+	return r.setTarget(ctx, name, StateRunning)
+}
+
+func (r *Runtime) setTarget(ctx context.Context, name string, target State) error {
+	r.opMu.Lock()
+	defer r.opMu.Unlock()
+	inst := r.lookup(name)
+	if inst == nil {
+		return fmt.Errorf("%w: %q", ErrNotFound, name)
+	}
+	if inst.target == target {
+		return nil
+	}
+	if err := r.storeState(ctx, name, target); err != nil {
+		return err
+	}
+	inst.target = target
+	if err := inst.stopRun(ctx); err != nil {
+		return err
+	}
+	r.apply(inst)
+	r.log.Info("connector "+map[State]string{StatePaused: "paused", StateRunning: "resumed"}[target], "connector", name)
+	return nil
+}
+
+// Restart stops and starts a running instance (and its failed tasks) at
+// once, without backoff. A paused instance stays paused.
+func (r *Runtime) Restart(ctx context.Context, name string) error {
+	r.opMu.Lock()
+	defer r.opMu.Unlock()
+	inst := r.lookup(name)
+	if inst == nil {
+		return fmt.Errorf("%w: %q", ErrNotFound, name)
+	}
+	if err := inst.stopRun(ctx); err != nil {
+		return err
+	}
+	r.apply(inst)
+	return nil
+}
+
+// apply starts inst if the runtime runs and inst's target is RUNNING, or
+// sets its statuses for a paused or invalid instance. r.opMu must be held.
+func (r *Runtime) apply(inst *instance) {
+	switch {
+	case inst.invalid != nil:
+		inst.setConnector(StateFailed, inst.redact(inst.invalid.Error()))
+	case inst.target == StatePaused:
+		inst.setPaused()
+	case r.running:
+		r.startRun(inst)
+	}
+}
+
+func (r *Runtime) lookup(name string) *instance {
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	return r.instances[name]
+}
+
+// List returns the instance names, sorted.
+func (r *Runtime) List() []string {
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	return slices.Sorted(maps.Keys(r.instances))
+}
+
+// Get describes an instance.
+func (r *Runtime) Get(name string) (Info, error) {
+	inst := r.lookup(name)
+	if inst == nil {
+		return Info{}, fmt.Errorf("%w: %q", ErrNotFound, name)
+	}
+	return inst.info(), nil
+}
+
+// Status reports the state of an instance and its tasks.
+func (r *Runtime) Status(name string) (Status, error) {
+	inst := r.lookup(name)
+	if inst == nil {
+		return Status{}, fmt.Errorf("%w: %q", ErrNotFound, name)
+	}
+	return inst.status(r.opts.WorkerID), nil
+}
+
+// Tasks lists an instance's tasks with their masked configs.
+func (r *Runtime) Tasks(name string) ([]TaskInfo, error) {
+	inst := r.lookup(name)
+	if inst == nil {
+		return nil, fmt.Errorf("%w: %q", ErrNotFound, name)
+	}
+	return inst.taskInfos(), nil
+}
+
+// Offsets lists the committed offsets of an instance, by partition.
+func (r *Runtime) Offsets(ctx context.Context, name string) ([]Offset, error) {
+	if r.lookup(name) == nil {
+		return nil, fmt.Errorf("%w: %q", ErrNotFound, name)
+	}
+	m, err := r.loadOffsets(ctx, name)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]Offset, 0, len(m))
+	for _, p := range slices.Sorted(maps.Keys(m)) {
+		out = append(out, Offset{Partition: p, Offset: m[p]})
+	}
+	return out, nil
+}
+
+// GroupName is the consumer group of a sink instance.
+func GroupName(name string) string { return "connector-" + name }

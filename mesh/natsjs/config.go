@@ -1,0 +1,131 @@
+package natsjs
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"regexp"
+	"time"
+)
+
+// Defaults for Config fields left at their zero value.
+const (
+	DefaultStream          = "MESHD"
+	DefaultSubjectPrefix   = "meshd"
+	DefaultReplicas        = 1
+	DefaultMaxAge          = 72 * time.Hour
+	DefaultDuplicateWindow = 2 * time.Minute
+	DefaultPublishTimeout  = 5 * time.Second
+	DefaultConnectTimeout  = 5 * time.Second
+)
+
+// Config configures an Engine. The zero value (plus URLs for Connect) is a
+// working single-replica configuration.
+type Config struct {
+	// URLs of the NATS servers (Connect only), e.g. "nats://a:4222".
+	URLs []string
+	// Stream is the JetStream stream that holds every topic. Default "MESHD".
+	Stream string
+	// SubjectPrefix: topic T is stored on subject "<prefix>.t.T". Default "meshd".
+	SubjectPrefix string
+	// Replicas of the stream and of KV buckets. Default 1.
+	Replicas int
+	// MaxAge is how long events are kept. Default 72h; negative means forever.
+	MaxAge time.Duration
+	// MaxBytes bounds the stream size; the oldest events are dropped first.
+	// 0 or negative means unlimited.
+	MaxBytes int64
+	// DuplicateWindow is how long a published event's topic+source+id is
+	// remembered to drop re-publishes. Default 2m.
+	DuplicateWindow time.Duration
+	// PublishTimeout bounds a Publish whose ctx has no deadline. Default 5s.
+	PublishTimeout time.Duration
+	// ConnectTimeout bounds dialling one server (Connect only). Default 5s.
+	ConnectTimeout time.Duration
+	// Name is the NATS client name, shown in server monitoring.
+	Name string
+
+	// CredsFile is a NATS credentials file (JWT and NKey seed).
+	CredsFile string
+	// User and Password authenticate with a user/password pair.
+	User     string
+	Password string `json:"-"`
+	// Token authenticates with a bearer token.
+	Token string `json:"-"`
+	// TLSCAFile is a PEM file of CAs trusted for the server certificate.
+	TLSCAFile string
+	// TLSCertFile and TLSKeyFile are a client certificate for mutual TLS.
+	TLSCertFile string
+	TLSKeyFile  string
+
+	// Logger receives connection events and undecodable messages. Default: discard.
+	Logger *slog.Logger
+}
+
+var (
+	nameRe  = regexp.MustCompile(`^[A-Za-z0-9_-]+$`)
+	tokenRe = regexp.MustCompile(`^[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*$`)
+)
+
+// withDefaults returns cfg with zero fields set to their defaults.
+func (cfg Config) withDefaults() Config {
+	if cfg.Stream == "" {
+		cfg.Stream = DefaultStream
+	}
+	if cfg.SubjectPrefix == "" {
+		cfg.SubjectPrefix = DefaultSubjectPrefix
+	}
+	if cfg.Replicas == 0 {
+		cfg.Replicas = DefaultReplicas
+	}
+	if cfg.MaxAge == 0 {
+		cfg.MaxAge = DefaultMaxAge
+	}
+	if cfg.MaxBytes <= 0 {
+		cfg.MaxBytes = -1
+	}
+	if cfg.DuplicateWindow == 0 {
+		cfg.DuplicateWindow = DefaultDuplicateWindow
+	}
+	if cfg.PublishTimeout == 0 {
+		cfg.PublishTimeout = DefaultPublishTimeout
+	}
+	if cfg.ConnectTimeout == 0 {
+		cfg.ConnectTimeout = DefaultConnectTimeout
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	return cfg
+}
+
+// Validate reports the first invalid field of cfg (after defaults).
+func (cfg Config) Validate() error {
+	cfg = cfg.withDefaults()
+	var errs []error
+	if !nameRe.MatchString(cfg.Stream) {
+		errs = append(errs, fmt.Errorf("stream %q: want letters, digits, '-' and '_'", cfg.Stream))
+	}
+	if !tokenRe.MatchString(cfg.SubjectPrefix) {
+		errs = append(errs, fmt.Errorf("subjectPrefix %q: want dot-separated tokens of letters, digits, '-' and '_'", cfg.SubjectPrefix))
+	}
+	if cfg.Replicas < 1 || cfg.Replicas > 5 {
+		errs = append(errs, fmt.Errorf("replicas %d: want 1 to 5", cfg.Replicas))
+	}
+	if cfg.DuplicateWindow < 0 {
+		errs = append(errs, fmt.Errorf("duplicateWindow %s: must not be negative", cfg.DuplicateWindow))
+	}
+	if cfg.MaxAge > 0 && cfg.DuplicateWindow > cfg.MaxAge {
+		errs = append(errs, fmt.Errorf("duplicateWindow %s: must not exceed maxAge %s", cfg.DuplicateWindow, cfg.MaxAge))
+	}
+	if cfg.PublishTimeout < 0 {
+		errs = append(errs, fmt.Errorf("publishTimeout %s: must not be negative", cfg.PublishTimeout))
+	}
+	if (cfg.TLSCertFile == "") != (cfg.TLSKeyFile == "") {
+		errs = append(errs, errors.New("tlsCertFile and tlsKeyFile: set both or neither"))
+	}
+	if cfg.CredsFile != "" && (cfg.User != "" || cfg.Token != "") {
+		errs = append(errs, errors.New("credsFile: cannot be combined with user or token"))
+	}
+	return errors.Join(errs...)
+}

@@ -1,0 +1,278 @@
+package natsjs
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"github.com/cloudevents/sdk-go/v2/event"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/meshd/meshd/mesh"
+)
+
+// Consumer defaults.
+const (
+	DefaultMaxInFlight = 256
+	DefaultAckWait     = 30 * time.Second
+	// maxPrefetch bounds how many delivered events one member buffers
+	// ahead of Next: buffered events age towards AckWait unseen.
+	maxPrefetch = 128
+	// closeWait bounds how long Close waits for the pull subscription to end.
+	closeWait = time.Second
+)
+
+var _ mesh.Consumer = (*consumer)(nil)
+
+type consumer struct {
+	eng    *Engine
+	topic  string
+	group  string
+	log    *slog.Logger
+	it     jetstream.MessagesContext
+	closed atomic.Bool
+}
+
+// Consume opens the durable pull consumer of cfg.Group on cfg.Topic,
+// creating it, or updating MaxInFlight, AckWait and MaxDeliver of an
+// existing one.
+func (e *Engine) Consume(ctx context.Context, cfg mesh.ConsumerConfig) (mesh.Consumer, error) {
+	if e.closed.Load() {
+		return nil, mesh.ErrClosed
+	}
+	subject, err := e.subject(cfg.Topic)
+	if err != nil {
+		return nil, fmt.Errorf("consuming: %w", err)
+	}
+	if cfg.Group == "" {
+		return nil, fmt.Errorf("consuming %q: empty group name", cfg.Topic)
+	}
+	if cfg.MaxInFlight < 0 || cfg.AckWait < 0 || cfg.MaxDeliver < 0 {
+		return nil, fmt.Errorf("consuming %q as %q: maxInFlight, ackWait and maxDeliver must not be negative", cfg.Topic, cfg.Group)
+	}
+	maxInFlight := cfg.MaxInFlight
+	if maxInFlight == 0 {
+		maxInFlight = DefaultMaxInFlight
+	}
+	ackWait := cfg.AckWait
+	if ackWait == 0 {
+		ackWait = DefaultAckWait
+	}
+	maxDeliver := cfg.MaxDeliver
+	if maxDeliver == 0 {
+		maxDeliver = -1
+	}
+	deliver := jetstream.DeliverAllPolicy
+	if cfg.StartAtNew {
+		deliver = jetstream.DeliverNewPolicy // only if the group is new
+	}
+	name := durableName(cfg.Group, cfg.Topic)
+
+	ctx, cancel := e.withTimeout(ctx)
+	defer cancel()
+	c, err := e.openConsumer(ctx, name, func(cc *jetstream.ConsumerConfig) bool {
+		changed := cc.MaxAckPending != maxInFlight || cc.AckWait != ackWait || cc.MaxDeliver != maxDeliver
+		cc.MaxAckPending, cc.AckWait, cc.MaxDeliver = maxInFlight, ackWait, maxDeliver
+		return changed
+	}, jetstream.ConsumerConfig{
+		Durable:       name,
+		Description:   fmt.Sprintf("meshd group %q on topic %q", cfg.Group, cfg.Topic),
+		FilterSubject: subject,
+		AckPolicy:     jetstream.AckExplicitPolicy,
+		AckWait:       ackWait,
+		MaxDeliver:    maxDeliver,
+		MaxAckPending: maxInFlight,
+		DeliverPolicy: deliver,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("consuming %q as %q: %w", cfg.Topic, cfg.Group, e.classify(ctx, err))
+	}
+	it, err := c.Messages(
+		jetstream.PullMaxMessages(min(maxInFlight, maxPrefetch)),
+		jetstream.WithMessagesErrOnMissingHeartbeat(false),
+	)
+	if err != nil {
+		return nil, fmt.Errorf("consuming %q as %q: %w", cfg.Topic, cfg.Group, e.classify(ctx, err))
+	}
+	cons := &consumer{
+		eng:   e,
+		topic: cfg.Topic,
+		group: cfg.Group,
+		log:   e.log.With("topic", cfg.Topic, "group", cfg.Group),
+		it:    it,
+	}
+	e.consumerMu.Lock()
+	e.consumers[cons] = struct{}{}
+	e.consumerMu.Unlock()
+	if e.closed.Load() { // Close ran while we were registering
+		_ = cons.Close()
+		return nil, mesh.ErrClosed
+	}
+	return cons, nil
+}
+
+// openConsumer looks the durable up and updates it if update says so, or
+// creates it from create.
+func (e *Engine) openConsumer(ctx context.Context, name string, update func(*jetstream.ConsumerConfig) bool, create jetstream.ConsumerConfig) (jetstream.Consumer, error) {
+	for range 2 {
+		c, err := e.js.Consumer(ctx, e.cfg.Stream, name)
+		if err == nil {
+			cc := c.CachedInfo().Config
+			if !update(&cc) {
+				return c, nil
+			}
+			return e.js.UpdateConsumer(ctx, e.cfg.Stream, cc)
+		}
+		if !errors.Is(err, jetstream.ErrConsumerNotFound) {
+			return nil, err
+		}
+		c, err = e.js.CreateConsumer(ctx, e.cfg.Stream, create)
+		if errors.Is(err, jetstream.ErrConsumerExists) {
+			continue // another member created it with other settings: update it
+		}
+		return c, err
+	}
+	return nil, jetstream.ErrConsumerExists
+}
+
+// durableName is the NATS consumer name of group on topic: the two joined
+// with characters NATS names cannot carry replaced, plus a hash of the
+// exact pair so that distinct pairs never share a consumer.
+func durableName(group, topic string) string {
+	const maxReadable = 48
+	sum := sha256.Sum256([]byte(group + "\x00" + topic))
+	readable := strings.Map(func(r rune) rune {
+		switch {
+		case r >= 'a' && r <= 'z', r >= 'A' && r <= 'Z', r >= '0' && r <= '9', r == '-', r == '_':
+			return r
+		default:
+			return '_'
+		}
+	}, group+"__"+topic)
+	if len(readable) > maxReadable {
+		readable = readable[:maxReadable]
+	}
+	return readable + "_" + hex.EncodeToString(sum[:6])
+}
+
+// Next returns the next decodable event. A message whose headers do not
+// decode is terminated and logged, and Next goes on.
+func (c *consumer) Next(ctx context.Context) (mesh.Message, error) {
+	for {
+		if c.closed.Load() {
+			return nil, mesh.ErrClosed
+		}
+		m, err := c.it.Next(jetstream.NextContext(ctx))
+		if err != nil {
+			if ctxErr := ctx.Err(); ctxErr != nil {
+				return nil, ctxErr
+			}
+			if c.closed.Load() || c.eng.closed.Load() || errors.Is(err, jetstream.ErrMsgIteratorClosed) {
+				return nil, mesh.ErrClosed
+			}
+			return nil, fmt.Errorf("consuming %q as %q: %w", c.topic, c.group, c.eng.classify(ctx, err))
+		}
+		md, err := m.Metadata()
+		if err != nil {
+			c.log.Warn("terminating message without metadata", "subject", m.Subject(), "error", err)
+			_ = m.Term()
+			continue
+		}
+		ev, err := decode(m.Headers(), m.Data())
+		if err != nil {
+			c.log.Warn("terminating undecodable message", "stream_seq", md.Sequence.Stream, "error", err)
+			_ = m.Term()
+			continue
+		}
+		return &message{c: c, m: m, ev: ev, attempt: int(md.NumDelivered)}, nil
+	}
+}
+
+// Close stops this member; unacked events it holds go back to the group
+// after AckWait.
+func (c *consumer) Close() error {
+	if !c.closed.CompareAndSwap(false, true) {
+		return nil
+	}
+	c.it.Stop()
+	// Stop unsubscribes in the background. Wait for it, then flush, so
+	// that once Close returns the server no longer routes events to this
+	// member's pull request (they would wait AckWait there).
+	if it, ok := c.it.(interface{ Closed() <-chan struct{} }); ok {
+		deadline := time.Now().Add(closeWait)
+		for time.Now().Before(deadline) {
+			select {
+			case <-it.Closed(): // closed at once if already unsubscribed
+				deadline = time.Time{}
+			case <-time.After(2 * time.Millisecond):
+			}
+		}
+	}
+	if c.eng.nc.IsConnected() {
+		_ = c.eng.nc.FlushTimeout(closeWait)
+	}
+	c.eng.consumerMu.Lock()
+	delete(c.eng.consumers, c)
+	c.eng.consumerMu.Unlock()
+	return nil
+}
+
+var _ mesh.Message = (*message)(nil)
+
+type message struct {
+	c       *consumer
+	m       jetstream.Msg
+	ev      *event.Event
+	attempt int
+}
+
+func (m *message) Event() *event.Event { return m.ev }
+func (m *message) Topic() string       { return m.c.topic }
+func (m *message) Attempt() int        { return m.attempt }
+
+// Ack waits for the server to confirm the ack.
+func (m *message) Ack(ctx context.Context) error {
+	ctx, cancel := m.c.eng.withTimeout(ctx)
+	defer cancel()
+	if err := m.m.DoubleAck(ctx); err != nil {
+		return m.wrap(ctx, "acking", err)
+	}
+	return nil
+}
+
+func (m *message) Nak(ctx context.Context, delay time.Duration) error {
+	var err error
+	if delay > 0 {
+		err = m.m.NakWithDelay(delay)
+	} else {
+		err = m.m.Nak()
+	}
+	if err != nil {
+		return m.wrap(ctx, "naking", err)
+	}
+	return nil
+}
+
+func (m *message) Term(ctx context.Context) error {
+	if err := m.m.Term(); err != nil {
+		return m.wrap(ctx, "terminating", err)
+	}
+	return nil
+}
+
+func (m *message) InProgress(ctx context.Context) error {
+	if err := m.m.InProgress(); err != nil {
+		return m.wrap(ctx, "extending", err)
+	}
+	return nil
+}
+
+func (m *message) wrap(ctx context.Context, what string, err error) error {
+	return fmt.Errorf("%s event %q on %q: %w", what, m.ev.ID(), m.c.topic, m.c.eng.classify(ctx, err))
+}

@@ -1,0 +1,126 @@
+package natsjs_test
+
+import (
+	"context"
+	"strconv"
+	"testing"
+	"time"
+
+	"github.com/cloudevents/sdk-go/v2/event"
+	"github.com/nats-io/nats.go"
+	"github.com/stretchr/testify/require"
+
+	"github.com/meshd/meshd/mesh"
+	"github.com/meshd/meshd/mesh/embedded"
+	"github.com/meshd/meshd/mesh/meshtest"
+	"github.com/meshd/meshd/mesh/natsjs"
+	"github.com/meshd/meshd/test/infra"
+)
+
+func connect(t *testing.T, url string) *natsjs.Engine {
+	t.Helper()
+	eng, err := natsjs.Connect(t.Context(), natsjs.Config{URLs: []string{url}, Name: t.Name()})
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = eng.Close() })
+	return eng
+}
+
+// TestConformance runs the suite against a nats-server process.
+func TestConformance(t *testing.T) {
+	meshtest.Run(t, func(t *testing.T) meshtest.Instance {
+		url, stop, restart := infra.StartNATS(t)
+		eng := connect(t, url)
+		return meshtest.Instance{
+			Engine: eng,
+			Restart: func(t *testing.T) mesh.Engine {
+				require.NoError(t, eng.Close())
+				restart()
+				return connect(t, url)
+			},
+			StopServer: func(*testing.T) { stop() },
+		}
+	})
+}
+
+func TestReconnectAfterServerRestart(t *testing.T) {
+	url, _, restart := infra.StartNATS(t)
+	eng := connect(t, url)
+	c, err := eng.Consume(t.Context(), mesh.ConsumerConfig{Topic: "reconnect", Group: "g"})
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = c.Close() })
+
+	restart()
+	// The same engine and consumer carry on once the client reconnected.
+	require.Eventually(t, func() bool {
+		ctx, cancel := context.WithTimeout(t.Context(), time.Second)
+		defer cancel()
+		return eng.Publish(ctx, "reconnect", newEvent("after-restart")) == nil
+	}, 15*time.Second, 50*time.Millisecond)
+	ctx, cancel := context.WithTimeout(t.Context(), 15*time.Second)
+	defer cancel()
+	m, err := c.Next(ctx)
+	require.NoError(t, err)
+	require.Equal(t, "after-restart", m.Event().ID())
+	require.NoError(t, m.Ack(ctx))
+}
+
+func TestConnectFailsWithoutServer(t *testing.T) {
+	port := infra.FreePort(t)
+	_, err := natsjs.Connect(t.Context(), natsjs.Config{
+		URLs:           []string{"nats://127.0.0.1:" + itoa(port)},
+		ConnectTimeout: time.Second,
+	})
+	require.ErrorIs(t, err, mesh.ErrUnavailable)
+}
+
+func TestUndecodableMessageIsTerminated(t *testing.T) {
+	eng := openEmbedded(t)
+	c, err := eng.Consume(t.Context(), mesh.ConsumerConfig{Topic: "garbage", Group: "g"})
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = c.Close() })
+
+	nc := eng.Conn()
+	js, err := nc.JetStream()
+	require.NoError(t, err)
+	_, err = js.PublishMsg(&nats.Msg{Subject: "meshd.t.garbage", Data: []byte("no headers")})
+	require.NoError(t, err)
+	bad := nats.NewMsg("meshd.t.garbage")
+	bad.Header.Set("ce-specversion", "9.9")
+	_, err = js.PublishMsg(bad)
+	require.NoError(t, err)
+	require.NoError(t, eng.Publish(t.Context(), "garbage", newEvent("good")))
+
+	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
+	defer cancel()
+	m, err := c.Next(ctx)
+	require.NoError(t, err)
+	require.Equal(t, "good", m.Event().ID())
+	require.NoError(t, m.Ack(ctx))
+}
+
+func TestConfigValidate(t *testing.T) {
+	require.NoError(t, natsjs.Config{}.Validate())
+	require.ErrorContains(t, natsjs.Config{Stream: "a.b"}.Validate(), "stream")
+	require.ErrorContains(t, natsjs.Config{SubjectPrefix: "a.>"}.Validate(), "subjectPrefix")
+	require.ErrorContains(t, natsjs.Config{Replicas: 7}.Validate(), "replicas")
+	require.ErrorContains(t, natsjs.Config{MaxAge: time.Minute}.Validate(), "duplicateWindow")
+	require.ErrorContains(t, natsjs.Config{TLSCertFile: "c"}.Validate(), "tlsKeyFile")
+}
+
+func openEmbedded(t testing.TB) *embedded.Engine {
+	t.Helper()
+	eng, err := embedded.Open(context.Background(), embedded.Config{DataDir: t.TempDir()})
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = eng.Close() })
+	return eng
+}
+
+func newEvent(id string) *event.Event {
+	e := event.New()
+	e.SetID(id)
+	e.SetSource("/jetstream-test")
+	e.SetType("test")
+	return &e
+}
+
+func itoa(i int) string { return strconv.Itoa(i) }

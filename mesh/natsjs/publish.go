@@ -1,0 +1,93 @@
+package natsjs
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"github.com/cloudevents/sdk-go/v2/event"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/meshd/meshd/mesh"
+)
+
+// asyncWindow is how many async publishes of one batch are outstanding
+// before Publish waits for their acks.
+const asyncWindow = 1024
+
+// Publish stores events on topic and returns once JetStream acked every
+// one. One event is a synchronous request; a batch is encoded first (an
+// invalid event publishes nothing), then sent with async publishes in
+// windows of asyncWindow and their acks awaited.
+func (e *Engine) Publish(ctx context.Context, topic string, events ...*event.Event) error {
+	if e.closed.Load() {
+		return fmt.Errorf("publishing to %q: %w", topic, mesh.ErrClosed)
+	}
+	subject, err := e.subject(topic)
+	if err != nil {
+		return fmt.Errorf("publishing: %w", err)
+	}
+	switch len(events) {
+	case 0:
+		return nil
+	case 1:
+		msg, err := e.encodeValid(ctx, subject, topic, events[0])
+		if err != nil {
+			return fmt.Errorf("publishing to %q: %w", topic, err)
+		}
+		// PublishMsg bounds a ctx without deadline by cfg.PublishTimeout.
+		if _, err := e.js.PublishMsg(ctx, msg); err != nil {
+			return fmt.Errorf("publishing to %q: %w", topic, e.classify(ctx, err))
+		}
+		return nil
+	}
+	msgs := make([]*nats.Msg, len(events))
+	for i, ev := range events {
+		if msgs[i], err = e.encodeValid(ctx, subject, topic, ev); err != nil {
+			return fmt.Errorf("publishing to %q: event %d: %w", topic, i, err)
+		}
+	}
+	ctx, cancel := e.withTimeout(ctx)
+	defer cancel()
+	futures := make([]jetstream.PubAckFuture, 0, min(len(msgs), asyncWindow))
+	for start := 0; start < len(msgs); start += asyncWindow {
+		futures = futures[:0]
+		for _, m := range msgs[start:min(start+asyncWindow, len(msgs))] {
+			f, err := e.js.PublishMsgAsync(m, jetstream.WithStallWait(e.cfg.PublishTimeout))
+			if err != nil {
+				return fmt.Errorf("publishing to %q: %d of %d events sent: %w", topic, start+len(futures), len(msgs), e.classify(ctx, err))
+			}
+			futures = append(futures, f)
+		}
+		for i, f := range futures {
+			select {
+			case <-f.Ok():
+			case err := <-f.Err():
+				return fmt.Errorf("publishing to %q: event %d: %w", topic, start+i, e.classify(ctx, err))
+			case <-ctx.Done():
+				return fmt.Errorf("publishing to %q: waiting for %d acks: %w", topic, len(msgs)-start-i, e.classify(ctx, ctx.Err()))
+			}
+		}
+	}
+	return nil
+}
+
+// encodeValid validates and encodes one event; a dedup key in ctx joins its
+// Nats-Msg-Id.
+func (e *Engine) encodeValid(ctx context.Context, subject, topic string, ev *event.Event) (*nats.Msg, error) {
+	if ev == nil {
+		return nil, errors.New("nil event")
+	}
+	if err := ev.Validate(); err != nil {
+		return nil, fmt.Errorf("invalid event: %w", err)
+	}
+	m, err := encode(subject, topic, ev)
+	if err != nil {
+		return nil, fmt.Errorf("invalid event %q: %w", ev.ID(), err)
+	}
+	if key := mesh.DedupKey(ctx); key != "" {
+		m.Header[hdrMsgID] = []string{m.Header.Get(hdrMsgID) + " " + key}
+	}
+	return m, nil
+}

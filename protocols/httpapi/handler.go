@@ -1,0 +1,234 @@
+package httpapi
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/url"
+	"reflect"
+	"strings"
+
+	"github.com/cloudevents/sdk-go/v2/event"
+	"github.com/cloudevents/sdk-go/v2/types"
+
+	"github.com/meshd/meshd/bridge"
+	"github.com/meshd/meshd/bridge/problem"
+	"github.com/meshd/meshd/protocols/apitoken"
+)
+
+// backend is what the handler needs of the bridge; *bridge.Bridge satisfies
+// it, tests use recording fakes.
+type backend interface {
+	Publish(ctx context.Context, topic string, events []*event.Event) error
+	CreateSubscription(ctx context.Context, sub bridge.Subscription) (bridge.Subscription, error)
+	GetSubscription(ctx context.Context, id string) (bridge.Subscription, error)
+	ListSubscriptions(ctx context.Context) ([]bridge.Subscription, error)
+	DeleteSubscription(ctx context.Context, id string) error
+}
+
+var _ backend = (*bridge.Bridge)(nil)
+
+type handler struct {
+	b       backend
+	cfg     Config
+	log     *slog.Logger
+	source  types.URIRef // source of wrapped bodies
+	sources uriCache     // parsed ce-source values
+	token   apitoken.Checker
+	mux     *http.ServeMux
+}
+
+// NewHandler returns the app API:
+//
+//	POST   /v1/publish/{topic}
+//	GET    /v1/subscriptions
+//	POST   /v1/subscriptions
+//	GET    /v1/subscriptions/{id}
+//	DELETE /v1/subscriptions/{id}
+//
+// Errors are application/problem+json from package problem.
+//
+// A body that is not a CloudEvent is wrapped in one whose source is
+// cfg.AppID when that is a valid URI-reference (an app id such as "orders"
+// is a relative one), else the app id percent-encoded as a path segment, and
+// "meshd" when AppID is empty.
+func NewHandler(b *bridge.Bridge, cfg Config, logger *slog.Logger) http.Handler {
+	return newHandler(b, cfg, logger)
+}
+
+func newHandler(b backend, cfg Config, logger *slog.Logger) *handler {
+	if logger == nil {
+		logger = slog.Default()
+	}
+	cfg = cfg.withDefaults()
+	h := &handler{
+		b:      b,
+		cfg:    cfg,
+		log:    logger.With("endpoint", "http"),
+		source: wrappedSource(cfg.AppID),
+	}
+	h.token = apitoken.New(cfg.Token)
+	mux := http.NewServeMux()
+	mux.HandleFunc("POST /v1/publish/{topic}", h.publish)
+	mux.HandleFunc("/v1/publish/{topic}", methodNotAllowed("POST"))
+	mux.HandleFunc("GET /v1/subscriptions", h.listSubscriptions)
+	mux.HandleFunc("POST /v1/subscriptions", h.createSubscription)
+	mux.HandleFunc("/v1/subscriptions", methodNotAllowed("GET, HEAD, POST"))
+	mux.HandleFunc("GET /v1/subscriptions/{id}", h.getSubscription)
+	mux.HandleFunc("DELETE /v1/subscriptions/{id}", h.deleteSubscription)
+	mux.HandleFunc("/v1/subscriptions/{id}", methodNotAllowed("GET, HEAD, DELETE"))
+	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		problem.Write(w, problem.New(problem.CodeNotFound, "no API at "+r.Method+" "+r.URL.Path))
+	})
+	h.mux = mux
+	return h
+}
+
+func wrappedSource(appID string) types.URIRef {
+	if appID == "" {
+		appID = "meshd"
+	}
+	if u := types.ParseURIRef(appID); u != nil && u.String() == appID {
+		return *u
+	}
+	return *types.ParseURIRef(url.PathEscape(appID))
+}
+
+func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if h.token.Required() && !h.token.Match(apitoken.FromRequest(r)) {
+		w.Header().Set("WWW-Authenticate", `Bearer realm="meshd"`)
+		problem.Write(w, problem.New(problem.CodeUnauthorized, "send the API token as \"Authorization: Bearer <token>\" or \"meshd-api-token: <token>\""))
+		return
+	}
+	if topic, ok := publishFastPath(r); ok {
+		h.publishTo(w, r, topic)
+		return
+	}
+	h.mux.ServeHTTP(w, r)
+}
+
+func methodNotAllowed(allow string) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Allow", allow)
+		problem.Write(w, problem.New(problem.CodeMethodNotAllowed, fmt.Sprintf("%s is not allowed on %s; use %s", r.Method, r.URL.Path, allow)))
+	}
+}
+
+// fail writes the problem for err, logging what the client cannot fix.
+func (h *handler) fail(w http.ResponseWriter, r *http.Request, what string, err error) {
+	p := problem.FromError(err)
+	switch {
+	case p.Status >= 500 && p.Code != problem.CodeMeshUnavailable:
+		h.log.Error(what, "path", r.URL.Path, "error", err)
+	case p.Status >= 500:
+		h.log.Warn(what, "path", r.URL.Path, "error", err)
+	default:
+		h.log.Debug(what, "path", r.URL.Path, "error", err)
+	}
+	problem.Write(w, p)
+}
+
+func (h *handler) listSubscriptions(w http.ResponseWriter, r *http.Request) {
+	subs, err := h.b.ListSubscriptions(r.Context())
+	if err != nil {
+		h.fail(w, r, "listing subscriptions", err)
+		return
+	}
+	if subs == nil {
+		subs = []bridge.Subscription{}
+	}
+	problem.WriteJSON(w, http.StatusOK, subs)
+}
+
+func (h *handler) getSubscription(w http.ResponseWriter, r *http.Request) {
+	sub, err := h.b.GetSubscription(r.Context(), r.PathValue("id"))
+	if err != nil {
+		h.fail(w, r, "getting subscription", err)
+		return
+	}
+	problem.WriteJSON(w, http.StatusOK, sub)
+}
+
+func (h *handler) deleteSubscription(w http.ResponseWriter, r *http.Request) {
+	if err := h.b.DeleteSubscription(r.Context(), r.PathValue("id")); err != nil {
+		h.fail(w, r, "deleting subscription", err)
+		return
+	}
+	w.WriteHeader(http.StatusNoContent)
+}
+
+func (h *handler) createSubscription(w http.ResponseWriter, r *http.Request) {
+	r.Body = http.MaxBytesReader(w, r.Body, h.cfg.MaxBodyBytes)
+	sub, err := decodeSubscription(r.Body)
+	if err != nil {
+		h.fail(w, r, "decoding subscription", err)
+		return
+	}
+	stored, err := h.b.CreateSubscription(r.Context(), sub)
+	if err != nil {
+		h.fail(w, r, "creating subscription", err)
+		return
+	}
+	w.Header().Set("Location", "/v1/subscriptions/"+url.PathEscape(stored.ID))
+	problem.WriteJSON(w, http.StatusCreated, stored)
+}
+
+// decodeSubscription decodes exactly one JSON object with no unknown fields.
+func decodeSubscription(body io.Reader) (bridge.Subscription, error) {
+	var sub bridge.Subscription
+	dec := json.NewDecoder(body)
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&sub); err != nil {
+		var tooLarge *http.MaxBytesError
+		if errors.As(err, &tooLarge) {
+			return sub, err
+		}
+		return sub, problem.New(problem.CodeInvalidSubscription, jsonErrorDetail(err, dec.InputOffset()))
+	}
+	if dec.More() {
+		return sub, problem.New(problem.CodeInvalidSubscription, "the body must hold exactly one JSON object")
+	}
+	return sub, nil
+}
+
+// jsonErrorDetail describes an encoding/json error with its position.
+func jsonErrorDetail(err error, offset int64) string {
+	var syn *json.SyntaxError
+	var typ *json.UnmarshalTypeError
+	switch {
+	case errors.Is(err, io.EOF):
+		return "the body is empty; want a JSON object"
+	case errors.Is(err, io.ErrUnexpectedEOF):
+		return fmt.Sprintf("malformed JSON: unexpected end of input at byte %d", offset)
+	case errors.As(err, &syn):
+		return fmt.Sprintf("malformed JSON at byte %d: %v", syn.Offset, syn)
+	case errors.As(err, &typ):
+		if typ.Field != "" {
+			return fmt.Sprintf("field %q: want a JSON %s, got %s (byte %d)", typ.Field, jsonKind(typ.Type), typ.Value, typ.Offset)
+		}
+		return fmt.Sprintf("want a JSON %s, got %s (byte %d)", jsonKind(typ.Type), typ.Value, typ.Offset)
+	case strings.HasPrefix(err.Error(), "json: unknown field "):
+		return "unknown field " + strings.TrimPrefix(err.Error(), "json: unknown field ")
+	default:
+		return err.Error()
+	}
+}
+
+func jsonKind(t reflect.Type) string {
+	switch t.Kind() {
+	case reflect.Struct, reflect.Map:
+		return "object"
+	case reflect.Slice, reflect.Array:
+		return "array"
+	case reflect.String:
+		return "string"
+	case reflect.Bool:
+		return "boolean"
+	default:
+		return "number"
+	}
+}
