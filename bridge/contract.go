@@ -67,32 +67,11 @@ type Subscription struct {
 	MaxInFlight int `json:"maxInFlight,omitempty" yaml:"maxInFlight,omitempty"`
 }
 
-// Sender delivers one event to a subscription's sink. A nil error acks.
-// A *DeliveryError says whether to retry; any other error is retried.
+// Sender delivers one event to a subscription's sink. A nil error acks;
+// errors are classified as described in outcome.go.
 type Sender interface {
 	Send(ctx context.Context, sub *Subscription, e *event.Event) error
 }
-
-// DeliveryError is a failed delivery, classified by the sender.
-type DeliveryError struct {
-	// Permanent failures (4xx other than 408/429) go to the dead-letter topic
-	// at once.
-	Permanent bool
-	// RetryAfter, when set, is the sink's requested wait (Retry-After).
-	RetryAfter time.Duration
-	// StatusCode is the sink's HTTP status, 0 for transport errors.
-	StatusCode int
-	Err        error
-}
-
-func (e *DeliveryError) Error() string {
-	if e.StatusCode != 0 {
-		return fmt.Sprintf("sink answered %d: %v", e.StatusCode, e.Err)
-	}
-	return e.Err.Error()
-}
-
-func (e *DeliveryError) Unwrap() error { return e.Err }
 
 // InvalidEventError names the event of a request and the attribute that
 // made it invalid.

@@ -18,11 +18,6 @@ import (
 	"github.com/meshd/meshd/mesh"
 )
 
-const (
-	// maxRetryAfter caps a sink's Retry-After.
-	maxRetryAfter = 5 * time.Minute
-)
-
 // runner is the delivery loop of one subscription: one goroutine takes
 // events from the consumer (fetch) and hands them to MaxInFlight workers
 // over an unbuffered channel, so at most MaxInFlight+1 events are held.
@@ -183,16 +178,12 @@ func (r *runner) handle(ctx context.Context, msg mesh.Message) {
 		return
 	}
 	attempt := msg.Attempt()
-	var de *DeliveryError
-	permanent := errors.As(err, &de) && de.Permanent
-	if permanent || attempt >= r.sub.MaxAttempts {
+	class, after := Classify(err)
+	if class == Permanent || attempt >= r.sub.MaxAttempts {
 		r.deadLetter(msg, err, attempt)
 		return
 	}
-	delay := r.b.opts.Backoff.Delay(attempt)
-	if de != nil && de.RetryAfter > 0 {
-		delay = max(delay, min(de.RetryAfter, maxRetryAfter))
-	}
+	delay := max(r.b.opts.Backoff.Delay(attempt), after)
 	r.logger.Debug("delivery failed, retrying", "event_id", e.ID(), "attempt", attempt, "retry_in", delay, "error", r.redact(err.Error()))
 	r.settle(msg, "nak", func(c context.Context) error { return msg.Nak(c, delay) })
 	r.inc(retriedCounter)

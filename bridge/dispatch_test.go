@@ -153,7 +153,7 @@ func TestRetryAfterIsHonoured(t *testing.T) {
 func TestPermanentErrorDeadLetters(t *testing.T) {
 	eng := &spyEngine{Engine: openEngine(t)}
 	rec := &recorder{reply: func(int, *event.Event) error {
-		return &DeliveryError{Permanent: true, StatusCode: 400, Err: errors.New("bad request from http://127.0.0.1:1/x?token=hunter2")}
+		return &DeliveryError{Class: Permanent, StatusCode: 400, Err: errors.New("bad request from http://127.0.0.1:1/x?token=hunter2")}
 	}}
 	b := newTestBridge(t, eng, rec)
 	dead := readTopic(t, eng, "orders.dead")
@@ -216,7 +216,7 @@ func TestMaxAttemptsDeadLetters(t *testing.T) {
 func TestDeadLetterCopiesOfTwoSubscriptions(t *testing.T) {
 	eng := &spyEngine{Engine: openEngine(t)}
 	rec := &recorder{reply: func(int, *event.Event) error {
-		return &DeliveryError{Permanent: true, StatusCode: 400, Err: errors.New("no")}
+		return &DeliveryError{Class: Permanent, StatusCode: 400, Err: errors.New("no")}
 	}}
 	b := newTestBridge(t, eng, rec)
 	dead := readTopic(t, eng, "orders.dead")
@@ -238,7 +238,7 @@ func TestDeadLetterCopiesOfTwoSubscriptions(t *testing.T) {
 func TestNoDeadLetterTopicDrops(t *testing.T) {
 	eng := &spyEngine{Engine: openEngine(t)}
 	rec := &recorder{reply: func(int, *event.Event) error {
-		return &DeliveryError{Permanent: true, StatusCode: 404, Err: errors.New("not found")}
+		return &DeliveryError{Class: Permanent, StatusCode: 404, Err: errors.New("not found")}
 	}}
 	b := newTestBridge(t, eng, rec)
 	require.NoError(t, b.Start(t.Context()))

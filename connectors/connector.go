@@ -80,10 +80,11 @@ type SinkTask interface {
 	Task
 	// Put writes a batch. A nil error acks every event of it; a
 	// *PartialError names the events that failed (the rest are acked); any
-	// other error fails the whole batch. Failed events are retried with
-	// backoff and dead-lettered after maxAttempts; an error that is (or
-	// wraps) a *bridge.DeliveryError with Permanent set, or wraps
-	// ErrPermanent, is dead-lettered at once.
+	// other error fails the whole batch. Errors are classified by
+	// bridge.Classify: one wrapping bridge.ErrPermanent dead-letters its
+	// event at once; one wrapping bridge.ErrUnavailable (the outside system
+	// is down) holds the batch and retries it without spending attempts;
+	// others are retried with backoff and dead-lettered after maxAttempts.
 	Put(ctx context.Context, events []event.Event) error
 }
 

@@ -11,9 +11,6 @@ var (
 	ErrInvalidConfig = errors.New("invalid connector config")
 	// ErrUnknownType is returned for a connector.type no registry holds.
 	ErrUnknownType = errors.New("unknown connector type")
-	// ErrPermanent marks a sink error that retrying cannot fix; wrap it
-	// (fmt.Errorf("...: %w", connectors.ErrPermanent)) to dead-letter at once.
-	ErrPermanent = errors.New("permanent failure")
 )
 
 // FieldError names a config field and what is wrong with it.

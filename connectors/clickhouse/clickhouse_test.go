@@ -17,6 +17,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/meshd/meshd/bridge"
 	"github.com/meshd/meshd/connectors"
 	"github.com/meshd/meshd/connectors/connectortest"
 	"github.com/meshd/meshd/test/infra"
@@ -203,7 +204,7 @@ func testSinkTypes(t *testing.T, s *server) {
 	failed := failedOf(t, err)
 	for _, i := range []int{1, 3, 4, 5, 6, 7, 8, 9} {
 		require.Contains(t, failed, i)
-		assert.ErrorIs(t, failed[i], connectors.ErrPermanent, "event %d", i)
+		assert.ErrorIs(t, failed[i], bridge.ErrPermanent, "event %d", i)
 	}
 	assert.Len(t, failed, 8)
 	assert.ErrorContains(t, failed[1], `event "bad-fs": field "fs"`, "the error names the event and the field")

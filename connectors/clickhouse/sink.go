@@ -14,6 +14,7 @@ import (
 	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
 	"github.com/cloudevents/sdk-go/v2/event"
 
+	"github.com/meshd/meshd/bridge"
 	"github.com/meshd/meshd/connectors"
 )
 
@@ -130,7 +131,7 @@ func (t *SinkTask) Put(ctx context.Context, events []event.Event) error {
 		rows, failed = t.rows(events)
 	}
 	for i, err := range failed {
-		failed[i] = fmt.Errorf("event %q: %w: %w", events[i].ID(), err, connectors.ErrPermanent)
+		failed[i] = fmt.Errorf("event %q: %w: %w", events[i].ID(), err, bridge.ErrPermanent)
 	}
 	var sendErr error
 	for _, block := range groupByColumns(rows) {
@@ -275,7 +276,7 @@ func (t *SinkTask) insert(ctx context.Context, block []row, failed map[int]error
 		bad := -1
 		for i, r := range block {
 			if err := b.Append(r.vals...); err != nil {
-				failed[r.event] = fmt.Errorf("the driver refused the row: %w: %w", err, connectors.ErrPermanent)
+				failed[r.event] = fmt.Errorf("the driver refused the row: %w: %w", err, bridge.ErrPermanent)
 				bad = i
 				break
 			}

@@ -100,19 +100,19 @@ func (t *Task) Put(ctx context.Context, events []event.Event) error {
 func (t *Task) send(ctx context.Context, e *event.Event) error {
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, t.url, nil)
 	if err != nil {
-		return &bridge.DeliveryError{Permanent: true, Err: errors.New("building the request failed")}
+		return &bridge.DeliveryError{Class: bridge.Permanent, Err: errors.New("building the request failed")}
 	}
 	if t.structured {
 		body, err := format.JSON.Marshal(e)
 		if err != nil {
-			return &bridge.DeliveryError{Permanent: true, Err: fmt.Errorf("encoding the event: %w", err)}
+			return &bridge.DeliveryError{Class: bridge.Permanent, Err: fmt.Errorf("encoding the event: %w", err)}
 		}
 		req.Body = io.NopCloser(bytes.NewReader(body))
 		req.ContentLength = int64(len(body))
 		req.GetBody = func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(body)), nil }
 		req.Header.Set("Content-Type", format.JSON.MediaType())
 	} else if err := cehttp.WriteRequest(ctx, binding.ToMessage(e), req); err != nil {
-		return &bridge.DeliveryError{Permanent: true, Err: fmt.Errorf("encoding the event: %w", err)}
+		return &bridge.DeliveryError{Class: bridge.Permanent, Err: fmt.Errorf("encoding the event: %w", err)}
 	}
 	for k, v := range t.headers {
 		req.Header[k] = v
@@ -135,7 +135,7 @@ func (t *Task) send(ctx context.Context, e *event.Event) error {
 	switch {
 	case resp.StatusCode == http.StatusRequestTimeout, resp.StatusCode == http.StatusTooManyRequests:
 	case resp.StatusCode >= 400 && resp.StatusCode < 500:
-		de.Permanent = true
+		de.Class = bridge.Permanent
 	}
 	if s := resp.Header.Get("Retry-After"); s != "" {
 		if n, err := strconv.Atoi(s); err == nil && n > 0 {

@@ -15,6 +15,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/meshd/meshd/bridge"
 	"github.com/meshd/meshd/connectors"
 	"github.com/meshd/meshd/connectors/connectortest"
 	"github.com/meshd/meshd/test/infra"
@@ -276,7 +277,7 @@ func testDelete(t *testing.T, tg *target) {
 	var pe *connectors.PartialError
 	require.ErrorAs(t, err, &pe)
 	require.Len(t, pe.Failed, 1)
-	assert.ErrorIs(t, pe.Failed[0], connectors.ErrPermanent)
+	assert.ErrorIs(t, pe.Failed[0], bridge.ErrPermanent)
 	assert.Equal(t, []string{"b", "c"}, tg.strings(t, "SELECT id FROM del ORDER BY id"))
 }
 

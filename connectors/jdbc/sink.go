@@ -12,6 +12,7 @@ import (
 
 	"github.com/cloudevents/sdk-go/v2/event"
 
+	"github.com/meshd/meshd/bridge"
 	"github.com/meshd/meshd/connectors"
 )
 
@@ -75,7 +76,7 @@ func (t *SinkTask) Put(ctx context.Context, events []event.Event) error {
 	for i := range events {
 		o, err := t.toOp(&events[i])
 		if err != nil {
-			failed[i] = fmt.Errorf("event %q: %w: %w", events[i].ID(), err, connectors.ErrPermanent)
+			failed[i] = fmt.Errorf("event %q: %w: %w", events[i].ID(), err, bridge.ErrPermanent)
 			continue
 		}
 		ops[i] = o

@@ -53,7 +53,7 @@ func (t *SinkTask) Put(ctx context.Context, events []event.Event) error {
 	for i := range events {
 		m, err := t.model(&events[i])
 		if err != nil {
-			failed[i] = &bridge.DeliveryError{Permanent: true, Err: err}
+			failed[i] = &bridge.DeliveryError{Class: bridge.Permanent, Err: err}
 			continue
 		}
 		models = append(models, m)
@@ -73,8 +73,8 @@ func (t *SinkTask) Put(ctx context.Context, events []event.Event) error {
 					continue
 				}
 				failed[index[we.Index]] = &bridge.DeliveryError{
-					Permanent: isPermanent(we.Code),
-					Err:       fmt.Errorf("writing the document: %s (code %d)", we.Message, we.Code),
+					Class: classOf(we.Code),
+					Err:   fmt.Errorf("writing the document: %s (code %d)", we.Message, we.Code),
 				}
 				first = min(first, we.Index)
 			}
@@ -93,14 +93,14 @@ func (t *SinkTask) Put(ctx context.Context, events []event.Event) error {
 	return &connectors.PartialError{Failed: failed}
 }
 
-// isPermanent says which write errors retrying cannot fix: duplicate keys
+// classOf says which write errors retrying cannot fix: duplicate keys
 // and document validation failures.
-func isPermanent(code int) bool {
+func classOf(code int) bridge.Class {
 	switch code {
 	case 11000, 11001, 121, 2, 14, 52, 55, 56, 57:
-		return true
+		return bridge.Permanent
 	}
-	return false
+	return bridge.Retry
 }
 
 func (t *SinkTask) model(e *event.Event) (mongo.WriteModel, error) {

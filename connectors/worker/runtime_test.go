@@ -139,7 +139,7 @@ func TestPartialFailureDeadLettersOnlyTheFailed(t *testing.T) {
 		defer mu.Unlock()
 		for i, e := range evs {
 			if e.ID() == "bad" {
-				failed[i] = &bridge.DeliveryError{Permanent: true, StatusCode: 400, Err: errors.New("rejected")}
+				failed[i] = &bridge.DeliveryError{Class: bridge.Permanent, StatusCode: 400, Err: errors.New("rejected")}
 				continue
 			}
 			ok = append(ok, e.ID())

@@ -17,8 +17,6 @@ import (
 )
 
 const (
-	// maxRetryAfter caps a sink's requested wait.
-	maxRetryAfter = 5 * time.Minute
 	// minMaxInFlight is the least MaxInFlight of a sink's consumer group.
 	minMaxInFlight = 256
 	// ackConcurrency bounds the acks of one batch waiting for the server.
@@ -246,18 +244,13 @@ func (d *sinkDelivery) startPut(ctx context.Context, evs []event.Event) (context
 // fail retries m with backoff, or dead-letters it when err is permanent or
 // m used its attempts.
 func (d *sinkDelivery) fail(m mesh.Message, err error) {
-	var de *bridge.DeliveryError
-	isDE := errors.As(err, &de)
-	permanent := errors.Is(err, connectors.ErrPermanent) || isDE && de.Permanent
+	class, after := bridge.Classify(err)
 	attempt := m.Attempt()
-	if permanent || attempt >= d.maxAttempts {
+	if class == bridge.Permanent || attempt >= d.maxAttempts {
 		d.deadLetterMsg(m, err)
 		return
 	}
-	delay := d.r.opts.Backoff.Delay(attempt)
-	if isDE && de.RetryAfter > 0 {
-		delay = max(delay, min(de.RetryAfter, maxRetryAfter))
-	}
+	delay := max(d.r.opts.Backoff.Delay(attempt), after)
 	d.settle(m, "nak", func(c context.Context) error { return m.Nak(c, delay) })
 	d.r.metrics.retried(d.inst.name)
 }

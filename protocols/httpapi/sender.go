@@ -58,7 +58,7 @@ func (s *Sender) Close() { s.client.CloseIdleConnections() }
 func (s *Sender) Send(ctx context.Context, sub *bridge.Subscription, e *event.Event) error {
 	req, err := s.request(ctx, sub, e)
 	if err != nil {
-		return &bridge.DeliveryError{Permanent: true, Err: err}
+		return &bridge.DeliveryError{Class: bridge.Permanent, Err: err}
 	}
 	resp, err := s.client.Do(req)
 	if err != nil {
@@ -81,7 +81,7 @@ func (s *Sender) Send(ctx context.Context, sub *bridge.Subscription, e *event.Ev
 	case code == http.StatusRequestTimeout, code == http.StatusTooManyRequests, code >= 500:
 		de.RetryAfter = parseRetryAfter(resp.Header.Get("Retry-After"), time.Now())
 	default:
-		de.Permanent = true
+		de.Class = bridge.Permanent
 	}
 	return de
 }

@@ -153,7 +153,7 @@ func TestSenderClassification(t *testing.T) {
 			var de *bridge.DeliveryError
 			require.ErrorAs(t, err, &de)
 			assert.Equal(t, tc.status, de.StatusCode)
-			assert.Equal(t, tc.permanent, de.Permanent)
+			assert.Equal(t, tc.permanent, de.Class == bridge.Permanent)
 			assert.GreaterOrEqual(t, de.RetryAfter, tc.wantAfter)
 			if tc.permanent {
 				assert.Zero(t, de.RetryAfter)
@@ -171,7 +171,7 @@ func TestSenderTransportErrors(t *testing.T) {
 	err := NewSender(SenderConfig{}).Send(t.Context(), &bridge.Subscription{Sink: url}, testEvent(t, "1.0"))
 	var de *bridge.DeliveryError
 	require.ErrorAs(t, err, &de)
-	assert.False(t, de.Permanent)
+	assert.Equal(t, bridge.Retry, de.Class)
 	assert.Zero(t, de.StatusCode)
 
 	// A sink slower than the timeout is retryable.
@@ -186,17 +186,17 @@ func TestSenderTransportErrors(t *testing.T) {
 	defer close(release)
 	err = NewSender(SenderConfig{Timeout: 100 * time.Millisecond}).Send(t.Context(), &bridge.Subscription{Sink: slow.URL}, testEvent(t, "1.0"))
 	require.ErrorAs(t, err, &de)
-	assert.False(t, de.Permanent)
+	assert.Equal(t, bridge.Retry, de.Class)
 
 	// A bad sink URL is permanent.
 	for _, bad := range []string{"://nope", "ftp://host/x"} {
 		err = NewSender(SenderConfig{}).Send(t.Context(), &bridge.Subscription{Sink: bad}, testEvent(t, "1.0"))
 		require.ErrorAs(t, err, &de)
-		assert.True(t, de.Permanent, bad)
+		assert.Equal(t, bridge.Permanent, de.Class, bad)
 	}
 	err = NewSender(SenderConfig{}).Send(t.Context(), &bridge.Subscription{Sink: "http://x", ContentMode: "weird"}, testEvent(t, "1.0"))
 	require.ErrorAs(t, err, &de)
-	assert.True(t, de.Permanent)
+	assert.Equal(t, bridge.Permanent, de.Class)
 }
 
 func TestSenderReusesConnections(t *testing.T) {
