@@ -157,7 +157,7 @@ func isTokenChar(c byte) bool {
 // The spec recommends at most 20 characters; longer names are accepted.
 func validateExtensions(ext map[string]any) error {
 	for name, v := range ext {
-		if err := validateExtensionName(name); err != nil {
+		if err := ValidateExtensionName(name); err != nil {
 			return err
 		}
 		switch v.(type) {
@@ -172,7 +172,10 @@ func validateExtensions(ext map[string]any) error {
 	return nil
 }
 
-func validateExtensionName(name string) error {
+// ValidateExtensionName checks the CloudEvents naming rule of extension
+// attributes (lower-case ASCII letters and digits, not a context attribute
+// name); errors are *InvalidEventError naming the attribute.
+func ValidateExtensionName(name string) error {
 	if name == "" {
 		return invalid("", "extension with an empty name")
 	}

@@ -21,7 +21,6 @@ type endpoints struct {
 // appAPI puts the WebSocket handler under /v1/ws/ next to the HTTP API.
 func (s *Sidecar) appAPI(httpAPI http.Handler) http.Handler {
 	s.endpoints.ws = websocket.NewHandler(s.bridge, s.engine, websocket.Config{
-		AppID:           s.cfg.App.ID,
 		Token:           s.cfg.API.Token,
 		AllowedOrigins:  s.cfg.API.AllowedOrigins,
 		MaxMessageBytes: s.cfg.API.MaxBodyBytes,

@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/meshd/meshd/bridge"
+	"github.com/meshd/meshd/bridge/cehttp"
 	"github.com/meshd/meshd/connectors/worker"
 	"github.com/meshd/meshd/mesh"
 	"github.com/meshd/meshd/mesh/embedded"
@@ -70,7 +71,7 @@ func Start(ctx context.Context, cfg Config, logger *slog.Logger) (s *Sidecar, er
 		Logger:    logger,
 		Meter:     s.metrics.meter,
 		Tracer:    s.telemetry.tracer,
-		Sender:    httpapi.NewSender(httpapi.SenderConfig{Timeout: cfg.Delivery.Timeout}),
+		Sender:    cehttp.NewSender(cehttp.ClientConfig{Timeout: cfg.Delivery.Timeout}),
 		DedupSize: cfg.Delivery.DedupSize,
 		Backoff:   bridge.Backoff{Initial: cfg.Delivery.BackoffInitial, Max: cfg.Delivery.BackoffMax},
 		AckWait:   cfg.Delivery.AckWait,

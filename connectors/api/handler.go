@@ -6,13 +6,10 @@ package api
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"net/http"
-	"strings"
 
 	"github.com/meshd/meshd/bridge/problem"
 	"github.com/meshd/meshd/connectors"
@@ -282,24 +279,10 @@ var (
 
 // decode reads a JSON body strictly (one value, size-bounded).
 func (h *Handler) decode(w http.ResponseWriter, r *http.Request, v any) bool {
-	if ct := r.Header.Get("Content-Type"); ct != "" && !strings.HasPrefix(ct, "application/json") {
-		problem.Write(w, problem.New(problem.CodeUnsupportedMediaType, "want application/json, got "+ct))
-		return false
-	}
-	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, maxBody))
-	dec.DisallowUnknownFields()
-	dec.UseNumber()
-	if err := dec.Decode(v); err != nil {
-		var tooLarge *http.MaxBytesError
-		if errors.As(err, &tooLarge) {
-			problem.Write(w, problem.FromError(err))
-			return false
-		}
-		h.fail(w, r, fmt.Errorf("%w: decoding the JSON body: %v", errBadRequest, err))
-		return false
-	}
-	if dec.Decode(&struct{}{}) != io.EOF {
-		h.fail(w, r, fmt.Errorf("%w: the body holds more than one JSON value", errBadRequest))
+	if err := problem.ReadJSON(w, r, v, maxBody, problem.CodeInvalidRequest); err != nil {
+		p := problem.FromError(err)
+		p.Instance = r.URL.Path
+		problem.Write(w, p)
 		return false
 	}
 	return true

@@ -1,8 +1,10 @@
 // Package httpsink is the http-sink connector: it POSTs each event to a
 // URL, in binary or structured mode, with optional headers and TLS
-// settings. Failed deliveries are retried and dead-lettered by the runtime's
-// rules: 2xx acks, 4xx other than 408 and 429 dead-letters at once, anything
-// else is retried with backoff (honouring Retry-After).
+// settings. Answers are classified like subscription deliveries
+// (bridge/cehttp): 2xx acks; 408, 429 and 5xx are retried with backoff
+// (honouring Retry-After); a target that cannot be reached holds the batch
+// without spending attempts; any other status, redirects included,
+// dead-letters the event at once.
 package httpsink
 
 import (

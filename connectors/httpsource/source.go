@@ -1,26 +1,23 @@
 package httpsource
 
 import (
-	"bytes"
 	"context"
 	"crypto/hmac"
 	"crypto/sha256"
 	"crypto/subtle"
 	"encoding/hex"
-	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
-	"mime"
 	"net/http"
+	"net/url"
 	"strings"
 	"sync"
 	"time"
 
-	"github.com/cloudevents/sdk-go/v2/binding"
 	"github.com/cloudevents/sdk-go/v2/event"
-	cehttp "github.com/cloudevents/sdk-go/v2/protocol/http"
-	"github.com/google/uuid"
+	"github.com/cloudevents/sdk-go/v2/types"
+
+	"github.com/meshd/meshd/bridge/cehttp"
 
 	"github.com/meshd/meshd/bridge"
 	"github.com/meshd/meshd/bridge/problem"
@@ -50,7 +47,8 @@ type Task struct {
 	hmacSecret   []byte
 	hmacHeader   string
 	eventType    string
-	eventSource  string
+	eventSource  types.URIRef
+	parser       cehttp.Parser
 	timeout      time.Duration
 	maxBodyBytes int64
 
@@ -87,10 +85,15 @@ func (t *Task) Start(_ context.Context, cfg connectors.Config) error {
 	t.hmacSecret = []byte(cfg.String(FieldHMACSecret))
 	t.hmacHeader = cfg.String(FieldHMACHeader)
 	t.eventType = cfg.String(FieldEventType)
-	t.eventSource = cfg.String(FieldEventSource)
-	if t.eventSource == "" {
-		t.eventSource = "/webhooks/" + name
+	source := cfg.String(FieldEventSource)
+	if source == "" {
+		source = "/webhooks/" + url.PathEscape(name)
 	}
+	src := types.ParseURIRef(source)
+	if src == nil {
+		return fmt.Errorf("%s: %q is not a URI-reference", FieldEventSource, source)
+	}
+	t.eventSource = *src
 	t.timeout = cfg.Duration(FieldTimeout)
 	t.maxBodyBytes = cfg.Int(FieldMaxBodyBytes)
 	t.requests = make(chan *pending)
@@ -169,14 +172,9 @@ func (t *Task) serve(w http.ResponseWriter, r *http.Request) {
 		problem.Write(w, problem.New(problem.CodeMethodNotAllowed, "send events with POST"))
 		return
 	}
-	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, t.maxBodyBytes))
+	body, err := cehttp.ReadBody(w, r, t.maxBodyBytes)
 	if err != nil {
-		var tooLarge *http.MaxBytesError
-		if errors.As(err, &tooLarge) {
-			problem.Write(w, problem.FromError(err))
-			return
-		}
-		problem.Write(w, problem.New(problem.CodeInvalidRequest, "reading the body failed"))
+		problem.Write(w, problem.FromError(err))
 		return
 	}
 	if !t.authorized(r, body) {
@@ -254,45 +252,23 @@ func (t *Task) authorized(r *http.Request, body []byte) bool {
 	return true
 }
 
-// decode turns a request into events: batch, structured, binary, or a
-// plain body wrapped in an event.
+// decode turns a request into events with the app API's codec: batch,
+// structured, binary, or a plain body wrapped in an event.
 func (t *Task) decode(r *http.Request, body []byte) ([]event.Event, error) {
-	ct := r.Header.Get("Content-Type")
-	mt, _, _ := mime.ParseMediaType(ct)
-	bad := func(format string, args ...any) error {
-		return problem.New(problem.CodeInvalidEvent, fmt.Sprintf(format, args...))
+	evs, raw, err := t.parser.Parse(r.Header, body)
+	if err != nil {
+		return nil, err
 	}
-	switch {
-	case mt == "application/cloudevents-batch+json":
-		var evs []event.Event
-		if err := json.Unmarshal(body, &evs); err != nil {
-			return nil, bad("decoding the batch: %v", err)
+	if raw {
+		ct := r.Header.Get("Content-Type")
+		if ct == "" {
+			ct = "application/octet-stream"
 		}
-		return evs, nil
-	case strings.HasPrefix(mt, "application/cloudevents+"):
-		e := event.New()
-		if err := json.Unmarshal(body, &e); err != nil {
-			return nil, bad("decoding the structured event: %v", err)
-		}
-		return []event.Event{e}, nil
-	case r.Header.Get("Ce-Specversion") != "":
-		msg := cehttp.NewMessage(r.Header, io.NopCloser(bytes.NewReader(body)))
-		e, err := binding.ToEvent(r.Context(), msg)
-		if err != nil {
-			return nil, bad("decoding the binary-mode event: %v", err)
-		}
-		return []event.Event{*e}, nil
+		evs = []*event.Event{cehttp.Wrap(ct, body, t.eventSource, t.eventType)}
 	}
-	e := event.New()
-	e.SetID(uuid.NewString())
-	e.SetSource(t.eventSource)
-	e.SetType(t.eventType)
-	e.SetTime(time.Now())
-	if ct == "" {
-		ct = "application/octet-stream"
+	out := make([]event.Event, len(evs))
+	for i, e := range evs {
+		out[i] = *e
 	}
-	if err := e.SetData(ct, body); err != nil {
-		return nil, bad("wrapping the body: %v", err)
-	}
-	return []event.Event{e}, nil
+	return out, nil
 }

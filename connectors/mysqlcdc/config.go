@@ -8,18 +8,17 @@ package mysqlcdc
 
 import (
 	"crypto/tls"
-	"crypto/x509"
 	"errors"
 	"fmt"
 	"net"
 	"net/url"
-	"os"
 	"strconv"
 	"strings"
 	"time"
 
 	"github.com/go-mysql-org/go-mysql/client"
 
+	"github.com/meshd/meshd/bridge/tlsconf"
 	"github.com/meshd/meshd/connectors"
 )
 
@@ -152,17 +151,11 @@ func parseURL(s string) (dsn, error) {
 			return dsn{}, errors.New("tls-ca without tls=true")
 		}
 	case "true", "skip-verify":
-		d.tls = &tls.Config{ServerName: d.host, MinVersion: tls.VersionTLS12, InsecureSkipVerify: mode == "skip-verify"} //nolint:gosec // asked for by name
-		if ca := q.Get("tls-ca"); ca != "" {
-			pem, err := os.ReadFile(ca)
-			if err != nil {
-				return dsn{}, fmt.Errorf("reading tls-ca: %w", err)
-			}
-			d.tls.RootCAs = x509.NewCertPool()
-			if !d.tls.RootCAs.AppendCertsFromPEM(pem) {
-				return dsn{}, fmt.Errorf("tls-ca %s holds no PEM certificate", ca)
-			}
+		cfg, err := tlsconf.Client{ServerName: d.host, InsecureSkipVerify: mode == "skip-verify", CAFile: q.Get("tls-ca")}.Config()
+		if err != nil {
+			return dsn{}, fmt.Errorf("tls-ca: %w", err)
 		}
+		d.tls = cfg
 	default:
 		return dsn{}, fmt.Errorf("tls=%q: want true, skip-verify or false", mode)
 	}

@@ -10,9 +10,7 @@ import (
 	"sync/atomic"
 	"testing"
 
-	"github.com/cloudevents/sdk-go/v2/binding"
 	"github.com/cloudevents/sdk-go/v2/event"
-	cehttp "github.com/cloudevents/sdk-go/v2/protocol/http"
 
 	"github.com/meshd/meshd/bridge"
 )
@@ -55,33 +53,6 @@ func BenchmarkPublishBinary(b *testing.B) {
 	for b.Loop() {
 		rd.Reset(body)
 		h.ServeHTTP(w, req)
-	}
-}
-
-// BenchmarkParseBinary and BenchmarkParseBinarySDK compare the hand-written
-// binary-mode parser with the SDK's generic binding on the same headers.
-func BenchmarkParseBinary(b *testing.B) {
-	body := bytes.Repeat([]byte("x"), 1024)
-	req := benchRequest(body)
-	b.ReportAllocs()
-	for b.Loop() {
-		if _, err := parseBinary(req.Header, "application/json", body, nil); err != nil {
-			b.Fatal(err)
-		}
-	}
-}
-
-func BenchmarkParseBinarySDK(b *testing.B) {
-	body := bytes.Repeat([]byte("x"), 1024)
-	req := benchRequest(body)
-	rd := bytes.NewReader(body)
-	b.ReportAllocs()
-	for b.Loop() {
-		rd.Reset(body)
-		m := cehttp.NewMessage(req.Header, io.NopCloser(rd))
-		if _, err := binding.ToEvent(context.Background(), m); err != nil {
-			b.Fatal(err)
-		}
 	}
 }
 

@@ -2,20 +2,16 @@ package httpapi
 
 import (
 	"context"
-	"encoding/json"
-	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"net/http"
 	"net/url"
-	"reflect"
-	"strings"
 
 	"github.com/cloudevents/sdk-go/v2/event"
 	"github.com/cloudevents/sdk-go/v2/types"
 
 	"github.com/meshd/meshd/bridge"
+	"github.com/meshd/meshd/bridge/cehttp"
 	"github.com/meshd/meshd/bridge/problem"
 	"github.com/meshd/meshd/protocols/apitoken"
 )
@@ -33,13 +29,13 @@ type backend interface {
 var _ backend = (*bridge.Bridge)(nil)
 
 type handler struct {
-	b       backend
-	cfg     Config
-	log     *slog.Logger
-	source  types.URIRef // source of wrapped bodies
-	sources uriCache     // parsed ce-source values
-	token   apitoken.Checker
-	mux     *http.ServeMux
+	b      backend
+	cfg    Config
+	log    *slog.Logger
+	source types.URIRef // source of wrapped bodies
+	parser cehttp.Parser
+	token  apitoken.Checker
+	mux    *http.ServeMux
 }
 
 // NewHandler returns the app API:
@@ -162,9 +158,8 @@ func (h *handler) deleteSubscription(w http.ResponseWriter, r *http.Request) {
 }
 
 func (h *handler) createSubscription(w http.ResponseWriter, r *http.Request) {
-	r.Body = http.MaxBytesReader(w, r.Body, h.cfg.MaxBodyBytes)
-	sub, err := decodeSubscription(r.Body)
-	if err != nil {
+	var sub bridge.Subscription
+	if err := problem.ReadJSON(w, r, &sub, h.cfg.MaxBodyBytes, problem.CodeInvalidSubscription); err != nil {
 		h.fail(w, r, "decoding subscription", err)
 		return
 	}
@@ -175,60 +170,4 @@ func (h *handler) createSubscription(w http.ResponseWriter, r *http.Request) {
 	}
 	w.Header().Set("Location", "/v1/subscriptions/"+url.PathEscape(stored.ID))
 	problem.WriteJSON(w, http.StatusCreated, stored)
-}
-
-// decodeSubscription decodes exactly one JSON object with no unknown fields.
-func decodeSubscription(body io.Reader) (bridge.Subscription, error) {
-	var sub bridge.Subscription
-	dec := json.NewDecoder(body)
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(&sub); err != nil {
-		var tooLarge *http.MaxBytesError
-		if errors.As(err, &tooLarge) {
-			return sub, err
-		}
-		return sub, problem.New(problem.CodeInvalidSubscription, jsonErrorDetail(err, dec.InputOffset()))
-	}
-	if dec.More() {
-		return sub, problem.New(problem.CodeInvalidSubscription, "the body must hold exactly one JSON object")
-	}
-	return sub, nil
-}
-
-// jsonErrorDetail describes an encoding/json error with its position.
-func jsonErrorDetail(err error, offset int64) string {
-	var syn *json.SyntaxError
-	var typ *json.UnmarshalTypeError
-	switch {
-	case errors.Is(err, io.EOF):
-		return "the body is empty; want a JSON object"
-	case errors.Is(err, io.ErrUnexpectedEOF):
-		return fmt.Sprintf("malformed JSON: unexpected end of input at byte %d", offset)
-	case errors.As(err, &syn):
-		return fmt.Sprintf("malformed JSON at byte %d: %v", syn.Offset, syn)
-	case errors.As(err, &typ):
-		if typ.Field != "" {
-			return fmt.Sprintf("field %q: want a JSON %s, got %s (byte %d)", typ.Field, jsonKind(typ.Type), typ.Value, typ.Offset)
-		}
-		return fmt.Sprintf("want a JSON %s, got %s (byte %d)", jsonKind(typ.Type), typ.Value, typ.Offset)
-	case strings.HasPrefix(err.Error(), "json: unknown field "):
-		return "unknown field " + strings.TrimPrefix(err.Error(), "json: unknown field ")
-	default:
-		return err.Error()
-	}
-}
-
-func jsonKind(t reflect.Type) string {
-	switch t.Kind() {
-	case reflect.Struct, reflect.Map:
-		return "object"
-	case reflect.Slice, reflect.Array:
-		return "array"
-	case reflect.String:
-		return "string"
-	case reflect.Bool:
-		return "boolean"
-	default:
-		return "number"
-	}
 }

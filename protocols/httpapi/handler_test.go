@@ -513,18 +513,6 @@ func TestSubscriptionTooLarge(t *testing.T) {
 	requireProblem(t, w, 413, problem.CodeTooLarge, "64 bytes")
 }
 
-func TestPctCodec(t *testing.T) {
-	for _, s := range []string{"plain", "with space", `quote"`, "100%", "ünï", "\x01ctl"} {
-		enc := pctEncode(s)
-		for i := 0; i < len(enc); i++ {
-			assert.False(t, enc[i] <= ' ' || enc[i] > '~' || enc[i] == '"', "%q", enc)
-		}
-		assert.Equal(t, s, pctDecode(enc))
-	}
-	assert.Equal(t, "50%", pctDecode("50%"), "invalid sequences are kept")
-	assert.Equal(t, "%zz", pctDecode("%zz"))
-}
-
 func TestPublishFastPathMatchesMux(t *testing.T) {
 	for path, want := range map[string]string{
 		"/v1/publish/a.b":      "a.b",

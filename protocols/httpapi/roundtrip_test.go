@@ -20,6 +20,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/meshd/meshd/bridge"
+	"github.com/meshd/meshd/bridge/cehttp"
 	"github.com/meshd/meshd/bridge/problem"
 	"github.com/meshd/meshd/mesh"
 	"github.com/meshd/meshd/mesh/embedded"
@@ -235,7 +236,7 @@ func TestRoundTripDelivery(t *testing.T) {
 		got <- delivery{r.Header.Clone(), b}
 	}))
 	defer sinkSrv.Close()
-	sender := NewSender(SenderConfig{Timeout: 5 * time.Second})
+	sender := cehttp.NewSender(cehttp.ClientConfig{Timeout: 5 * time.Second})
 	defer sender.Close()
 	m := newMeshEnv(t, Config{Token: "tok"}, sender)
 

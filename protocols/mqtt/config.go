@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/meshd/meshd/bridge"
+	"github.com/meshd/meshd/bridge/tlsconf"
 	"github.com/meshd/meshd/mesh"
 )
 
@@ -60,17 +61,7 @@ type LinkConfig struct {
 }
 
 // TLS configures TLS to the broker (ssl://, tls://, mqtts://, wss://).
-type TLS struct {
-	// CAFile is a PEM file of CAs trusted for the broker (default: system).
-	CAFile string `yaml:"caFile" json:"caFile,omitempty"`
-	// CertFile and KeyFile are a client certificate for mutual TLS.
-	CertFile string `yaml:"certFile" json:"certFile,omitempty"`
-	KeyFile  string `yaml:"keyFile" json:"keyFile,omitempty"`
-	// ServerName overrides the name checked in the broker's certificate.
-	ServerName string `yaml:"serverName" json:"serverName,omitempty"`
-	// InsecureSkipVerify disables certificate checks (tests only).
-	InsecureSkipVerify bool `yaml:"insecureSkipVerify" json:"insecureSkipVerify,omitempty"`
-}
+type TLS = tlsconf.Client
 
 // Inbound maps MQTT topic filters to a mesh topic.
 type Inbound struct {

@@ -2,13 +2,10 @@ package mqtt
 
 import (
 	"context"
-	"crypto/tls"
-	"crypto/x509"
 	"errors"
 	"fmt"
 	"log/slog"
 	"net/url"
-	"os"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -154,40 +151,14 @@ func (b *Link) clientOptions() (*paho.ClientOptions, error) {
 		opts.SetUsername(c.Username)
 		opts.SetPassword(string(c.Password))
 	}
-	tlsCfg, err := c.TLS.config()
+	tlsCfg, err := c.TLS.Config()
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("tls: %w", err)
 	}
 	if tlsCfg != nil {
 		opts.SetTLSConfig(tlsCfg)
 	}
 	return opts, nil
-}
-
-func (t TLS) config() (*tls.Config, error) {
-	if t == (TLS{}) {
-		return nil, nil
-	}
-	cfg := &tls.Config{ServerName: t.ServerName, InsecureSkipVerify: t.InsecureSkipVerify, MinVersion: tls.VersionTLS12} //nolint:gosec // opt-in for tests
-	if t.CAFile != "" {
-		pem, err := os.ReadFile(t.CAFile)
-		if err != nil {
-			return nil, fmt.Errorf("tls.caFile: %w", err)
-		}
-		pool := x509.NewCertPool()
-		if !pool.AppendCertsFromPEM(pem) {
-			return nil, fmt.Errorf("tls.caFile %s: no PEM certificates", t.CAFile)
-		}
-		cfg.RootCAs = pool
-	}
-	if t.CertFile != "" {
-		cert, err := tls.LoadX509KeyPair(t.CertFile, t.KeyFile)
-		if err != nil {
-			return nil, fmt.Errorf("tls.certFile/keyFile: %w", err)
-		}
-		cfg.Certificates = []tls.Certificate{cert}
-	}
-	return cfg, nil
 }
 
 // onConnect (re)subscribes every inbound filter. The session is persistent

@@ -22,6 +22,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/meshd/meshd/bridge"
+	"github.com/meshd/meshd/bridge/cehttp"
 	"github.com/meshd/meshd/bridge/problem"
 	"github.com/meshd/meshd/mesh"
 	"github.com/meshd/meshd/protocols/httpapi"
@@ -35,7 +36,7 @@ var quiet = slog.New(slog.DiscardHandler)
 
 func newBridge(t *testing.T, eng mesh.Engine) *bridge.Bridge {
 	t.Helper()
-	b, err := bridge.New(bridge.Options{Engine: eng, Logger: quiet, Sender: httpapi.NewSender(httpapi.SenderConfig{Timeout: 5 * time.Second}), AckWait: 10 * time.Second})
+	b, err := bridge.New(bridge.Options{Engine: eng, Logger: quiet, Sender: cehttp.NewSender(cehttp.ClientConfig{Timeout: 5 * time.Second}), AckWait: 10 * time.Second})
 	require.NoError(t, err)
 	return b
 }
@@ -69,9 +70,9 @@ func httpEndpoint(t *testing.T, eng mesh.Engine) *pt.Endpoint {
 		Name:  "http",
 		Batch: true,
 		PublishStructured: func(ctx context.Context, t *testing.T, topic string, body []byte) pt.Answer {
-			ct := httpapi.MediaTypeStructured
+			ct := cehttp.MediaTypeStructured
 			if bytes.HasPrefix(bytes.TrimSpace(body), []byte("[")) {
-				ct = httpapi.MediaTypeBatch
+				ct = cehttp.MediaTypeBatch
 			}
 			return post(ctx, t, topic, http.Header{"Content-Type": {ct}}, body)
 		},
@@ -134,7 +135,7 @@ type wsClient struct {
 
 func wsEndpoint(t *testing.T, eng mesh.Engine) *pt.Endpoint {
 	b := newBridge(t, eng)
-	h := ws.NewHandler(b, eng, ws.Config{AppID: "suite", PublishTimeout: 5 * time.Second}, quiet)
+	h := ws.NewHandler(b, eng, ws.Config{PublishTimeout: 5 * time.Second}, quiet)
 	srv := httptest.NewServer(h)
 	t.Cleanup(func() { h.Close(); srv.Close() })
 	base := "ws" + strings.TrimPrefix(srv.URL, "http")

@@ -9,6 +9,7 @@ import (
 	"testing"
 
 	"github.com/meshd/meshd/bridge"
+	"github.com/meshd/meshd/bridge/cehttp"
 	"github.com/meshd/meshd/bridge/problem"
 	"github.com/meshd/meshd/protocols/httpapi"
 	pt "github.com/meshd/meshd/protocols/protocoltest"
@@ -33,9 +34,9 @@ func FuzzHTTPPublish(f *testing.F) {
 		req := httptest.NewRequest(http.MethodPost, "/v1/publish/fuzz", bytes.NewReader(body))
 		switch mode % 4 {
 		case 0:
-			req.Header.Set("Content-Type", httpapi.MediaTypeStructured)
+			req.Header.Set("Content-Type", cehttp.MediaTypeStructured)
 		case 1:
-			req.Header.Set("Content-Type", httpapi.MediaTypeBatch)
+			req.Header.Set("Content-Type", cehttp.MediaTypeBatch)
 		case 2:
 			req.Header.Set("Content-Type", "application/octet-stream")
 			req.Header.Set("ce-specversion", "1.0")

@@ -21,8 +21,6 @@ const (
 
 // Config configures the WebSocket handler. Zero fields take the defaults.
 type Config struct {
-	// AppID is passed to the publish path like on HTTP (see protocols/httpapi).
-	AppID string
 	// Token, when set, is required at the upgrade as "Authorization: Bearer
 	// <token>", "meshd-api-token: <token>", or (for browsers, which cannot
 	// set headers) the subprotocol "meshd.token.<base64url(token)>" offered

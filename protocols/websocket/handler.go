@@ -1,6 +1,7 @@
 package websocket
 
 import (
+	"context"
 	"encoding/base64"
 	"fmt"
 	"log/slog"
@@ -11,13 +12,13 @@ import (
 	"sync"
 	"time"
 
+	"github.com/cloudevents/sdk-go/v2/event"
 	"github.com/gorilla/websocket"
 
 	"github.com/meshd/meshd/bridge"
 	"github.com/meshd/meshd/bridge/problem"
 	"github.com/meshd/meshd/mesh"
 	"github.com/meshd/meshd/protocols/apitoken"
-	"github.com/meshd/meshd/protocols/httpapi"
 )
 
 // Subprotocols of the CloudEvents WebSocket binding. Only JSON is served;
@@ -39,7 +40,7 @@ type Handler struct {
 	eng      mesh.Engine
 	cfg      Config
 	log      *slog.Logger
-	publish  http.Handler // the HTTP endpoint's publish path, run in-process
+	b        publisher
 	upgrader websocket.Upgrader
 	mux      *http.ServeMux
 	token    apitoken.Checker
@@ -52,6 +53,11 @@ type Handler struct {
 
 var _ http.Handler = (*Handler)(nil)
 
+// publisher is what the handler needs of the bridge.
+type publisher interface {
+	Publish(ctx context.Context, topic string, events []*event.Event) error
+}
+
 // NewHandler returns the WebSocket endpoint. b stores published events (its
 // validation and errors are the HTTP endpoint's); eng feeds subscriptions.
 func NewHandler(b *bridge.Bridge, eng mesh.Engine, cfg Config, logger *slog.Logger) *Handler {
@@ -60,12 +66,11 @@ func NewHandler(b *bridge.Bridge, eng mesh.Engine, cfg Config, logger *slog.Logg
 	}
 	cfg = cfg.withDefaults()
 	h := &Handler{
-		eng: eng,
-		cfg: cfg,
-		log: logger.With("endpoint", "websocket"),
-		// The token was checked at the upgrade; the inner handler sees none.
-		publish: httpapi.NewHandler(b, httpapi.Config{AppID: cfg.AppID, MaxBodyBytes: cfg.MaxMessageBytes}, slog.New(slog.DiscardHandler)),
-		conns:   map[*conn]struct{}{},
+		eng:   eng,
+		cfg:   cfg,
+		log:   logger.With("endpoint", "websocket"),
+		b:     b,
+		conns: map[*conn]struct{}{},
 	}
 	h.token = apitoken.New(cfg.Token)
 	h.upgrader = websocket.Upgrader{

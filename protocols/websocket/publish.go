@@ -5,13 +5,12 @@ import (
 	"context"
 	"encoding/json"
 	"net/http"
-	"net/url"
 
 	"github.com/cloudevents/sdk-go/v2/event"
 
+	"github.com/meshd/meshd/bridge/cehttp"
 	"github.com/meshd/meshd/bridge/problem"
 	"github.com/meshd/meshd/mesh"
-	"github.com/meshd/meshd/protocols/httpapi"
 )
 
 // servePublish: every data message is one structured-mode CloudEvent or a
@@ -67,69 +66,60 @@ func (c *conn) writeJSONs(replies []reply) error {
 }
 
 // publishMessage stores the events of one message and returns the replies:
-// one ack per event, or one error.
+// one ack per event, or one error. The codec and the errors are the HTTP
+// API's: structured mode for an object, batch mode for an array.
 func (h *Handler) publishMessage(ctx context.Context, topic string, msg []byte) []reply {
-	batch, ids := peekIDs(msg)
-	ctx, cancel := context.WithTimeout(ctx, h.cfg.PublishTimeout)
-	defer cancel()
-	if p := h.storeMessage(ctx, topic, msg, batch); p != nil {
+	trimmed := bytes.TrimLeft(msg, " \t\r\n")
+	batch := len(trimmed) > 0 && trimmed[0] == '['
+	var events []*event.Event
+	var err error
+	if batch {
+		events, err = cehttp.ParseBatch(msg)
+	} else {
+		var e *event.Event
+		if e, err = cehttp.ParseStructured(msg, 0); err == nil {
+			events = []*event.Event{e}
+		}
+	}
+	if err == nil {
+		ctx, cancel := context.WithTimeout(ctx, h.cfg.PublishTimeout)
+		err = h.b.Publish(ctx, topic, events)
+		cancel()
+	}
+	if err != nil {
+		p := problem.FromError(err)
+		if p.Code == problem.CodeInternal {
+			h.log.Error("publishing a WebSocket message", "topic", topic, "error", err)
+		}
+		ids := peekIDs(trimmed, batch)
 		if batch {
-			return []reply{{Error: p, IDs: ids}}
+			return []reply{{Error: &p, IDs: ids}}
 		}
 		id := ""
 		if len(ids) == 1 {
 			id = ids[0]
 		}
-		return []reply{{Error: p, ID: id}}
+		return []reply{{Error: &p, ID: id}}
 	}
-	out := make([]reply, len(ids))
-	for i, id := range ids {
-		out[i] = reply{Ack: id}
+	out := make([]reply, len(events))
+	for i, e := range events {
+		out[i] = reply{Ack: e.ID()}
 	}
 	return out
 }
 
-// storeMessage hands msg to the HTTP endpoint's publish handler in-process
-// (no socket): structured mode for an object, batch mode for an array. So
-// validation, problem types and details are the HTTP API's by construction.
-func (h *Handler) storeMessage(ctx context.Context, topic string, msg []byte, batch bool) *problem.Problem {
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, "/v1/publish/"+url.PathEscape(topic), bytes.NewReader(msg))
-	if err != nil {
-		p := problem.New(problem.CodeInternal, "")
-		return &p
+// peekIDs reads the ids it can find in a message that failed, for the
+// error reply. It never fails: what cannot be read has no id.
+func peekIDs(msg []byte, batch bool) (ids []string) {
+	if !batch {
+		return []string{peekID(msg)}
 	}
-	req.ContentLength = int64(len(msg))
-	if batch {
-		req.Header.Set("Content-Type", httpapi.MediaTypeBatch)
-	} else {
-		req.Header.Set("Content-Type", httpapi.MediaTypeStructured)
+	var raws []json.RawMessage
+	_ = json.Unmarshal(msg, &raws)
+	for _, raw := range raws {
+		ids = append(ids, peekID(raw))
 	}
-	rec := &recorder{header: http.Header{}}
-	h.publish.ServeHTTP(rec, req)
-	if rec.status == http.StatusNoContent || rec.status == http.StatusOK {
-		return nil
-	}
-	var p problem.Problem
-	if err := json.Unmarshal(rec.body.Bytes(), &p); err != nil || p.Code == "" {
-		h.log.Error("unexpected answer of the publish path", "status", rec.status)
-		p = problem.New(problem.CodeInternal, "")
-	}
-	return &p
-}
-
-// peekIDs says whether msg is a batch (a JSON array) and reads the ids it
-// can find, for the replies. It never fails: what cannot be read has no id.
-func peekIDs(msg []byte) (batch bool, ids []string) {
-	trimmed := bytes.TrimLeft(msg, " \t\r\n")
-	if len(trimmed) > 0 && trimmed[0] == '[' {
-		var raws []json.RawMessage
-		_ = json.Unmarshal(trimmed, &raws)
-		for _, raw := range raws {
-			ids = append(ids, peekID(raw))
-		}
-		return true, ids
-	}
-	return false, []string{peekID(trimmed)}
+	return ids
 }
 
 func peekID(raw []byte) string {
@@ -147,24 +137,4 @@ func peekID(raw []byte) string {
 	}
 	s, _ := v.ID.(string)
 	return s
-}
-
-// recorder is the minimal http.ResponseWriter of the in-process publish.
-type recorder struct {
-	header http.Header
-	status int
-	body   bytes.Buffer
-}
-
-func (r *recorder) Header() http.Header { return r.header }
-func (r *recorder) WriteHeader(code int) {
-	if r.status == 0 {
-		r.status = code
-	}
-}
-func (r *recorder) Write(b []byte) (int, error) {
-	if r.status == 0 {
-		r.status = http.StatusOK
-	}
-	return r.body.Write(b)
 }

@@ -1,4 +1,4 @@
-package httpapi
+package cehttp
 
 import (
 	"encoding/json"
@@ -59,7 +59,7 @@ func TestSenderBinary(t *testing.T) {
 	for _, v := range []string{event.CloudEventsVersionV1, event.CloudEventsVersionV03} {
 		t.Run(v, func(t *testing.T) {
 			srv, got := sink(t, 202, nil)
-			s := NewSender(SenderConfig{})
+			s := NewSender(ClientConfig{})
 			defer s.Close()
 			e := testEvent(t, v)
 			require.NoError(t, s.Send(t.Context(), &bridge.Subscription{ID: "s", Sink: srv.URL}, e))
@@ -91,7 +91,7 @@ func TestSenderBinary(t *testing.T) {
 
 func TestSenderBinaryV03Encoding(t *testing.T) {
 	srv, got := sink(t, 200, nil)
-	s := NewSender(SenderConfig{})
+	s := NewSender(ClientConfig{})
 	e := event.New(event.CloudEventsVersionV03)
 	e.SetID("1")
 	e.SetSource("/s")
@@ -109,7 +109,7 @@ func TestSenderBinaryV03Encoding(t *testing.T) {
 
 func TestSenderStructured(t *testing.T) {
 	srv, got := sink(t, 200, nil)
-	s := NewSender(SenderConfig{})
+	s := NewSender(ClientConfig{})
 	e := testEvent(t, event.CloudEventsVersionV1)
 	require.NoError(t, s.Send(t.Context(), &bridge.Subscription{Sink: srv.URL, ContentMode: "structured"}, e))
 	c := <-got
@@ -149,7 +149,7 @@ func TestSenderClassification(t *testing.T) {
 				hdr.Set("Location", "/elsewhere")
 			}
 			srv, _ := sink(t, tc.status, hdr)
-			err := NewSender(SenderConfig{}).Send(t.Context(), &bridge.Subscription{Sink: srv.URL}, testEvent(t, "1.0"))
+			err := NewSender(ClientConfig{}).Send(t.Context(), &bridge.Subscription{Sink: srv.URL}, testEvent(t, "1.0"))
 			var de *bridge.DeliveryError
 			require.ErrorAs(t, err, &de)
 			assert.Equal(t, tc.status, de.StatusCode)
@@ -164,15 +164,16 @@ func TestSenderClassification(t *testing.T) {
 }
 
 func TestSenderTransportErrors(t *testing.T) {
-	// Nothing listens: connection refused is retryable.
+	// Nothing listens: the target is unavailable (held, not an attempt).
 	srv := httptest.NewServer(http.NotFoundHandler())
 	url := srv.URL
 	srv.Close()
-	err := NewSender(SenderConfig{}).Send(t.Context(), &bridge.Subscription{Sink: url}, testEvent(t, "1.0"))
+	err := NewSender(ClientConfig{}).Send(t.Context(), &bridge.Subscription{Sink: url}, testEvent(t, "1.0"))
 	var de *bridge.DeliveryError
 	require.ErrorAs(t, err, &de)
-	assert.Equal(t, bridge.Retry, de.Class)
+	assert.Equal(t, bridge.Unavailable, de.Class)
 	assert.Zero(t, de.StatusCode)
+	assert.NotContains(t, err.Error(), url, "the target URL may carry credentials")
 
 	// A sink slower than the timeout is retryable.
 	release := make(chan struct{})
@@ -184,17 +185,17 @@ func TestSenderTransportErrors(t *testing.T) {
 	}))
 	defer slow.Close()
 	defer close(release)
-	err = NewSender(SenderConfig{Timeout: 100 * time.Millisecond}).Send(t.Context(), &bridge.Subscription{Sink: slow.URL}, testEvent(t, "1.0"))
+	err = NewSender(ClientConfig{Timeout: 100 * time.Millisecond}).Send(t.Context(), &bridge.Subscription{Sink: slow.URL}, testEvent(t, "1.0"))
 	require.ErrorAs(t, err, &de)
 	assert.Equal(t, bridge.Retry, de.Class)
 
 	// A bad sink URL is permanent.
 	for _, bad := range []string{"://nope", "ftp://host/x"} {
-		err = NewSender(SenderConfig{}).Send(t.Context(), &bridge.Subscription{Sink: bad}, testEvent(t, "1.0"))
+		err = NewSender(ClientConfig{}).Send(t.Context(), &bridge.Subscription{Sink: bad}, testEvent(t, "1.0"))
 		require.ErrorAs(t, err, &de)
 		assert.Equal(t, bridge.Permanent, de.Class, bad)
 	}
-	err = NewSender(SenderConfig{}).Send(t.Context(), &bridge.Subscription{Sink: "http://x", ContentMode: "weird"}, testEvent(t, "1.0"))
+	err = NewSender(ClientConfig{}).Send(t.Context(), &bridge.Subscription{Sink: "http://x", ContentMode: "weird"}, testEvent(t, "1.0"))
 	require.ErrorAs(t, err, &de)
 	assert.Equal(t, bridge.Permanent, de.Class)
 }
@@ -212,7 +213,7 @@ func TestSenderReusesConnections(t *testing.T) {
 	}
 	srv.Start()
 	defer srv.Close()
-	s := NewSender(SenderConfig{})
+	s := NewSender(ClientConfig{})
 	defer s.Close()
 	for range 20 {
 		err := s.Send(t.Context(), &bridge.Subscription{Sink: srv.URL}, testEvent(t, "1.0"))
@@ -224,9 +225,9 @@ func TestSenderReusesConnections(t *testing.T) {
 
 func TestParseRetryAfter(t *testing.T) {
 	now := time.Date(2024, 1, 1, 0, 0, 0, 0, time.UTC)
-	assert.Equal(t, 3*time.Second, parseRetryAfter("3", now))
-	assert.Equal(t, time.Duration(0), parseRetryAfter("-3", now))
-	assert.Equal(t, time.Duration(0), parseRetryAfter("soon", now))
-	assert.Equal(t, 30*time.Second, parseRetryAfter(now.Add(30*time.Second).Format(http.TimeFormat), now))
-	assert.Equal(t, time.Duration(0), parseRetryAfter(now.Add(-time.Hour).Format(http.TimeFormat), now))
+	assert.Equal(t, 3*time.Second, ParseRetryAfter("3", now))
+	assert.Equal(t, time.Duration(0), ParseRetryAfter("-3", now))
+	assert.Equal(t, time.Duration(0), ParseRetryAfter("soon", now))
+	assert.Equal(t, 30*time.Second, ParseRetryAfter(now.Add(30*time.Second).Format(http.TimeFormat), now))
+	assert.Equal(t, time.Duration(0), ParseRetryAfter(now.Add(-time.Hour).Format(http.TimeFormat), now))
 }

@@ -1,4 +1,4 @@
-package httpapi
+package cehttp
 
 import (
 	"bytes"
@@ -14,9 +14,10 @@ import (
 	"github.com/meshd/meshd/bridge/problem"
 )
 
-// parseStructured decodes one application/cloudevents+json event with the
-// SDK's JSON format; when that fails, diagnose finds the attribute to blame.
-func parseStructured(body []byte, index int) (*event.Event, error) {
+// ParseStructured decodes one application/cloudevents+json event with the
+// SDK's JSON format; when that fails, the error names the attribute to
+// blame.
+func ParseStructured(body []byte, index int) (*event.Event, error) {
 	if len(bytes.TrimSpace(body)) == 0 {
 		return nil, problem.New(problem.CodeInvalidRequest, "the body is empty; want a CloudEvent as a JSON object")
 	}
@@ -30,12 +31,12 @@ func parseStructured(body []byte, index int) (*event.Event, error) {
 	return &e, nil
 }
 
-// parseBatch decodes an application/cloudevents-batch+json array. Any
+// ParseBatch decodes an application/cloudevents-batch+json array. Any
 // invalid event fails the whole batch.
-func parseBatch(body []byte) ([]*event.Event, error) {
+func ParseBatch(body []byte) ([]*event.Event, error) {
 	var raws []json.RawMessage
 	if err := json.Unmarshal(body, &raws); err != nil {
-		return nil, problem.New(problem.CodeInvalidRequest, "batch: "+jsonErrorDetail(err, int64(len(body))))
+		return nil, problem.New(problem.CodeInvalidRequest, "batch: "+problem.JSONDetail(err, int64(len(body))))
 	}
 	if raws == nil {
 		return nil, problem.New(problem.CodeInvalidRequest, "batch: want a JSON array of CloudEvents")
@@ -45,7 +46,7 @@ func parseBatch(body []byte) ([]*event.Event, error) {
 	}
 	events := make([]*event.Event, len(raws))
 	for i, raw := range raws {
-		e, err := parseStructured(raw, i)
+		e, err := ParseStructured(raw, i)
 		if err != nil {
 			return nil, err
 		}
@@ -84,7 +85,7 @@ func diagnose(raw []byte, index int, sdkErr error) error {
 	}
 	var m map[string]json.RawMessage
 	if err := json.Unmarshal(raw, &m); err != nil {
-		return problem.New(problem.CodeInvalidRequest, prefix+jsonErrorDetail(err, int64(len(raw))))
+		return problem.New(problem.CodeInvalidRequest, prefix+problem.JSONDetail(err, int64(len(raw))))
 	}
 	if m == nil {
 		return problem.New(problem.CodeInvalidRequest, prefix+"want a CloudEvent as a JSON object, got null")
@@ -177,7 +178,7 @@ func diagnose(raw []byte, index int, sdkErr error) error {
 	}
 	if d, ok := m["data"]; ok && len(d) > 0 && d[0] != '"' {
 		ct, _, _ := str("datacontenttype")
-		if ct != "" && !isJSONMediaType(ct) {
+		if ct != "" && !problem.IsJSONMediaType(ct) {
 			return invalid(index, "data", "with datacontenttype %q the data must be a JSON string (or use data_base64)", ct)
 		}
 	}
@@ -198,15 +199,6 @@ func checkExtValue(v json.RawMessage) error {
 	default:
 		return fmt.Errorf("extension values must be strings, integers or booleans, got %s", abbrev(v))
 	}
-}
-
-func isJSONMediaType(ct string) bool {
-	mt := ct
-	if i := strings.IndexByte(mt, ';'); i >= 0 {
-		mt = mt[:i]
-	}
-	mt = strings.ToLower(strings.TrimSpace(mt))
-	return mt == "application/json" || mt == "text/json" || strings.HasSuffix(mt, "+json")
 }
 
 func abbrev(v []byte) string {

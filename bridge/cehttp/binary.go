@@ -1,6 +1,8 @@
-package httpapi
+package cehttp
 
 import (
+	"errors"
+	"fmt"
 	"net/http"
 	"net/url"
 	"strings"
@@ -9,6 +11,8 @@ import (
 
 	"github.com/cloudevents/sdk-go/v2/event"
 	"github.com/cloudevents/sdk-go/v2/types"
+
+	"github.com/meshd/meshd/bridge"
 )
 
 // Binary mode is parsed by hand from the header map: it is the hot path and
@@ -277,28 +281,21 @@ func parseBinary(h http.Header, contentType string, body []byte, sources *uriCac
 	return b, nil
 }
 
-// reserved names that cannot be extensions in either spec version.
-var reserved = map[string]bool{
-	"specversion": true, "id": true, "source": true, "type": true, "subject": true,
-	"time": true, "datacontenttype": true, "dataschema": true, "data": true, "data_base64": true,
-}
-
-// checkExtName enforces the CloudEvents attribute naming rule: lower-case
-// ASCII letters and digits.
+// checkExtName applies the bridge's extension naming rule, naming the
+// event of a batch.
 func checkExtName(index int, name string) error {
-	if name == "" {
-		return invalid(index, name, "extension names must not be empty")
-	}
-	if reserved[name] {
-		return invalid(index, name, "is a context attribute and cannot be an extension")
-	}
-	for i := 0; i < len(name); i++ {
-		c := name[i]
-		if (c < 'a' || c > 'z') && (c < '0' || c > '9') {
-			return invalid(index, name, "extension names must be lower-case letters a-z and digits only")
+	if err := bridge.ValidateExtensionName(name); err != nil {
+		var ie *bridge.InvalidEventError
+		if errors.As(err, &ie) {
+			ie.Index = index
 		}
+		return err
 	}
 	return nil
+}
+
+func invalid(index int, attr, format string, args ...any) *bridge.InvalidEventError {
+	return &bridge.InvalidEventError{Index: index, Attribute: attr, Reason: fmt.Sprintf(format, args...)}
 }
 
 func unhex(c byte) (byte, bool) {
