@@ -113,13 +113,13 @@ func (b *Bridge) Publish(ctx context.Context, topic string, events []*event.Even
 // publish stores events on topic and measures it.
 func (b *Bridge) publish(ctx context.Context, topic string, tm *measureOpts, events []*event.Event) error {
 	if b.metrics == nil {
-		if err := b.opts.Engine.Publish(ctx, topic, events...); err != nil {
+		if err := b.opts.Engine.Publish(ctx, topic, events); err != nil {
 			return wrapEngineError(topic, err)
 		}
 		return nil
 	}
 	start := time.Now()
-	if err := b.opts.Engine.Publish(ctx, topic, events...); err != nil {
+	if err := b.opts.Engine.Publish(ctx, topic, events); err != nil {
 		return wrapEngineError(topic, err)
 	}
 	b.metrics.publishDuration.Record(ctx, time.Since(start).Seconds(), tm.record...)

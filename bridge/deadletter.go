@@ -6,6 +6,8 @@ import (
 	"time"
 	"unicode/utf8"
 
+	"github.com/cloudevents/sdk-go/v2/event"
+
 	"github.com/meshd/meshd/mesh"
 )
 
@@ -49,8 +51,8 @@ func DeadLetter(eng mesh.Engine, logger *slog.Logger, msg mesh.Message, by, topi
 	dl := e.Clone()
 	dl.SetExtension(ExtDeliveryError, reason)
 	dl.SetExtension(ExtDeliveryAttempts, int32(min(attempt, 1<<31-1)))
-	ctx, cancel := context.WithTimeout(mesh.WithDedupKey(context.Background(), by), settleTimeout)
-	err := eng.Publish(ctx, topic, &dl)
+	ctx, cancel := context.WithTimeout(context.Background(), settleTimeout)
+	err := eng.Publish(ctx, topic, []*event.Event{&dl}, mesh.WithDedupKey(by))
 	cancel()
 	if err != nil {
 		logger.Warn("publishing to the dead-letter topic; will retry",

@@ -75,7 +75,9 @@ func TestMetrics(t *testing.T) {
 // nopEngine stores nothing: it isolates the bridge's own publish cost.
 type nopEngine struct{ mesh.Engine }
 
-func (nopEngine) Publish(context.Context, string, ...*event.Event) error { return nil }
+func (nopEngine) Publish(context.Context, string, []*event.Event, ...mesh.PublishOption) error {
+	return nil
+}
 
 func benchmarkPublish(b *testing.B, withMetrics bool) {
 	opts := Options{Engine: nopEngine{}}

@@ -18,11 +18,12 @@ import (
 // Engine is a durable event queue. All methods are safe for concurrent use.
 type Engine interface {
 	// Publish stores events on topic and returns only once every one of them
-	// is stored. Re-publishing an event with the same source and id (and
-	// dedup key, see WithDedupKey) inside the engine's duplicate window
+	// is stored. The events must be valid (bridge.Validate): the engine
+	// only encodes them. Re-publishing an event with the same source and id
+	// (and dedup key, see WithDedupKey) inside the engine's duplicate window
 	// stores it once. On error some events may have been stored; publishing
 	// them again is safe.
-	Publish(ctx context.Context, topic string, events ...*event.Event) error
+	Publish(ctx context.Context, topic string, events []*event.Event, opts ...PublishOption) error
 
 	// Consume opens (creating if needed) the durable consumer for cfg.Group on
 	// cfg.Topic. Consumers opened with the same topic and group compete for
@@ -76,6 +77,10 @@ type Consumer interface {
 type Message interface {
 	Event() *event.Event
 	Topic() string
+	// Seq is the event's position in the store: the same for every delivery
+	// of one stored event, different for every stored event (a re-publish
+	// outside the duplicate window, a dead-letter copy).
+	Seq() uint64
 	// Attempt is the delivery count of this event in its group, from 1.
 	Attempt() int
 	// Ack marks the event processed; it is not delivered to the group again.
@@ -112,18 +117,30 @@ type Entry struct {
 	Revision uint64
 }
 
-type dedupKeyCtx struct{}
+// PublishOption changes how Publish stores events.
+type PublishOption func(*PublishOptions)
 
-// WithDedupKey returns a context under which Publish tells events apart by
-// key as well as by topic, source and id. Two publishers of one event to
-// one topic — dead-letter copies from two subscriptions — each store their
-// copy, while a retry by the same publisher is still stored once.
-func WithDedupKey(ctx context.Context, key string) context.Context {
-	return context.WithValue(ctx, dedupKeyCtx{}, key)
+// PublishOptions are the settings PublishOptions apply; engines read them
+// with ApplyPublishOptions.
+type PublishOptions struct {
+	// DedupKey tells events apart by key as well as by topic, source and id
+	// (see WithDedupKey).
+	DedupKey string
 }
 
-// DedupKey returns the key set by WithDedupKey ("" if none).
-func DedupKey(ctx context.Context) string {
-	k, _ := ctx.Value(dedupKeyCtx{}).(string)
-	return k
+// WithDedupKey makes Publish tell events apart by key as well as by topic,
+// source and id. Two publishers of one event to one topic — dead-letter
+// copies from two subscriptions — each store their copy, while a retry by
+// the same publisher is still stored once.
+func WithDedupKey(key string) PublishOption {
+	return func(o *PublishOptions) { o.DedupKey = key }
+}
+
+// ApplyPublishOptions folds opts into PublishOptions.
+func ApplyPublishOptions(opts []PublishOption) PublishOptions {
+	var o PublishOptions
+	for _, opt := range opts {
+		opt(&o)
+	}
+	return o
 }

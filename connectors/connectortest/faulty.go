@@ -27,12 +27,12 @@ func newFaultyEngine(e mesh.Engine) *faultyEngine {
 	return &faultyEngine{Engine: e, acked: map[string]bool{}}
 }
 
-func (f *faultyEngine) Publish(ctx context.Context, topic string, events ...*event.Event) error {
+func (f *faultyEngine) Publish(ctx context.Context, topic string, events []*event.Event, opts ...mesh.PublishOption) error {
 	if f.failPublish.Load() {
 		f.publishFailures.Add(1)
 		return mesh.ErrUnavailable
 	}
-	return f.Engine.Publish(ctx, topic, events...)
+	return f.Engine.Publish(ctx, topic, events, opts...)
 }
 
 func (f *faultyEngine) Consume(ctx context.Context, cfg mesh.ConsumerConfig) (mesh.Consumer, error) {

@@ -41,7 +41,7 @@ func RunSink(t *testing.T, s Sink) {
 			require.NoError(t, ev.SetData("application/json", map[string]any{"n": i, "id": id}))
 			evs[i] = &ev
 		}
-		require.NoError(t, e.engine.Engine.Publish(t.Context(), topic, evs...))
+		require.NoError(t, e.engine.Engine.Publish(t.Context(), topic, evs))
 		return ids
 	}
 	received := func(ids []string) func() bool {

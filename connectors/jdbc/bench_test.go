@@ -193,7 +193,7 @@ func (e *benchEnv) run(b *testing.B, conn *pgx.Conn, url string, iter int, rows 
 		}
 		evs[i] = &ev
 	}
-	if err := e.eng.Publish(ctx, topic, evs...); err != nil {
+	if err := e.eng.Publish(ctx, topic, evs); err != nil {
 		b.Fatalf("sink: publishing %d events: %v", len(evs), err)
 	}
 

@@ -62,7 +62,7 @@ func BenchmarkSinkDelivery(b *testing.B) {
 			}
 			_ = c.Close()
 		}
-		if err := eng.Publish(ctx, topic, evs...); err != nil {
+		if err := eng.Publish(ctx, topic, evs); err != nil {
 			b.Fatal(err)
 		}
 

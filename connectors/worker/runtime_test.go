@@ -68,7 +68,7 @@ func publish(t *testing.T, eng mesh.Engine, topic string, ids ...string) {
 		e.SetID(id)
 		e.SetSource("/test")
 		e.SetType("t")
-		require.NoError(t, eng.Publish(t.Context(), topic, &e))
+		require.NoError(t, eng.Publish(t.Context(), topic, []*event.Event{&e}))
 	}
 }
 

@@ -50,7 +50,7 @@ func TestPutSpan(t *testing.T) {
 	e.SetSource("/test")
 	e.SetType("t")
 	e.SetExtension(bridge.ExtTraceparent, "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01")
-	require.NoError(t, eng.Publish(t.Context(), "tr", &e))
+	require.NoError(t, eng.Publish(t.Context(), "tr", []*event.Event{&e}))
 	require.Eventually(t, func() bool { mu.Lock(); defer mu.Unlock(); return len(got) == 1 }, 10*time.Second, 10*time.Millisecond)
 
 	var put *tracetest.SpanStub

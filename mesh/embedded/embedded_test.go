@@ -58,7 +58,7 @@ func TestListenLetsAnotherProcessJoin(t *testing.T) {
 	require.NoError(t, err)
 	t.Cleanup(func() { _ = remote.Close() })
 
-	require.NoError(t, remote.Publish(t.Context(), "joined", meshtestEvent("from-remote")))
+	require.NoError(t, remote.Publish(t.Context(), "joined", []*event.Event{meshtestEvent("from-remote")}))
 	c, err := e.Consume(t.Context(), mesh.ConsumerConfig{Topic: "joined", Group: "g"})
 	require.NoError(t, err)
 	t.Cleanup(func() { _ = c.Close() })

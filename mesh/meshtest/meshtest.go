@@ -219,7 +219,7 @@ func testRoundTrip(t *testing.T, eng mesh.Engine) {
 	sent := []*event.Event{&full, &empty, &jsonEv, &v03}
 	for _, e := range sent {
 		require.NoError(t, e.Validate())
-		require.NoError(t, eng.Publish(t.Context(), tp, e))
+		require.NoError(t, eng.Publish(t.Context(), tp, []*event.Event{e}))
 	}
 
 	c := consume(t, eng, mesh.ConsumerConfig{Topic: tp, Group: "g"})
@@ -261,7 +261,7 @@ func testBatchPublish(t *testing.T, eng mesh.Engine) {
 	tp := topic(t)
 	const n = 1500 // more than one async window
 	evs := newEvents(t, "b", n)
-	require.NoError(t, eng.Publish(t.Context(), tp, evs...))
+	require.NoError(t, eng.Publish(t.Context(), tp, evs))
 	c := consume(t, eng, mesh.ConsumerConfig{Topic: tp, Group: "g", MaxInFlight: 500})
 	seen := map[string]bool{}
 	for range n {
@@ -279,7 +279,7 @@ func testBadBatch(t *testing.T, eng mesh.Engine) {
 	bad := event.New()
 	bad.SetSource("/meshtest") // no id, no type
 	evs = append(evs, &bad)
-	err := eng.Publish(t.Context(), tp, evs...)
+	err := eng.Publish(t.Context(), tp, evs)
 	require.Error(t, err)
 	require.NotErrorIs(t, err, mesh.ErrUnavailable)
 	c := consume(t, eng, mesh.ConsumerConfig{Topic: tp, Group: "g"})
@@ -289,15 +289,15 @@ func testBadBatch(t *testing.T, eng mesh.Engine) {
 func testDuplicate(t *testing.T, eng mesh.Engine) {
 	tp, dlq := topic(t), topic(t, "dlq")
 	e := newEvent(t, "dup-1")
-	require.NoError(t, eng.Publish(t.Context(), tp, e))
-	require.NoError(t, eng.Publish(t.Context(), tp, e))
-	require.NoError(t, eng.Publish(t.Context(), tp, e, newEvent(t, "dup-2"), e))
+	require.NoError(t, eng.Publish(t.Context(), tp, []*event.Event{e}))
+	require.NoError(t, eng.Publish(t.Context(), tp, []*event.Event{e}))
+	require.NoError(t, eng.Publish(t.Context(), tp, []*event.Event{e, newEvent(t, "dup-2"), e}))
 	// The same event on another topic (a dead-letter copy) is kept; so is
 	// a copy from another publisher (dedup key), once per publisher.
-	require.NoError(t, eng.Publish(t.Context(), dlq, e))
+	require.NoError(t, eng.Publish(t.Context(), dlq, []*event.Event{e}))
 	for range 2 {
-		require.NoError(t, eng.Publish(mesh.WithDedupKey(t.Context(), "sub-a"), dlq, e))
-		require.NoError(t, eng.Publish(mesh.WithDedupKey(t.Context(), "sub-b"), dlq, e, newEvent(t, "dup-3")))
+		require.NoError(t, eng.Publish(t.Context(), dlq, []*event.Event{e}, mesh.WithDedupKey("sub-a")))
+		require.NoError(t, eng.Publish(t.Context(), dlq, []*event.Event{e, newEvent(t, "dup-3")}, mesh.WithDedupKey("sub-b")))
 	}
 
 	c := consume(t, eng, mesh.ConsumerConfig{Topic: tp, Group: "g"})
@@ -371,7 +371,7 @@ func testGroupSplits(t *testing.T, eng mesh.Engine) {
 	const n = 40
 	cfg := mesh.ConsumerConfig{Topic: tp, Group: "workers", MaxInFlight: 4}
 	a, b := consume(t, eng, cfg), consume(t, eng, cfg)
-	require.NoError(t, eng.Publish(t.Context(), tp, newEvents(t, "s", n)...))
+	require.NoError(t, eng.Publish(t.Context(), tp, newEvents(t, "s", n)))
 	got := collect(t, n, a, b)
 	all := append(slices.Clone(got[0]), got[1]...)
 	require.Len(t, all, n)
@@ -386,7 +386,7 @@ func testGroupsFanOut(t *testing.T, eng mesh.Engine) {
 	const n = 10
 	a := consume(t, eng, mesh.ConsumerConfig{Topic: tp, Group: "a"})
 	b := consume(t, eng, mesh.ConsumerConfig{Topic: tp, Group: "b"})
-	require.NoError(t, eng.Publish(t.Context(), tp, newEvents(t, "f", n)...))
+	require.NoError(t, eng.Publish(t.Context(), tp, newEvents(t, "f", n)))
 	ga := collect(t, n, a)[0]
 	gb := collect(t, n, b)[0]
 	require.ElementsMatch(t, ga, gb)
@@ -395,16 +395,16 @@ func testGroupsFanOut(t *testing.T, eng mesh.Engine) {
 
 func testStartAtNew(t *testing.T, eng mesh.Engine) {
 	tp := topic(t)
-	require.NoError(t, eng.Publish(t.Context(), tp, newEvent(t, "old")))
+	require.NoError(t, eng.Publish(t.Context(), tp, []*event.Event{newEvent(t, "old")}))
 	c := consume(t, eng, mesh.ConsumerConfig{Topic: tp, Group: "new", StartAtNew: true})
-	require.NoError(t, eng.Publish(t.Context(), tp, newEvent(t, "new-1")))
+	require.NoError(t, eng.Publish(t.Context(), tp, []*event.Event{newEvent(t, "new-1")}))
 	m := next(t, c)
 	require.Equal(t, "new-1", m.Event().ID())
 	ack(t, m)
 	require.NoError(t, c.Close())
 
 	// An existing group resumes where it was, StartAtNew or not.
-	require.NoError(t, eng.Publish(t.Context(), tp, newEvent(t, "new-2")))
+	require.NoError(t, eng.Publish(t.Context(), tp, []*event.Event{newEvent(t, "new-2")}))
 	c = consume(t, eng, mesh.ConsumerConfig{Topic: tp, Group: "new", StartAtNew: true})
 	m = next(t, c)
 	require.Equal(t, "new-2", m.Event().ID())
@@ -418,7 +418,7 @@ func testStartAtNew(t *testing.T, eng mesh.Engine) {
 func testAckStopsRedelivery(t *testing.T, eng mesh.Engine) {
 	tp := topic(t)
 	c := consume(t, eng, mesh.ConsumerConfig{Topic: tp, Group: "g", AckWait: shortAck})
-	require.NoError(t, eng.Publish(t.Context(), tp, newEvent(t, "a-1")))
+	require.NoError(t, eng.Publish(t.Context(), tp, []*event.Event{newEvent(t, "a-1")}))
 	m := next(t, c)
 	ack(t, m)
 	noNext(t, c)
@@ -427,11 +427,20 @@ func testAckStopsRedelivery(t *testing.T, eng mesh.Engine) {
 func testNakRedelivers(t *testing.T, eng mesh.Engine) {
 	tp := topic(t)
 	c := consume(t, eng, mesh.ConsumerConfig{Topic: tp, Group: "g"})
-	require.NoError(t, eng.Publish(t.Context(), tp, newEvent(t, "n-1")))
+	require.NoError(t, eng.Publish(t.Context(), tp, []*event.Event{newEvent(t, "n-0"), newEvent(t, "n-1")}))
+	first := next(t, c)
+	require.Equal(t, "n-0", first.Event().ID())
+	ack(t, first)
+	var seq uint64
 	for attempt := 1; attempt <= 3; attempt++ {
 		m := next(t, c)
 		require.Equal(t, "n-1", m.Event().ID())
 		require.Equal(t, attempt, m.Attempt())
+		if attempt == 1 {
+			seq = m.Seq()
+			require.NotEqual(t, first.Seq(), seq, "two stored events have two sequences")
+		}
+		require.Equal(t, seq, m.Seq(), "every delivery of one stored event has its sequence")
 		if attempt < 3 {
 			require.NoError(t, m.Nak(t.Context(), 0))
 		} else {
@@ -444,7 +453,7 @@ func testNakRedelivers(t *testing.T, eng mesh.Engine) {
 func testNakDelay(t *testing.T, eng mesh.Engine) {
 	tp := topic(t)
 	c := consume(t, eng, mesh.ConsumerConfig{Topic: tp, Group: "g"})
-	require.NoError(t, eng.Publish(t.Context(), tp, newEvent(t, "d-1")))
+	require.NoError(t, eng.Publish(t.Context(), tp, []*event.Event{newEvent(t, "d-1")}))
 	m := next(t, c)
 	start := time.Now()
 	require.NoError(t, m.Nak(t.Context(), nakDelay))
@@ -459,7 +468,7 @@ func testNakDelay(t *testing.T, eng mesh.Engine) {
 func testAckTimeout(t *testing.T, eng mesh.Engine) {
 	tp := topic(t)
 	c := consume(t, eng, mesh.ConsumerConfig{Topic: tp, Group: "g", AckWait: shortAck})
-	require.NoError(t, eng.Publish(t.Context(), tp, newEvent(t, "t-1")))
+	require.NoError(t, eng.Publish(t.Context(), tp, []*event.Event{newEvent(t, "t-1")}))
 	m := next(t, c)
 	require.Equal(t, 1, m.Attempt())
 	start := time.Now()
@@ -474,7 +483,7 @@ func testAckTimeout(t *testing.T, eng mesh.Engine) {
 func testInProgress(t *testing.T, eng mesh.Engine) {
 	tp := topic(t)
 	c := consume(t, eng, mesh.ConsumerConfig{Topic: tp, Group: "g", AckWait: time.Second})
-	require.NoError(t, eng.Publish(t.Context(), tp, newEvent(t, "p-1")))
+	require.NoError(t, eng.Publish(t.Context(), tp, []*event.Event{newEvent(t, "p-1")}))
 	m := next(t, c)
 	// Keep extending for 2 AckWaits: no redelivery meanwhile.
 	deadline := time.Now().Add(2 * time.Second)
@@ -494,7 +503,7 @@ func testInProgress(t *testing.T, eng mesh.Engine) {
 func testTerm(t *testing.T, eng mesh.Engine) {
 	tp := topic(t)
 	c := consume(t, eng, mesh.ConsumerConfig{Topic: tp, Group: "g", AckWait: shortAck})
-	require.NoError(t, eng.Publish(t.Context(), tp, newEvent(t, "x-1")))
+	require.NoError(t, eng.Publish(t.Context(), tp, []*event.Event{newEvent(t, "x-1")}))
 	m := next(t, c)
 	require.NoError(t, m.Term(t.Context()))
 	noNext(t, c)
@@ -503,7 +512,7 @@ func testTerm(t *testing.T, eng mesh.Engine) {
 func testMaxDeliver(t *testing.T, eng mesh.Engine) {
 	tp := topic(t)
 	c := consume(t, eng, mesh.ConsumerConfig{Topic: tp, Group: "g", MaxDeliver: 2, AckWait: shortAck})
-	require.NoError(t, eng.Publish(t.Context(), tp, newEvent(t, "m-1"), newEvent(t, "m-2")))
+	require.NoError(t, eng.Publish(t.Context(), tp, []*event.Event{newEvent(t, "m-1"), newEvent(t, "m-2")}))
 	for range 2 {
 		m := next(t, c)
 		if m.Event().ID() == "m-2" {
@@ -530,7 +539,7 @@ func testMaxDeliver(t *testing.T, eng mesh.Engine) {
 func testMaxInFlight(t *testing.T, eng mesh.Engine) {
 	tp := topic(t)
 	c := consume(t, eng, mesh.ConsumerConfig{Topic: tp, Group: "g", MaxInFlight: 3})
-	require.NoError(t, eng.Publish(t.Context(), tp, newEvents(t, "i", 6)...))
+	require.NoError(t, eng.Publish(t.Context(), tp, newEvents(t, "i", 6)))
 	var held []mesh.Message
 	for range 3 {
 		held = append(held, next(t, c))
@@ -552,7 +561,7 @@ func testMaxInFlight(t *testing.T, eng mesh.Engine) {
 func testReconfigure(t *testing.T, eng mesh.Engine) {
 	tp := topic(t)
 	c := consume(t, eng, mesh.ConsumerConfig{Topic: tp, Group: "g", MaxInFlight: 1})
-	require.NoError(t, eng.Publish(t.Context(), tp, newEvents(t, "r", 3)...))
+	require.NoError(t, eng.Publish(t.Context(), tp, newEvents(t, "r", 3)))
 	m1 := next(t, c)
 	noNext(t, c)
 	require.NoError(t, c.Close())
@@ -569,7 +578,7 @@ func testReconfigure(t *testing.T, eng mesh.Engine) {
 
 func testDeleteGroup(t *testing.T, eng mesh.Engine) {
 	tp := topic(t)
-	require.NoError(t, eng.Publish(t.Context(), tp, newEvents(t, "del", 2)...))
+	require.NoError(t, eng.Publish(t.Context(), tp, newEvents(t, "del", 2)))
 	c := consume(t, eng, mesh.ConsumerConfig{Topic: tp, Group: "g"})
 	require.Len(t, collect(t, 2, c)[0], 2)
 	require.NoError(t, c.Close())
@@ -614,14 +623,14 @@ func testConsumerClose(t *testing.T, eng mesh.Engine) {
 
 func testInvalidTopic(t *testing.T, eng mesh.Engine) {
 	for _, bad := range []string{"", "a b", "a..b", ".a", "a.", "a.*", "a.>", "ü", strings.Repeat("x", mesh.MaxTopicLen+1)} {
-		err := eng.Publish(t.Context(), bad, newEvent(t, "bad"))
+		err := eng.Publish(t.Context(), bad, []*event.Event{newEvent(t, "bad")})
 		require.ErrorIs(t, err, mesh.ErrInvalidTopic, "publish %q", bad)
 		_, err = eng.Consume(t.Context(), mesh.ConsumerConfig{Topic: bad, Group: "g"})
 		require.ErrorIs(t, err, mesh.ErrInvalidTopic, "consume %q", bad)
 	}
 	// Groups may hold any characters, and distinct groups stay distinct.
 	tp := topic(t)
-	require.NoError(t, eng.Publish(t.Context(), tp, newEvent(t, "g-1")))
+	require.NoError(t, eng.Publish(t.Context(), tp, []*event.Event{newEvent(t, "g-1")}))
 	for _, g := range []string{"a.b", "a_b", "a b", "a*>", strings.Repeat("long", 40)} {
 		c := consume(t, eng, mesh.ConsumerConfig{Topic: tp, Group: g})
 		m := next(t, c)
@@ -715,7 +724,7 @@ func testRestart(t *testing.T, inst Instance) {
 	tp := topic(t)
 	cfg := mesh.ConsumerConfig{Topic: tp, Group: "g", AckWait: time.Second}
 	c := consume(t, eng, cfg)
-	require.NoError(t, eng.Publish(t.Context(), tp, newEvents(t, "s", 4)...))
+	require.NoError(t, eng.Publish(t.Context(), tp, newEvents(t, "s", 4)))
 	m := next(t, c)
 	require.Equal(t, "s-0", m.Event().ID())
 	ack(t, m)
@@ -741,7 +750,7 @@ func testRestart(t *testing.T, inst Instance) {
 	require.Equal(t, rev, e.Revision)
 
 	// The duplicate window survives too.
-	require.NoError(t, eng.Publish(t.Context(), tp, newEvent(t, "s-0")))
+	require.NoError(t, eng.Publish(t.Context(), tp, []*event.Event{newEvent(t, "s-0")}))
 	noNext(t, c)
 }
 
@@ -764,7 +773,7 @@ func testEngineClose(t *testing.T, inst Instance) {
 	}
 	_, err := c.Next(t.Context())
 	require.ErrorIs(t, err, mesh.ErrClosed)
-	require.ErrorIs(t, eng.Publish(t.Context(), tp, newEvent(t, "late")), mesh.ErrClosed)
+	require.ErrorIs(t, eng.Publish(t.Context(), tp, []*event.Event{newEvent(t, "late")}), mesh.ErrClosed)
 	_, err = eng.Consume(t.Context(), mesh.ConsumerConfig{Topic: tp, Group: "g"})
 	require.ErrorIs(t, err, mesh.ErrClosed)
 	require.Error(t, eng.Ready(t.Context()))
@@ -773,14 +782,14 @@ func testEngineClose(t *testing.T, inst Instance) {
 func testUnavailable(t *testing.T, inst Instance) {
 	eng := inst.Engine
 	tp := topic(t)
-	require.NoError(t, eng.Publish(t.Context(), tp, newEvent(t, "before")))
+	require.NoError(t, eng.Publish(t.Context(), tp, []*event.Event{newEvent(t, "before")}))
 	inst.StopServer(t)
 
 	for _, evs := range [][]*event.Event{{newEvent(t, "after")}, newEvents(t, "batch", 5)} {
 		const deadline = 3 * time.Second
 		ctx, cancel := context.WithTimeout(t.Context(), deadline)
 		start := time.Now()
-		err := eng.Publish(ctx, tp, evs...)
+		err := eng.Publish(ctx, tp, evs)
 		cancel()
 		require.ErrorIs(t, err, mesh.ErrUnavailable)
 		require.Less(t, time.Since(start), deadline+time.Second, "Publish outlived its ctx deadline")

@@ -42,7 +42,7 @@ func BenchmarkPublish(b *testing.B) {
 		b.RunParallel(func(pb *testing.PB) {
 			for pb.Next() {
 				e := benchEvent(strconv.FormatInt(seq.Add(1), 10), data)
-				if err := eng.Publish(b.Context(), "bench.single", e); err != nil {
+				if err := eng.Publish(b.Context(), "bench.single", []*event.Event{e}); err != nil {
 					b.Error(err)
 					return
 				}
@@ -57,7 +57,7 @@ func BenchmarkPublish(b *testing.B) {
 			for i := range evs {
 				evs[i] = benchEvent(strconv.FormatInt(seq.Add(1), 10), data)
 			}
-			if err := eng.Publish(b.Context(), "bench.batch", evs...); err != nil {
+			if err := eng.Publish(b.Context(), "bench.batch", evs); err != nil {
 				b.Fatal(err)
 			}
 		}
@@ -81,7 +81,7 @@ func BenchmarkHTTP(b *testing.B) {
 				w.WriteHeader(http.StatusBadRequest)
 				return
 			}
-			if err := eng.Publish(r.Context(), "bench.http", benchEvent(strconv.FormatInt(seq.Add(1), 10), body)); err != nil {
+			if err := eng.Publish(r.Context(), "bench.http", []*event.Event{benchEvent(strconv.FormatInt(seq.Add(1), 10), body)}); err != nil {
 				w.WriteHeader(http.StatusServiceUnavailable)
 				return
 			}

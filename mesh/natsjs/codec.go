@@ -40,6 +40,9 @@ var specs = spec.WithPrefix(hdrPrefix)
 // NATS header.
 var errBadHeader = errors.New("contains a line break")
 
+// errMissingAttribute is returned for an event without id, source or type.
+var errMissingAttribute = errors.New("id, source and type are required")
+
 // headerBuilder fills a nats.Header whose values share one backing array.
 type headerBuilder struct {
 	h    nats.Header
@@ -142,6 +145,11 @@ func encode(subject, topic string, e *event.Event) (*nats.Msg, error) {
 		if err := setExtensions(&b, exts); err != nil {
 			return nil, err
 		}
+	}
+	if id == "" || src == "" || e.Type() == "" {
+		// The caller validates; this only keeps what cannot be read back
+		// out of the store.
+		return nil, errMissingAttribute
 	}
 	b.set(hdrMsgID, topic+" "+src+" "+id)
 	if b.err != nil {

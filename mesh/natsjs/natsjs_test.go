@@ -54,7 +54,7 @@ func TestReconnectAfterServerRestart(t *testing.T) {
 	require.Eventually(t, func() bool {
 		ctx, cancel := context.WithTimeout(t.Context(), time.Second)
 		defer cancel()
-		return eng.Publish(ctx, "reconnect", newEvent("after-restart")) == nil
+		return eng.Publish(ctx, "reconnect", []*event.Event{newEvent("after-restart")}) == nil
 	}, 15*time.Second, 50*time.Millisecond)
 	ctx, cancel := context.WithTimeout(t.Context(), 15*time.Second)
 	defer cancel()
@@ -88,7 +88,7 @@ func TestUndecodableMessageIsTerminated(t *testing.T) {
 	bad.Header.Set("ce-specversion", "9.9")
 	_, err = js.PublishMsg(bad)
 	require.NoError(t, err)
-	require.NoError(t, eng.Publish(t.Context(), "garbage", newEvent("good")))
+	require.NoError(t, eng.Publish(t.Context(), "garbage", []*event.Event{newEvent("good")}))
 
 	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
 	defer cancel()

@@ -20,10 +20,11 @@ const asyncWindow = 1024
 // one. One event is a synchronous request; a batch is encoded first (an
 // invalid event publishes nothing), then sent with async publishes in
 // windows of asyncWindow and their acks awaited.
-func (e *Engine) Publish(ctx context.Context, topic string, events ...*event.Event) error {
+func (e *Engine) Publish(ctx context.Context, topic string, events []*event.Event, opts ...mesh.PublishOption) error {
 	if e.closed.Load() {
 		return fmt.Errorf("publishing to %q: %w", topic, mesh.ErrClosed)
 	}
+	o := mesh.ApplyPublishOptions(opts)
 	subject, err := e.subject(topic)
 	if err != nil {
 		return fmt.Errorf("publishing: %w", err)
@@ -32,7 +33,7 @@ func (e *Engine) Publish(ctx context.Context, topic string, events ...*event.Eve
 	case 0:
 		return nil
 	case 1:
-		msg, err := e.encodeValid(ctx, subject, topic, events[0])
+		msg, err := e.encode(subject, topic, events[0], o.DedupKey)
 		if err != nil {
 			return fmt.Errorf("publishing to %q: %w", topic, err)
 		}
@@ -44,7 +45,7 @@ func (e *Engine) Publish(ctx context.Context, topic string, events ...*event.Eve
 	}
 	msgs := make([]*nats.Msg, len(events))
 	for i, ev := range events {
-		if msgs[i], err = e.encodeValid(ctx, subject, topic, ev); err != nil {
+		if msgs[i], err = e.encode(subject, topic, ev, o.DedupKey); err != nil {
 			return fmt.Errorf("publishing to %q: event %d: %w", topic, i, err)
 		}
 	}
@@ -73,21 +74,18 @@ func (e *Engine) Publish(ctx context.Context, topic string, events ...*event.Eve
 	return nil
 }
 
-// encodeValid validates and encodes one event; a dedup key in ctx joins its
-// Nats-Msg-Id.
-func (e *Engine) encodeValid(ctx context.Context, subject, topic string, ev *event.Event) (*nats.Msg, error) {
-	if ev == nil {
+// encode encodes one event, which the caller validated; a dedup key joins
+// its Nats-Msg-Id.
+func (e *Engine) encode(subject, topic string, ev *event.Event, dedupKey string) (*nats.Msg, error) {
+	if ev == nil || ev.Context == nil {
 		return nil, errors.New("nil event")
-	}
-	if err := ev.Validate(); err != nil {
-		return nil, fmt.Errorf("invalid event: %w", err)
 	}
 	m, err := encode(subject, topic, ev)
 	if err != nil {
 		return nil, fmt.Errorf("invalid event %q: %w", ev.ID(), err)
 	}
-	if key := mesh.DedupKey(ctx); key != "" {
-		m.Header[hdrMsgID] = []string{m.Header.Get(hdrMsgID) + " " + key}
+	if dedupKey != "" {
+		m.Header[hdrMsgID] = []string{m.Header.Get(hdrMsgID) + " " + dedupKey}
 	}
 	return m, nil
 }

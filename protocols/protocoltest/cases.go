@@ -114,7 +114,7 @@ func testOutbound(t *testing.T, f Factory) {
 	}
 	next := ep.Receive(t)
 	for _, fx := range Fixtures(t) {
-		require.NoError(t, eng.Publish(t.Context(), OutboundTopic, fx.Event))
+		require.NoError(t, eng.Publish(t.Context(), OutboundTopic, []*event.Event{fx.Event}))
 		got := event.New()
 		body := next()
 		require.NoError(t, json.Unmarshal(body, &got), "%s", body)
@@ -130,11 +130,11 @@ type gatedEngine struct {
 	once    sync.Once
 }
 
-func (g *gatedEngine) Publish(ctx context.Context, topic string, events ...*event.Event) error {
+func (g *gatedEngine) Publish(ctx context.Context, topic string, events []*event.Event, opts ...mesh.PublishOption) error {
 	g.once.Do(func() { close(g.entered) })
 	select {
 	case <-g.open:
-		return g.Engine.Publish(ctx, topic, events...)
+		return g.Engine.Publish(ctx, topic, events, opts...)
 	case <-ctx.Done():
 		return fmt.Errorf("%w: %w", mesh.ErrUnavailable, ctx.Err())
 	}

@@ -23,7 +23,7 @@ var _ mesh.Engine = (*MemoryEngine)(nil)
 var errNotInMemory = errors.New("not supported by MemoryEngine")
 
 // Publish stores the events (all or nothing: it cannot fail part-way).
-func (m *MemoryEngine) Publish(_ context.Context, topic string, events ...*event.Event) error {
+func (m *MemoryEngine) Publish(_ context.Context, topic string, events []*event.Event, _ ...mesh.PublishOption) error {
 	if err := mesh.ValidateTopic(topic); err != nil {
 		return err
 	}

@@ -105,7 +105,7 @@ func publishN(t *testing.T, eng mesh.Engine, topic string, n int) {
 		e.SetID("e" + string(rune('0'+i)))
 		e.SetSource("/test")
 		e.SetType("t")
-		require.NoError(t, eng.Publish(t.Context(), topic, &e))
+		require.NoError(t, eng.Publish(t.Context(), topic, []*event.Event{&e}))
 	}
 }
 
@@ -221,7 +221,7 @@ func TestSubscribeFilterAndFanOut(t *testing.T) {
 		ev.SetID(typ)
 		ev.SetSource("/t")
 		ev.SetType(typ)
-		require.NoError(t, e.eng.Publish(t.Context(), "orders", &ev))
+		require.NoError(t, e.eng.Publish(t.Context(), "orders", []*event.Event{&ev}))
 	}
 	require.Equal(t, "keep", readEvent(t, a).ID())
 	require.Equal(t, "drop", readEvent(t, b).ID())
