@@ -18,6 +18,7 @@ const (
 	MetricDeliveryDuration = "meshd.delivery.duration"   // histogram; attrs topic, subscription
 	MetricRetried          = "meshd.events.retried"      // counter; attrs topic, subscription
 	MetricDeadLettered     = "meshd.events.deadlettered" // counter; attrs topic, subscription
+	MetricDropped          = "meshd.events.dropped"      // counter; attrs topic, subscription
 	MetricFiltered         = "meshd.events.filtered"     // counter; attrs topic, subscription
 )
 
@@ -34,8 +35,11 @@ type metrics struct {
 	deliveryDuration metric.Float64Histogram
 	retried          metric.Int64Counter
 	deadLettered     metric.Int64Counter
+	dropped          metric.Int64Counter
 	filtered         metric.Int64Counter
 }
+
+type counter = metric.Int64Counter
 
 func newMetrics(m metric.Meter) (*metrics, error) {
 	var ms metrics
@@ -61,7 +65,8 @@ func newMetrics(m metric.Meter) (*metrics, error) {
 	ms.delivered = counter(MetricDelivered, "Events delivered to subscription sinks.")
 	ms.deliveryDuration = histogram(MetricDeliveryDuration, "Time of successful deliveries to subscription sinks.")
 	ms.retried = counter(MetricRetried, "Failed deliveries scheduled for a retry.")
-	ms.deadLettered = counter(MetricDeadLettered, "Events given up on: sent to the dead-letter topic or dropped.")
+	ms.deadLettered = counter(MetricDeadLettered, "Events given up on and stored on the dead-letter topic.")
+	ms.dropped = counter(MetricDropped, "Events given up on with no dead-letter topic: dropped.")
 	ms.filtered = counter(MetricFiltered, "Events acked without delivery because the subscription's filters did not match.")
 	if err != nil {
 		return nil, err

@@ -80,21 +80,6 @@ func TestValidateSubscriptionDoesNotEchoSink(t *testing.T) {
 	assert.NotContains(t, err.Error(), "secret")
 }
 
-func TestDedupCache(t *testing.T) {
-	d := newDedupCache(2)
-	assert.False(t, d.contains("s 1"))
-	d.add("s 1")
-	d.add("s 2")
-	assert.True(t, d.contains("s 1"))
-	assert.True(t, d.contains("s 2"))
-	d.add("s 3") // evicts the least recently used
-	assert.Equal(t, 2, d.c.Len())
-	assert.True(t, d.contains("s 3"))
-
-	e := newEvent(t)
-	assert.Equal(t, "/orders id-1", dedupKey(e))
-}
-
 func TestTruncate(t *testing.T) {
 	assert.Equal(t, "abc", truncate("abc", 5))
 	assert.Equal(t, "ab…", truncate("abcdef", 2))

@@ -1,11 +1,9 @@
 package connectors
 
 import (
-	"fmt"
-	"sort"
-	"strings"
-
 	"github.com/cloudevents/sdk-go/v2/event"
+
+	"github.com/meshd/meshd/bridge"
 )
 
 // Record is one event polled by a source task with its position in the
@@ -22,27 +20,7 @@ type Record struct {
 	Offset string
 }
 
-// PartialError is returned by SinkTask.Put when only some events of a batch
-// failed. Failed maps the index of each failed event in the batch to its
-// error.
-type PartialError struct {
-	Failed map[int]error
-}
-
-func (e *PartialError) Error() string {
-	idx := make([]int, 0, len(e.Failed))
-	for i := range e.Failed {
-		idx = append(idx, i)
-	}
-	sort.Ints(idx)
-	var b strings.Builder
-	fmt.Fprintf(&b, "%d event(s) of the batch failed", len(idx))
-	for n, i := range idx {
-		if n == 3 {
-			b.WriteString("; …")
-			break
-		}
-		fmt.Fprintf(&b, "; event %d: %v", i, e.Failed[i])
-	}
-	return b.String()
-}
+// PartialError is returned by SinkTask.Put when only some events of a
+// batch failed: Failed maps the index of each failed event in the batch to
+// its error. It is the delivery loop's own (bridge.PartialError).
+type PartialError = bridge.PartialError

@@ -80,6 +80,11 @@ type DeliveryConfig struct {
 	BackoffMax     time.Duration `yaml:"backoffMax" usage:"longest retry delay"`
 }
 
+// backoff is the retry schedule of every delivery loop and retry.
+func (d DeliveryConfig) backoff() bridge.Backoff {
+	return bridge.Backoff{Initial: d.BackoffInitial, Max: d.BackoffMax}
+}
+
 // Defaults returns the configuration meshd runs with when nothing is set.
 func Defaults() Config {
 	host, _ := os.Hostname()

@@ -7,7 +7,6 @@ import (
 	"net"
 	"net/http"
 
-	"github.com/meshd/meshd/bridge"
 	"github.com/meshd/meshd/bridge/problem"
 	"github.com/meshd/meshd/connectors/api"
 	_ "github.com/meshd/meshd/connectors/standard" // the connector types meshd ships
@@ -58,7 +57,7 @@ func (s *Sidecar) startConnectors(ctx context.Context) error {
 		Meter:         s.metrics.meter,
 		Tracer:        s.telemetry.tracer,
 		WorkerID:      s.cfg.App.ID,
-		Backoff:       bridge.Backoff{Initial: s.cfg.Delivery.BackoffInitial, Max: s.cfg.Delivery.BackoffMax},
+		Backoff:       s.cfg.Delivery.backoff(),
 		AckWait:       s.cfg.Delivery.AckWait,
 		WebhookListen: s.cfg.Webhook.Listen,
 		ConfigBucket:  s.cfg.stateBucket(worker.DefaultConfigBucket),

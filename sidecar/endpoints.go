@@ -39,6 +39,7 @@ func (s *Sidecar) appAPI(httpAPI http.Handler) http.Handler {
 // not fail the start: the bridge keeps connecting in the background.
 func (s *Sidecar) startMQTT(ctx context.Context) error {
 	for _, c := range s.cfg.MQTT {
+		c.Backoff = s.cfg.Delivery.backoff()
 		b, err := mqtt.Start(ctx, c, s.bridge, s.engine, s.logger)
 		if err != nil {
 			return fmt.Errorf("starting mqtt bridge: %w", err)

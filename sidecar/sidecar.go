@@ -73,7 +73,7 @@ func Start(ctx context.Context, cfg Config, logger *slog.Logger) (s *Sidecar, er
 		Tracer:    s.telemetry.tracer,
 		Sender:    cehttp.NewSender(cehttp.ClientConfig{Timeout: cfg.Delivery.Timeout}),
 		DedupSize: cfg.Delivery.DedupSize,
-		Backoff:   bridge.Backoff{Initial: cfg.Delivery.BackoffInitial, Max: cfg.Delivery.BackoffMax},
+		Backoff:   cfg.Delivery.backoff(),
 		AckWait:   cfg.Delivery.AckWait,
 		// Per app: sidecars sharing a cluster must not run each other's
 		// subscriptions (their sinks are on other hosts' loopback).

@@ -12,14 +12,15 @@ const (
 	MetricPublished    = "meshd.connector.events.published"    // source records stored on the mesh
 	MetricDelivered    = "meshd.connector.events.delivered"    // sink events acked after Put
 	MetricRetried      = "meshd.connector.events.retried"      // sink events naked for a retry
-	MetricDeadLettered = "meshd.connector.events.deadlettered" // sink events given up on
+	MetricDeadLettered = "meshd.connector.events.deadlettered" // sink events given up on, stored on the dead-letter topic
+	MetricDropped      = "meshd.connector.events.dropped"      // sink events given up on without a dead-letter topic
 	MetricFiltered     = "meshd.connector.events.filtered"     // sink events skipped by filters
 	MetricTaskFailures = "meshd.connector.task.failures"       // task failures (each followed by a restart)
 )
 
 // metrics is nil without a Meter; its methods then do nothing.
 type metrics struct {
-	publishedC, deliveredC, retriedC, deadLetteredC, filteredC, failuresC metric.Int64Counter
+	publishedC, deliveredC, retriedC, deadLetteredC, droppedC, filteredC, failuresC metric.Int64Counter
 }
 
 func newMetrics(m metric.Meter) (*metrics, error) {
@@ -36,7 +37,8 @@ func newMetrics(m metric.Meter) (*metrics, error) {
 	ms.publishedC = c(MetricPublished, "Records of source connectors stored on the mesh.", "{event}")
 	ms.deliveredC = c(MetricDelivered, "Events written by sink connectors.", "{event}")
 	ms.retriedC = c(MetricRetried, "Events a sink connector failed to write, scheduled for a retry.", "{event}")
-	ms.deadLetteredC = c(MetricDeadLettered, "Events a sink connector gave up on.", "{event}")
+	ms.deadLetteredC = c(MetricDeadLettered, "Events a sink connector gave up on, stored on its dead-letter topic.", "{event}")
+	ms.droppedC = c(MetricDropped, "Events a sink connector gave up on with no dead-letter topic: dropped.", "{event}")
 	ms.filteredC = c(MetricFiltered, "Events skipped by a sink connector's filters.", "{event}")
 	ms.failuresC = c(MetricTaskFailures, "Connector task failures.", "{failure}")
 	if err != nil {
@@ -64,21 +66,27 @@ func (m *metrics) delivered(name string, n int) {
 	}
 }
 
-func (m *metrics) retried(name string) {
+func (m *metrics) retried(name string, n int) {
 	if m != nil {
-		m.add(m.retriedC, name, 1)
+		m.add(m.retriedC, name, n)
 	}
 }
 
-func (m *metrics) deadLettered(name string) {
+func (m *metrics) deadLettered(name string, n int) {
 	if m != nil {
-		m.add(m.deadLetteredC, name, 1)
+		m.add(m.deadLetteredC, name, n)
 	}
 }
 
-func (m *metrics) filteredInc(name string) {
+func (m *metrics) dropped(name string, n int) {
 	if m != nil {
-		m.add(m.filteredC, name, 1)
+		m.add(m.droppedC, name, n)
+	}
+}
+
+func (m *metrics) filtered(name string, n int) {
+	if m != nil {
+		m.add(m.filteredC, name, n)
 	}
 }
 

@@ -58,6 +58,9 @@ type LinkConfig struct {
 	AckWait  time.Duration `yaml:"ackWait" json:"ackWait,omitempty"`
 	Inbound  []Inbound     `yaml:"inbound" json:"inbound,omitempty"`
 	Outbound []Outbound    `yaml:"outbound" json:"outbound,omitempty"`
+	// Backoff spaces retries of inbound stores and outbound publishes (the
+	// sidecar's delivery.backoff* settings; zero: bridge.DefaultBackoff).
+	Backoff bridge.Backoff `yaml:"-" json:"-"`
 }
 
 // TLS configures TLS to the broker (ssl://, tls://, mqtts://, wss://).
@@ -95,8 +98,16 @@ type Outbound struct {
 	QoS int `yaml:"qos" json:"qos"`
 	// Retain sets the MQTT retain flag.
 	Retain bool `yaml:"retain" json:"retain,omitempty"`
-	// MaxInFlight bounds publishes awaiting the broker's ack (default 16).
+	// MaxInFlight bounds publishes awaiting the broker's ack (default 16);
+	// 1 publishes strictly in order.
 	MaxInFlight int `yaml:"maxInFlight" json:"maxInFlight,omitempty"`
+	// MaxAttempts is the most publishes of an event the broker refused or
+	// did not confirm before it is dead-lettered (default 0: retry for as
+	// long as the mesh keeps it). A broken connection spends no attempts.
+	MaxAttempts int `yaml:"maxAttempts" json:"maxAttempts,omitempty"`
+	// DeadLetterTopic receives events given up on (an event whose MQTT
+	// topic cannot be rendered, or after MaxAttempts); none: dropped.
+	DeadLetterTopic string `yaml:"deadLetterTopic" json:"deadLetterTopic,omitempty"`
 }
 
 // Secret is a string that is never printed or logged.
@@ -218,6 +229,14 @@ func (c LinkConfig) validate() error {
 		}
 		if _, err := bridge.CompileFilters(o.Filters); err != nil {
 			return fmt.Errorf("%s.%w", p, err)
+		}
+		if o.MaxAttempts < 0 {
+			return fmt.Errorf("%s.maxAttempts: must not be negative", p)
+		}
+		if o.DeadLetterTopic != "" {
+			if err := mesh.ValidateTopic(o.DeadLetterTopic); err != nil {
+				return fmt.Errorf("%s.deadLetterTopic: %w", p, err)
+			}
 		}
 	}
 	return nil

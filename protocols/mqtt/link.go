@@ -27,8 +27,8 @@ var _ Publisher = (*bridge.Bridge)(nil)
 // Link is one running broker connection with its inbound and outbound
 // routes.
 //
-// Goroutines: one inbound worker, two per outbound route (consume and
-// publish, confirm and ack). Stop waits for all of them. Paho's own
+// Goroutines: one inbound worker and a delivery loop per outbound route
+// (bridge.Loop). Stop waits for all of them. Paho's own
 // goroutines end with Disconnect.
 type Link struct {
 	cfg        LinkConfig
@@ -76,26 +76,16 @@ func Start(ctx context.Context, cfg LinkConfig, pub Publisher, eng mesh.Engine, 
 	}
 	b.client = paho.NewClient(opts)
 
-	routes := make([]*outbound, 0, len(cfg.Outbound))
 	for _, o := range cfg.Outbound {
-		r, err := b.openOutbound(ctx, o)
+		loop, err := b.startOutbound(runCtx, o)
 		if err != nil {
-			for _, r := range routes {
-				_ = r.consumer.Close()
-			}
 			cancel()
+			b.wg.Wait()
 			return nil, fmt.Errorf("mqtt %q: outbound %q: %w", cfg.Name, o.Topic, err)
 		}
-		routes = append(routes, r)
+		b.wg.Go(func() { <-loop.Done() })
 	}
-
-	b.wg.Add(1)
-	go func() { defer b.wg.Done(); b.inboundWorker(runCtx) }()
-	for _, r := range routes {
-		b.wg.Add(2)
-		go func() { defer b.wg.Done(); r.publishLoop(runCtx) }()
-		go func() { defer b.wg.Done(); r.confirmLoop(runCtx) }()
-	}
+	b.wg.Go(func() { b.inboundWorker(runCtx) })
 	b.client.Connect() // retries in the background (ConnectRetry)
 	b.log.Info("mqtt bridge started", "broker", redactURL(u), "clientId", cfg.ClientID, "inbound", len(cfg.Inbound), "outbound", len(cfg.Outbound))
 	return b, nil
@@ -260,11 +250,9 @@ func (b *Link) store(ctx context.Context, m paho.Message) bool {
 				b.log.Error("mqtt message is not a valid event; dropped", "topic", m.Topic(), "error", err)
 				break
 			}
-			delay := bridge.DefaultBackoff.Delay(attempt)
+			delay := b.cfg.Backoff.Delay(attempt)
 			b.log.Warn("storing an mqtt message; retrying", "mqttTopic", m.Topic(), "topic", r.topic, "attempt", attempt, "in", delay, "error", err)
-			select {
-			case <-time.After(delay):
-			case <-ctx.Done():
+			if !bridge.Sleep(ctx, delay) {
 				return false
 			}
 		}

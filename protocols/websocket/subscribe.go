@@ -84,8 +84,10 @@ func (h *Handler) serveSubscribe(w http.ResponseWriter, r *http.Request) {
 		Topic:       params.topic,
 		Group:       params.group,
 		MaxInFlight: params.maxInFlight,
-		AckWait:     h.cfg.AckTimeout,
-		StartAtNew:  params.ephemeral,
+		// Past AckTimeout the loop hands an unacked event back itself; the
+		// mesh's own redelivery is the backstop if meshd dies.
+		AckWait:    2 * h.cfg.AckTimeout,
+		StartAtNew: params.ephemeral,
 	})
 	if err != nil {
 		problem.Write(w, problem.FromError(fmt.Errorf("opening the consumer: %w", err)))
@@ -99,15 +101,13 @@ func (h *Handler) serveSubscribe(w http.ResponseWriter, r *http.Request) {
 	}
 	defer h.done(c)
 	s := &subscription{
-		c:        c,
-		consumer: consumer,
-		params:   params,
-		log:      h.log.With("topic", params.topic, "group", params.group, "remote", r.RemoteAddr),
-		ackWait:  h.cfg.AckTimeout,
-		slots:    make(chan struct{}, params.maxInFlight),
-		pending:  map[string][]*pending{},
+		c:       c,
+		params:  params,
+		log:     h.log.With("topic", params.topic, "group", params.group, "remote", r.RemoteAddr),
+		ackWait: h.cfg.AckTimeout,
+		pending: map[string][]*pending{},
 	}
-	s.run()
+	s.run(h.eng, consumer)
 	h.dropGroup(params)
 }
 
@@ -123,143 +123,135 @@ func (h *Handler) dropGroup(p subscribeParams) {
 	}
 }
 
-// subscription delivers a consumer's events to one connection.
-//
-// slots holds one token per unacked event; the delivery loop takes one
-// before asking the mesh for the next event, so at most maxInFlight are
-// outstanding and a slow client slows delivery. A token is given back on
-// ack, nack or when the ack timeout passes (the mesh then redelivers).
+// subscription delivers a consumer's events to one connection: a handler
+// of the bridge's delivery loop with maxInFlight workers. Each worker
+// writes one event and waits for the client's ack or nack, or the ack
+// timeout, so at most maxInFlight events are unacked and a slow client
+// slows delivery.
 type subscription struct {
-	c        *conn
-	consumer mesh.Consumer
-	params   subscribeParams
-	log      *slog.Logger
-	ackWait  time.Duration
-	slots    chan struct{}
+	c       *conn
+	params  subscribeParams
+	log     *slog.Logger
+	ackWait time.Duration
 
-	mu      sync.Mutex            // guards pending and the done flags
+	mu      sync.Mutex            // guards pending
 	pending map[string][]*pending // unacked events by id, oldest first
 }
 
+// pending is one event written to the client and not yet answered.
 type pending struct {
-	id    string
-	msg   mesh.Message
-	timer *time.Timer
-	done  bool
+	id     string
+	answer chan error // buffered 1: nil for an ack, the retry for a nack
 }
 
-func (s *subscription) run() {
+var (
+	errAckTimeout = errors.New("the client did not ack in time")
+	errNacked     = errors.New("the client nacked the event")
+	errConnGone   = errors.New("the connection is closed")
+)
+
+func (s *subscription) run(eng mesh.Engine, consumer mesh.Consumer) {
 	ctx, cancel := context.WithCancel(context.Background())
+	loop := bridge.StartLoop(ctx, bridge.LoopConfig{
+		Name:      "websocket " + s.params.group,
+		Engine:    eng,
+		Consumers: []mesh.Consumer{consumer},
+		Start:     s.start,
+		Filter:    s.params.filter,
+		Workers:   s.params.maxInFlight,
+		AckWait:   2 * s.ackWait,
+		Logger:    s.log,
+	})
 	var wg sync.WaitGroup
-	wg.Add(2)
-	go func() { defer wg.Done(); s.c.keepAlive(ctx.Done()) }()
-	go func() {
-		defer wg.Done()
-		s.deliver(ctx)
-		_ = s.c.ws.Close() // a failed write ends the read loop too
-	}()
-	s.readAcks(ctx)
-	cancel()
-	_ = s.consumer.Close()
+	wg.Go(func() { s.c.keepAlive(ctx.Done()) })
+	s.readAcks()
+	cancel() // unanswered events go back to the group at once
+	loop.Stop(context.Background())
 	wg.Wait()
-	s.returnPending()
 }
 
-// deliver sends events until ctx is done or a write fails.
-func (s *subscription) deliver(ctx context.Context) {
-	failures := 0
-	for {
+// start writes one event (in the order events arrive) and returns the
+// wait for the client's answer.
+func (s *subscription) start(ctx context.Context, m mesh.Message) func() error {
+	ev := m.Event()
+	body, err := json.Marshal(ev)
+	if err != nil {
+		return bridge.Finished(bridge.PermanentError(fmt.Errorf("encoding the event for a WebSocket client: %w", err)))
+	}
+	p := s.track(ev.ID())
+	if err := s.c.write(body); err != nil {
+		s.untrack(p)
+		s.log.Debug("writing an event", "error", err)
+		_ = s.c.ws.Close() // ends the read loop, and so the subscription
+		return bridge.Finished(bridge.UnavailableError(errConnGone, 0))
+	}
+	return func() error {
+		timer := time.NewTimer(s.ackWait)
+		defer timer.Stop()
 		select {
-		case s.slots <- struct{}{}:
+		case err := <-p.answer:
+			return err
+		case <-timer.C:
+			if s.untrack(p) {
+				return errAckTimeout
+			}
+			return <-p.answer // answered just now
 		case <-ctx.Done():
-			return
-		}
-		msg, err := s.consumer.Next(ctx)
-		if err != nil {
-			<-s.slots
-			if ctx.Err() != nil || errors.Is(err, mesh.ErrClosed) {
-				return
-			}
-			failures++
-			s.log.Warn("receiving from the mesh", "error", err)
-			select {
-			case <-time.After(bridge.DefaultBackoff.Delay(failures)):
-				continue
-			case <-ctx.Done():
-				return
-			}
-		}
-		failures = 0
-		ev := msg.Event()
-		if !s.params.filter.Match(ev) {
-			<-s.slots
-			if err := msg.Ack(ctx); err != nil {
-				s.log.Debug("acking a filtered-out event", "error", err)
-			}
-			continue
-		}
-		body, err := json.Marshal(ev)
-		if err != nil {
-			<-s.slots
-			s.log.Error("encoding an event for a WebSocket client; terminated", "id", ev.ID(), "error", err)
-			_ = msg.Term(ctx)
-			continue
-		}
-		s.track(msg)
-		if err := s.c.write(body); err != nil {
-			s.log.Debug("writing an event", "error", err)
-			return
+			s.untrack(p)
+			return ctx.Err()
 		}
 	}
 }
 
-// track records msg as unacked, holding its slot until ack, nack or the
-// ack timeout.
-func (s *subscription) track(msg mesh.Message) {
-	p := &pending{id: msg.Event().ID(), msg: msg}
+// track records an event written to the client as unanswered.
+func (s *subscription) track(id string) *pending {
+	p := &pending{id: id, answer: make(chan error, 1)}
 	s.mu.Lock()
-	s.pending[p.id] = append(s.pending[p.id], p)
-	p.timer = time.AfterFunc(s.ackWait, func() { s.take(p) })
+	s.pending[id] = append(s.pending[id], p)
 	s.mu.Unlock()
+	return p
 }
 
-// take removes p if it is still pending and frees its slot.
-func (s *subscription) take(p *pending) bool {
+// untrack removes p if it is still unanswered and says whether it was.
+func (s *subscription) untrack(p *pending) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if p.done {
-		return false
-	}
-	p.done = true
-	p.timer.Stop()
 	list := s.pending[p.id]
 	for i, q := range list {
 		if q == p {
 			list = append(list[:i], list[i+1:]...)
-			break
+			if len(list) == 0 {
+				delete(s.pending, p.id)
+			} else {
+				s.pending[p.id] = list
+			}
+			return true
 		}
 	}
+	return false
+}
+
+// answer hands the client's answer to the oldest unanswered delivery of
+// id; false when there is none.
+func (s *subscription) answer(id string, err error) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	list := s.pending[id]
 	if len(list) == 0 {
-		delete(s.pending, p.id)
-	} else {
-		s.pending[p.id] = list
+		return false
 	}
-	<-s.slots
+	p := list[0]
+	if len(list) == 1 {
+		delete(s.pending, id)
+	} else {
+		s.pending[id] = list[1:]
+	}
+	p.answer <- err
 	return true
 }
 
-// oldest returns the oldest pending delivery of id.
-func (s *subscription) oldest(id string) *pending {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if list := s.pending[id]; len(list) > 0 {
-		return list[0]
-	}
-	return nil
-}
-
 // readAcks handles the client's acks and nacks until the connection ends.
-func (s *subscription) readAcks(ctx context.Context) {
+func (s *subscription) readAcks() {
 	for {
 		b, err := s.c.readMessage()
 		if isTooLarge(err) {
@@ -274,7 +266,7 @@ func (s *subscription) readAcks(ctx context.Context) {
 			}
 			return
 		}
-		if p, id := s.handleAck(ctx, b); p != nil {
+		if p, id := s.handleAck(b); p != nil {
 			if s.c.writeError(*p, id, nil) != nil {
 				return
 			}
@@ -282,7 +274,7 @@ func (s *subscription) readAcks(ctx context.Context) {
 	}
 }
 
-func (s *subscription) handleAck(ctx context.Context, b []byte) (*problem.Problem, string) {
+func (s *subscription) handleAck(b []byte) (*problem.Problem, string) {
 	bad := func(id, format string, args ...any) (*problem.Problem, string) {
 		p := problem.New(problem.CodeInvalidRequest, fmt.Sprintf(format, args...))
 		return &p, id
@@ -295,13 +287,8 @@ func (s *subscription) handleAck(ctx context.Context, b []byte) (*problem.Proble
 	}
 	switch {
 	case m.Ack != nil && m.Nack == nil && m.Delay == "":
-		p := s.oldest(*m.Ack)
-		if p == nil || !s.take(p) {
+		if !s.answer(*m.Ack, nil) {
 			return bad(*m.Ack, "no unacked event with id %q on this connection (already acked, or redelivered after the ack timeout)", *m.Ack)
-		}
-		if err := p.msg.Ack(ctx); err != nil {
-			pr := problem.FromError(err)
-			return &pr, *m.Ack
 		}
 	case m.Nack != nil && m.Ack == nil:
 		var delay time.Duration
@@ -312,40 +299,11 @@ func (s *subscription) handleAck(ctx context.Context, b []byte) (*problem.Proble
 			}
 			delay = d
 		}
-		p := s.oldest(*m.Nack)
-		if p == nil || !s.take(p) {
+		if !s.answer(*m.Nack, bridge.RetryError(errNacked, delay)) {
 			return bad(*m.Nack, "no unacked event with id %q on this connection", *m.Nack)
-		}
-		if err := p.msg.Nak(ctx, delay); err != nil {
-			pr := problem.FromError(err)
-			return &pr, *m.Nack
 		}
 	default:
 		return bad("", `want exactly one of {"ack":"<id>"} or {"nack":"<id>","delay":"5s"}`)
 	}
 	return nil, ""
-}
-
-// returnPending hands every unacked event back to the group at once.
-func (s *subscription) returnPending() {
-	s.mu.Lock()
-	var all []*pending
-	for _, list := range s.pending {
-		for _, p := range list {
-			if !p.done {
-				p.done = true
-				p.timer.Stop()
-				all = append(all, p)
-			}
-		}
-	}
-	s.pending = map[string][]*pending{}
-	s.mu.Unlock()
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	for _, p := range all {
-		if err := p.msg.Nak(ctx, 0); err != nil {
-			s.log.Debug("returning an unacked event", "id", p.id, "error", err)
-		}
-	}
 }

@@ -1,0 +1,195 @@
+package bridge
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/cloudevents/sdk-go/v2/event"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/meshd/meshd/mesh"
+)
+
+// startTestLoop opens a consumer of group on topic and runs a loop on it.
+func startTestLoop(t *testing.T, eng mesh.Engine, topic string, cfg LoopConfig) *Loop {
+	t.Helper()
+	c, err := eng.Consume(t.Context(), mesh.ConsumerConfig{Topic: topic, Group: "loop", AckWait: cfg.AckWait})
+	require.NoError(t, err)
+	cfg.Engine = eng
+	cfg.Consumers = []mesh.Consumer{c}
+	if cfg.Backoff == (Backoff{}) {
+		cfg.Backoff = fastBackoff
+	}
+	cfg.Logger = testLogger(t)
+	l := StartLoop(context.Background(), cfg)
+	t.Cleanup(func() { l.Stop(context.Background()) })
+	return l
+}
+
+func publishIDs(t *testing.T, eng mesh.Engine, topic string, ids ...string) {
+	t.Helper()
+	evs := make([]*event.Event, len(ids))
+	for i, id := range ids {
+		evs[i] = mkEvent(t, id, "t")
+	}
+	require.NoError(t, eng.Publish(t.Context(), topic, evs))
+}
+
+// An unavailable target holds the events: no attempt is spent, nothing is
+// naked or dead-lettered, the mesh is kept from redelivering them past the
+// ack wait, and they are delivered once the target is back.
+func TestLoopHoldsEventsWhileTargetUnavailable(t *testing.T) {
+	eng := &spyEngine{Engine: openEngine(t)}
+	var down atomic.Bool
+	down.Store(true)
+	var mu sync.Mutex
+	attempts := map[string][]int{}
+	l := startTestLoop(t, eng, "hold", LoopConfig{
+		Name:        "hold",
+		MaxAttempts: 2, // a retried failure would dead-letter after two
+		AckWait:     time.Second,
+		Backoff:     Backoff{Initial: 100 * time.Millisecond, Max: 300 * time.Millisecond},
+		Handler: func(_ context.Context, batch []mesh.Message) error {
+			mu.Lock()
+			attempts[batch[0].Event().ID()] = append(attempts[batch[0].Event().ID()], batch[0].Attempt())
+			mu.Unlock()
+			if down.Load() {
+				return UnavailableError(errors.New("connection refused"), 0)
+			}
+			return nil
+		},
+	})
+	publishIDs(t, eng, "hold", "h1")
+	require.Eventually(t, func() bool { return l.Status().Holding }, waitFor, tick)
+	time.Sleep(2500 * time.Millisecond) // well past the ack wait of 1s
+	assert.True(t, l.Status().Holding)
+	assert.Contains(t, l.Status().LastError, "connection refused")
+	down.Store(false)
+	require.Eventually(t, func() bool {
+		s := eng.settlements()
+		return len(s) == 1 && s[0].op == "ack"
+	}, waitFor, tick, "delivered once the target is back, with no nak or term before")
+	mu.Lock()
+	defer mu.Unlock()
+	require.GreaterOrEqual(t, len(attempts["h1"]), 3)
+	for _, a := range attempts["h1"] {
+		assert.Equal(t, 1, a, "holding spends no attempt and the mesh does not redeliver")
+	}
+	assert.False(t, l.Status().Holding)
+}
+
+// A batch handler's partial failure acks the delivered events, retries the
+// failed one and dead-letters the permanent one alone.
+func TestLoopBatchPartialFailure(t *testing.T) {
+	eng := &spyEngine{Engine: openEngine(t)}
+	dead := readTopic(t, eng, "partial-dead")
+	var calls atomic.Int32
+	startTestLoop(t, eng, "partial", LoopConfig{
+		Name:            "connector-x",
+		BatchSize:       3,
+		BatchWait:       time.Second,
+		DeadLetterTopic: "partial-dead",
+		Handler: func(_ context.Context, batch []mesh.Message) error {
+			if calls.Add(1) > 1 {
+				return nil
+			}
+			require.Len(t, batch, 3)
+			return &PartialError{Failed: map[int]error{
+				1: errors.New("busy"),
+				2: PermanentError(errors.New("bad row")),
+			}}
+		},
+	})
+	publishIDs(t, eng, "partial", "p0", "p1", "p2")
+	require.Eventually(t, func() bool { return len(dead()) == 1 }, waitFor, tick)
+	assert.Equal(t, "p2", dead()[0].ID())
+	assert.Equal(t, "bad row", dead()[0].Extensions()[ExtDeliveryError])
+	require.Eventually(t, func() bool {
+		acked := map[string]int{}
+		for _, s := range eng.settlements() {
+			if s.op == "ack" {
+				acked[s.id]++
+			}
+		}
+		return acked["p0"] == 1 && acked["p1"] == 1
+	}, waitFor, tick, "p0 acked at once, p1 after its retry")
+}
+
+// A handler error wrapping ErrAbort ends the loop and hands its events
+// back.
+func TestLoopAbort(t *testing.T) {
+	eng := &spyEngine{Engine: openEngine(t)}
+	l := startTestLoop(t, eng, "abort", LoopConfig{
+		Handler: func(context.Context, []mesh.Message) error {
+			return fmt.Errorf("%w: the task panicked", ErrAbort)
+		},
+	})
+	publishIDs(t, eng, "abort", "a1")
+	select {
+	case <-l.Done():
+	case <-time.After(waitFor):
+		t.Fatal("the loop did not end")
+	}
+	require.ErrorIs(t, l.Err(), ErrAbort)
+	s := eng.settlements()
+	require.Len(t, s, 1)
+	assert.Equal(t, "nak", s[0].op)
+}
+
+// Start mode starts events in arrival order while their outcomes overlap.
+func TestLoopStartKeepsOrder(t *testing.T) {
+	eng := openEngine(t)
+	var mu sync.Mutex
+	var order []string
+	release := make(chan struct{})
+	startTestLoop(t, eng, "order", LoopConfig{
+		Workers: 8,
+		Start: func(ctx context.Context, m mesh.Message) func() error {
+			mu.Lock()
+			order = append(order, m.Event().ID())
+			mu.Unlock()
+			return func() error {
+				select {
+				case <-release:
+					return nil
+				case <-ctx.Done():
+					return ctx.Err()
+				}
+			}
+		},
+	})
+	ids := []string{"o0", "o1", "o2", "o3", "o4", "o5", "o6", "o7"}
+	publishIDs(t, eng, "order", ids...)
+	require.Eventually(t, func() bool { mu.Lock(); defer mu.Unlock(); return len(order) == 8 },
+		waitFor, tick, "eight starts in flight at once, none confirmed yet")
+	close(release)
+	mu.Lock()
+	defer mu.Unlock()
+	assert.Equal(t, ids, order)
+}
+
+// De-duplication is by stored event: two stored events with one source and
+// id are both delivered; only a redelivery of one stored event is not.
+func TestLoopDedupIsByStoredEvent(t *testing.T) {
+	eng := openEngine(t)
+	var got atomic.Int32
+	startTestLoop(t, eng, "dedup", LoopConfig{
+		DedupSize: 100,
+		Handler: func(context.Context, []mesh.Message) error {
+			got.Add(1)
+			return nil
+		},
+	})
+	// Two copies stored apart (a dead-letter copy of each of two
+	// subscriptions, say).
+	e := mkEvent(t, "same", "t")
+	require.NoError(t, eng.Publish(t.Context(), "dedup", []*event.Event{e}, mesh.WithDedupKey("sub-a")))
+	require.NoError(t, eng.Publish(t.Context(), "dedup", []*event.Event{e}, mesh.WithDedupKey("sub-b")))
+	require.Eventually(t, func() bool { return got.Load() == 2 }, waitFor, tick)
+}
