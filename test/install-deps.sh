@@ -26,8 +26,39 @@ apt_install() {
 	DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 }
 
+# go_server NAME MODULE VERSION [PACKAGE] builds a server from the Go module
+# proxy into the test cache (os.UserCacheDir()/meshd/bin/NAME-VERSION, where
+# test/infra looks for it) when it is not there. The proxy refuses some
+# `go install M@V` (see TEST-SERVERS.md); then the module is downloaded and
+# built in place.
+go_server() {
+	local name=$1 module=$2 version=$3 pkg=${4:-$2}
+	local cache
+	case "$(uname -s)" in
+	Darwin) cache="$HOME/Library/Caches" ;;
+	*) cache="${XDG_CACHE_HOME:-$HOME/.cache}" ;;
+	esac
+	local bin="$cache/meshd/bin/$name-$version"
+	[ -x "$bin" ] && return 0
+	mkdir -p "$cache/meshd/bin"
+	local tmp
+	tmp="$(mktemp -d)"
+	echo "install-deps: building $name $version from the Go module proxy (once; a few CPU-minutes)"
+	if ! (cd "$tmp" && GOBIN="$tmp" CGO_ENABLED=0 go install "$pkg@$version"); then
+		local dir
+		dir="$(cd "$tmp" && go mod download -json "$module@$version" | sed -n 's/^[[:space:]]*"Dir": "\(.*\)",$/\1/p')"
+		[ -n "$dir" ] || { echo "install-deps: cannot download $module@$version" >&2; rm -rf "$tmp"; exit 1; }
+		local rel="${pkg#"$module"}"
+		(cd "$dir" && CGO_ENABLED=0 go build -o "$tmp/$(basename "$pkg")" "./${rel#/}")
+	fi
+	mv "$tmp/$(basename "$pkg")" "$bin"
+	rm -rf "$tmp"
+}
+
 need_go
 # Debian packages the tests start as real servers (test/infra launchers).
 apt_install mosquitto postgresql mariadb-server mariadb-client clickhouse-server clickhouse-client
+# SMTP server of the email-sink tests.
+go_server mailpit github.com/axllent/mailpit v1.33.1
 go mod download
 echo "install-deps: ok"

@@ -19,6 +19,8 @@ type Proxy struct {
 	failing atomic.Bool
 	mu      sync.Mutex
 	conns   map[net.Conn]struct{}
+
+	accepted atomic.Int64 // connections forwarded
 }
 
 // StartProxy forwards to target (host:port) until the test ends.
@@ -46,6 +48,7 @@ func StartProxy(t testing.TB, target string) *Proxy {
 				c.Close()
 				continue
 			}
+			p.accepted.Add(1)
 			p.track(c, s)
 			wg.Go(func() { _, _ = io.Copy(s, c); s.Close(); c.Close() })
 			wg.Go(func() { _, _ = io.Copy(c, s); s.Close(); c.Close() })
@@ -70,6 +73,9 @@ func (p *Proxy) closeAll() {
 	}
 	clear(p.conns)
 }
+
+// Accepted returns how many connections the proxy has forwarded.
+func (p *Proxy) Accepted() int64 { return p.accepted.Load() }
 
 // SetFailing cuts every connection and refuses new ones (true), or
 // forwards again (false).
