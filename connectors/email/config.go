@@ -12,14 +12,13 @@ package email
 
 import (
 	"crypto/tls"
-	"crypto/x509"
-	"errors"
 	"fmt"
 	"net"
 	"os"
 	"strings"
 	"time"
 
+	"github.com/meshd/meshd/bridge/tlsconf"
 	"github.com/meshd/meshd/connectors"
 )
 
@@ -191,14 +190,11 @@ func parseConfig(cfg connectors.Config) (*settings, []connectors.FieldError) {
 			bad(FieldTLSMode, "none sends the password unencrypted; allowed only to a loopback host")
 		}
 	} else {
-		s.tls = &tls.Config{ServerName: s.host, MinVersion: tls.VersionTLS12, InsecureSkipVerify: insecure} //nolint:gosec // opt-in for tests
-		if caFile != "" {
-			pool, err := loadCAs(caFile)
-			if err != nil {
-				bad(FieldTLSCAFile, err.Error())
-			}
-			s.tls.RootCAs = pool
+		tc, err := tlsconf.Client{ServerName: s.host, CAFile: caFile, InsecureSkipVerify: insecure}.Config()
+		if err != nil {
+			bad(FieldTLSCAFile, err.Error())
 		}
+		s.tls = tc
 	}
 	var terrs []connectors.FieldError
 	s.tmpl, terrs = parseTemplates(cfg, s.html)
@@ -207,18 +203,6 @@ func parseConfig(cfg connectors.Config) (*settings, []connectors.FieldError) {
 		return nil, errs
 	}
 	return s, nil
-}
-
-func loadCAs(file string) (*x509.CertPool, error) {
-	pem, err := os.ReadFile(file)
-	if err != nil {
-		return nil, err
-	}
-	pool := x509.NewCertPool()
-	if !pool.AppendCertsFromPEM(pem) {
-		return nil, errors.New("no PEM certificate in the file")
-	}
-	return pool, nil
 }
 
 // isLoopback says whether host names this machine (the host names net/smtp

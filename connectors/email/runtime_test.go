@@ -15,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/cloudevents/sdk-go/v2/event"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
@@ -111,7 +112,7 @@ func (m *meshEnv) create(t *testing.T, name string, mp *infra.Mailpit, fields ma
 func (m *meshEnv) publish(t *testing.T, id, rcpt string) {
 	t.Helper()
 	e := newEvent(t, id, map[string]any{"email": rcpt})
-	require.NoError(t, m.engine.Publish(t.Context(), "orders", &e))
+	require.NoError(t, m.engine.Publish(t.Context(), "orders", []*event.Event{&e}))
 }
 
 // shown is everything meshd shows of connector name: logs, the runtime's
