@@ -28,7 +28,6 @@ var (
 // Defaults of Options.
 const (
 	DefaultDedupSize          = 10000
-	DefaultAckWait            = 30 * time.Second
 	DefaultSubscriptionBucket = "meshd-subscriptions"
 )
 
@@ -64,7 +63,7 @@ func New(opts Options) (*Bridge, error) {
 		opts.DedupSize = DefaultDedupSize
 	}
 	if opts.AckWait <= 0 {
-		opts.AckWait = DefaultAckWait
+		opts.AckWait = mesh.DefaultAckWait
 	}
 	if opts.Backoff == (Backoff{}) {
 		opts.Backoff = DefaultBackoff

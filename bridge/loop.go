@@ -100,7 +100,7 @@ type LoopConfig struct {
 	Backoff Backoff
 	// AckWait is the consumers' ack wait: events held while the target is
 	// unavailable are kept from redelivery by telling the mesh they are in
-	// progress well within it (default DefaultAckWait).
+	// progress well within it (default mesh.DefaultAckWait).
 	AckWait time.Duration
 	Logger  *slog.Logger
 	// Redact cleans error texts before they reach logs and the
@@ -152,7 +152,7 @@ func StartLoop(ctx context.Context, cfg LoopConfig) *Loop {
 		cfg.Backoff = DefaultBackoff
 	}
 	if cfg.AckWait <= 0 {
-		cfg.AckWait = DefaultAckWait
+		cfg.AckWait = mesh.DefaultAckWait
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()

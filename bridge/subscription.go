@@ -96,14 +96,7 @@ func checkName(s string) error {
 	if len(s) > maxIDLen {
 		return fmt.Errorf("longer than %d characters", maxIDLen)
 	}
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		if c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '_' || c == '-' {
-			continue
-		}
-		if c == '.' && i > 0 && i < len(s)-1 && s[i-1] != '.' {
-			continue
-		}
+	if !mesh.IsName(s, maxIDLen) {
 		return fmt.Errorf("%s: want letters, digits, '_', '-' and single inner dots", quote(s))
 	}
 	return nil

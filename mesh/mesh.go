@@ -45,6 +45,10 @@ type Engine interface {
 	Close() error
 }
 
+// DefaultAckWait is how long a delivered event may stay unacked before it
+// is delivered again, when a consumer does not say.
+const DefaultAckWait = 30 * time.Second
+
 // ConsumerConfig describes a durable consumer group on one topic.
 type ConsumerConfig struct {
 	Topic string

@@ -14,6 +14,7 @@ import (
 	"gopkg.in/yaml.v3"
 
 	"github.com/meshd/meshd/bridge"
+	"github.com/meshd/meshd/mesh"
 	"github.com/meshd/meshd/protocols/mqtt"
 )
 
@@ -154,7 +155,7 @@ func (c *Config) Validate() error {
 	if c.Mesh.Replicas < 1 || c.Mesh.Replicas > 5 {
 		return fmt.Errorf("mesh.replicas: %d must be 1 to 5", c.Mesh.Replicas)
 	}
-	if !streamNameRe.MatchString(c.Mesh.Stream) {
+	if !mesh.IsToken(c.Mesh.Stream, 64) {
 		return fmt.Errorf("mesh.stream: %q must be letters, digits, '-' and '_'", c.Mesh.Stream)
 	}
 	switch c.Log.Level {
@@ -182,8 +183,6 @@ func (c *Config) Validate() error {
 	}
 	return c.validateConnectors()
 }
-
-var streamNameRe = regexp.MustCompile(`^[A-Za-z0-9_-]{1,64}$`)
 
 var bucketUnsafe = regexp.MustCompile(`[^A-Za-z0-9_-]`)
 

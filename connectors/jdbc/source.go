@@ -15,6 +15,7 @@ import (
 
 	"github.com/cloudevents/sdk-go/v2/event"
 
+	"github.com/meshd/meshd/bridge"
 	"github.com/meshd/meshd/connectors"
 )
 
@@ -119,8 +120,8 @@ func (t *SourceTask) Stop(context.Context) error {
 func (t *SourceTask) Poll(ctx context.Context) ([]connectors.Record, error) {
 	if t.mode == ModeBulk {
 		if wait := time.Until(t.lastBulk.Add(t.interval)); wait > 0 {
-			if err := sleep(ctx, wait); err != nil {
-				return nil, err
+			if !bridge.Sleep(ctx, wait) {
+				return nil, ctx.Err()
 			}
 		}
 		t.lastBulk = time.Now()
@@ -142,18 +143,8 @@ func (t *SourceTask) Poll(ctx context.Context) ([]connectors.Record, error) {
 			return recs, err
 		}
 	}
-	return nil, sleep(ctx, t.interval)
-}
-
-func sleep(ctx context.Context, d time.Duration) error {
-	timer := time.NewTimer(d)
-	defer timer.Stop()
-	select {
-	case <-ctx.Done():
-		return ctx.Err()
-	case <-timer.C:
-		return nil
-	}
+	bridge.Sleep(ctx, t.interval)
+	return nil, ctx.Err()
 }
 
 // query builds the SELECT of one poll of s.

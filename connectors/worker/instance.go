@@ -13,6 +13,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/meshd/meshd/bridge"
 	"github.com/meshd/meshd/connectors"
 )
 
@@ -250,7 +251,7 @@ func (r *Runtime) supervise(ctx context.Context, inst *instance) {
 		failures++
 		wait := r.opts.RestartBackoff.Delay(failures)
 		inst.log.Error("connector failed; restarting", "error", inst.redact(err.Error()), "retry_in", wait)
-		if !sleep(ctx, wait) {
+		if !bridge.Sleep(ctx, wait) {
 			return
 		}
 	}
@@ -320,7 +321,7 @@ func (r *Runtime) runTask(ctx context.Context, inst *instance, conn connectors.C
 		r.metrics.taskFailed(inst.name)
 		wait := r.opts.RestartBackoff.Delay(failures)
 		log.Error("task failed; restarting", "error", inst.redact(err.Error()), "retry_in", wait)
-		if !sleep(ctx, wait) {
+		if !bridge.Sleep(ctx, wait) {
 			return
 		}
 		inst.setTask(id, StateUnassigned, "", true)
@@ -411,13 +412,3 @@ func traceOf(err error) string {
 }
 
 // sleep waits d or until ctx is done; it reports whether d passed.
-func sleep(ctx context.Context, d time.Duration) bool {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-t.C:
-		return true
-	case <-ctx.Done():
-		return false
-	}
-}

@@ -16,7 +16,6 @@ import (
 	"fmt"
 	"log/slog"
 	"maps"
-	"regexp"
 	"slices"
 	"sync"
 	"time"
@@ -33,7 +32,6 @@ import (
 const (
 	DefaultWebhookListen = ":10107"
 	DefaultStopTimeout   = 30 * time.Second
-	DefaultAckWait       = 30 * time.Second
 )
 
 // DefaultRestartBackoff is the schedule of task and connector restarts.
@@ -129,7 +127,7 @@ func New(opts Options) (*Runtime, error) {
 		opts.RestartBackoff = DefaultRestartBackoff
 	}
 	if opts.AckWait <= 0 {
-		opts.AckWait = DefaultAckWait
+		opts.AckWait = mesh.DefaultAckWait
 	}
 	if opts.StopTimeout <= 0 {
 		opts.StopTimeout = DefaultStopTimeout
@@ -230,10 +228,8 @@ func (r *Runtime) Stop(ctx context.Context) error {
 	return errors.Join(err, r.webhooks.close(ctx))
 }
 
-var nameRe = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_-]{0,99}$`)
-
 func checkName(name string) error {
-	if !nameRe.MatchString(name) {
+	if !mesh.IsToken(name, 100) || name[0] == '-' || name[0] == '_' {
 		return &connectors.ValidationError{Fields: []connectors.FieldError{{Field: "name",
 			Reason: fmt.Sprintf("%q: want 1 to 100 letters, digits, '-' and '_', starting with a letter or digit", name)}}}
 	}

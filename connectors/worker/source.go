@@ -42,7 +42,7 @@ func (r *Runtime) pollLoop(ctx context.Context, inst *instance, tc *taskContext,
 			return fmt.Errorf("polling: %w", err)
 		}
 		if len(recs) == 0 {
-			if !sleep(ctx, idlePoll) {
+			if !bridge.Sleep(ctx, idlePoll) {
 				return nil
 			}
 			continue
@@ -102,7 +102,7 @@ func (r *Runtime) publish(ctx context.Context, inst *instance, topic string, evs
 		}
 		wait := r.opts.Backoff.Delay(attempt)
 		inst.log.Warn("publishing polled records; will retry", "topic", topic, "count", len(evs), "error", err, "retry_in", wait)
-		if !sleep(ctx, wait) {
+		if !bridge.Sleep(ctx, wait) {
 			return ctx.Err()
 		}
 	}
@@ -120,7 +120,7 @@ func (r *Runtime) retry(ctx context.Context, inst *instance, what string, f func
 		}
 		wait := r.opts.Backoff.Delay(attempt)
 		inst.log.Warn(what+"; will retry", "error", err, "retry_in", wait)
-		if !sleep(ctx, wait) {
+		if !bridge.Sleep(ctx, wait) {
 			return ctx.Err()
 		}
 	}

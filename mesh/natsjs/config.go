@@ -4,8 +4,9 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"regexp"
 	"time"
+
+	"github.com/meshd/meshd/mesh"
 )
 
 // Defaults for Config fields left at their zero value.
@@ -18,6 +19,10 @@ const (
 	DefaultPublishTimeout  = 5 * time.Second
 	DefaultConnectTimeout  = 5 * time.Second
 )
+
+// maxStreamName bounds stream and bucket names (a file store makes a
+// directory of each).
+const maxStreamName = 255
 
 // Config configures an Engine. The zero value (plus URLs for Connect) is a
 // working single-replica configuration.
@@ -62,11 +67,6 @@ type Config struct {
 	Logger *slog.Logger
 }
 
-var (
-	nameRe  = regexp.MustCompile(`^[A-Za-z0-9_-]+$`)
-	tokenRe = regexp.MustCompile(`^[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*$`)
-)
-
 // withDefaults returns cfg with zero fields set to their defaults.
 func (cfg Config) withDefaults() Config {
 	if cfg.Stream == "" {
@@ -103,10 +103,10 @@ func (cfg Config) withDefaults() Config {
 func (cfg Config) Validate() error {
 	cfg = cfg.withDefaults()
 	var errs []error
-	if !nameRe.MatchString(cfg.Stream) {
+	if !mesh.IsToken(cfg.Stream, maxStreamName) {
 		errs = append(errs, fmt.Errorf("stream %q: want letters, digits, '-' and '_'", cfg.Stream))
 	}
-	if !tokenRe.MatchString(cfg.SubjectPrefix) {
+	if !mesh.IsName(cfg.SubjectPrefix, mesh.MaxTopicLen) {
 		errs = append(errs, fmt.Errorf("subjectPrefix %q: want dot-separated tokens of letters, digits, '-' and '_'", cfg.SubjectPrefix))
 	}
 	if cfg.Replicas < 1 || cfg.Replicas > 5 {

@@ -20,7 +20,6 @@ import (
 // Consumer defaults.
 const (
 	DefaultMaxInFlight = 256
-	DefaultAckWait     = 30 * time.Second
 	// maxPrefetch bounds how many delivered events one member buffers
 	// ahead of Next: buffered events age towards AckWait unseen.
 	maxPrefetch = 128
@@ -62,7 +61,7 @@ func (e *Engine) Consume(ctx context.Context, cfg mesh.ConsumerConfig) (mesh.Con
 	}
 	ackWait := cfg.AckWait
 	if ackWait == 0 {
-		ackWait = DefaultAckWait
+		ackWait = mesh.DefaultAckWait
 	}
 	maxDeliver := cfg.MaxDeliver
 	if maxDeliver == 0 {

@@ -28,7 +28,7 @@ func (e *Engine) KV(ctx context.Context, bucket string) (mesh.KV, error) {
 	if b, ok := e.buckets.Load(bucket); ok {
 		return b.(*kvBucket), nil
 	}
-	if !nameRe.MatchString(bucket) {
+	if !mesh.IsToken(bucket, maxStreamName) {
 		return nil, fmt.Errorf("opening bucket %q: want letters, digits, '-' and '_'", bucket)
 	}
 	e.bucketsMu.Lock() // one lookup-or-create per bucket at a time

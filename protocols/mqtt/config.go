@@ -11,7 +11,6 @@ import (
 	"fmt"
 	"log/slog"
 	"net/url"
-	"regexp"
 	"strings"
 	"time"
 
@@ -26,7 +25,6 @@ const (
 	DefaultConnectTimeout       = 10 * time.Second
 	DefaultPublishTimeout       = 10 * time.Second
 	DefaultMaxReconnectInterval = 30 * time.Second
-	DefaultAckWait              = 30 * time.Second
 	DefaultOutboundMaxInFlight  = 16
 	DefaultWrappedType          = "meshd.mqtt"
 )
@@ -144,7 +142,7 @@ func (c LinkConfig) WithDefaults() LinkConfig {
 		c.PublishTimeout = DefaultPublishTimeout
 	}
 	if c.AckWait <= 0 {
-		c.AckWait = DefaultAckWait
+		c.AckWait = mesh.DefaultAckWait
 	}
 	c.Inbound = append([]Inbound(nil), c.Inbound...)
 	for i := range c.Inbound {
@@ -165,8 +163,6 @@ func (c LinkConfig) WithDefaults() LinkConfig {
 	return c
 }
 
-var nameRe = regexp.MustCompile(`^[A-Za-z0-9_-]+$`)
-
 // Validate names the first bad field, prefixed with the bridge's name.
 func (c LinkConfig) Validate() error {
 	err := c.WithDefaults().validate()
@@ -177,7 +173,7 @@ func (c LinkConfig) Validate() error {
 }
 
 func (c LinkConfig) validate() error {
-	if !nameRe.MatchString(c.Name) {
+	if !mesh.IsToken(c.Name, 100) {
 		return errors.New("name: want letters, digits, '-' and '_'")
 	}
 	u, err := url.Parse(c.Broker)
@@ -191,7 +187,7 @@ func (c LinkConfig) validate() error {
 	}
 	if len(c.ClientID) > 23 {
 		// MQTT 3.1.1 brokers must accept 1-23 characters; most accept more.
-		if !nameRe.MatchString(c.ClientID) {
+		if !mesh.IsToken(c.ClientID, 100) {
 			return fmt.Errorf("clientId %q: want letters, digits, '-' and '_'", c.ClientID)
 		}
 	}
