@@ -301,7 +301,7 @@ func (s *Server) DeleteBefore(topic string, queue int, offset int64) error {
 // FailSends(0, "").
 func (s *Server) FailSends(code int16, remark string) { s.sendFault.set(code, remark) }
 
-// Requests returns how many requests of each code the server answered.
+// Requests returns how many requests of each code the server received.
 func (s *Server) Requests() map[int16]int { return s.counts.snapshot() }
 
 // StoreDir is the store directory.
@@ -419,9 +419,9 @@ func (s *Server) serve(ctx context.Context, st *store, c *conn) {
 		if cmd.IsResponse() {
 			continue // answers to our notices
 		}
+		s.counts.add(cmd.Code)
 		wg.Go(func() {
 			resp := s.handle(ctx, st, c, cmd)
-			s.counts.add(cmd.Code)
 			if resp == nil || cmd.IsOneway() {
 				return
 			}

@@ -300,7 +300,7 @@ func TestPullConsumer(t *testing.T) {
 func TestOrderlyConsumer(t *testing.T) {
 	s := rocketmq.Start(t, rocketmq.Config{})
 	require.NoError(t, s.CreateTopic("ordered", 4))
-	p := newProducer(t, s)
+	p := newProducer(t, s, producer.WithQueueSelector(producer.NewManualQueueSelector()))
 	var want []string
 	for i := range 40 {
 		m := primitive.NewMessage("ordered", []byte(fmt.Sprintf("%02d", i)))

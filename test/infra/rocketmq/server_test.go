@@ -132,7 +132,8 @@ func pullAll(t *testing.T, s *rocketmq.Server, topic string, queue int) []*primi
 // reported, and pulls return them in the format the client decodes.
 func TestProducerSends(t *testing.T) {
 	s := rocketmq.Start(t, rocketmq.Config{})
-	p := newProducer(t, s) // the topic does not exist: the producer creates it through TBW102
+	// The topic does not exist: the producer creates it through TBW102.
+	p := newProducer(t, s, producer.WithQueueSelector(producer.NewManualQueueSelector()))
 	ctx := t.Context()
 
 	single := primitive.NewMessage("orders", []byte("single"))
