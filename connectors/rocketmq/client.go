@@ -135,6 +135,11 @@ func (c *brokerClient) invoke(ctx context.Context, addr string, req *remoting.Co
 		rc.mu.Lock()
 		delete(rc.pending, req.Opaque)
 		rc.mu.Unlock()
+		if errors.Is(ctx.Err(), context.DeadlineExceeded) {
+			// A peer that stopped answering may be gone without a word
+			// (no FIN): the next request dials again.
+			c.drop(rc, fmt.Errorf("no answer from %s in time", addr))
+		}
 		return nil, fmt.Errorf("waiting for %s: %w", addr, ctx.Err())
 	}
 }

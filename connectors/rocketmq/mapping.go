@@ -21,7 +21,9 @@ import (
 //     CE_<name>, its value in the canonical string form of its type
 //     (time in RFC 3339, binary in base64), except datacontenttype, which
 //     is CE_contenttype;
-//   - the data is the body, byte for byte.
+//   - the data is the body, byte for byte (an event without data has an
+//     empty body; a body of one NUL byte, which the Java SDK writes for
+//     one, is read as no data).
 //
 // Reading a message back (the source) reverses it: CE_<name> properties
 // are the attributes and extensions (CE_datacontenttype is read as well),
@@ -158,7 +160,9 @@ func propertiesEvent(props map[string]string, body []byte) (event.Event, error) 
 	if ct != "" {
 		e.SetDataContentType(ct)
 	}
-	if len(body) > 0 {
+	// The CloudEvents Java SDK writes a single NUL as the body of an event
+	// without data (RocketMQ's Java client refuses empty bodies).
+	if len(body) > 0 && !(len(body) == 1 && body[0] == 0) {
 		e.DataEncoded = body
 	}
 	return e, bridge.Validate(&e)

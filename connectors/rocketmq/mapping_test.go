@@ -63,6 +63,16 @@ func TestStructuredMessage(t *testing.T) {
 	assert.JSONEq(t, `{"n":1}`, string(back.Data()))
 }
 
+// An event without data travels with an empty body; the Java SDK's body of
+// one NUL byte reads as no data too.
+func TestEventWithoutData(t *testing.T) {
+	for _, body := range [][]byte{nil, {0}} {
+		e, err := propertiesEvent(map[string]string{"CE_id": "1", "CE_source": "/s", "CE_type": "t", "CE_specversion": "1.0"}, body)
+		require.NoError(t, err)
+		assert.Nil(t, e.Data())
+	}
+}
+
 // Properties that make no valid event are refused, so the source reads the
 // message as a plain one.
 func TestPropertiesThatMakeNoEvent(t *testing.T) {

@@ -483,6 +483,13 @@ func TestSourceStopsPromptly(t *testing.T) {
 	require.NoError(t, task.Stop(t.Context()))
 	assert.Less(t, time.Since(start), 2*time.Second, "Stop does not wait for the broker's long poll")
 	assert.Positive(t, s.Requests()[remoting.PullMessage])
+
+	missing := &rocketmq.SourceTask{}
+	err = missing.Start(t.Context(), connectortest.Config(t, rocketmq.SourceSpec, rocketmq.FieldNameServers, s.NameServer(), rocketmq.FieldRocketTopic, "nowhere"))
+	require.Error(t, err, "a topic no name server knows fails the task at start")
+	assert.Contains(t, err.Error(), `"nowhere"`)
+	assert.Contains(t, err.Error(), "does not exist")
+	require.NoError(t, missing.Stop(t.Context()))
 }
 
 // With ACL on and a namespace, the sink and the source sign their requests

@@ -134,6 +134,7 @@ type SinkTask struct {
 	tc   connectors.TaskContext
 	log  *slog.Logger
 
+	ownConn     bool // conn was made by Start (a task run without its connector)
 	producer    sender
 	nameservers []string
 	timeout     time.Duration
@@ -164,7 +165,7 @@ func (t *SinkTask) Start(_ context.Context, cfg connectors.Config) error {
 	t.nameservers = nameServers(cfg)
 	t.timeout = cfg.Duration(FieldTimeout)
 	if t.conn == nil {
-		t.conn = &sinkConnector{cfg: cfg}
+		t.conn, t.ownConn = &sinkConnector{cfg: cfg}, true
 	}
 	p, err := t.conn.acquire(cfg, connector, log)
 	if err != nil {
@@ -174,8 +175,14 @@ func (t *SinkTask) Start(_ context.Context, cfg connectors.Config) error {
 	return nil
 }
 
-// Stop leaves the producer to the connector, which shuts it down.
-func (t *SinkTask) Stop(context.Context) error { return nil }
+// Stop leaves the producer to the connector, which shuts it down (or shuts
+// it down itself when it runs without one).
+func (t *SinkTask) Stop(ctx context.Context) error {
+	if t.ownConn {
+		return t.conn.Stop(ctx)
+	}
+	return nil
+}
 
 // Put sends the batch: events for one topic go together in batch sends of
 // at most 4 MiB, in order. An event no message can carry (a bad topic,
@@ -229,8 +236,14 @@ func (t *SinkTask) Put(ctx context.Context, events []event.Event) error {
 			if err != nil && len(msgs) > 1 && errors.Is(err, bridge.ErrPermanent) {
 				// One illegal message refuses its whole batch: find it.
 				for j, m := range msgs {
-					if err := t.send(ctx, topic, []*primitive.Message{m}); err != nil {
+					if down == nil {
+						err = t.send(ctx, topic, []*primitive.Message{m})
+					}
+					if err != nil {
 						failed[idx[j]] = err
+					}
+					if errors.Is(err, bridge.ErrUnavailable) {
+						down = err
 					}
 				}
 				continue

@@ -155,13 +155,7 @@ func TestPushConsumerReceivesWhatWasSent(t *testing.T) {
 func TestTagFilter(t *testing.T) {
 	s := rocketmq.Start(t, rocketmq.Config{})
 	require.NoError(t, s.CreateTopic("tagged", 2))
-	p := newProducer(t, s)
-	for i, tag := range []string{"a", "b", "c", "a", ""} {
-		m := primitive.NewMessage("tagged", []byte(fmt.Sprintf("%s-%d", tag, i)))
-		m.WithTag(tag)
-		_, err := p.SendSync(t.Context(), m)
-		require.NoError(t, err)
-	}
+	sendTagged(t, newProducer(t, s), "tagged")
 	got := pushConsumer(t, s, "g_tags", "tagged", "a || c", nil)
 	require.Eventually(t, func() bool { return has("a-0", "c-2", "a-3")(got) }, wait, 10*time.Millisecond)
 	all := pushConsumer(t, s, "g_every", "tagged", "*", nil)

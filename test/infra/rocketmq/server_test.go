@@ -197,18 +197,24 @@ func TestProducerSends(t *testing.T) {
 	}
 }
 
+// sendTagged sends messages tagged a, b, c, a and none, with bodies
+// <tag>-<n>.
+func sendTagged(t *testing.T, p syncProducer, topic string) {
+	t.Helper()
+	for i, tag := range []string{"a", "b", "c", "a", ""} {
+		m := primitive.NewMessage(topic, []byte(fmt.Sprintf("%s-%d", tag, i)))
+		m.WithTag(tag)
+		_, err := p.SendSync(t.Context(), m)
+		require.NoError(t, err)
+	}
+}
+
 // Pulls filter by tag on the broker, answer PULL_RETRY_IMMEDIATELY when
 // nothing matched, and PULL_OFFSET_MOVED outside the queue.
 func TestPullAnswers(t *testing.T) {
 	s := rocketmq.Start(t, rocketmq.Config{})
 	require.NoError(t, s.CreateTopic("tagged", 1))
-	p := newProducer(t, s)
-	for i, tag := range []string{"a", "b", "c", "a", ""} {
-		m := primitive.NewMessage("tagged", []byte(fmt.Sprintf("%s-%d", tag, i)))
-		m.WithTag(tag)
-		_, err := p.SendSync(t.Context(), m)
-		require.NoError(t, err)
-	}
+	sendTagged(t, newProducer(t, s), "tagged")
 	resp, msgs := pull(t, s, "tagged", 0, 0, "a || c")
 	require.Equal(t, remoting.Success, resp.Code)
 	var bodies []string
