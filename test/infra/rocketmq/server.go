@@ -12,7 +12,9 @@
 // queue locks for orderly consumers. Messages are kept in a commit log on
 // disk in the broker's format, so a Server restarted on the same
 // directory serves what it stored. It is validated with the official Go
-// client's producer and push and pull consumers (server_test.go).
+// client's producer (server_test.go) and push and pull consumers
+// (server_consumers_test.go, without the race detector: the client races
+// with itself).
 //
 // Not implemented: transactions, SQL92 filters, slaves and replication,
 // message queries by key or id, and most admin requests (they are answered

@@ -252,6 +252,9 @@ func TestRestartKeepsTheStore(t *testing.T) {
 	}
 	before, err := s.Messages("durable")
 	require.NoError(t, err)
+	resp := call(t, s.BrokerAddr(), &remoting.Command{Code: remoting.UpdateConsumerOffset, ExtFields: map[string]string{
+		"consumerGroup": "g", "topic": "durable", "queueId": "1", "commitOffset": "2"}})
+	require.Equal(t, remoting.Success, resp.Code)
 	require.NoError(t, s.Close())
 
 	// A crash in the middle of an append leaves half a record.
@@ -265,6 +268,8 @@ func TestRestartKeepsTheStore(t *testing.T) {
 	after, err := s.Messages("durable")
 	require.NoError(t, err)
 	assert.Equal(t, before, after, "the restarted server holds the same messages")
+	off, ok := s.ConsumerOffset("g", "durable", 1)
+	assert.True(t, ok && off == 2, "and the consumer offsets")
 
 	// The producer reconnects by itself; offsets continue.
 	require.Eventually(t, func() bool {
@@ -274,6 +279,21 @@ func TestRestartKeepsTheStore(t *testing.T) {
 	got := append(pullAll(t, s, "durable", 0), pullAll(t, s, "durable", 1)...)
 	assert.Len(t, got, 7)
 	assert.Equal(t, int64(7), s.MaxOffset("durable", 0)+s.MaxOffset("durable", 1))
+}
+
+// Java clients send SEND_MESSAGE_V2 (310) with one-letter header names.
+func TestSendV2Header(t *testing.T) {
+	s := rocketmq.Start(t, rocketmq.Config{})
+	require.NoError(t, s.CreateTopic("v2", 1))
+	resp := call(t, s.BrokerAddr(), &remoting.Command{Code: remoting.SendMessageV2, Body: []byte("java"), ExtFields: map[string]string{
+		"a": "java_producer", "b": "v2", "c": "TBW102", "d": "4", "e": "0", "f": "0", "g": "1700000000000", "h": "0",
+		"i": "TAGS\x01t1\x02KEYS\x01k1\x02", "j": "0", "k": "false", "m": "false"}})
+	require.Equal(t, remoting.Success, resp.Code, resp.Remark)
+	_, msgs := pull(t, s, "v2", 0, 0, "t1")
+	require.Len(t, msgs, 1)
+	assert.Equal(t, "java", string(msgs[0].Body))
+	assert.Equal(t, "k1", msgs[0].GetKeys())
+	assert.Equal(t, int64(1700000000000), msgs[0].BornTimestamp)
 }
 
 // Sends the broker refuses come back to the producer with the broker's
