@@ -11,4 +11,5 @@ import (
 	_ "github.com/meshd/meshd/connectors/jdbc"
 	_ "github.com/meshd/meshd/connectors/mongodb"
 	_ "github.com/meshd/meshd/connectors/mysqlcdc"
+	_ "github.com/meshd/meshd/connectors/rocketmq"
 )
