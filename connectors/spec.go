@@ -47,6 +47,9 @@ type Field struct {
 	Description string `json:"description"`
 	// Enum, for strings, lists the accepted values.
 	Enum []string `json:"enum,omitempty"`
+	// Formerly lists earlier names of the field: a config that uses one is
+	// read as if it used Name (and is stored and shown under Name).
+	Formerly []string `json:"formerly,omitempty"`
 }
 
 // MarshalJSON shows durations in their string form.
@@ -88,8 +91,8 @@ const (
 	FieldFilters       = "filters"
 	FieldBatchSize     = "batch.size"
 	FieldBatchWait     = "batch.wait"
-	FieldAttempts      = "maxAttempts"
-	FieldDeadLetter    = "deadLetterTopic"
+	FieldAttempts      = "max.attempts"
+	FieldDeadLetter    = "dead.letter.topic"
 )
 
 // Limits of the common fields.
@@ -112,8 +115,8 @@ func Common(kind Kind) []Field {
 		Field{Name: FieldFilters, Type: TypeJSON, Description: "CloudEvents Subscriptions API filters (as in subscriptions); events that do not match are skipped."},
 		Field{Name: FieldBatchSize, Type: TypeInt, Default: int64(100), Description: fmt.Sprintf("Most events per Put (1 to %d).", MaxBatchSize)},
 		Field{Name: FieldBatchWait, Type: TypeDuration, Default: 100 * time.Millisecond, Description: "How long a batch waits to fill up after its first event."},
-		Field{Name: FieldAttempts, Type: TypeInt, Default: int64(bridge.DefaultMaxAttempts), Description: "Most deliveries of an event before it is dead-lettered."},
-		Field{Name: FieldDeadLetter, Type: TypeString, Description: "Topic receiving events that failed for good (none: dropped with a warning)."},
+		Field{Name: FieldAttempts, Type: TypeInt, Default: int64(bridge.DefaultMaxAttempts), Formerly: []string{"maxAttempts"}, Description: "Most deliveries of an event before it is dead-lettered."},
+		Field{Name: FieldDeadLetter, Type: TypeString, Formerly: []string{"deadLetterTopic"}, Description: "Topic receiving events that failed for good (none: dropped with a warning)."},
 	)
 }
 
@@ -129,11 +132,17 @@ func (s Spec) AllFields() []Field {
 	return append(fs, s.Fields...)
 }
 
-var fieldNameRe = regexp.MustCompile(`^[A-Za-z][A-Za-z0-9]*([._-][A-Za-z0-9]+)*$`)
+// fieldNameRe is the one style of config keys: lower-case words joined by
+// dots ("batch.size", "dead.letter.topic"), as in Kafka Connect.
+var fieldNameRe = regexp.MustCompile(`^[a-z][a-z0-9]*(\.[a-z][a-z0-9]*)*$`)
+
+// typeNameRe is the style of connector types: lower-case words joined by
+// hyphens ("http-sink").
+var typeNameRe = regexp.MustCompile(`^[a-z][a-z0-9]*(-[a-z0-9]+)*$`)
 
 // check reports a malformed spec (used by Registry.Register).
 func (s Spec) check() error {
-	if !fieldNameRe.MatchString(s.Name) {
+	if !typeNameRe.MatchString(s.Name) {
 		return fmt.Errorf("connector type %q: bad name", s.Name)
 	}
 	if s.Kind != KindSource && s.Kind != KindSink {
@@ -150,9 +159,15 @@ func (s Spec) check() error {
 	seen := map[string]bool{}
 	for _, f := range s.AllFields() {
 		if !fieldNameRe.MatchString(f.Name) || seen[f.Name] {
-			return fmt.Errorf("connector type %q: field %q is malformed or declared twice", s.Name, f.Name)
+			return fmt.Errorf("connector type %q: field %q is malformed (want lower-case words joined by dots) or declared twice", s.Name, f.Name)
 		}
 		seen[f.Name] = true
+		for _, old := range f.Formerly {
+			if seen[old] {
+				return fmt.Errorf("connector type %q: field %q: earlier name %q is taken", s.Name, f.Name, old)
+			}
+			seen[old] = true
+		}
 		if f.Default != nil {
 			if _, err := convert(f, f.Default); err != nil {
 				return fmt.Errorf("connector type %q: field %q: default: %v", s.Name, f.Name, err)
@@ -174,6 +189,7 @@ func (s Spec) Validate(raw map[string]any) (Config, error) {
 		known[f.Name] = f
 	}
 	var errs []FieldError
+	raw, errs = renamed(fields, raw)
 	for _, k := range slices.Sorted(maps.Keys(raw)) {
 		if _, ok := known[k]; !ok {
 			errs = append(errs, FieldError{k, "unknown field for connector type " + strconv.Quote(s.Name)})
@@ -208,6 +224,34 @@ func (s Spec) Validate(raw map[string]any) (Config, error) {
 		return nil, &ValidationError{Fields: errs}
 	}
 	return cfg, nil
+}
+
+// renamed returns raw with fields given by an earlier name under their
+// current one (raw itself is not changed).
+func renamed(fields []Field, raw map[string]any) (map[string]any, []FieldError) {
+	var out map[string]any
+	var errs []FieldError
+	for _, f := range fields {
+		for _, old := range f.Formerly {
+			v, ok := raw[old]
+			if !ok {
+				continue
+			}
+			if out == nil {
+				out = maps.Clone(raw)
+			}
+			if _, both := raw[f.Name]; both {
+				errs = append(errs, FieldError{old, "is the earlier name of " + strconv.Quote(f.Name) + "; give only " + strconv.Quote(f.Name)})
+			} else {
+				out[f.Name] = v
+			}
+			delete(out, old)
+		}
+	}
+	if out == nil {
+		return raw, errs
+	}
+	return out, errs
 }
 
 func checkCommon(s Spec, cfg Config) []FieldError {

@@ -58,3 +58,34 @@ func TestSpecDefaults(t *testing.T) {
 		t.Error("a default of the wrong type passed check; want an error")
 	}
 }
+
+func TestEarlierFieldNamesAreRead(t *testing.T) {
+	spec := Spec{Name: "old-sink", Kind: KindSink, New: func() Connector { return nopConnector{} }}
+	cfg, err := spec.Validate(map[string]any{FieldConnectorType: spec.Name, FieldTopic: "t", "maxAttempts": 3, "deadLetterTopic": "dead"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := cfg.Int(FieldAttempts); got != 3 {
+		t.Errorf("max.attempts = %d, want 3 from maxAttempts", got)
+	}
+	if got := cfg.String(FieldDeadLetter); got != "dead" {
+		t.Errorf("dead.letter.topic = %q, want dead from deadLetterTopic", got)
+	}
+	if _, ok := cfg["maxAttempts"]; ok {
+		t.Error("the earlier name is stored too; want the new name only")
+	}
+	_, err = spec.Validate(map[string]any{FieldConnectorType: spec.Name, FieldTopic: "t", "maxAttempts": 3, FieldAttempts: 4})
+	ve, ok := err.(*ValidationError)
+	if !ok || len(ve.Field("maxAttempts")) == 0 {
+		t.Errorf("old and new name together: got %v, want an error naming maxAttempts", err)
+	}
+}
+
+func TestFieldNameStyle(t *testing.T) {
+	for _, bad := range []string{"maxAttempts", "tls.caFile", "a_b", "a..b", "a."} {
+		s := Spec{Name: "x-sink", Kind: KindSink, New: func() Connector { return nopConnector{} }, Fields: []Field{{Name: bad, Type: TypeString}}}
+		if err := s.check(); err == nil {
+			t.Errorf("field %q accepted; want lower-case words joined by dots", bad)
+		}
+	}
+}

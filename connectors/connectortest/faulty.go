@@ -18,6 +18,7 @@ type faultyEngine struct {
 	failPublish     atomic.Bool
 	publishFailures atomic.Int64
 	naks            atomic.Int64
+	inProgress      atomic.Int64 // events held while the outside system is down
 
 	mu    sync.Mutex
 	acked map[string]bool // event ids
@@ -84,4 +85,9 @@ func (m *trackedMessage) Ack(ctx context.Context) error {
 func (m *trackedMessage) Nak(ctx context.Context, delay time.Duration) error {
 	m.f.naks.Add(1)
 	return m.Message.Nak(ctx, delay)
+}
+
+func (m *trackedMessage) InProgress(ctx context.Context) error {
+	m.f.inProgress.Add(1)
+	return m.Message.InProgress(ctx)
 }

@@ -24,10 +24,10 @@ const (
 	FieldHeaders       = "headers"
 	FieldSecretHeaders = "secret.headers"
 	FieldTimeout       = "timeout"
-	FieldTLSInsecure   = "tls.insecureSkipVerify"
-	FieldTLSCA         = "tls.caFile"
-	FieldTLSCert       = "tls.certFile"
-	FieldTLSKey        = "tls.keyFile"
+	FieldTLSInsecure   = "tls.insecure"
+	FieldTLSCA         = "tls.ca.file"
+	FieldTLSCert       = "tls.cert.file"
+	FieldTLSKey        = "tls.key.file"
 )
 
 // Spec is the registered spec of http-sink.
@@ -41,10 +41,10 @@ var Spec = connectors.Spec{
 		{Name: FieldHeaders, Type: connectors.TypeMap, Description: "Extra request headers."},
 		{Name: FieldSecretHeaders, Type: connectors.TypeMap, Secret: true, Description: "Extra request headers whose values are secret, e.g. {\"Authorization\": \"Bearer ...\"}; masked whenever the config is shown."},
 		{Name: FieldTimeout, Type: connectors.TypeDuration, Default: 10 * time.Second, Description: "Timeout of one request."},
-		{Name: FieldTLSInsecure, Type: connectors.TypeBool, Default: false, Description: "Skip verification of the server certificate (tests only)."},
-		{Name: FieldTLSCA, Type: connectors.TypeString, Description: "PEM file of CAs to verify the server with (default: the system's)."},
-		{Name: FieldTLSCert, Type: connectors.TypeString, Description: "PEM client certificate (with tls.keyFile) for mutual TLS."},
-		{Name: FieldTLSKey, Type: connectors.TypeString, Description: "PEM key of tls.certFile."},
+		{Name: FieldTLSInsecure, Type: connectors.TypeBool, Default: false, Formerly: []string{"tls.insecureSkipVerify"}, Description: "Skip verification of the server certificate (tests only)."},
+		{Name: FieldTLSCA, Type: connectors.TypeString, Formerly: []string{"tls.caFile"}, Description: "PEM file of CAs to verify the server with (default: the system's)."},
+		{Name: FieldTLSCert, Type: connectors.TypeString, Formerly: []string{"tls.certFile"}, Description: "PEM client certificate (with tls.key.file) for mutual TLS."},
+		{Name: FieldTLSKey, Type: connectors.TypeString, Formerly: []string{"tls.keyFile"}, Description: "PEM key of tls.cert.file."},
 	},
 	New: func() connectors.Connector {
 		return connectors.NewConnector(func() connectors.Task { return &Task{} }, connectors.EveryTask)
@@ -65,7 +65,7 @@ func check(cfg connectors.Config) []connectors.FieldError {
 		errs = append(errs, connectors.FieldError{Field: FieldTimeout, Reason: "must be positive"})
 	}
 	if (cfg.String(FieldTLSCert) == "") != (cfg.String(FieldTLSKey) == "") {
-		errs = append(errs, connectors.FieldError{Field: FieldTLSCert, Reason: "tls.certFile and tls.keyFile go together"})
+		errs = append(errs, connectors.FieldError{Field: FieldTLSCert, Reason: "tls.cert.file and tls.key.file go together"})
 	}
 	return errs
 }

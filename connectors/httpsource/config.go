@@ -25,7 +25,7 @@ const (
 	FieldEventType    = "type"
 	FieldEventSource  = "source"
 	FieldTimeout      = "timeout"
-	FieldMaxBodyBytes = "maxBodyBytes"
+	FieldMaxBodyBytes = "max.body.bytes"
 )
 
 // Defaults.
@@ -49,7 +49,7 @@ var Spec = connectors.Spec{
 		{Name: FieldEventType, Type: connectors.TypeString, Default: DefaultEventType, Description: "type of the CloudEvent wrapped around a plain body."},
 		{Name: FieldEventSource, Type: connectors.TypeString, Description: "source of the CloudEvent wrapped around a plain body (default /webhooks/<connector name>)."},
 		{Name: FieldTimeout, Type: connectors.TypeDuration, Default: 30 * time.Second, Description: "Longest wait for the mesh to store a request's events before answering 503."},
-		{Name: FieldMaxBodyBytes, Type: connectors.TypeInt, Default: int64(4 << 20), Description: "Largest request body accepted, in bytes."},
+		{Name: FieldMaxBodyBytes, Type: connectors.TypeInt, Default: int64(4 << 20), Formerly: []string{"maxBodyBytes"}, Description: "Largest request body accepted, in bytes."},
 	},
 	New: func() connectors.Connector {
 		return connectors.NewConnector(func() connectors.Task { return &Task{} }, connectors.OneTask) // a path is served by one task
