@@ -347,7 +347,7 @@ func TestChartOverrides(t *testing.T) {
 	sc := checkRelease(t, o, "platform", false)
 	inj := sc.Inject
 	if inj.NativeSidecar || !inj.RejectInvalid || inj.MeshURL != "nats://a:4222,nats://b:4222" || inj.Image != "registry.test/meshd:9" ||
-		inj.CPULimit != "1" || inj.ImagePullPolicy != corev1.PullAlways {
+		inj.CPULimit != "1" || inj.ImagePullPolicy != string(corev1.PullAlways) {
 		t.Errorf("injection config %+v", inj)
 	}
 	dep := o.deployments[0]

@@ -13,19 +13,19 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
+	"slices"
 	"strings"
 	"syscall"
 	"time"
 
 	"github.com/google/uuid"
-
-	"github.com/meshd/meshd/deploy/injector"
 )
 
 // Version is set at build time with -ldflags "-X github.com/meshd/meshd/sidecar.Version=...".
 var Version = "dev"
 
-const usage = `meshd — an event-mesh sidecar: CloudEvents in over HTTP, out to subscribers,
+const (
+	usageHead = `meshd — an event-mesh sidecar: CloudEvents in over HTTP, out to subscribers,
 carried through a durable NATS JetStream mesh.
 
 Usage:
@@ -33,18 +33,41 @@ Usage:
   meshd publish --topic T --type TYPE [--data JSON]   publish one event to a running meshd
   meshd subscribe --topic T                           print events of a topic as they arrive
   meshd connectors list|create|status|pause|resume|delete   manage connectors (see meshd connectors -h)
-  meshd inject [-f FILE]                              add the meshd sidecar to Kubernetes manifests (stdout)
-  meshd injector [--listen :8443 --cert F --key F]    serve the sidecar-injecting admission webhook
-  meshd version                                       print the version
+`
+	usageTail = `  meshd version                                       print the version
 
 Every setting of 'meshd run' can come from the YAML file, a MESHD_* environment
 variable or a flag; 'meshd run -h' lists them all.
 `
+)
 
-// Main runs the meshd command line and returns the process exit code.
-func Main(args []string, stdout, stderr io.Writer) int {
+// Command is a subcommand that the meshd binary adds to Main from a package
+// sidecar does not import: meshd inject and meshd injector come from
+// deploy/injector, whose Kubernetes code stays out of sidecar's dependencies.
+type Command struct {
+	Name     string // "inject"
+	Synopsis string // the command line shown by meshd -h: "inject [-f FILE]"
+	Summary  string // what it does, shown by meshd -h
+	// Run runs the command with the arguments after its name. An error
+	// wrapping flag.ErrHelp exits 0 without a message.
+	Run func(args []string, stdout, stderr io.Writer) error
+}
+
+func usage(extra []Command) string {
+	var b strings.Builder
+	b.WriteString(usageHead)
+	for _, c := range extra {
+		fmt.Fprintf(&b, "  %-51s %s\n", "meshd "+c.Synopsis, c.Summary)
+	}
+	b.WriteString(usageTail)
+	return b.String()
+}
+
+// Main runs the meshd command line and returns the process exit code. extra
+// are the commands besides sidecar's own.
+func Main(args []string, stdout, stderr io.Writer, extra ...Command) int {
 	if len(args) == 0 {
-		fmt.Fprint(stderr, usage)
+		fmt.Fprint(stderr, usage(extra))
 		return 2
 	}
 	var err error
@@ -57,19 +80,17 @@ func Main(args []string, stdout, stderr io.Writer) int {
 		err = subscribeCmd(args[1:], stdout, stderr)
 	case "connectors":
 		err = connectorsCmd(args[1:], stdout, stderr)
-	case "inject":
-		err = injector.RunInject(context.Background(), args[1:], os.Stdin, stdout, stderr)
-	case "injector":
-		ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-		err = injector.RunInjector(ctx, args[1:], stderr)
-		stop()
 	case "version", "--version":
 		fmt.Fprintln(stdout, "meshd", Version)
 	case "help", "-h", "--help":
-		fmt.Fprint(stdout, usage)
+		fmt.Fprint(stdout, usage(extra))
 	default:
-		fmt.Fprintf(stderr, "meshd: unknown command %q\n\n%s", args[0], usage)
-		return 2
+		i := slices.IndexFunc(extra, func(c Command) bool { return c.Name == args[0] })
+		if i < 0 {
+			fmt.Fprintf(stderr, "meshd: unknown command %q\n\n%s", args[0], usage(extra))
+			return 2
+		}
+		err = extra[i].Run(args[1:], stdout, stderr)
 	}
 	if errors.Is(err, flag.ErrHelp) {
 		return 0

@@ -38,6 +38,8 @@ type Config struct {
 type AppConfig struct {
 	// ID names this app: the source of wrapped raw events. Default: hostname.
 	ID string `yaml:"id" usage:"app id, the source of wrapped raw events (default: hostname)"`
+	// Port is where the app listens in this pod or host (0: not said).
+	Port int `yaml:"port" usage:"port of the app in this pod/host; subscription sinks given as a path (\"/events\") are delivered to http://127.0.0.1:<port><path>"`
 }
 
 type LogConfig struct {
@@ -145,6 +147,9 @@ func (c *Config) Validate() error {
 	}
 	if c.App.ID == "" {
 		return errors.New("app.id: must not be empty")
+	}
+	if c.App.Port < 0 || c.App.Port > 65535 {
+		return fmt.Errorf("app.port: %d is not a port", c.App.Port)
 	}
 	if c.API.MaxBodyBytes <= 0 {
 		return fmt.Errorf("api.maxBodyBytes: %d must be positive", c.API.MaxBodyBytes)

@@ -38,6 +38,20 @@ func (s setting) EnvName() string {
 	return b.String()
 }
 
+// EnvName is the environment variable of the setting at path, the YAML path
+// of a scalar leaf of Config: EnvName("app.id") is MESHD_APP_ID. It panics
+// when path is not a setting, so that code outside this package (the
+// Kubernetes injector) takes the names from here instead of spelling them.
+func EnvName(path string) string {
+	var c Config
+	for _, s := range settings(&c) {
+		if s.path == path {
+			return s.EnvName()
+		}
+	}
+	panic(fmt.Sprintf("sidecar: %q is not a setting", path))
+}
+
 // settings lists the scalar leaves of c, pointing into c.
 func settings(c *Config) []setting {
 	var out []setting

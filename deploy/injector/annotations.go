@@ -3,10 +3,9 @@ package injector
 import (
 	"fmt"
 	"net/url"
+	"regexp"
 	"strconv"
 	"strings"
-
-	"k8s.io/apimachinery/pkg/util/validation"
 )
 
 // The annotations a pod (or a workload's pod template) sets to ask for and
@@ -32,23 +31,23 @@ const (
 	LabelInjected = "meshd.io/injected"
 )
 
-// Environment variables the sidecar reads (MESHD_<YAML path>) and those
-// exported to the app containers.
+// Environment variables exported to the app containers, for the app's own
+// use: where its sidecar listens. (The sidecar's own variables are its
+// settings, named by sidecar.EnvName.)
 const (
-	EnvAppID     = "MESHD_APP_ID"
-	EnvAppPort   = "MESHD_APP_PORT"
-	EnvAPIListen = "MESHD_API_LISTEN"
-	EnvAdminLsn  = "MESHD_ADMIN_LISTEN"
-	EnvAPIToken  = "MESHD_API_TOKEN"
-	EnvMeshURL   = "MESHD_MESH_URL"
-	EnvLogLevel  = "MESHD_LOG_LEVEL"
-	EnvDataDir   = "MESHD_DATA_DIR"
-	EnvHTTPPort  = "MESHD_HTTP_PORT"  // exported to the app
-	EnvAdminPort = "MESHD_ADMIN_PORT" // exported to the app
+	EnvHTTPPort  = "MESHD_HTTP_PORT"
+	EnvAdminPort = "MESHD_ADMIN_PORT"
 )
 
-func isDNSLabel(s string) bool     { return len(validation.IsDNS1123Label(s)) == 0 }
-func isDNSSubdomain(s string) bool { return len(validation.IsDNS1123Subdomain(s)) == 0 }
+// RFC 1123 names, as Kubernetes checks them (k8s.io/apimachinery's
+// IsDNS1123Label and IsDNS1123Subdomain).
+var (
+	dnsLabel     = regexp.MustCompile(`^[a-z0-9]([-a-z0-9]*[a-z0-9])?$`)
+	dnsSubdomain = regexp.MustCompile(`^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$`)
+)
+
+func isDNSLabel(s string) bool     { return len(s) <= 63 && dnsLabel.MatchString(s) }
+func isDNSSubdomain(s string) bool { return len(s) <= 253 && dnsSubdomain.MatchString(s) }
 
 func checkLogLevel(s string) error {
 	switch s {

@@ -8,7 +8,33 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/meshd/meshd/sidecar"
 )
+
+// Commands are meshd inject and meshd injector, for sidecar.Main: the meshd
+// binary's main adds them, so sidecar itself links none of this package.
+func Commands() []sidecar.Command {
+	return []sidecar.Command{{
+		Name:     "inject",
+		Synopsis: "inject [-f FILE]",
+		Summary:  "add the meshd sidecar to Kubernetes manifests (stdout)",
+		Run: func(args []string, stdout, stderr io.Writer) error {
+			return RunInject(context.Background(), args, os.Stdin, stdout, stderr)
+		},
+	}, {
+		Name:     "injector",
+		Synopsis: "injector [--listen :8443 --cert F --key F]",
+		Summary:  "serve the sidecar-injecting admission webhook",
+		Run: func(args []string, _, stderr io.Writer) error {
+			ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+			defer stop()
+			return RunInjector(ctx, args, stderr)
+		},
+	}}
+}
 
 // RunInject is the `meshd inject` command: args are what follows "inject"
 // (-f FILE, repeatable, "-" for stdin, which is also the default, plus the

@@ -4,9 +4,6 @@ import (
 	"flag"
 	"fmt"
 	"strings"
-
-	corev1 "k8s.io/api/core/v1"
-	"k8s.io/apimachinery/pkg/api/resource"
 )
 
 // Defaults of Config. The ports are meshd's own defaults (DESIGN.md): the
@@ -32,8 +29,9 @@ const (
 type Config struct {
 	// Image of the meshd sidecar container.
 	Image string
-	// ImagePullPolicy of the sidecar; empty leaves the cluster default.
-	ImagePullPolicy corev1.PullPolicy
+	// ImagePullPolicy of the sidecar: Always, IfNotPresent, Never; empty
+	// leaves the cluster default.
+	ImagePullPolicy string
 	// ContainerName of the sidecar; also how an injected pod is recognised.
 	ContainerName string
 	// MeshURL is the NATS JetStream cluster every sidecar joins (mesh.url,
@@ -114,7 +112,7 @@ func (c Config) Validate() error {
 		return fmt.Errorf("%w: data dir %q is not absolute", ErrInvalidConfig, c.DataDir)
 	}
 	switch c.ImagePullPolicy {
-	case "", corev1.PullAlways, corev1.PullIfNotPresent, corev1.PullNever:
+	case "", "Always", "IfNotPresent", "Never":
 	default:
 		return fmt.Errorf("%w: image pull policy %q", ErrInvalidConfig, c.ImagePullPolicy)
 	}
@@ -133,7 +131,7 @@ func (c Config) Validate() error {
 		if q.v == "" {
 			continue
 		}
-		if _, err := resource.ParseQuantity(q.v); err != nil {
+		if _, err := parseQuantity(q.v); err != nil {
 			return fmt.Errorf("%w: %s %q: %v", ErrInvalidConfig, q.name, q.v, err)
 		}
 	}
@@ -145,7 +143,7 @@ func (c Config) Validate() error {
 func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	fs.StringVar(&c.Image, "image", c.Image, "meshd sidecar image")
 	fs.Func("image-pull-policy", "sidecar image pull policy: Always, IfNotPresent, Never (default: cluster default)", func(s string) error {
-		c.ImagePullPolicy = corev1.PullPolicy(s)
+		c.ImagePullPolicy = s
 		return nil
 	})
 	fs.StringVar(&c.ContainerName, "container-name", c.ContainerName, "name of the injected sidecar container")

@@ -11,6 +11,9 @@ var (
 	ErrInvalidAnnotation = errors.New("invalid annotation")
 	// ErrBadManifest is an input document meshd inject cannot read.
 	ErrBadManifest = errors.New("bad manifest")
+	// ErrBadPod is a pod (or pod template) in which a field the injector
+	// reads does not have the JSON type the Kubernetes API gives it.
+	ErrBadPod = errors.New("pod cannot be read")
 )
 
 // ErrConflict is a pod that cannot take the sidecar as it is, such as one

@@ -4,12 +4,11 @@ import (
 	"errors"
 	"fmt"
 	"path"
+	"slices"
 	"strconv"
 	"strings"
 
-	corev1 "k8s.io/api/core/v1"
-	"k8s.io/apimachinery/pkg/api/resource"
-	"k8s.io/apimachinery/pkg/util/intstr"
+	"github.com/meshd/meshd/sidecar"
 )
 
 // Names of what Inject adds to a pod besides the container.
@@ -22,77 +21,104 @@ const (
 	injectedMarker = "true"
 )
 
-// Inject is the one mutation shared by the webhook and `meshd inject`. It
-// returns a patched copy of pod with the meshd sidecar, or nil when the pod
-// is not to be injected: not annotated (unless cfg.InjectByDefault),
-// opted out, or already injected. A pod whose meshd.io/* annotations cannot
-// be understood gives nil and an error wrapping ErrInvalidAnnotation, naming
-// every bad one. Warnings name what was injected but looks wrong. pod is
-// never modified.
-func Inject(pod *corev1.Pod, cfg Config) (patched *corev1.Pod, warnings []string, err error) {
-	want, err := wantsInjection(pod, cfg)
-	if err != nil || !want || isInjected(pod, cfg) {
-		return nil, nil, err
-	}
-	s, err := readSettings(pod, cfg)
+// Inject is the one mutation shared by the webhook and `meshd inject`. pod
+// is a Pod as generic JSON (encoding/json's map[string]any). Inject returns
+// a patched copy with the meshd sidecar, or nil when the pod is not to be
+// injected: not annotated (unless cfg.InjectByDefault), opted out, or
+// already injected. A pod whose meshd.io/* annotations cannot be understood
+// gives nil and an error wrapping ErrInvalidAnnotation, naming every bad
+// one; a pod whose fields the injector reads have the wrong JSON types, an
+// error wrapping ErrBadPod. Warnings name what was injected but looks
+// wrong. pod is never modified.
+func Inject(pod map[string]any, cfg Config) (patched map[string]any, warnings []string, err error) {
+	return inject(pod, nil, cfg)
+}
+
+// inject is Inject; a pod template of a workload passes owner, the owner
+// its pods will have, and its name is not the pods'.
+func inject(pod map[string]any, owner *ownerRef, cfg Config) (map[string]any, []string, error) {
+	v, err := readPod(pod)
 	if err != nil {
 		return nil, nil, err
 	}
-
-	out := pod.DeepCopy()
-	for _, v := range s.volumes() {
-		for _, have := range out.Spec.Volumes {
-			if have.Name == v.Name {
-				return nil, nil, fmt.Errorf("%w: the pod already has a volume named %q", ErrConflict, v.Name)
-			}
+	if owner != nil {
+		v.owners, v.name = []ownerRef{*owner}, ""
+	}
+	want, err := wantsInjection(v, cfg)
+	if err != nil || !want || isInjected(v, cfg) {
+		return nil, nil, err
+	}
+	s, err := readSettings(v, cfg)
+	if err != nil {
+		return nil, nil, err
+	}
+	volumes := s.volumes()
+	for _, vol := range volumes {
+		if slices.Contains(v.volumes, nameOf(vol)) {
+			return nil, nil, fmt.Errorf("%w: the pod already has a volume named %q", ErrConflict, nameOf(vol))
 		}
-		out.Spec.Volumes = append(out.Spec.Volumes, v)
 	}
 
-	for i := range out.Spec.Containers {
-		c := &out.Spec.Containers[i]
-		for _, e := range s.appEnv() {
-			if hasEnv(c, e.Name) {
-				warnings = append(warnings, fmt.Sprintf("container %q already sets %s; left as it was", c.Name, e.Name))
+	var warnings []string
+	out := deepCopy(pod).(map[string]any)
+	spec := child(out, "spec")
+	spec["volumes"] = append(list(spec["volumes"]), volumes...)
+
+	appEnv := s.appEnv()
+	for i, c := range list(spec["containers"]) {
+		c := c.(map[string]any)
+		env := list(c["env"])
+		for _, e := range appEnv {
+			if name := nameOf(e); slices.Contains(v.containers[i].env, name) {
+				warnings = append(warnings, fmt.Sprintf("container %q already sets %s; left as it was", v.containers[i].name, name))
 				continue
 			}
-			c.Env = append(c.Env, e)
+			env = append(env, deepCopy(e)) // each container its own
+		}
+		if len(env) > len(list(c["env"])) {
+			c["env"] = env
 		}
 	}
 
-	sidecar := s.container()
+	sc := s.container()
 	if s.native {
-		always := corev1.ContainerRestartPolicyAlways
-		sidecar.RestartPolicy = &always
+		sc["restartPolicy"] = "Always"
 		// First, so that init containers after it can use the mesh too.
-		out.Spec.InitContainers = append([]corev1.Container{sidecar}, out.Spec.InitContainers...)
+		spec["initContainers"] = append([]any{sc}, list(spec["initContainers"])...)
 	} else {
-		out.Spec.Containers = append(out.Spec.Containers, sidecar)
-		if ownerKind(pod) == "Job" {
+		spec["containers"] = append(list(spec["containers"]), sc)
+		if ownerKind(v) == "Job" {
 			warnings = append(warnings, "meshd runs as a plain container: the Job will not complete while it runs; enable native sidecars (Kubernetes >= 1.29)")
 		}
 	}
-	if pod.Spec.HostNetwork {
+	if v.hostNetwork {
 		warnings = append(warnings, fmt.Sprintf("hostNetwork pod: meshd's ports %d and %d are taken on the node", cfg.APIPort, cfg.AdminPort))
 	}
 	if s.meshURL == "" {
 		warnings = append(warnings, "no mesh URL: this pod's meshd runs an embedded mesh of its own; set "+AnnotationMeshURL+" or the injector's --mesh-url")
 	}
 
-	if out.Labels == nil {
-		out.Labels = map[string]string{}
-	}
-	out.Labels[LabelInjected] = injectedMarker
-	if out.Annotations == nil {
-		out.Annotations = map[string]string{}
-	}
-	out.Annotations[AnnotationInjectedImage] = cfg.Image
+	meta := child(out, "metadata")
+	child(meta, "labels")[LabelInjected] = injectedMarker
+	child(meta, "annotations")[AnnotationInjectedImage] = cfg.Image
 	return out, prefixed(warnings), nil
 }
 
+// list is a JSON array, nil when absent or null (readPod has checked it).
+func list(v any) []any {
+	l, _ := v.([]any)
+	return l
+}
+
+// nameOf is the "name" of a JSON object this package built.
+func nameOf(obj any) string {
+	name, _ := obj.(map[string]any)["name"].(string)
+	return name
+}
+
 // wantsInjection reads meshd.io/inject.
-func wantsInjection(pod *corev1.Pod, cfg Config) (bool, error) {
-	v, ok := pod.Annotations[AnnotationInject]
+func wantsInjection(pod podView, cfg Config) (bool, error) {
+	v, ok := pod.annotations[AnnotationInject]
 	if !ok {
 		return cfg.InjectByDefault, nil
 	}
@@ -105,15 +131,13 @@ func wantsInjection(pod *corev1.Pod, cfg Config) (bool, error) {
 
 // isInjected makes Inject idempotent: a pod that has the label or a
 // container of the sidecar's name is left alone.
-func isInjected(pod *corev1.Pod, cfg Config) bool {
-	if pod.Labels[LabelInjected] == injectedMarker {
+func isInjected(pod podView, cfg Config) bool {
+	if pod.labels[LabelInjected] == injectedMarker {
 		return true
 	}
-	for _, list := range [][]corev1.Container{pod.Spec.Containers, pod.Spec.InitContainers} {
-		for _, c := range list {
-			if c.Name == cfg.ContainerName {
-				return true
-			}
+	for _, c := range slices.Concat(pod.containers, pod.initContainers) {
+		if c.name == cfg.ContainerName {
+			return true
 		}
 	}
 	return false
@@ -129,18 +153,19 @@ type settings struct {
 	tokenKey    string
 	meshURL     string
 	logLevel    string
-	resources   corev1.ResourceRequirements
+	requests    map[string]quantity // "cpu", "memory"
+	limits      map[string]quantity
 	native      bool
 }
 
-func readSettings(pod *corev1.Pod, cfg Config) (settings, error) {
+func readSettings(pod podView, cfg Config) (settings, error) {
 	s := settings{cfg: cfg, meshURL: cfg.MeshURL, logLevel: cfg.LogLevel, native: cfg.NativeSidecar}
 	// Admission warnings travel as HTTP headers: one line, "; " between.
 	var errs []string
 	bad := func(key string, err error) {
 		errs = append(errs, fmt.Sprintf("%s: %v", key, err))
 	}
-	ann := pod.Annotations
+	ann := pod.annotations
 
 	s.appID = defaultAppID(pod)
 	if v, ok := ann[AnnotationAppID]; ok {
@@ -197,16 +222,15 @@ func readSettings(pod *corev1.Pod, cfg Config) (settings, error) {
 		s.native = b
 	}
 
-	requests, limits := corev1.ResourceList{}, corev1.ResourceList{}
+	s.requests, s.limits = map[string]quantity{}, map[string]quantity{}
 	for _, r := range []struct {
-		key, def string
-		name     corev1.ResourceName
-		list     corev1.ResourceList
+		key, def, name string
+		list           map[string]quantity
 	}{
-		{AnnotationSidecarCPU, cfg.CPURequest, corev1.ResourceCPU, requests},
-		{AnnotationSidecarMemory, cfg.MemoryRequest, corev1.ResourceMemory, requests},
-		{AnnotationSidecarCPULimit, cfg.CPULimit, corev1.ResourceCPU, limits},
-		{AnnotationSidecarMemoryLimit, cfg.MemoryLimit, corev1.ResourceMemory, limits},
+		{AnnotationSidecarCPU, cfg.CPURequest, "cpu", s.requests},
+		{AnnotationSidecarMemory, cfg.MemoryRequest, "memory", s.requests},
+		{AnnotationSidecarCPULimit, cfg.CPULimit, "cpu", s.limits},
+		{AnnotationSidecarMemoryLimit, cfg.MemoryLimit, "memory", s.limits},
 	} {
 		v, ok := ann[r.key]
 		if !ok {
@@ -215,7 +239,7 @@ func readSettings(pod *corev1.Pod, cfg Config) (settings, error) {
 		if v == "" {
 			continue
 		}
-		q, err := resource.ParseQuantity(v)
+		q, err := parseQuantity(v)
 		if err != nil || q.Sign() < 0 {
 			bad(r.key, fmt.Errorf("%q is not a quantity", v))
 			continue
@@ -224,26 +248,21 @@ func readSettings(pod *corev1.Pod, cfg Config) (settings, error) {
 			r.list[r.name] = q
 		}
 	}
-	for name, req := range requests {
-		lim, ok := limits[name]
-		if !ok || req.Cmp(lim) <= 0 {
+	for _, name := range []string{"cpu", "memory"} {
+		req, ok := s.requests[name]
+		lim, hasLimit := s.limits[name]
+		if !ok || !hasLimit || req.Cmp(lim) <= 0 {
 			continue
 		}
 		// A request above the limit makes the API server reject the pod. A
 		// default request gives way to an annotated limit; an annotated
 		// request above its limit is an error.
-		key := "meshd.io/sidecar-" + string(name)
+		key := "meshd.io/sidecar-" + name
 		if _, annotated := ann[key]; annotated {
 			bad(key, fmt.Errorf("request %s is above the limit %s", req.String(), lim.String()))
 		} else {
-			requests[name] = lim
+			s.requests[name] = lim
 		}
-	}
-	if len(requests) > 0 {
-		s.resources.Requests = requests
-	}
-	if len(limits) > 0 {
-		s.resources.Limits = limits
 	}
 
 	if len(errs) > 0 {
@@ -255,13 +274,13 @@ func readSettings(pod *corev1.Pod, cfg Config) (settings, error) {
 // defaultAppID is the pod's owner name, with a ReplicaSet's template hash
 // taken off so that a Deployment's pods are named after the Deployment; a
 // pod without owner is named after itself.
-func defaultAppID(pod *corev1.Pod) string {
+func defaultAppID(pod podView) string {
 	var owner string
-	for i, ref := range pod.OwnerReferences {
-		if i == 0 || ref.Controller != nil && *ref.Controller {
-			owner = ref.Name
-			if ref.Kind == "ReplicaSet" {
-				if h := pod.Labels["pod-template-hash"]; h != "" {
+	for i, ref := range pod.owners {
+		if i == 0 || ref.controller {
+			owner = ref.name
+			if ref.kind == "ReplicaSet" {
+				if h := pod.labels["pod-template-hash"]; h != "" {
 					owner = strings.TrimSuffix(owner, "-"+h)
 				}
 			}
@@ -270,34 +289,34 @@ func defaultAppID(pod *corev1.Pod) string {
 	switch {
 	case owner != "":
 		return owner
-	case pod.Name != "":
-		return pod.Name
+	case pod.name != "":
+		return pod.name
 	default:
-		return strings.TrimSuffix(pod.GenerateName, "-")
+		return strings.TrimSuffix(pod.generateName, "-")
 	}
 }
 
-func ownerKind(pod *corev1.Pod) string {
-	for _, ref := range pod.OwnerReferences {
-		if ref.Controller != nil && *ref.Controller {
-			return ref.Kind
+func ownerKind(pod podView) string {
+	for _, ref := range pod.owners {
+		if ref.controller {
+			return ref.kind
 		}
 	}
 	return ""
 }
 
 // resolvePort takes a port number or the name of a port of an app container.
-func resolvePort(pod *corev1.Pod, v string) (int32, error) {
+func resolvePort(pod podView, v string) (int32, error) {
 	if n, err := strconv.Atoi(v); err == nil {
 		if !validPort(int32(n)) || n > 65535 {
 			return 0, fmt.Errorf("%d is not a port", n)
 		}
 		return int32(n), nil
 	}
-	for _, c := range pod.Spec.Containers {
-		for _, p := range c.Ports {
-			if p.Name == v {
-				return p.ContainerPort, nil
+	for _, c := range pod.containers {
+		for _, p := range c.ports {
+			if p.name == v {
+				return p.port, nil
 			}
 		}
 	}
@@ -318,37 +337,53 @@ func (s settings) configFile() string {
 	return path.Join(s.cfg.ConfigDir, s.cfg.ConfigKey)
 }
 
-func (s settings) volumes() []corev1.Volume {
-	vs := []corev1.Volume{{
-		Name:         VolumeData,
-		VolumeSource: corev1.VolumeSource{EmptyDir: &corev1.EmptyDirVolumeSource{}},
-	}}
+func (s settings) volumes() []any {
+	vs := []any{map[string]any{"name": VolumeData, "emptyDir": map[string]any{}}}
 	if s.configMap != "" {
-		vs = append(vs, corev1.Volume{
-			Name: VolumeConfig,
-			VolumeSource: corev1.VolumeSource{ConfigMap: &corev1.ConfigMapVolumeSource{
-				LocalObjectReference: corev1.LocalObjectReference{Name: s.configMap},
-				Items:                []corev1.KeyToPath{{Key: s.cfg.ConfigKey, Path: s.cfg.ConfigKey}},
-			}},
+		vs = append(vs, map[string]any{
+			"name": VolumeConfig,
+			"configMap": map[string]any{
+				"name":  s.configMap,
+				"items": []any{map[string]any{"key": s.cfg.ConfigKey, "path": s.cfg.ConfigKey}},
+			},
 		})
 	}
 	return vs
 }
 
-func (s settings) tokenEnv() corev1.EnvVar {
-	return corev1.EnvVar{Name: EnvAPIToken, ValueFrom: &corev1.EnvVarSource{
-		SecretKeyRef: &corev1.SecretKeySelector{
-			LocalObjectReference: corev1.LocalObjectReference{Name: s.tokenSecret},
-			Key:                  s.tokenKey,
+// The sidecar's environment is named by its own settings (sidecar.EnvName),
+// so a variable set here is one meshd reads.
+const (
+	settingAppID       = "app.id"
+	settingAppPort     = "app.port"
+	settingAPIListen   = "api.listen"
+	settingAPIToken    = "api.token"
+	settingAdminListen = "admin.listen"
+	settingDataDir     = "data.dir"
+	settingLogLevel    = "log.level"
+	settingMeshURL     = "mesh.url"
+)
+
+func envVar(name, value string) map[string]any {
+	return map[string]any{"name": name, "value": value}
+}
+
+// tokenEnv is MESHD_API_TOKEN from the Secret: the sidecar's api.token, and
+// the token the app's clients (and meshd publish) send.
+func (s settings) tokenEnv() map[string]any {
+	return map[string]any{
+		"name": sidecar.EnvName(settingAPIToken),
+		"valueFrom": map[string]any{
+			"secretKeyRef": map[string]any{"name": s.tokenSecret, "key": s.tokenKey},
 		},
-	}}
+	}
 }
 
 // appEnv is what the app containers learn about their sidecar.
-func (s settings) appEnv() []corev1.EnvVar {
-	env := []corev1.EnvVar{
-		{Name: EnvHTTPPort, Value: strconv.Itoa(int(s.cfg.APIPort))},
-		{Name: EnvAdminPort, Value: strconv.Itoa(int(s.cfg.AdminPort))},
+func (s settings) appEnv() []any {
+	env := []any{
+		envVar(EnvHTTPPort, strconv.Itoa(int(s.cfg.APIPort))),
+		envVar(EnvAdminPort, strconv.Itoa(int(s.cfg.AdminPort))),
 	}
 	if s.tokenSecret != "" {
 		env = append(env, s.tokenEnv())
@@ -356,75 +391,80 @@ func (s settings) appEnv() []corev1.EnvVar {
 	return env
 }
 
-func (s settings) container() corev1.Container {
-	args := []string{"run"}
-	mounts := []corev1.VolumeMount{{Name: VolumeData, MountPath: s.cfg.DataDir}}
+// container is the sidecar container, in the shape (and with the fields)
+// the core/v1 Container type would write.
+func (s settings) container() map[string]any {
+	args := []any{"run"}
+	mounts := []any{map[string]any{"name": VolumeData, "mountPath": s.cfg.DataDir}}
 	if s.configMap != "" {
 		args = append(args, "--config", s.configFile())
-		mounts = append(mounts, corev1.VolumeMount{Name: VolumeConfig, MountPath: s.cfg.ConfigDir, ReadOnly: true})
+		mounts = append(mounts, map[string]any{"name": VolumeConfig, "mountPath": s.cfg.ConfigDir, "readOnly": true})
 	}
-	env := []corev1.EnvVar{
-		{Name: EnvAppID, Value: s.appID},
-		{Name: EnvAPIListen, Value: fmt.Sprintf("127.0.0.1:%d", s.cfg.APIPort)},
-		{Name: EnvAdminLsn, Value: fmt.Sprintf("0.0.0.0:%d", s.cfg.AdminPort)},
-		{Name: EnvDataDir, Value: s.cfg.DataDir},
-		{Name: EnvLogLevel, Value: s.logLevel},
+	env := []any{
+		envVar(sidecar.EnvName(settingAppID), s.appID),
+		envVar(sidecar.EnvName(settingAPIListen), fmt.Sprintf("127.0.0.1:%d", s.cfg.APIPort)),
+		envVar(sidecar.EnvName(settingAdminListen), fmt.Sprintf("0.0.0.0:%d", s.cfg.AdminPort)),
+		envVar(sidecar.EnvName(settingDataDir), s.cfg.DataDir),
+		envVar(sidecar.EnvName(settingLogLevel), s.logLevel),
 	}
 	if s.meshURL != "" {
-		env = append(env, corev1.EnvVar{Name: EnvMeshURL, Value: s.meshURL})
+		env = append(env, envVar(sidecar.EnvName(settingMeshURL), s.meshURL))
 	}
 	if s.appPort != 0 {
-		env = append(env, corev1.EnvVar{Name: EnvAppPort, Value: strconv.Itoa(int(s.appPort))})
+		env = append(env, envVar(sidecar.EnvName(settingAppPort), strconv.Itoa(int(s.appPort))))
 	}
 	if s.tokenSecret != "" {
 		env = append(env, s.tokenEnv())
 	}
-	probe := func(path string, period, failures int32) *corev1.Probe {
-		return &corev1.Probe{
-			ProbeHandler: corev1.ProbeHandler{HTTPGet: &corev1.HTTPGetAction{
-				Path: path, Port: intstr.FromInt32(s.cfg.AdminPort), Scheme: corev1.URISchemeHTTP,
-			}},
-			PeriodSeconds: period, FailureThreshold: failures, TimeoutSeconds: 2,
+	probe := func(path string, period, failures int) map[string]any {
+		return map[string]any{
+			"httpGet":          map[string]any{"path": path, "port": int(s.cfg.AdminPort), "scheme": "HTTP"},
+			"periodSeconds":    period,
+			"failureThreshold": failures,
+			"timeoutSeconds":   2,
 		}
 	}
-	no, yes := false, true
-	uid := int64(65532) // distroless nonroot
-	return corev1.Container{
-		Name:            s.cfg.ContainerName,
-		Image:           s.cfg.Image,
-		ImagePullPolicy: s.cfg.ImagePullPolicy,
-		Args:            args,
-		Env:             env,
-		Ports: []corev1.ContainerPort{{
-			Name: PortNameAdmin, ContainerPort: s.cfg.AdminPort, Protocol: corev1.ProtocolTCP,
+	resources := map[string]any{}
+	for key, list := range map[string]map[string]quantity{"requests": s.requests, "limits": s.limits} {
+		if len(list) > 0 {
+			r := map[string]any{}
+			for name, q := range list {
+				r[name] = q.String()
+			}
+			resources[key] = r
+		}
+	}
+	uid := 65532 // distroless nonroot
+	c := map[string]any{
+		"name":  s.cfg.ContainerName,
+		"image": s.cfg.Image,
+		"args":  args,
+		"env":   env,
+		"ports": []any{map[string]any{
+			"name": PortNameAdmin, "containerPort": int(s.cfg.AdminPort), "protocol": "TCP",
 		}},
-		Resources:    s.resources,
-		VolumeMounts: mounts,
+		"resources":    resources,
+		"volumeMounts": mounts,
 		// The startup probe holds the app back (native sidecar) until meshd's
 		// API listens; readiness follows the mesh (/readyz).
-		StartupProbe:             probe(PathHealthz, 1, 30),
-		LivenessProbe:            probe(PathHealthz, 10, 3),
-		ReadinessProbe:           probe(PathReadyz, 5, 3),
-		TerminationMessagePolicy: corev1.TerminationMessageFallbackToLogsOnError,
-		SecurityContext: &corev1.SecurityContext{
-			RunAsNonRoot:             &yes,
-			RunAsUser:                &uid,
-			RunAsGroup:               &uid,
-			ReadOnlyRootFilesystem:   &yes,
-			AllowPrivilegeEscalation: &no,
-			Capabilities:             &corev1.Capabilities{Drop: []corev1.Capability{"ALL"}},
-			SeccompProfile:           &corev1.SeccompProfile{Type: corev1.SeccompProfileTypeRuntimeDefault},
+		"startupProbe":             probe(PathHealthz, 1, 30),
+		"livenessProbe":            probe(PathHealthz, 10, 3),
+		"readinessProbe":           probe(PathReadyz, 5, 3),
+		"terminationMessagePolicy": "FallbackToLogsOnError",
+		"securityContext": map[string]any{
+			"runAsNonRoot":             true,
+			"runAsUser":                uid,
+			"runAsGroup":               uid,
+			"readOnlyRootFilesystem":   true,
+			"allowPrivilegeEscalation": false,
+			"capabilities":             map[string]any{"drop": []any{"ALL"}},
+			"seccompProfile":           map[string]any{"type": "RuntimeDefault"},
 		},
 	}
-}
-
-func hasEnv(c *corev1.Container, name string) bool {
-	for _, e := range c.Env {
-		if e.Name == name {
-			return true
-		}
+	if s.cfg.ImagePullPolicy != "" {
+		c["imagePullPolicy"] = s.cfg.ImagePullPolicy
 	}
-	return false
+	return c
 }
 
 func prefixed(ws []string) []string {

@@ -4,14 +4,11 @@ import (
 	"bufio"
 	"bytes"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"strings"
-
-	jsonpatch "gopkg.in/evanphx/json-patch.v4"
-	corev1 "k8s.io/api/core/v1"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"sigs.k8s.io/yaml"
 )
 
 // Report tells what InjectManifests did, one line per object.
@@ -38,10 +35,9 @@ var templatePaths = map[string][]string{
 // documents, and v1 Lists) from r and writes it to w with the pod of every
 // Pod, Deployment, StatefulSet, DaemonSet, ReplicaSet, ReplicationController,
 // Job and CronJob injected exactly as the webhook would inject it: Inject
-// builds the pod, CreatePatch the JSON patch, and the patch is applied to
-// the document's own pod template, so fields this version of the API types
-// does not know survive. Other kinds pass through untouched. Injected
-// documents are re-emitted with sorted keys and no comments.
+// patches the document's own pod template, so fields this version does not
+// know survive. Other kinds pass through untouched. Injected documents are
+// re-emitted with sorted keys and no comments.
 func InjectManifests(r io.Reader, w io.Writer, cfg Config) (Report, error) {
 	var rep Report
 	if err := cfg.Validate(); err != nil {
@@ -98,8 +94,12 @@ func splitDocuments(r io.Reader) ([][]byte, error) {
 // injectDocument returns the document to print: itself when it holds no
 // pod template, nil when it is empty.
 func injectDocument(doc []byte, cfg Config, rep *Report) ([]byte, error) {
-	var obj any
-	if err := yaml.Unmarshal(doc, &obj); err != nil {
+	j, err := yamlToJSON(doc)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrBadManifest, err)
+	}
+	obj, err := decodeJSON(j)
+	if err != nil {
 		return nil, fmt.Errorf("%w: %v", ErrBadManifest, err)
 	}
 	if obj == nil {
@@ -113,11 +113,14 @@ func injectDocument(doc []byte, cfg Config, rep *Report) ([]byte, error) {
 	if err != nil || !changed {
 		return doc, err
 	}
-	out, err := yaml.Marshal(m)
+	j, err = json.Marshal(m)
+	if err == nil {
+		j, err = jsonToYAML(j)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("encoding the injected object: %w", err)
 	}
-	return out, nil
+	return j, nil
 }
 
 // injectObject injects m in place and reports whether it changed.
@@ -156,36 +159,22 @@ func injectObject(m map[string]any, cfg Config, rep *Report) (bool, error) {
 		}
 		parent, key, tmpl = tmpl, k, next
 	}
-	for _, k := range []string{"metadata", "spec"} {
-		if _, ok := tmpl[k].(map[string]any); !ok {
-			tmpl[k] = map[string]any{}
-		}
-	}
-	raw, err := json.Marshal(tmpl)
-	if err != nil {
-		return false, fmt.Errorf("encoding %s: %w", id, err)
-	}
-
-	var pod corev1.Pod
-	if err := json.Unmarshal(raw, &pod); err != nil {
-		return false, fmt.Errorf("%w: %s: %v", ErrBadManifest, id, err)
-	}
+	var owner *ownerRef
 	if kind != "Pod" {
 		// What the pod will look like to the webhook: owned by the workload
 		// (a CronJob's pods by a Job), named after it by default.
-		ownerKind := kind
+		owner = &ownerRef{kind: kind, name: name, controller: true}
 		if kind == "CronJob" {
-			ownerKind = "Job"
+			owner.kind = "Job"
 		}
-		yes := true
-		pod.OwnerReferences = []metav1.OwnerReference{{Kind: ownerKind, Name: name, Controller: &yes}}
-		pod.Name = ""
 	}
-	patched, warnings, err := Inject(&pod, cfg)
+	patched, warnings, err := inject(tmpl, owner, cfg)
 	for _, w := range warnings {
 		rep.Warnings = append(rep.Warnings, id+": "+w)
 	}
 	switch {
+	case errors.Is(err, ErrBadPod):
+		return false, fmt.Errorf("%w: %s: %v", ErrBadManifest, id, err)
 	case err != nil:
 		rep.Invalid = append(rep.Invalid, id+": meshd: not injected: "+err.Error())
 		return false, nil
@@ -193,33 +182,11 @@ func injectObject(m map[string]any, cfg Config, rep *Report) (bool, error) {
 		rep.Skipped = append(rep.Skipped, id+": not annotated, opted out or already injected")
 		return false, nil
 	}
-	ops, err := CreatePatch(&pod, patched)
-	if err != nil {
-		return false, err
-	}
-	opsJSON, err := json.Marshal(ops)
-	if err != nil {
-		return false, fmt.Errorf("encoding the patch: %w", err)
-	}
-	p, err := jsonpatch.DecodePatch(opsJSON)
-	if err != nil {
-		return false, fmt.Errorf("decoding the patch: %w", err)
-	}
-	out, err := p.Apply(raw)
-	if err != nil {
-		return false, fmt.Errorf("patching %s: %w", id, err)
-	}
-	var newTmpl map[string]any
-	if err := json.Unmarshal(out, &newTmpl); err != nil {
-		return false, fmt.Errorf("decoding the patched %s: %w", id, err)
-	}
 	if key == "" {
 		clear(m)
-		for k, v := range newTmpl {
-			m[k] = v
-		}
+		maps.Copy(m, patched)
 	} else {
-		parent[key] = newTmpl
+		parent[key] = patched
 	}
 	rep.Injected = append(rep.Injected, id)
 	return true, nil

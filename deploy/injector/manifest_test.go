@@ -162,7 +162,7 @@ func TestInjectManifestsErrors(t *testing.T) {
 func TestRunInject(t *testing.T) {
 	dir := t.TempDir()
 	f := filepath.Join(dir, "app.yaml")
-	if err := os.WriteFile(f, []byte("apiVersion: v1\nkind: Pod\nmetadata: {name: p}\nspec: {containers: [{name: a, image: i}]}\n"), 0o600); err != nil {
+	if err := os.WriteFile(f, []byte("apiVersion: v1\nkind: Pod\nmetadata: {name: p}\nspec: {containers: [{name: a, image: i, futureField: 9007199254740993}]}\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	var stdout, stderr bytes.Buffer
@@ -171,8 +171,14 @@ func TestRunInject(t *testing.T) {
 	if err != nil {
 		t.Fatalf("%v\n%s", err, stderr.String())
 	}
+	// A plain sidecar rewrites the containers array: the app container
+	// keeps what the API types do not know, numbers as written, and gains
+	// nothing but its env.
+	if !strings.Contains(stdout.String(), "futureField: 9007199254740993") || strings.Count(stdout.String(), "resources:") != 1 {
+		t.Errorf("app container changed:\n%s", stdout.String())
+	}
 	var pod corev1.Pod
-	strict(t, stdout.String(), &pod)
+	strict(t, strings.Replace(stdout.String(), "futureField: 9007199254740993", "", 1), &pod)
 	c := findContainer(pod.Spec.Containers, "meshd")
 	if c == nil || c.Image != "example.test/meshd:9" || len(pod.Spec.InitContainers) != 0 {
 		t.Errorf("pod %+v", pod.Spec)

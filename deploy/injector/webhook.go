@@ -8,10 +8,6 @@ import (
 	"log/slog"
 	"mime"
 	"net/http"
-
-	admissionv1 "k8s.io/api/admission/v1"
-	corev1 "k8s.io/api/core/v1"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 )
 
 // DefaultMaxRequestBytes bounds an AdmissionReview body; the API server
@@ -72,7 +68,7 @@ func (wh *Webhook) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, fmt.Sprintf("reading the AdmissionReview: %v", err), http.StatusRequestEntityTooLarge)
 		return
 	}
-	var review admissionv1.AdmissionReview
+	var review AdmissionReview
 	if err := json.Unmarshal(body, &review); err != nil || review.Request == nil {
 		if err == nil {
 			err = errors.New("no request")
@@ -81,10 +77,7 @@ func (wh *Webhook) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	resp := wh.Review(review.Request)
-	out := admissionv1.AdmissionReview{
-		TypeMeta: metav1.TypeMeta{APIVersion: "admission.k8s.io/v1", Kind: "AdmissionReview"},
-		Response: resp,
-	}
+	out := AdmissionReview{Kind: "AdmissionReview", APIVersion: "admission.k8s.io/v1", Response: resp}
 	w.Header().Set("Content-Type", "application/json")
 	if err := json.NewEncoder(w).Encode(out); err != nil {
 		wh.logger.Warn("writing the admission response", "uid", review.Request.UID, "error", err)
@@ -93,36 +86,31 @@ func (wh *Webhook) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 
 // Review decides one admission request. It never fails: whatever it cannot
 // use is allowed unchanged, with a warning where the user can act on it.
-func (wh *Webhook) Review(req *admissionv1.AdmissionRequest) *admissionv1.AdmissionResponse {
-	resp := &admissionv1.AdmissionResponse{UID: req.UID, Allowed: true}
+func (wh *Webhook) Review(req *AdmissionRequest) *AdmissionResponse {
+	resp := &AdmissionResponse{UID: req.UID, Allowed: true}
 	if req.Kind.Group != "" || req.Kind.Kind != "Pod" || req.SubResource != "" ||
-		req.Operation != admissionv1.Create {
+		req.Operation != "CREATE" {
 		return resp
 	}
 	log := wh.logger.With("uid", req.UID, "namespace", req.Namespace)
-	var pod corev1.Pod
-	if err := json.Unmarshal(req.Object.Raw, &pod); err != nil {
+	var patched map[string]any
+	var warnings []string
+	pod, err := decodePod(req.Object)
+	if err == nil {
+		log = log.With("pod", podName(pod))
+		patched, warnings, err = Inject(pod, wh.cfg)
+	}
+	switch {
+	case errors.Is(err, ErrBadPod):
 		log.Warn("decoding the pod", "error", err)
 		resp.Warnings = []string{"meshd: pod not injected: cannot decode it"}
 		return resp
-	}
-	if pod.Namespace == "" {
-		pod.Namespace = req.Namespace
-	}
-	name := pod.Name
-	if name == "" {
-		name = pod.GenerateName + "*"
-	}
-	log = log.With("pod", name)
-
-	patched, warnings, err := Inject(&pod, wh.cfg)
-	switch {
 	case err != nil && wh.cfg.RejectInvalid:
 		log.Info("pod denied", "error", err)
 		resp.Allowed = false
-		resp.Result = &metav1.Status{
-			Status: metav1.StatusFailure, Code: http.StatusBadRequest,
-			Reason: metav1.StatusReasonBadRequest, Message: "meshd: " + err.Error(),
+		resp.Result = &StatusResult{
+			Status: "Failure", Code: http.StatusBadRequest,
+			Reason: "BadRequest", Message: "meshd: " + err.Error(),
 		}
 		return resp
 	case err != nil:
@@ -132,7 +120,7 @@ func (wh *Webhook) Review(req *admissionv1.AdmissionRequest) *admissionv1.Admiss
 	case patched == nil:
 		return resp
 	}
-	ops, err := CreatePatch(&pod, patched)
+	ops, err := CreatePatch(pod, patched)
 	if err == nil {
 		resp.Patch, err = json.Marshal(ops)
 	}
@@ -141,9 +129,32 @@ func (wh *Webhook) Review(req *admissionv1.AdmissionRequest) *admissionv1.Admiss
 		resp.Warnings = []string{"meshd: pod not injected: internal error"}
 		return resp
 	}
-	pt := admissionv1.PatchTypeJSONPatch
+	pt := PatchTypeJSONPatch
 	resp.PatchType = &pt
 	resp.Warnings = warnings
 	log.Info("pod injected", "operations", len(ops))
 	return resp
+}
+
+// decodePod decodes a pod as generic JSON.
+func decodePod(b []byte) (map[string]any, error) {
+	v, err := decodeJSON(b)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrBadPod, err)
+	}
+	pod, ok := v.(map[string]any)
+	if !ok && v != nil {
+		return nil, fmt.Errorf("%w: a pod is a JSON object, not %s", ErrBadPod, jsonType(v))
+	}
+	return pod, nil
+}
+
+// podName is how the log names a pod: its name, or its generateName and "*".
+func podName(pod map[string]any) string {
+	meta, _ := pod["metadata"].(map[string]any)
+	if name, _ := meta["name"].(string); name != "" {
+		return name
+	}
+	gen, _ := meta["generateName"].(string)
+	return gen + "*"
 }

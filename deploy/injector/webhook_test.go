@@ -18,6 +18,7 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 
 	"github.com/meshd/meshd/deploy/injector"
+	"github.com/meshd/meshd/sidecar"
 )
 
 const meshURL = "nats://nats.nats.svc:4222"
@@ -324,6 +325,63 @@ func TestWebhookInjectsAnnotatedPod(t *testing.T) {
 	again := review(t, testConfig(), p)
 	if again.patched != nil || len(again.resp.Warnings) != 0 {
 		t.Errorf("re-injection patched=%v warnings=%v", again.patched != nil, again.resp.Warnings)
+	}
+}
+
+// TestSidecarEnvIsTheSidecarsSettings: every variable the injector gives the
+// sidecar is one of meshd's settings, and meshd reads each as meant.
+func TestSidecarEnvIsTheSidecarsSettings(t *testing.T) {
+	pod := newPod(inject(map[string]string{
+		injector.AnnotationAppPort:        "http",
+		injector.AnnotationAPITokenSecret: "meshd-token",
+		injector.AnnotationConfig:         "web-meshd",
+	}))
+	r := review(t, testConfig(), pod)
+	if r.patched == nil {
+		t.Fatalf("not injected: %v", r.resp.Warnings)
+	}
+	given := map[string]string{}
+	for _, e := range r.patched.Spec.InitContainers[0].Env {
+		given[e.Name] = e.Value
+		if e.ValueFrom != nil {
+			given[e.Name] = "from secret " + e.ValueFrom.SecretKeyRef.Name
+		}
+	}
+	cfg := sidecar.Defaults()
+	read := map[string]bool{}
+	err := cfg.ApplyEnv(func(name string) (string, bool) {
+		read[name] = true
+		v, ok := given[name]
+		return v, ok
+	})
+	if err != nil {
+		t.Fatalf("meshd rejects the injected env: %v", err)
+	}
+	for name := range given {
+		if !read[name] {
+			t.Errorf("the injector sets %s, which is not a meshd setting", name)
+		}
+	}
+	if err := cfg.Validate(); err != nil {
+		t.Errorf("meshd's config from the injected env: %v", err)
+	}
+	for setting, got := range map[string]any{
+		"app.id": cfg.App.ID, "app.port": cfg.App.Port, "api.listen": cfg.API.Listen,
+		"admin.listen": cfg.Admin.Listen, "mesh.url": cfg.Mesh.URL, "log.level": cfg.Log.Level,
+		"data.dir": cfg.Data.Dir, "api.token": cfg.API.Token,
+	} {
+		want := map[string]any{
+			"app.id": "web", "app.port": 8080, "api.listen": "127.0.0.1:10105",
+			"admin.listen": "0.0.0.0:10106", "mesh.url": meshURL, "log.level": "info",
+			"data.dir": "/var/lib/meshd", "api.token": "from secret meshd-token",
+		}[setting]
+		if got != want {
+			t.Errorf("%s (%s) = %v, want %v", setting, sidecar.EnvName(setting), got, want)
+		}
+	}
+	// The app's clients (meshd publish too) read the token from api.token's variable.
+	if e := env(&r.patched.Spec.Containers[0], sidecar.EnvName("api.token")); e == nil || e.ValueFrom == nil {
+		t.Errorf("app env %v lacks %s", r.patched.Spec.Containers[0].Env, sidecar.EnvName("api.token"))
 	}
 }
 

@@ -1,5 +1,6 @@
 // Package layout checks the import rules of ../shared/DESIGN.md on the
-// non-test code: sidecar → protocols, connectors → bridge → mesh.
+// non-test code: sidecar → protocols, connectors → bridge → mesh, and no
+// Kubernetes in the meshd binary.
 package layout
 
 import (
@@ -7,6 +8,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strings"
 	"testing"
 )
@@ -48,6 +50,73 @@ func TestImportRules(t *testing.T) {
 	if checked < 10 {
 		t.Fatalf("checked only %d packages; go list output:\n%s", checked, out)
 	}
+}
+
+// TestSidecarLinksNoKubernetes: the meshd binary runs in every pod, so it
+// links no Kubernetes packages (k8s.io/..., sigs.k8s.io/...). The injector
+// it carries works on manifests as generic JSON; typed Kubernetes objects
+// belong in tests only.
+func TestSidecarLinksNoKubernetes(t *testing.T) {
+	const binary = module + "sidecar/cmd/meshd"
+	out, err := exec.Command(goBinary(), "list", "-deps", "-f", `{{.ImportPath}}{{range .Imports}} {{.}}{{end}}`, binary).CombinedOutput()
+	if err != nil {
+		t.Fatalf("go list: %v\n%s", err, out)
+	}
+	imports := map[string][]string{}
+	for _, line := range strings.Split(strings.TrimSpace(string(out)), "\n") {
+		fields := strings.Fields(line)
+		imports[fields[0]] = fields[1:]
+	}
+	if _, ok := imports[binary]; !ok || len(imports) < 100 {
+		t.Fatalf("go list gave %d packages, not meshd's:\n%s", len(imports), out)
+	}
+	// Name each way in: a package of not Kubernetes importing one that is.
+	var count int
+	var ways []string
+	for pkg, imps := range imports {
+		if isKubernetes(pkg) {
+			count++
+			continue
+		}
+		for _, imp := range imps {
+			if isKubernetes(imp) {
+				ways = append(ways, strings.Join(append(importChain(imports, binary, pkg), imp), " → "))
+			}
+		}
+	}
+	if count > 0 {
+		slices.Sort(ways)
+		t.Errorf("meshd links %d Kubernetes packages, through:\n%s", count, strings.Join(ways, "\n"))
+	}
+}
+
+func isKubernetes(pkg string) bool {
+	return strings.HasPrefix(pkg, "k8s.io/") || strings.Contains(pkg, ".k8s.io/")
+}
+
+// importChain is a shortest chain of imports from root to pkg, our
+// packages named without the module path.
+func importChain(imports map[string][]string, root, pkg string) []string {
+	from := map[string]string{root: ""}
+	queue := []string{root}
+	for len(queue) > 0 {
+		p := queue[0]
+		queue = queue[1:]
+		if p == pkg {
+			var chain []string
+			for ; p != ""; p = from[p] {
+				chain = append([]string{strings.TrimPrefix(p, module)}, chain...)
+			}
+			return chain
+		}
+		for _, imp := range imports[p] {
+			if _, seen := from[imp]; !seen {
+				from[imp] = p
+				queue = append(queue, imp)
+			}
+		}
+	}
+	return []string{pkg}
 }
 
 // goBinary is the go command that runs this test (GOROOT's), else the one
