@@ -37,6 +37,10 @@ type Options struct {
 	// AckWait is how long a delivery may take before the mesh redelivers
 	// (default 30s). Must exceed the sender's timeout.
 	AckWait time.Duration
+	// AppPort is the port of the app next to the sidecar: a subscription
+	// sink given as a path ("/events") is delivered to
+	// http://127.0.0.1:<AppPort><path>. 0: path sinks are refused.
+	AppPort int
 	// SubscriptionBucket is the mesh KV bucket subscriptions are kept in
 	// (default "meshd-subscriptions"). Sidecars sharing one mesh but not
 	// their subscriptions need different buckets.
@@ -50,7 +54,8 @@ type Subscription struct {
 	Topic string `json:"topic" yaml:"topic"`
 	// Group names the consumer group; default: the subscription id.
 	Group string `json:"group,omitempty" yaml:"group,omitempty"`
-	// Sink is the URL events are POSTed to.
+	// Sink is the URL events are POSTed to, or a path ("/events") on the
+	// app next to the sidecar (see Options.AppPort).
 	Sink string `json:"sink" yaml:"sink"`
 	// Protocol is "HTTP" (the default and only one for now).
 	Protocol string `json:"protocol,omitempty" yaml:"protocol,omitempty"`

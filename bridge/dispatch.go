@@ -38,9 +38,11 @@ func (b *Bridge) startRunner(ctx context.Context, sub Subscription, f Filter) er
 	if err != nil {
 		return fmt.Errorf("consuming topic %q for subscription %q: %w", sub.Topic, sub.ID, err)
 	}
+	delivered := sub
+	delivered.Sink = b.sinkURL(sub.Sink)
 	r := &runner{
 		b:   b,
-		sub: sub,
+		sub: delivered,
 		log: b.logger.With("subscription", sub.ID, "topic", sub.Topic),
 	}
 	if b.metrics != nil {

@@ -4,6 +4,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"strconv"
+	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -427,4 +432,51 @@ type senderFunc func(ctx context.Context, sub *Subscription, e *event.Event) err
 
 func (f senderFunc) Send(ctx context.Context, sub *Subscription, e *event.Event) error {
 	return f(ctx, sub, e)
+}
+
+// A sink given as a path goes to the app's port on loopback, and is refused
+// when the app's port is not known.
+func TestPathSinkGoesToTheAppPort(t *testing.T) {
+	var got atomic.Value
+	app := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		got.Store(r.URL.Path)
+		w.WriteHeader(http.StatusNoContent)
+	}))
+	defer app.Close()
+	port, _ := strconv.Atoi(app.URL[strings.LastIndex(app.URL, ":")+1:])
+	eng := openEngine(t)
+
+	noPort := newTestBridge(t, eng, cehttpSender{})
+	_, err := noPort.CreateSubscription(t.Context(), Subscription{ID: "p0", Topic: "paths", Sink: "/events"})
+	require.ErrorIs(t, err, ErrInvalidSubscription)
+	assert.Contains(t, err.Error(), "app.port")
+
+	b := newTestBridge(t, eng, cehttpSender{}, func(o *Options) { o.AppPort = port })
+	require.NoError(t, b.Start(t.Context()))
+	sub, err := b.CreateSubscription(t.Context(), Subscription{ID: "p1", Topic: "paths", Sink: "/events"})
+	require.NoError(t, err)
+	assert.Equal(t, "/events", sub.Sink, "stored as given")
+	require.NoError(t, b.Publish(t.Context(), "paths", []*event.Event{mkEvent(t, "1", "t")}))
+	require.Eventually(t, func() bool { return got.Load() == "/events" }, waitFor, tick)
+	for _, bad := range []string{"//evil/x", "/a#frag", "/a b"} {
+		_, err := b.CreateSubscription(t.Context(), Subscription{ID: "p2", Topic: "paths", Sink: bad})
+		require.ErrorIs(t, err, ErrInvalidSubscription, bad)
+	}
+}
+
+// cehttpSender posts binary-mode events with net/http (bridge cannot import
+// bridge/cehttp, which imports it).
+type cehttpSender struct{}
+
+func (cehttpSender) Send(ctx context.Context, sub *Subscription, e *event.Event) error {
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, sub.Sink, strings.NewReader(string(e.Data())))
+	if err != nil {
+		return PermanentError(err)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return UnavailableError(err, 0)
+	}
+	resp.Body.Close()
+	return nil
 }

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net/url"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 
@@ -108,6 +109,12 @@ func checkSink(sink string) error {
 	if sink == "" {
 		return errors.New("required")
 	}
+	if isAppPath(sink) {
+		if u, err := url.Parse(sink); err != nil || u.Host != "" || u.Fragment != "" || strings.ContainsAny(sink, " \t\r\n") {
+			return errors.New("a path sink must be an absolute path such as /events")
+		}
+		return nil
+	}
 	u, err := url.Parse(sink)
 	if err != nil {
 		return errors.New("not a URL")
@@ -119,6 +126,21 @@ func checkSink(sink string) error {
 		return errors.New("want an absolute http or https URL with a host")
 	}
 	return nil
+}
+
+// isAppPath says whether a sink is a path on the app next to the sidecar
+// ("/events"), delivered to http://127.0.0.1:<Options.AppPort><path>.
+func isAppPath(sink string) bool {
+	return strings.HasPrefix(sink, "/") && !strings.HasPrefix(sink, "//")
+}
+
+// sinkURL is where deliveries of sub go: its sink, or for a path sink the
+// app's port on loopback.
+func (b *Bridge) sinkURL(sink string) string {
+	if isAppPath(sink) {
+		return "http://127.0.0.1:" + strconv.Itoa(b.opts.AppPort) + sink
+	}
+	return sink
 }
 
 // kvStore opens the subscription bucket once.
@@ -160,6 +182,9 @@ func (b *Bridge) prepareSubscription(sub Subscription) (Subscription, Filter, []
 	}
 	if b.opts.Sender == nil {
 		return Subscription{}, nil, nil, ErrNoSender
+	}
+	if isAppPath(sub.Sink) && b.opts.AppPort == 0 {
+		return Subscription{}, nil, nil, fmt.Errorf("%w: sink: a path is delivered to the app's port; set app.port (MESHD_APP_PORT) or give a URL", ErrInvalidSubscription)
 	}
 	data, err := json.Marshal(sub)
 	if err != nil {

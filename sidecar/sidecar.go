@@ -75,6 +75,7 @@ func Start(ctx context.Context, cfg Config, logger *slog.Logger) (s *Sidecar, er
 		DedupSize: cfg.Delivery.DedupSize,
 		Backoff:   cfg.Delivery.backoff(),
 		AckWait:   cfg.Delivery.AckWait,
+		AppPort:   cfg.App.Port,
 		// Per app: sidecars sharing a cluster must not run each other's
 		// subscriptions (their sinks are on other hosts' loopback).
 		SubscriptionBucket: cfg.stateBucket(bridge.DefaultSubscriptionBucket),
