@@ -11,9 +11,9 @@ import (
 	"github.com/cloudevents/sdk-go/v2/types"
 
 	"github.com/meshd/meshd/bridge"
+	"github.com/meshd/meshd/bridge/apitoken"
 	"github.com/meshd/meshd/bridge/cehttp"
 	"github.com/meshd/meshd/bridge/problem"
-	"github.com/meshd/meshd/protocols/apitoken"
 )
 
 // backend is what the handler needs of the bridge; *bridge.Bridge satisfies

@@ -16,9 +16,9 @@ import (
 	"github.com/gorilla/websocket"
 
 	"github.com/meshd/meshd/bridge"
+	"github.com/meshd/meshd/bridge/apitoken"
 	"github.com/meshd/meshd/bridge/problem"
 	"github.com/meshd/meshd/mesh"
-	"github.com/meshd/meshd/protocols/apitoken"
 )
 
 // Subprotocols of the CloudEvents WebSocket binding. Only JSON is served;

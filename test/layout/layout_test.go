@@ -1,6 +1,9 @@
 // Package layout checks the import rules of ../shared/DESIGN.md on the
-// non-test code: sidecar → protocols, connectors → bridge → mesh, and no
-// Kubernetes in the meshd binary.
+// non-test code — sidecar → protocols, connectors → bridge → mesh, deploy →
+// sidecar, no protocol importing a sibling protocol, no connector importing
+// another connector or the runtime — that no Kubernetes is in the meshd
+// binary, and that every connector type that ships runs the connectortest
+// suite of its kind.
 package layout
 
 import (
@@ -21,6 +24,41 @@ var allowed = map[string][]string{
 	"bridge":     {"bridge", "mesh"},
 	"protocols":  {"protocols", "bridge", "mesh"},
 	"connectors": {"connectors", "bridge", "mesh"},
+	"deploy":     {"deploy", "sidecar"},
+}
+
+// siblingsAllowed lists the packages that may import other parts of their
+// own folder (protocols/X importing protocols/Y, connectors/X importing
+// connectors/Y): the suites, the runtime's API, the list of what ships.
+var siblingsAllowed = map[string]bool{
+	"protocols/protocoltest":   true,
+	"connectors/connectortest": true,
+	"connectors/api":           true,
+	"connectors/standard":      true,
+}
+
+// siblingOK says whether pkg may import dep of the same top folder: its own
+// subtree, the folder's root package (the connector SDK), or a shared
+// internal package.
+func siblingOK(pkg, dep string) bool {
+	if top(pkg) != "protocols" && top(pkg) != "connectors" || top(dep) != top(pkg) {
+		return true
+	}
+	own := part(pkg)
+	if siblingsAllowed[own] || dep == top(pkg) || part(dep) == own || strings.HasPrefix(dep, top(pkg)+"/internal/") {
+		return true
+	}
+	return false
+}
+
+// part is the first two levels of a package path: connectors/jdbc for
+// connectors/jdbc/x.
+func part(pkg string) string {
+	parts := strings.SplitN(pkg, "/", 3)
+	if len(parts) < 2 {
+		return pkg
+	}
+	return parts[0] + "/" + parts[1]
 }
 
 func TestImportRules(t *testing.T) {
@@ -44,6 +82,9 @@ func TestImportRules(t *testing.T) {
 			dep := strings.TrimPrefix(imp, module)
 			if !contains(rules, top(dep)) {
 				t.Errorf("%s imports %s: %s may import only %v of ours", pkg, dep, top(pkg), rules)
+			}
+			if !siblingOK(pkg, dep) {
+				t.Errorf("%s imports %s: a part of %s may not import another (move what both need below them)", pkg, dep, top(pkg))
 			}
 		}
 	}
