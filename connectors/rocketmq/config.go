@@ -25,6 +25,7 @@ import (
 
 	"github.com/apache/rocketmq-client-go/v2/primitive"
 
+	"github.com/meshd/meshd/bridge"
 	"github.com/meshd/meshd/connectors"
 )
 
@@ -220,12 +221,12 @@ func checkCommon(cfg connectors.Config, hostNames bool) []connectors.FieldError 
 func checkSink(cfg connectors.Config) []connectors.FieldError {
 	errs := checkCommon(cfg, false)
 	for _, f := range []string{FieldRocketTopic, FieldTags, FieldKeys} {
-		t, err := parseTemplate(cfg.String(f))
+		t, err := bridge.ParseTemplate(cfg.String(f))
 		if err != nil {
 			errs = append(errs, connectors.FieldError{Field: f, Reason: err.Error()})
 			continue
 		}
-		if f == FieldRocketTopic && t.literal() {
+		if f == FieldRocketTopic && t.Literal() {
 			if err := checkTopicName(cfg.String(f)); err != nil {
 				errs = append(errs, connectors.FieldError{Field: f, Reason: err.Error()})
 			}

@@ -9,6 +9,8 @@ import (
 	"github.com/cloudevents/sdk-go/v2/types"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+
+	"github.com/meshd/meshd/bridge"
 )
 
 func sampleEvent(t *testing.T) event.Event {
@@ -102,21 +104,21 @@ func TestUnrepresentableEvents(t *testing.T) {
 
 func TestTemplates(t *testing.T) {
 	e := sampleEvent(t)
-	tp, err := parseTemplate("orders-{tenant}_{subject}")
+	tp, err := bridge.ParseTemplate("orders-{tenant}_{subject}")
 	require.NoError(t, err)
-	got, missing := tp.render(&e)
+	got, missing := tp.Render(&e)
 	assert.Equal(t, "orders-acme_42", got)
 	assert.Empty(t, missing)
-	tp, _ = parseTemplate("{nothere}")
-	_, missing = tp.render(&e)
+	tp, _ = bridge.ParseTemplate("{nothere}")
+	_, missing = tp.Render(&e)
 	assert.Equal(t, []string{"nothere"}, missing)
-	tp, _ = parseTemplate("{time}")
-	got, _ = tp.render(&e)
+	tp, _ = bridge.ParseTemplate("{time}")
+	got, _ = tp.Render(&e)
 	assert.Equal(t, types.FormatTime(e.Time()), got)
 	for _, bad := range []string{"{", "}", "a{B}", "{}", "x{y"} {
-		_, err := parseTemplate(bad)
+		_, err := bridge.ParseTemplate(bad)
 		assert.Error(t, err, bad)
 	}
-	lit, _ := parseTemplate("plain")
-	assert.True(t, lit.literal())
+	lit, _ := bridge.ParseTemplate("plain")
+	assert.True(t, lit.Literal())
 }

@@ -138,8 +138,8 @@ type SinkTask struct {
 	producer    sender
 	nameservers []string
 	timeout     time.Duration
-	topic       template
-	tags, keys  template
+	topic       bridge.Template
+	tags, keys  bridge.Template
 }
 
 // Init keeps the task context (the instance's name and logger).
@@ -153,13 +153,13 @@ func (t *SinkTask) Start(_ context.Context, cfg connectors.Config) error {
 	}
 	t.log = log
 	var err error
-	if t.topic, err = parseTemplate(cfg.String(FieldRocketTopic)); err != nil {
+	if t.topic, err = bridge.ParseTemplate(cfg.String(FieldRocketTopic)); err != nil {
 		return err
 	}
-	if t.tags, err = parseTemplate(cfg.String(FieldTags)); err != nil {
+	if t.tags, err = bridge.ParseTemplate(cfg.String(FieldTags)); err != nil {
 		return err
 	}
-	if t.keys, err = parseTemplate(cfg.String(FieldKeys)); err != nil {
+	if t.keys, err = bridge.ParseTemplate(cfg.String(FieldKeys)); err != nil {
 		return err
 	}
 	t.nameservers = nameServers(cfg)
@@ -277,7 +277,7 @@ func messageSize(m *primitive.Message) int {
 
 // message builds the message of an event.
 func (t *SinkTask) message(e *event.Event) (*primitive.Message, error) {
-	topic, missing := t.topic.render(e)
+	topic, missing := t.topic.Render(e)
 	if len(missing) > 0 {
 		return nil, fmt.Errorf("the event has no %s for rocketmq.topic", strings.Join(missing, ", "))
 	}
@@ -288,10 +288,10 @@ func (t *SinkTask) message(e *event.Event) (*primitive.Message, error) {
 	if err != nil {
 		return nil, err
 	}
-	if tag, _ := t.tags.render(e); tag != "" {
+	if tag, _ := t.tags.Render(e); tag != "" {
 		props[propTags] = tag
 	}
-	if keys, _ := t.keys.render(e); strings.TrimSpace(keys) != "" {
+	if keys, _ := t.keys.Render(e); strings.TrimSpace(keys) != "" {
 		props[propKeys] = strings.Join(strings.Fields(keys), rocketKeySep)
 	}
 	for _, k := range []string{propTags, propKeys} {

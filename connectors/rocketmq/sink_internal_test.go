@@ -39,9 +39,9 @@ func fakeTask(t *testing.T, f *fakeSender) *SinkTask {
 	t.Helper()
 	task := &SinkTask{producer: f, timeout: time.Second, nameservers: []string{"127.0.0.1:1"}}
 	var err error
-	task.topic, _ = parseTemplate("orders")
-	task.tags, _ = parseTemplate("")
-	task.keys, err = parseTemplate("{id}")
+	task.topic, _ = bridge.ParseTemplate("orders")
+	task.tags, _ = bridge.ParseTemplate("")
+	task.keys, err = bridge.ParseTemplate("{id}")
 	require.NoError(t, err)
 	return task
 }

@@ -101,11 +101,9 @@ func isJSONType(ct string) bool {
 // Encode is the structured-mode JSON payload of an outbound event.
 func Encode(e *event.Event) ([]byte, error) { return json.Marshal(e) }
 
-// template is a parsed MQTT topic template: literal parts and attribute
-// names, alternating (parts[0] literal, parts[1] attribute, ...).
-type template struct {
-	parts []string
-}
+// template is a parsed MQTT topic template (bridge.Template) whose
+// literal parts can be part of a topic to publish to.
+type template struct{ bridge.Template }
 
 var errTemplate = errors.New("invalid MQTT topic template")
 
@@ -113,92 +111,30 @@ func parseTemplate(s string) (template, error) {
 	if s == "" {
 		return template{}, fmt.Errorf("%w: empty", errTemplate)
 	}
-	var t template
-	rest := s
-	for {
-		i := strings.IndexByte(rest, '{')
-		if i < 0 {
-			if strings.ContainsRune(rest, '}') {
-				return template{}, fmt.Errorf("%w %q: unbalanced }", errTemplate, s)
-			}
-			t.parts = append(t.parts, rest)
-			break
-		}
-		lit := rest[:i]
-		if strings.ContainsRune(lit, '}') {
-			return template{}, fmt.Errorf("%w %q: unbalanced }", errTemplate, s)
-		}
-		j := strings.IndexByte(rest[i:], '}')
-		if j < 0 {
-			return template{}, fmt.Errorf("%w %q: unclosed {", errTemplate, s)
-		}
-		name := rest[i+1 : i+j]
-		if name == "" || strings.IndexFunc(name, func(r rune) bool { return (r < 'a' || r > 'z') && (r < '0' || r > '9') }) >= 0 {
-			return template{}, fmt.Errorf("%w %q: {%s}: attribute names are lower-case letters and digits", errTemplate, s, name)
-		}
-		t.parts = append(t.parts, lit, name)
-		rest = rest[i+j+1:]
+	t, err := bridge.ParseTemplate(s)
+	if err != nil {
+		return template{}, fmt.Errorf("%w: %w", errTemplate, err)
 	}
-	for i := 0; i < len(t.parts); i += 2 {
-		if strings.ContainsAny(t.parts[i], "+#\x00") {
+	for _, lit := range t.Literals() {
+		if strings.ContainsAny(lit, "+#\x00") {
 			return template{}, fmt.Errorf("%w %q: MQTT topics to publish to cannot hold + or #", errTemplate, s)
 		}
 	}
-	return t, nil
+	return template{t}, nil
 }
 
 // render fills the template from e. It fails when an attribute is missing
 // or its value cannot be part of a topic.
 func (t template) render(e *event.Event) (string, error) {
-	var b strings.Builder
-	for i, p := range t.parts {
-		if i%2 == 0 {
-			b.WriteString(p)
-			continue
-		}
-		v, ok := attribute(e, p)
-		switch {
-		case !ok || v == "":
-			return "", fmt.Errorf("event has no attribute %q for the MQTT topic", p)
-		case strings.ContainsAny(v, "+#\x00"):
-			return "", fmt.Errorf("attribute %q = %q cannot be part of an MQTT topic (+, # or NUL)", p, v)
-		}
-		b.WriteString(v)
+	topic, missing := t.Render(e)
+	if len(missing) > 0 {
+		return "", fmt.Errorf("event has no attribute %q for the MQTT topic", missing[0])
 	}
-	if b.Len() > 65535 {
+	if strings.ContainsAny(topic, "+#\x00") {
+		return "", fmt.Errorf("the MQTT topic %q of the event holds +, # or NUL", topic)
+	}
+	if len(topic) > 65535 {
 		return "", errors.New("the MQTT topic is longer than 65535 bytes")
 	}
-	return b.String(), nil
-}
-
-// attribute is the canonical string form of a context attribute or
-// extension of e.
-func attribute(e *event.Event, name string) (string, bool) {
-	switch name {
-	case "id":
-		return e.ID(), true
-	case "source":
-		return e.Source(), true
-	case "specversion":
-		return e.SpecVersion(), true
-	case "type":
-		return e.Type(), true
-	case "subject":
-		return e.Subject(), true
-	case "datacontenttype":
-		return e.DataContentType(), true
-	case "dataschema":
-		return e.DataSchema(), true
-	case "time":
-		if e.Time().IsZero() {
-			return "", false
-		}
-		return types.FormatTime(e.Time()), true
-	}
-	v, ok := e.Extensions()[name]
-	if !ok {
-		return "", false
-	}
-	s, err := types.Format(v)
-	return s, err == nil
+	return topic, nil
 }
