@@ -39,9 +39,9 @@ const (
 type Bridge struct {
 	opts    Options
 	logger  *slog.Logger
-	metrics *metrics     // nil without a Meter
-	tracer  trace.Tracer // nil without a Tracer
-	topics  topicCache
+	metrics *metrics                        // nil without a Meter
+	tracer  trace.Tracer                    // nil without a Tracer
+	topics  ReadCache[string, *measureOpts] // validated topics
 
 	mu      sync.Mutex         // guards running, runners; serialises subscription changes
 	running bool               // between Start and Stop
@@ -72,6 +72,7 @@ func New(opts Options) (*Bridge, error) {
 		opts.SubscriptionBucket = DefaultSubscriptionBucket
 	}
 	b := &Bridge{opts: opts, logger: opts.Logger, tracer: opts.Tracer, runners: map[string]*runner{}}
+	b.topics.Max = maxCachedTopics
 	if opts.Meter != nil {
 		m, err := newMetrics(opts.Meter)
 		if err != nil {
@@ -94,7 +95,7 @@ func (b *Bridge) Publish(ctx context.Context, topic string, events []*event.Even
 			return err
 		}
 	}
-	tm, err := b.topics.get(topic)
+	tm, err := b.topicOpts(topic)
 	if err != nil {
 		return err
 	}

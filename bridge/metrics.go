@@ -1,9 +1,6 @@
 package bridge
 
 import (
-	"sync"
-	"sync/atomic"
-
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/metric"
 
@@ -90,28 +87,14 @@ func newMeasureOpts(kvs ...attribute.KeyValue) measureOpts {
 // and measured per call instead.
 const maxCachedTopics = 4096
 
-// topicCache remembers topics that passed mesh.ValidateTopic, with their
-// metric options.
-type topicCache struct {
-	m sync.Map // topic → *measureOpts
-	n atomic.Int64
-}
-
-// get returns the options for topic, validating and caching it on first use.
-func (c *topicCache) get(topic string) (*measureOpts, error) {
-	if v, ok := c.m.Load(topic); ok {
-		return v.(*measureOpts), nil
-	}
-	if err := mesh.ValidateTopic(topic); err != nil {
-		return nil, err
-	}
-	o := newMeasureOpts(attribute.String(AttrTopic, topic))
-	if c.n.Load() >= maxCachedTopics {
+// topicOpts returns the metric options of topic, validating it and
+// caching both on first use.
+func (b *Bridge) topicOpts(topic string) (*measureOpts, error) {
+	return b.topics.Get(topic, func(topic string) (*measureOpts, error) {
+		if err := mesh.ValidateTopic(topic); err != nil {
+			return nil, err
+		}
+		o := newMeasureOpts(attribute.String(AttrTopic, topic))
 		return &o, nil
-	}
-	v, loaded := c.m.LoadOrStore(topic, &o)
-	if !loaded {
-		c.n.Add(1)
-	}
-	return v.(*measureOpts), nil
+	})
 }

@@ -6,8 +6,6 @@ import (
 	"net/http"
 	"net/url"
 	"strings"
-	"sync"
-	"sync/atomic"
 
 	"github.com/cloudevents/sdk-go/v2/event"
 	"github.com/cloudevents/sdk-go/v2/types"
@@ -110,33 +108,29 @@ func (b *binaryEvent) events() []*event.Event {
 }
 
 // uriCache remembers parsed sources: an app sends few distinct ones, and
-// url.Parse is a good part of the cost of a binary-mode request. It stops
-// growing at maxCachedURIs entries.
+// url.Parse is a good part of the cost of a binary-mode request.
 type uriCache struct {
-	m sync.Map // string -> url.URL
-	n atomic.Int32
+	c bridge.ReadCache[string, url.URL]
 }
 
-const maxCachedURIs = 1024
+func parseURL(s string) (url.URL, error) {
+	u, err := url.Parse(s)
+	if err != nil {
+		return url.URL{}, err
+	}
+	return *u, nil
+}
 
 func (c *uriCache) parse(s string) (url.URL, bool) {
 	if s == "" {
 		return url.URL{}, false
 	}
-	if c != nil {
-		if u, ok := c.m.Load(s); ok {
-			return u.(url.URL), true
-		}
+	if c == nil {
+		u, err := parseURL(s)
+		return u, err == nil
 	}
-	u, err := url.Parse(s)
-	if err != nil {
-		return url.URL{}, false
-	}
-	if c != nil && c.n.Load() < maxCachedURIs {
-		c.n.Add(1)
-		c.m.Store(s, *u)
-	}
-	return *u, true
+	u, err := c.c.Get(s, parseURL)
+	return u, err == nil
 }
 
 // parseBinary builds the event of a binary-mode request; sources may be nil.
