@@ -1,10 +1,13 @@
 package bridge
 
 import (
+	"encoding/json"
+	"fmt"
 	"mime"
 	"net/url"
 	"strconv"
 	"strings"
+	"unicode/utf8"
 
 	"github.com/cloudevents/sdk-go/v2/event"
 	"github.com/cloudevents/sdk-go/v2/types"
@@ -24,11 +27,12 @@ func Validate(e *event.Event) error {
 		// Errors recorded by the SDK's setters (SetSpecVersion, SetTime, ...).
 		return fieldError(e.FieldErrors)
 	}
+	var err error
 	switch ec := e.Context.(type) {
 	case *event.EventContextV1:
-		return validateV1(ec)
+		err = validateV1(ec)
 	case *event.EventContextV03:
-		return validateV03(ec)
+		err = validateV03(ec)
 	case nil:
 		return invalid("specversion", "missing")
 	default:
@@ -38,6 +42,34 @@ func Validate(e *event.Event) error {
 		}
 		return invalid("specversion", "unsupported version "+quote(sv)+", want \"1.0\" or \"0.3\"")
 	}
+	if err != nil {
+		return err
+	}
+	return validateData(e)
+}
+
+// validateData checks that data said to be JSON is JSON: a subscriber in
+// structured mode would otherwise receive an invalid document.
+func validateData(e *event.Event) error {
+	if len(e.DataEncoded) == 0 || e.DataBase64 {
+		return nil
+	}
+	if ct := e.DataContentType(); ct != "" && IsJSONMediaType(ct) && (!json.Valid(e.DataEncoded) || !utf8.Valid(e.DataEncoded)) {
+		return invalid("data", "is not valid JSON, while datacontenttype "+quote(ct)+" says it is; send JSON or another content type (text/plain, application/octet-stream)")
+	}
+	return nil
+}
+
+// IsJSONMediaType says whether ct (with or without parameters) is JSON:
+// application/json, text/json or any +json type.
+func IsJSONMediaType(ct string) bool {
+	mt := ct
+	if i := strings.IndexByte(mt, ';'); i >= 0 {
+		mt = mt[:i]
+	}
+	mt = strings.TrimSpace(mt)
+	return strings.EqualFold(mt, "application/json") || strings.EqualFold(mt, "text/json") ||
+		len(mt) > 5 && strings.EqualFold(mt[len(mt)-5:], "+json")
 }
 
 func invalid(attr, reason string) *InvalidEventError {
@@ -84,14 +116,25 @@ func validateCommon(id string, source *types.URIRef, typ string, subject, conten
 	if isBlank(id) {
 		return invalid("id", "missing")
 	}
+	if err := checkString("id", id); err != nil {
+		return err
+	}
 	if err := validateSource(&source.URL); err != nil {
 		return err
 	}
 	if isBlank(typ) {
 		return invalid("type", "missing")
 	}
-	if subject != nil && isBlank(*subject) {
-		return invalid("subject", "must not be empty when present")
+	if err := checkString("type", typ); err != nil {
+		return err
+	}
+	if subject != nil {
+		if isBlank(*subject) {
+			return invalid("subject", "must not be empty when present")
+		}
+		if err := checkString("subject", *subject); err != nil {
+			return err
+		}
 	}
 	if contentType != nil && !validMediaType(*contentType) {
 		return invalid("datacontenttype", "not a media type (RFC 2046): "+quote(*contentType))
@@ -160,8 +203,12 @@ func validateExtensions(ext map[string]any) error {
 		if err := ValidateExtensionName(name); err != nil {
 			return err
 		}
-		switch v.(type) {
-		case string, bool, int32, []byte, types.URI, types.URIRef, types.Timestamp:
+		switch v := v.(type) {
+		case string:
+			if err := checkString(name, v); err != nil {
+				return err
+			}
+		case bool, int32, []byte, types.URI, types.URIRef, types.Timestamp:
 			// Canonical CloudEvents types: the common case, no allocation.
 		default:
 			if _, err := types.Validate(v); err != nil {
@@ -196,6 +243,34 @@ func isSpecAttribute(name string) bool {
 		return true
 	}
 	return false
+}
+
+// checkString applies the CloudEvents String type: valid UTF-8 without
+// control characters (U+0000–U+001F, U+007F–U+009F) or noncharacters. A
+// line break could not travel in a header either. Printable ASCII, the
+// common case, is checked without decoding.
+func checkString(attr, s string) error {
+	for i := 0; i < len(s); {
+		c := s[i]
+		if c >= 0x20 && c < 0x7f {
+			i++
+			continue
+		}
+		if c < 0x80 {
+			return invalid(attr, fmt.Sprintf("contains the control character %U at byte %d; CloudEvents strings cannot", rune(c), i))
+		}
+		r, size := utf8.DecodeRuneInString(s[i:])
+		switch {
+		case r == utf8.RuneError && size <= 1:
+			return invalid(attr, fmt.Sprintf("is not valid UTF-8 at byte %d", i))
+		case r >= 0x80 && r <= 0x9f:
+			return invalid(attr, fmt.Sprintf("contains the control character %U at byte %d; CloudEvents strings cannot", r, i))
+		case r >= 0xfdd0 && r <= 0xfdef, r&0xfffe == 0xfffe:
+			return invalid(attr, fmt.Sprintf("contains the noncharacter %U at byte %d", r, i))
+		}
+		i += size
+	}
+	return nil
 }
 
 func isBlank(s string) bool {

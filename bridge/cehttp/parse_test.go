@@ -6,11 +6,16 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"strings"
 	"testing"
 
 	"github.com/cloudevents/sdk-go/v2/binding"
 	cehttp "github.com/cloudevents/sdk-go/v2/protocol/http"
 	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/meshd/meshd/bridge"
+	"github.com/meshd/meshd/bridge/problem"
 )
 
 func benchRequest(body []byte) *http.Request {
@@ -63,4 +68,71 @@ func BenchmarkParseBinarySDK(b *testing.B) {
 			b.Fatal(err)
 		}
 	}
+}
+
+// Structured mode refuses what the SDK's decoder would accept and change,
+// naming the attribute.
+func TestStructuredIsStrict(t *testing.T) {
+	base := `"specversion":"1.0","id":"1","source":"/s","type":"t"`
+	for name, tc := range map[string]struct {
+		body, want string
+	}{
+		"trailing garbage":   {`{` + base + `} x`, "more after the JSON object"},
+		"second object":      {`{` + base + `}{` + base + `}`, "more after the JSON object"},
+		"duplicate member":   {`{` + base + `,"id":"2"}`, `"id": is given twice`},
+		"invalid UTF-8":      {`{` + base + `,"data":"` + "\xff" + `"}`, "not valid UTF-8"},
+		"upper-case ext":     {`{` + base + `,"MyExt":"x"}`, `"MyExt"`},
+		"float extension":    {`{` + base + `,"ratio":1.5}`, `"ratio": number 1.5 is not a 32-bit integer`},
+		"object extension":   {`{` + base + `,"obj":{}}`, `"obj"`},
+		"line break in id":   {`{"specversion":"1.0","id":"a\nb","source":"/s","type":"t"}`, `"id": contains the control character`},
+		"JSON data not JSON": {`{` + base + `,"datacontenttype":"application/json","data_base64":"aGVsbG8="}`, ""},
+	} {
+		t.Run(name, func(t *testing.T) {
+			var p Parser
+			h := http.Header{"Content-Type": {MediaTypeStructured}}
+			evs, _, err := p.Parse(h, []byte(tc.body))
+			if tc.want == "" {
+				require.NoError(t, err, "data_base64 is binary data: not checked as JSON")
+				require.Len(t, evs, 1)
+				return
+			}
+			if err == nil {
+				err = bridge.Validate(evs[0])
+			}
+			require.Error(t, err)
+			assert.Contains(t, err.Error(), tc.want)
+			assert.Equal(t, http.StatusBadRequest, problem.FromError(err).Status)
+		})
+	}
+}
+
+// Attribute values are CloudEvents strings: a control character (here a
+// percent-encoded line break in a binary-mode header) is refused by name.
+func TestBinaryControlCharacters(t *testing.T) {
+	var p Parser
+	for _, hdr := range []string{"Ce-Id", "Ce-Type", "Ce-Subject", "Ce-Myext"} {
+		req := benchRequest([]byte(`{}`))
+		req.Header.Set(hdr, "a%0Ab")
+		evs, _, err := p.Parse(req.Header, []byte(`{}`))
+		if err == nil {
+			err = bridge.Validate(evs[0])
+		}
+		require.Error(t, err, hdr)
+		assert.Contains(t, err.Error(), strings.ToLower(strings.TrimPrefix(hdr, "Ce-")), hdr)
+		assert.Equal(t, http.StatusBadRequest, problem.FromError(err).Status, hdr)
+	}
+}
+
+func TestJSONDataMustBeJSON(t *testing.T) {
+	var p Parser
+	req := benchRequest(nil)
+	evs, _, err := p.Parse(req.Header, []byte(`hello world`))
+	require.NoError(t, err)
+	err = bridge.Validate(evs[0])
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), `"data"`)
+	req.Header.Set("Content-Type", "text/plain")
+	evs, _, err = p.Parse(req.Header, []byte(`hello world`))
+	require.NoError(t, err)
+	require.NoError(t, bridge.Validate(evs[0]))
 }

@@ -4,13 +4,17 @@ import (
 	"bytes"
 	"encoding/base64"
 	"encoding/json"
+	"errors"
 	"fmt"
+	"io"
 	"net/url"
 	"strings"
+	"unicode/utf8"
 
 	"github.com/cloudevents/sdk-go/v2/event"
 	"github.com/cloudevents/sdk-go/v2/types"
 
+	"github.com/meshd/meshd/bridge"
 	"github.com/meshd/meshd/bridge/problem"
 )
 
@@ -20,6 +24,9 @@ import (
 func ParseStructured(body []byte, index int) (*event.Event, error) {
 	if len(bytes.TrimSpace(body)) == 0 {
 		return nil, problem.New(problem.CodeInvalidRequest, "the body is empty; want a CloudEvent as a JSON object")
+	}
+	if err := checkStructured(body, index); err != nil {
+		return nil, err
 	}
 	e := event.New()
 	if err := e.UnmarshalJSON(body); err != nil {
@@ -53,6 +60,66 @@ func ParseBatch(body []byte) ([]*event.Event, error) {
 		events[i] = e
 	}
 	return events, nil
+}
+
+// contextAttributes are the members of a structured event that are not
+// extensions (in either spec version).
+var contextAttributes = map[string]bool{
+	"specversion": true, "id": true, "source": true, "type": true, "subject": true, "time": true,
+	"datacontenttype": true, "dataschema": true, "schemaurl": true, "datacontentencoding": true,
+	"data": true, "data_base64": true,
+}
+
+// checkStructured refuses what the SDK's decoder would accept and change:
+// invalid UTF-8, a member given twice (it keeps the last), anything after
+// the object, an extension name that is not lower-case (it lower-cases
+// it) and an extension value that is not a string, boolean or 32-bit
+// integer (it truncates 1.5 to 1). Other malformations are left to the
+// decoder and diagnose.
+func checkStructured(body []byte, index int) error {
+	prefix := ""
+	if index > 0 {
+		prefix = fmt.Sprintf("event %d: ", index)
+	}
+	if !utf8.Valid(body) {
+		return problem.New(problem.CodeInvalidRequest, prefix+"the JSON is not valid UTF-8")
+	}
+	dec := json.NewDecoder(bytes.NewReader(body))
+	if tok, err := dec.Token(); err != nil || tok != json.Delim('{') {
+		return nil
+	}
+	seen := make(map[string]bool, 8)
+	for dec.More() {
+		tok, err := dec.Token()
+		if err != nil {
+			return nil
+		}
+		name, _ := tok.(string)
+		var raw json.RawMessage
+		if err := dec.Decode(&raw); err != nil {
+			return nil
+		}
+		if seen[name] {
+			return invalid(index, name, "is given twice")
+		}
+		seen[name] = true
+		if contextAttributes[name] {
+			continue
+		}
+		if err := checkExtName(index, name); err != nil {
+			return err
+		}
+		if err := checkExtValue(raw); err != nil {
+			return invalid(index, name, "%s", err)
+		}
+	}
+	if _, err := dec.Token(); err != nil { // the closing brace
+		return nil
+	}
+	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
+		return problem.New(problem.CodeInvalidRequest, fmt.Sprintf("%sthere is more after the JSON object (byte %d); send one event, or a batch as %s", prefix, dec.InputOffset(), MediaTypeBatch))
+	}
+	return nil
 }
 
 // checkRequired reports a missing id, source or type; the SDK's decoder
@@ -178,7 +245,7 @@ func diagnose(raw []byte, index int, sdkErr error) error {
 	}
 	if d, ok := m["data"]; ok && len(d) > 0 && d[0] != '"' {
 		ct, _, _ := str("datacontenttype")
-		if ct != "" && !problem.IsJSONMediaType(ct) {
+		if ct != "" && !bridge.IsJSONMediaType(ct) {
 			return invalid(index, "data", "with datacontenttype %q the data must be a JSON string (or use data_base64)", ct)
 		}
 	}

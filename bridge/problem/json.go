@@ -8,6 +8,8 @@ import (
 	"net/http"
 	"reflect"
 	"strings"
+
+	"github.com/meshd/meshd/bridge"
 )
 
 // ReadJSON decodes the body of a JSON API request into v strictly: a JSON
@@ -16,7 +18,7 @@ import (
 // failure is a Problem (code for malformed or mistyped input, 413 for a
 // body over limit, 415 for another media type) whose detail says where.
 func ReadJSON(w http.ResponseWriter, r *http.Request, v any, limit int64, code string) error {
-	if ct := r.Header.Get("Content-Type"); ct != "" && !IsJSONMediaType(ct) {
+	if ct := r.Header.Get("Content-Type"); ct != "" && !bridge.IsJSONMediaType(ct) {
 		return New(CodeUnsupportedMediaType, "want application/json, got "+quoteShort(ct))
 	}
 	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, limit))
@@ -33,17 +35,6 @@ func ReadJSON(w http.ResponseWriter, r *http.Request, v any, limit int64, code s
 		return New(code, "the body must hold exactly one JSON value")
 	}
 	return nil
-}
-
-// IsJSONMediaType says whether ct (with or without parameters) is JSON:
-// application/json, text/json or any +json type.
-func IsJSONMediaType(ct string) bool {
-	mt := ct
-	if i := strings.IndexByte(mt, ';'); i >= 0 {
-		mt = mt[:i]
-	}
-	mt = strings.ToLower(strings.TrimSpace(mt))
-	return mt == "application/json" || mt == "text/json" || strings.HasSuffix(mt, "+json")
 }
 
 // JSONDetail describes an encoding/json error with its position, for a
