@@ -1,7 +1,6 @@
 package chatgpt_test
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -9,7 +8,6 @@ import (
 	"log/slog"
 	"net/http"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -29,28 +27,11 @@ import (
 
 const token = "caller-t0ken"
 
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 type env struct {
 	rt   *worker.Runtime
 	eng  mesh.Engine
 	addr string
-	logs *syncBuffer
+	logs *infra.SyncBuffer
 	ai   *fakeOpenAI
 }
 
@@ -58,7 +39,7 @@ type env struct {
 // defaults.
 func newEnv(t *testing.T, cfg map[string]any) *env {
 	t.Helper()
-	e := &env{addr: infra.FreeAddr(t), logs: &syncBuffer{}, ai: newFakeOpenAI(t)}
+	e := &env{addr: infra.FreeAddr(t), logs: &infra.SyncBuffer{}, ai: newFakeOpenAI(t)}
 	eng, err := embedded.Open(t.Context(), embedded.Config{DataDir: t.TempDir()})
 	require.NoError(t, err)
 	t.Cleanup(func() { _ = eng.Close() })

@@ -28,7 +28,7 @@ const Type = "chatgpt-source"
 
 // Config field names.
 const (
-	FieldPath         = "path"
+	FieldPath         = webhook.FieldPath
 	FieldAuth         = webhook.FieldAuth
 	FieldToken        = "token"
 	FieldBaseURL      = "base.url"
@@ -63,7 +63,7 @@ var Spec = connectors.Spec{
 	Kind:    connectors.KindSource,
 	Summary: "Turns text POSTed to the public webhook listener into events with an OpenAI-compatible model: CHAT publishes the reply, PARSE the fields it extracted.",
 	Fields: []connectors.Field{
-		{Name: FieldPath, Type: connectors.TypeString, Description: "Path served on the webhook listener (default /<connector name>)."},
+		webhook.PathField(),
 		webhook.AuthField(),
 		{Name: FieldToken, Type: connectors.TypeString, Secret: true, Description: "Shared secret a caller must send as 'Authorization: Bearer <token>' or in the " + webhook.TokenHeader + " header."},
 		{Name: FieldBaseURL, Type: connectors.TypeString, Default: DefaultBaseURL, Description: "Base URL of an OpenAI-compatible API; requests go to <base.url>/chat/completions."},
@@ -91,11 +91,8 @@ var Spec = connectors.Spec{
 func init() { connectors.Register(Spec) }
 
 func check(cfg connectors.Config) []connectors.FieldError {
-	errs := webhook.CheckAuth(cfg, FieldToken)
+	errs := append(webhook.CheckAuth(cfg, FieldToken), webhook.CheckPath(cfg)...)
 	add := func(field, reason string) { errs = append(errs, connectors.FieldError{Field: field, Reason: reason}) }
-	if p := cfg.String(FieldPath); p != "" && (!strings.HasPrefix(p, "/") || strings.ContainsAny(p, "?# ")) {
-		add(FieldPath, "want an absolute path like /ai/chat")
-	}
 	if u, err := url.Parse(cfg.String(FieldBaseURL)); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || u.User != nil || u.RawQuery != "" {
 		add(FieldBaseURL, "want an http or https URL without credentials or query, like https://api.openai.com/v1")
 	}

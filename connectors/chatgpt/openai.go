@@ -143,7 +143,7 @@ func (m *model) complete(ctx context.Context, req *chatRequest) (string, error) 
 		if wait <= 0 {
 			wait = m.backoff.Delay(attempt)
 		}
-		if !m.sleep(ctx, wait) {
+		if !bridge.Sleep(ctx, wait) {
 			return "", m.fail("the call to the model was abandoned while waiting to retry: %v", ctx.Err())
 		}
 	}
@@ -156,17 +156,6 @@ func (m *model) call(ctx context.Context, body []byte) ([]byte, error) {
 	}
 	req.Header = m.header.Clone()
 	return m.client.Do(req)
-}
-
-func (m *model) sleep(ctx context.Context, d time.Duration) bool {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-t.C:
-		return true
-	case <-ctx.Done():
-		return false
-	}
 }
 
 // choice reads the first choice of a completion.

@@ -50,10 +50,10 @@ type request struct {
 }
 
 // Task serves the endpoint: each request calls the model in its handler,
-// then hands the event to Poll through an Inbox and answers once the mesh
-// stored it.
+// then hands the event to Poll through the Endpoint and answers once the
+// mesh stored it.
 type Task struct {
-	tc           connectors.TaskContext
+	webhook.Endpoint
 	token        []byte
 	model        *model
 	modelName    string
@@ -65,24 +65,14 @@ type Task struct {
 	eventSource  string
 	storeTimeout time.Duration
 	maxBodyBytes int64
-
-	inbox  *webhook.Inbox
-	remove func()
 }
 
-// Init keeps the task context.
-func (t *Task) Init(tc connectors.TaskContext) { t.tc = tc }
-
-// Start registers the path on the webhook listener.
+// Start serves the path on the webhook listener.
 func (t *Task) Start(_ context.Context, cfg connectors.Config) error {
-	if t.tc == nil {
+	if t.TaskContext() == nil {
 		return errors.New("chatgpt-source task started without Init")
 	}
-	name := t.tc.Connector()
-	path := cfg.String(FieldPath)
-	if path == "" {
-		path = "/" + name
-	}
+	name := t.TaskContext().Connector()
 	t.token = []byte(cfg.String(FieldToken))
 	t.model = newModel(cfg)
 	t.modelName = cfg.String(FieldModel)
@@ -103,36 +93,17 @@ func (t *Task) Start(_ context.Context, cfg connectors.Config) error {
 	}
 	t.storeTimeout = cfg.Duration(FieldStoreTimeout)
 	t.maxBodyBytes = cfg.Int(FieldMaxBodyBytes)
-	t.inbox = webhook.NewInbox()
-	remove, err := t.tc.Webhooks().Handle(path, http.HandlerFunc(t.serve))
-	if err != nil {
-		return err
-	}
-	t.remove = remove
-	return nil
+	return t.Serve(cfg, http.HandlerFunc(t.serve))
 }
 
-// Stop unregisters the path; requests not stored yet get 503.
-func (t *Task) Stop(context.Context) error {
-	if t.remove != nil {
-		t.remove()
-	}
-	if t.inbox != nil {
-		t.inbox.Close()
-	}
+// Stop leaves the path (requests not stored yet get 503) and drops the
+// model API's idle connections.
+func (t *Task) Stop(ctx context.Context) error {
+	err := t.Endpoint.Stop(ctx)
 	if t.model != nil {
 		t.model.client.Close()
 	}
-	return nil
-}
-
-// Poll returns the events of the waiting requests.
-func (t *Task) Poll(ctx context.Context) ([]connectors.Record, error) { return t.inbox.Poll(ctx) }
-
-// Commit answers the requests of the last Poll: their events are stored.
-func (t *Task) Commit(context.Context, []connectors.Record) error {
-	t.inbox.Commit()
-	return nil
+	return err
 }
 
 func (t *Task) serve(w http.ResponseWriter, r *http.Request) {
@@ -157,7 +128,7 @@ func (t *Task) serve(w http.ResponseWriter, r *http.Request) {
 	}
 	answer, err := t.model.complete(r.Context(), chat.req)
 	if err != nil {
-		t.tc.Logger().Warn("chatgpt-source: model call failed", "error", err)
+		t.TaskContext().Logger().Warn("chatgpt-source: model call failed", "error", err)
 		problem.Write(w, problem.New(problem.CodeUpstream, err.Error()))
 		return
 	}
@@ -171,7 +142,7 @@ func (t *Task) serve(w http.ResponseWriter, r *http.Request) {
 		problem.Write(w, problem.FromError(err))
 		return
 	}
-	if err := t.inbox.Submit(r.Context(), []event.Event{*e}, t.storeTimeout); err != nil {
+	if err := t.Submit(r.Context(), []event.Event{*e}, t.storeTimeout); err != nil {
 		problem.Write(w, problem.FromError(err))
 		return
 	}

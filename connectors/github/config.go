@@ -11,7 +11,6 @@
 package github
 
 import (
-	"strings"
 	"time"
 
 	"github.com/cloudevents/sdk-go/v2/types"
@@ -25,7 +24,7 @@ const Type = "github-source"
 
 // Config field names.
 const (
-	FieldPath         = "path"
+	FieldPath         = webhook.FieldPath
 	FieldAuth         = webhook.FieldAuth
 	FieldSecret       = "secret"
 	FieldPingPublish  = "ping.publish"
@@ -53,7 +52,7 @@ var Spec = connectors.Spec{
 	Kind:    connectors.KindSource,
 	Summary: "Receives GitHub webhook deliveries (signature checked) on the public webhook listener and publishes each as a CloudEvent.",
 	Fields: []connectors.Field{
-		{Name: FieldPath, Type: connectors.TypeString, Description: "Path served on the webhook listener (default /<connector name>); the webhook's Payload URL is https://<host>:<port><path>."},
+		webhook.PathField(),
 		webhook.AuthField(),
 		{Name: FieldSecret, Type: connectors.TypeString, Secret: true, Description: "The webhook's secret: every delivery must carry X-Hub-Signature-256, its HMAC-SHA256 of the body."},
 		{Name: FieldPingPublish, Type: connectors.TypeBool, Default: false, Description: "Publish GitHub's ping deliveries too (they are always answered 2xx)."},
@@ -70,10 +69,7 @@ var Spec = connectors.Spec{
 func init() { connectors.Register(Spec) }
 
 func check(cfg connectors.Config) []connectors.FieldError {
-	errs := webhook.CheckAuth(cfg, FieldSecret)
-	if p := cfg.String(FieldPath); p != "" && (!strings.HasPrefix(p, "/") || strings.ContainsAny(p, "?# ")) {
-		errs = append(errs, connectors.FieldError{Field: FieldPath, Reason: "want an absolute path like /hooks/github"})
-	}
+	errs := append(webhook.CheckAuth(cfg, FieldSecret), webhook.CheckPath(cfg)...)
 	if d := cfg.Duration(FieldTimeout); d <= 0 || d > MaxTimeout {
 		errs = append(errs, connectors.FieldError{Field: FieldTimeout, Reason: "must be positive and at most 10s: GitHub gives up on a delivery after 10 seconds"})
 	}

@@ -11,7 +11,6 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -82,24 +81,7 @@ type env struct {
 	rt   *worker.Runtime
 	eng  mesh.Engine
 	addr string
-	logs *syncBuffer
-}
-
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
+	logs *infra.SyncBuffer
 }
 
 func newEnv(t *testing.T, cfg map[string]any) *env {
@@ -109,7 +91,7 @@ func newEnv(t *testing.T, cfg map[string]any) *env {
 	t.Cleanup(func() { _ = eng.Close() })
 	reg := connectors.NewRegistry()
 	reg.Register(github.Spec)
-	logs := &syncBuffer{}
+	logs := &infra.SyncBuffer{}
 	e := &env{eng: eng, addr: infra.FreeAddr(t), logs: logs}
 	e.rt, err = worker.New(worker.Options{Engine: eng, Registry: reg, WebhookListen: e.addr,
 		Logger: slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))})

@@ -22,64 +22,25 @@ var (
 )
 
 // Task serves the webhook path: each verified delivery becomes one event,
-// handed to Poll through an Inbox; the delivery is answered once the mesh
-// stored it.
+// handed to Poll through the Endpoint; the delivery is answered once the
+// mesh stored it.
 type Task struct {
-	tc           connectors.TaskContext
+	webhook.Endpoint
 	secret       []byte
 	pingPublish  bool
 	source       string
 	timeout      time.Duration
 	maxBodyBytes int64
-
-	inbox  *webhook.Inbox
-	remove func()
 }
 
-// Init keeps the task context.
-func (t *Task) Init(tc connectors.TaskContext) { t.tc = tc }
-
-// Start registers the path on the webhook listener.
+// Start serves the path on the webhook listener.
 func (t *Task) Start(_ context.Context, cfg connectors.Config) error {
-	if t.tc == nil {
-		return errors.New("github-source task started without Init")
-	}
-	path := cfg.String(FieldPath)
-	if path == "" {
-		path = "/" + t.tc.Connector()
-	}
 	t.secret = []byte(cfg.String(FieldSecret))
 	t.pingPublish = cfg.Bool(FieldPingPublish)
 	t.source = cfg.String(FieldSource)
 	t.timeout = cfg.Duration(FieldTimeout)
 	t.maxBodyBytes = cfg.Int(FieldMaxBodyBytes)
-	t.inbox = webhook.NewInbox()
-	remove, err := t.tc.Webhooks().Handle(path, http.HandlerFunc(t.serve))
-	if err != nil {
-		return err
-	}
-	t.remove = remove
-	return nil
-}
-
-// Stop unregisters the path; deliveries not stored yet get 503.
-func (t *Task) Stop(context.Context) error {
-	if t.remove != nil {
-		t.remove()
-	}
-	if t.inbox != nil {
-		t.inbox.Close()
-	}
-	return nil
-}
-
-// Poll returns the events of the waiting deliveries.
-func (t *Task) Poll(ctx context.Context) ([]connectors.Record, error) { return t.inbox.Poll(ctx) }
-
-// Commit answers the deliveries of the last Poll: their events are stored.
-func (t *Task) Commit(context.Context, []connectors.Record) error {
-	t.inbox.Commit()
-	return nil
+	return t.Serve(cfg, http.HandlerFunc(t.serve))
 }
 
 // errSignature never says what the request carried.
@@ -123,7 +84,7 @@ func (t *Task) serve(w http.ResponseWriter, r *http.Request) {
 		w.WriteHeader(http.StatusNoContent)
 		return
 	}
-	if err := t.inbox.Submit(r.Context(), []event.Event{*e}, t.timeout); err != nil {
+	if err := t.Submit(r.Context(), []event.Event{*e}, t.timeout); err != nil {
 		problem.Write(w, problem.FromError(err))
 		return
 	}

@@ -9,7 +9,6 @@
 package httpsource
 
 import (
-	"strings"
 	"time"
 
 	"github.com/meshd/meshd/connectors"
@@ -21,7 +20,7 @@ const Type = "http-source"
 
 // Config field names.
 const (
-	FieldPath          = "path"
+	FieldPath          = webhook.FieldPath
 	FieldAuth          = webhook.FieldAuth
 	FieldToken         = "token"
 	FieldHMACSecret    = "hmac.secret"
@@ -60,7 +59,7 @@ var Spec = connectors.Spec{
 	Kind:    connectors.KindSource,
 	Summary: "Receives HTTP requests (webhooks, CloudEvents in any HTTP mode) on the public webhook listener and publishes them as events.",
 	Fields: []connectors.Field{
-		{Name: FieldPath, Type: connectors.TypeString, Description: "Path served on the webhook listener (default /<connector name>)."},
+		webhook.PathField(),
 		webhook.AuthField(),
 		{Name: FieldToken, Type: connectors.TypeString, Secret: true, Description: "Shared secret a request must carry as 'Authorization: Bearer <token>' or in the " + TokenHeader + " header."},
 		{Name: FieldHMACSecret, Type: connectors.TypeString, Secret: true, Description: "Key of the signature a request must carry (see hmac.scheme); for standard-webhooks the whsec_... secret as the sender shows it."},
@@ -82,10 +81,7 @@ var Spec = connectors.Spec{
 func init() { connectors.Register(Spec) }
 
 func check(cfg connectors.Config) []connectors.FieldError {
-	errs := webhook.CheckAuth(cfg, FieldToken, FieldHMACSecret)
-	if p := cfg.String(FieldPath); p != "" && (!strings.HasPrefix(p, "/") || strings.ContainsAny(p, "?# ")) {
-		errs = append(errs, connectors.FieldError{Field: FieldPath, Reason: "want an absolute path like /hooks/github"})
-	}
+	errs := append(webhook.CheckAuth(cfg, FieldToken, FieldHMACSecret), webhook.CheckPath(cfg)...)
 	if sec := cfg.String(FieldHMACSecret); sec != "" && cfg.String(FieldHMACScheme) == SchemeStandard {
 		if _, err := webhook.ParseStandardSecret(sec); err != nil {
 			errs = append(errs, connectors.FieldError{Field: FieldHMACSecret, Reason: err.Error()})

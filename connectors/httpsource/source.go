@@ -25,10 +25,9 @@ var (
 )
 
 // Task serves the webhook path. Its handler hands each request's events to
-// Poll through an Inbox and waits for Commit (stored) or Stop.
+// Poll through the Endpoint and waits for Commit (stored) or Stop.
 type Task struct {
-	tc           connectors.TaskContext
-	path         string
+	webhook.Endpoint
 	token        []byte
 	hmacKey      []byte
 	hmacScheme   string
@@ -39,24 +38,14 @@ type Task struct {
 	parser       cehttp.Parser
 	timeout      time.Duration
 	maxBodyBytes int64
-
-	inbox  *webhook.Inbox
-	remove func()
 }
 
-// Init keeps the task context.
-func (t *Task) Init(tc connectors.TaskContext) { t.tc = tc }
-
-// Start registers the path on the webhook listener.
+// Start serves the path on the webhook listener.
 func (t *Task) Start(_ context.Context, cfg connectors.Config) error {
-	if t.tc == nil {
+	if t.TaskContext() == nil {
 		return errors.New("http-source task started without Init")
 	}
-	name := t.tc.Connector()
-	t.path = cfg.String(FieldPath)
-	if t.path == "" {
-		t.path = "/" + name
-	}
+	name := t.TaskContext().Connector()
 	t.token = []byte(cfg.String(FieldToken))
 	t.hmacScheme = cfg.String(FieldHMACScheme)
 	t.hmacHeader = cfg.String(FieldHMACHeader)
@@ -83,33 +72,7 @@ func (t *Task) Start(_ context.Context, cfg connectors.Config) error {
 	t.eventSource = *src
 	t.timeout = cfg.Duration(FieldTimeout)
 	t.maxBodyBytes = cfg.Int(FieldMaxBodyBytes)
-	t.inbox = webhook.NewInbox()
-	remove, err := t.tc.Webhooks().Handle(t.path, http.HandlerFunc(t.serve))
-	if err != nil {
-		return err
-	}
-	t.remove = remove
-	return nil
-}
-
-// Stop unregisters the path; requests not stored yet get 503.
-func (t *Task) Stop(context.Context) error {
-	if t.remove != nil {
-		t.remove()
-	}
-	if t.inbox != nil {
-		t.inbox.Close()
-	}
-	return nil
-}
-
-// Poll returns the events of the waiting requests.
-func (t *Task) Poll(ctx context.Context) ([]connectors.Record, error) { return t.inbox.Poll(ctx) }
-
-// Commit answers the requests of the last Poll: their events are stored.
-func (t *Task) Commit(context.Context, []connectors.Record) error {
-	t.inbox.Commit()
-	return nil
+	return t.Serve(cfg, http.HandlerFunc(t.serve))
 }
 
 func (t *Task) serve(w http.ResponseWriter, r *http.Request) {
@@ -142,7 +105,7 @@ func (t *Task) serve(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
-	if err := t.inbox.Submit(r.Context(), events, t.timeout); err != nil {
+	if err := t.Submit(r.Context(), events, t.timeout); err != nil {
 		problem.Write(w, problem.FromError(err))
 		return
 	}

@@ -9,3 +9,7 @@ func SelfSignedCert(t testing.TB, dir string) (certFile, keyFile string) {
 	t.Helper()
 	return writeSelfSignedCert(t, dir)
 }
+
+// SyncBuffer is a bytes.Buffer that a logger (or a process) may write while
+// the test reads it: Write and String are safe for concurrent use.
+type SyncBuffer = syncBuffer
