@@ -1,7 +1,6 @@
 package github
 
 import (
-	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -133,23 +132,42 @@ func payloadOf(contentType string, body []byte) ([]byte, error) {
 
 var errUnsupportedType = errors.New("want Content-Type application/json or application/x-www-form-urlencoded, as GitHub sends")
 
-// object is one level of a JSON object, its members kept raw.
-type object map[string]json.RawMessage
+// payload is a delivery's JSON object, decoded a level at a time as
+// lookups need it (each object at most once).
+type payload struct {
+	root   map[string]json.RawMessage
+	nested map[string]map[string]json.RawMessage // by path, "\x00"-joined
+}
+
+func parsePayload(b []byte) (*payload, error) {
+	p := &payload{nested: map[string]map[string]json.RawMessage{}}
+	if err := json.Unmarshal(b, &p.root); err != nil || p.root == nil {
+		return nil, bad("the payload is not a JSON object")
+	}
+	return p, nil
+}
 
 // lookup returns the raw value at path, nil if absent or null.
-func (o object) lookup(path ...string) json.RawMessage {
-	cur := o
+func (p *payload) lookup(path ...string) json.RawMessage {
+	cur := p.root
 	for i, k := range path {
 		v, ok := cur[k]
-		if !ok || bytes.Equal(v, []byte("null")) {
+		if !ok || len(v) == 0 || v[0] == 'n' {
 			return nil
 		}
 		if i == len(path)-1 {
 			return v
 		}
-		var next object
-		if json.Unmarshal(v, &next) != nil {
+		if v[0] != '{' {
 			return nil
+		}
+		key := strings.Join(path[:i+1], "\x00")
+		next, ok := p.nested[key]
+		if !ok {
+			if json.Unmarshal(v, &next) != nil {
+				next = nil
+			}
+			p.nested[key] = next
 		}
 		cur = next
 	}
@@ -157,27 +175,28 @@ func (o object) lookup(path ...string) json.RawMessage {
 }
 
 // text returns a string or integer member as text ("" otherwise).
-func (o object) text(path ...string) string {
-	v := o.lookup(path...)
+func (p *payload) text(path ...string) string {
+	v := p.lookup(path...)
 	if len(v) == 0 {
 		return ""
 	}
-	var s string
-	if json.Unmarshal(v, &s) == nil {
-		return s
-	}
-	var n json.Number
-	if json.Unmarshal(v, &n) == nil {
-		if _, err := n.Int64(); err == nil {
-			return n.String()
+	switch c := v[0]; {
+	case c == '"':
+		var s string
+		if json.Unmarshal(v, &s) == nil {
+			return s
+		}
+	case c == '-' || c >= '0' && c <= '9':
+		if _, err := strconv.ParseInt(string(v), 10, 64); err == nil {
+			return string(v)
 		}
 	}
 	return ""
 }
 
 // when returns an RFC 3339 or Unix-seconds member as a time.
-func (o object) when(path ...string) (time.Time, bool) {
-	s := o.text(path...)
+func (p *payload) when(path ...string) (time.Time, bool) {
+	s := p.text(path...)
 	if s == "" {
 		return time.Time{}, false
 	}
@@ -189,7 +208,7 @@ func (o object) when(path ...string) (time.Time, bool) {
 }
 
 // newEvent maps a verified delivery to its CloudEvent.
-func newEvent(h http.Header, payload []byte, fallbackSource string) (*event.Event, error) {
+func newEvent(h http.Header, body []byte, fallbackSource string) (*event.Event, error) {
 	name := h.Get(HeaderEvent)
 	if !eventNameRe.MatchString(name) {
 		return nil, bad("missing or malformed %s header", HeaderEvent)
@@ -198,9 +217,9 @@ func newEvent(h http.Header, payload []byte, fallbackSource string) (*event.Even
 	if id == "" || len(id) > 200 || strings.ContainsFunc(id, func(r rune) bool { return r < 0x21 || r > 0x7e }) {
 		return nil, bad("missing or malformed %s header", HeaderDelivery)
 	}
-	var p object
-	if err := json.Unmarshal(payload, &p); err != nil {
-		return nil, bad("the payload is not a JSON object")
+	p, err := parsePayload(body)
+	if err != nil {
+		return nil, err
 	}
 
 	typ := TypePrefix + name
@@ -233,14 +252,14 @@ func newEvent(h http.Header, payload []byte, fallbackSource string) (*event.Even
 		}
 	}
 	e.SetDataContentType("application/json")
-	e.DataEncoded = payload
+	e.DataEncoded = body
 	return &e, nil
 }
 
 // sourceOf is the page of what the delivery is about: the repository, else
 // the organization, enterprise or installation account, else the site of
 // the sender.
-func sourceOf(p object, fallback string) string {
+func sourceOf(p *payload, fallback string) string {
 	for _, path := range [][]string{{"repository", "html_url"}, {"organization", "html_url"}} {
 		if s := p.text(path...); s != "" {
 			return s
