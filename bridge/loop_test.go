@@ -81,7 +81,7 @@ func TestLoopHoldsEventsWhileTargetUnavailable(t *testing.T) {
 	for _, a := range attempts["h1"] {
 		assert.Equal(t, 1, a, "holding spends no attempt and the mesh does not redeliver")
 	}
-	assert.False(t, l.Status().Holding)
+	require.Eventually(t, func() bool { return !l.Status().Holding }, waitFor, tick)
 }
 
 // A batch handler's partial failure acks the delivered events, retries the

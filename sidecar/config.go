@@ -100,7 +100,7 @@ func Defaults() Config {
 		Data:    DataConfig{Dir: "./data"},
 		API:     APIConfig{Listen: "127.0.0.1:10105", MaxBodyBytes: 4 << 20, DefaultType: "meshd.raw"},
 		Admin:   AdminConfig{Listen: "127.0.0.1:10106"},
-		Webhook: WebhookConfig{Listen: ":10107"},
+		Webhook: defaultWebhook(),
 		Mesh:    MeshConfig{Stream: "MESHD", Replicas: 1, MaxAge: 72 * time.Hour},
 		Delivery: DeliveryConfig{
 			Timeout:        10 * time.Second,

@@ -2,10 +2,12 @@ package sidecar
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"net"
 	"net/http"
+	"time"
 
 	"github.com/meshd/meshd/bridge/problem"
 	"github.com/meshd/meshd/connectors/api"
@@ -13,9 +15,67 @@ import (
 	"github.com/meshd/meshd/connectors/worker"
 )
 
-// WebhookConfig is the public listener of webhook sources (http-source).
+// WebhookConfig is the public listener of webhook sources (http-source,
+// github-source, chatgpt-source). It binds all interfaces by default —
+// webhooks come from outside — and every source on it must authenticate
+// its callers unless its config says auth: none.
 type WebhookConfig struct {
-	Listen string `yaml:"listen" usage:"public webhook listener, opened only while a webhook source (http-source) runs"`
+	Listen            string           `yaml:"listen" usage:"public webhook listener (all interfaces by default), opened only while a webhook source runs"`
+	TLS               WebhookTLSConfig `yaml:"tls"`
+	ReadHeaderTimeout time.Duration    `yaml:"readHeaderTimeout" usage:"webhook listener: longest wait for a request's headers (and TLS handshake)"`
+	ReadTimeout       time.Duration    `yaml:"readTimeout" usage:"webhook listener: longest wait for a whole request, body included"`
+	IdleTimeout       time.Duration    `yaml:"idleTimeout" usage:"webhook listener: keep-alive connections idle this long are closed"`
+	MaxConns          int              `yaml:"maxConns" usage:"webhook listener: most open connections; more wait to be accepted"`
+}
+
+// WebhookTLSConfig makes the webhook listener speak HTTPS only.
+type WebhookTLSConfig struct {
+	Cert string `yaml:"cert" usage:"webhook listener: PEM certificate file (with webhook.tls.key): HTTPS only; re-read when it changes"`
+	Key  string `yaml:"key" usage:"webhook listener: PEM private key file of webhook.tls.cert"`
+}
+
+func defaultWebhook() WebhookConfig {
+	return WebhookConfig{
+		Listen:            worker.DefaultWebhookListen,
+		ReadHeaderTimeout: worker.DefaultWebhookReadHeaderTimeout,
+		ReadTimeout:       worker.DefaultWebhookReadTimeout,
+		IdleTimeout:       worker.DefaultWebhookIdleTimeout,
+		MaxConns:          worker.DefaultWebhookMaxConns,
+	}
+}
+
+func (w WebhookConfig) options() worker.WebhookOptions {
+	return worker.WebhookOptions{
+		TLSCert:           w.TLS.Cert,
+		TLSKey:            w.TLS.Key,
+		ReadHeaderTimeout: w.ReadHeaderTimeout,
+		ReadTimeout:       w.ReadTimeout,
+		IdleTimeout:       w.IdleTimeout,
+		MaxConns:          w.MaxConns,
+	}
+}
+
+func (w WebhookConfig) validate() error {
+	if _, _, err := net.SplitHostPort(w.Listen); err != nil {
+		return fmt.Errorf("webhook.listen: %q is not host:port: %w", w.Listen, err)
+	}
+	if (w.TLS.Cert == "") != (w.TLS.Key == "") {
+		return errors.New("webhook.tls.cert and webhook.tls.key: set both or neither")
+	}
+	if w.TLS.Cert != "" {
+		if _, err := tls.LoadX509KeyPair(w.TLS.Cert, w.TLS.Key); err != nil {
+			return fmt.Errorf("webhook.tls.cert, webhook.tls.key: %w", err)
+		}
+	}
+	for name, d := range map[string]time.Duration{"webhook.readHeaderTimeout": w.ReadHeaderTimeout, "webhook.readTimeout": w.ReadTimeout, "webhook.idleTimeout": w.IdleTimeout} {
+		if d <= 0 {
+			return fmt.Errorf("%s: must be positive", name)
+		}
+	}
+	if w.MaxConns <= 0 {
+		return errors.New("webhook.maxConns: must be positive")
+	}
+	return nil
 }
 
 // ConnectorConfig declares a connector instance in the config file. meshd
@@ -28,8 +88,8 @@ type ConnectorConfig struct {
 // validateConnectors checks the webhook and connectors settings; the
 // connector configs themselves are validated by the runtime at start.
 func (c *Config) validateConnectors() error {
-	if _, _, err := net.SplitHostPort(c.Webhook.Listen); err != nil {
-		return fmt.Errorf("webhook.listen: %q is not host:port: %w", c.Webhook.Listen, err)
+	if err := c.Webhook.validate(); err != nil {
+		return err
 	}
 	seen := map[string]bool{}
 	for i, cc := range c.Connectors {
@@ -60,6 +120,7 @@ func (s *Sidecar) startConnectors(ctx context.Context) error {
 		Backoff:       s.cfg.Delivery.backoff(),
 		AckWait:       s.cfg.Delivery.AckWait,
 		WebhookListen: s.cfg.Webhook.Listen,
+		Webhook:       s.cfg.Webhook.options(),
 		ConfigBucket:  s.cfg.stateBucket(worker.DefaultConfigBucket),
 		OffsetBucket:  s.cfg.stateBucket(worker.DefaultOffsetBucket),
 	})

@@ -46,6 +46,11 @@ type ClientConfig struct {
 	// TLS, if set, configures TLS to the targets (default: the system's
 	// roots).
 	TLS *tls.Config
+	// MaxErrorBytes is how much of a failed answer's body becomes the
+	// error's text (default 256). Raise it for an API whose error
+	// documents the caller reads; the text ends up in logs and
+	// deliveryerror.
+	MaxErrorBytes int
 }
 
 func (c ClientConfig) withDefaults() ClientConfig {
@@ -57,6 +62,9 @@ func (c ClientConfig) withDefaults() ClientConfig {
 	}
 	if c.MaxResponseBytes <= 0 {
 		c.MaxResponseBytes = DefaultMaxResponseBytes
+	}
+	if c.MaxErrorBytes <= 0 {
+		c.MaxErrorBytes = errorSnippet
 	}
 	return c
 }
@@ -133,14 +141,14 @@ func (c *Client) Do(req *http.Request) ([]byte, error) {
 		}
 		return body, nil
 	}
-	snippet := make([]byte, errorSnippet)
+	snippet := make([]byte, c.cfg.MaxErrorBytes)
 	n, _ := io.ReadFull(resp.Body, snippet)
 	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, c.cfg.MaxResponseBytes))
 	return nil, StatusError(resp.StatusCode, resp.Header, snippet[:n], time.Now())
 }
 
 // StatusError classifies a non-2xx answer: 408, 429 and 5xx are retried
-// after the answer's Retry-After (if any); other statuses are permanent.
+// after the answer's RetryAfter (if any); other statuses are permanent.
 // body, trimmed, becomes the error text (the status text if empty).
 func StatusError(status int, h http.Header, body []byte, now time.Time) error {
 	msg := strings.TrimSpace(strings.ToValidUTF8(string(body), ""))
@@ -150,7 +158,7 @@ func StatusError(status int, h http.Header, body []byte, now time.Time) error {
 	de := &bridge.DeliveryError{StatusCode: status, Err: errors.New(msg)}
 	switch {
 	case status == http.StatusRequestTimeout, status == http.StatusTooManyRequests, status >= 500:
-		de.RetryAfter = min(ParseRetryAfter(h.Get("Retry-After"), now), bridge.MaxRetryAfter)
+		de.RetryAfter = min(RetryAfter(h, now), bridge.MaxRetryAfter)
 	default:
 		de.Class = bridge.Permanent
 	}
@@ -290,6 +298,18 @@ func writeTraceHeaders(h http.Header, ext map[string]any) {
 			h["Tracestate"] = []string{ts}
 		}
 	}
+}
+
+// RetryAfter is the wait an answer asks for: Retry-After-Ms (milliseconds,
+// as OpenAI's and Azure's APIs send it) when present and valid, else
+// Retry-After; 0 when neither. Callers cap it (bridge.MaxRetryAfter).
+func RetryAfter(h http.Header, now time.Time) time.Duration {
+	if v := strings.TrimSpace(h.Get("Retry-After-Ms")); v != "" {
+		if ms, err := strconv.ParseFloat(v, 64); err == nil && ms >= 0 && ms < float64(24*time.Hour/time.Millisecond) {
+			return time.Duration(ms * float64(time.Millisecond))
+		}
+	}
+	return ParseRetryAfter(h.Get("Retry-After"), now)
 }
 
 // ParseRetryAfter reads delay-seconds or an HTTP-date; 0 when absent or

@@ -7,6 +7,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -230,4 +231,37 @@ func TestParseRetryAfter(t *testing.T) {
 	assert.Equal(t, time.Duration(0), ParseRetryAfter("soon", now))
 	assert.Equal(t, 30*time.Second, ParseRetryAfter(now.Add(30*time.Second).Format(http.TimeFormat), now))
 	assert.Equal(t, time.Duration(0), ParseRetryAfter(now.Add(-time.Hour).Format(http.TimeFormat), now))
+}
+
+func TestRetryAfterMs(t *testing.T) {
+	now := time.Date(2024, 1, 1, 0, 0, 0, 0, time.UTC)
+	h := http.Header{}
+	assert.Equal(t, time.Duration(0), RetryAfter(h, now))
+	h.Set("Retry-After", "3")
+	assert.Equal(t, 3*time.Second, RetryAfter(h, now))
+	h.Set("Retry-After-Ms", "1500")
+	assert.Equal(t, 1500*time.Millisecond, RetryAfter(h, now), "the more precise header wins")
+	h.Set("Retry-After-Ms", "20.5")
+	assert.Equal(t, 20500*time.Microsecond, RetryAfter(h, now))
+	h.Set("Retry-After-Ms", "soon")
+	assert.Equal(t, 3*time.Second, RetryAfter(h, now), "a bad Retry-After-Ms falls back to Retry-After")
+
+	de := StatusError(429, http.Header{"Retry-After-Ms": {"250"}}, nil, now).(*bridge.DeliveryError)
+	assert.Equal(t, 250*time.Millisecond, de.RetryAfter)
+}
+
+func TestMaxErrorBytes(t *testing.T) {
+	long := strings.Repeat("x", 1000) + "the end"
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		w.WriteHeader(http.StatusTooManyRequests)
+		_, _ = io.WriteString(w, long)
+	}))
+	defer srv.Close()
+	for limit, whole := range map[int]bool{0: false, 4096: true} {
+		req, err := http.NewRequestWithContext(t.Context(), http.MethodPost, srv.URL, nil)
+		require.NoError(t, err)
+		_, err = NewClient(ClientConfig{MaxErrorBytes: limit}).Do(req)
+		require.Error(t, err)
+		assert.Equal(t, whole, strings.Contains(err.Error(), "the end"), "MaxErrorBytes %d", limit)
+	}
 }

@@ -43,6 +43,8 @@ const (
 	CodeUnsupportedMediaType = "unsupported-media-type"
 	CodeInternal             = "internal"
 	CodeMeshUnavailable      = "mesh-unavailable"
+	CodePaused               = "paused"
+	CodeUpstream             = "upstream-error"
 )
 
 // Problem is an RFC 9457 problem details document plus meshd's stable code.
@@ -83,6 +85,8 @@ var table = map[string]entry{
 	CodeUnsupportedMediaType: {http.StatusUnsupportedMediaType, "Unsupported media type or encoding"},
 	CodeInternal:             {http.StatusInternalServerError, "Internal error"},
 	CodeMeshUnavailable:      {http.StatusServiceUnavailable, "Mesh unavailable"},
+	CodePaused:               {http.StatusServiceUnavailable, "Paused"},
+	CodeUpstream:             {http.StatusBadGateway, "Upstream service failed"},
 }
 
 // Codes returns every problem code of the table.

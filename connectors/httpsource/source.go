@@ -2,26 +2,20 @@ package httpsource
 
 import (
 	"context"
-	"crypto/hmac"
-	"crypto/sha256"
-	"crypto/subtle"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"net/http"
 	"net/url"
-	"strings"
-	"sync"
 	"time"
 
 	"github.com/cloudevents/sdk-go/v2/event"
 	"github.com/cloudevents/sdk-go/v2/types"
 
-	"github.com/meshd/meshd/bridge/cehttp"
-
 	"github.com/meshd/meshd/bridge"
+	"github.com/meshd/meshd/bridge/cehttp"
 	"github.com/meshd/meshd/bridge/problem"
 	"github.com/meshd/meshd/connectors"
+	"github.com/meshd/meshd/connectors/internal/webhook"
 )
 
 var (
@@ -30,60 +24,42 @@ var (
 	_ connectors.Initializer = (*Task)(nil)
 )
 
-const (
-	// pollWait is how long Poll waits for a request.
-	pollWait = time.Second
-	// maxPollEvents bounds the events one Poll returns (whole requests are
-	// never split, so one large batch may exceed it).
-	maxPollEvents = 1000
-)
-
 // Task serves the webhook path. Its handler hands each request's events to
-// Poll and waits for Commit (stored) or Stop.
+// Poll through the Endpoint and waits for Commit (stored) or Stop.
 type Task struct {
-	tc           connectors.TaskContext
-	path         string
+	webhook.Endpoint
 	token        []byte
-	hmacSecret   []byte
+	hmacKey      []byte
+	hmacScheme   string
 	hmacHeader   string
+	tolerance    time.Duration
 	eventType    string
 	eventSource  types.URIRef
 	parser       cehttp.Parser
 	timeout      time.Duration
 	maxBodyBytes int64
-
-	requests chan *pending
-	stopped  chan struct{}
-	stopOnce sync.Once
-	remove   func()
-
-	inflight []*pending // requests of the last Poll; Poll/Commit/Stop goroutine only
 }
 
-// pending is one request waiting for its events to be stored.
-type pending struct {
-	events []event.Event
-	done   chan error // buffered 1
-}
-
-var errStopped = errors.New("the webhook source stopped before the mesh stored the events")
-
-// Init keeps the task context.
-func (t *Task) Init(tc connectors.TaskContext) { t.tc = tc }
-
-// Start registers the path on the webhook listener.
+// Start serves the path on the webhook listener.
 func (t *Task) Start(_ context.Context, cfg connectors.Config) error {
-	if t.tc == nil {
+	if t.TaskContext() == nil {
 		return errors.New("http-source task started without Init")
 	}
-	name := t.tc.Connector()
-	t.path = cfg.String(FieldPath)
-	if t.path == "" {
-		t.path = "/" + name
-	}
+	name := t.TaskContext().Connector()
 	t.token = []byte(cfg.String(FieldToken))
-	t.hmacSecret = []byte(cfg.String(FieldHMACSecret))
+	t.hmacScheme = cfg.String(FieldHMACScheme)
 	t.hmacHeader = cfg.String(FieldHMACHeader)
+	t.tolerance = cfg.Duration(FieldHMACTolerance)
+	if sec := cfg.String(FieldHMACSecret); sec != "" {
+		t.hmacKey = []byte(sec)
+		if t.hmacScheme == SchemeStandard {
+			key, err := webhook.ParseStandardSecret(sec)
+			if err != nil {
+				return fmt.Errorf("%s: %w", FieldHMACSecret, err)
+			}
+			t.hmacKey = key
+		}
+	}
 	t.eventType = cfg.String(FieldEventType)
 	source := cfg.String(FieldEventSource)
 	if source == "" {
@@ -96,74 +72,7 @@ func (t *Task) Start(_ context.Context, cfg connectors.Config) error {
 	t.eventSource = *src
 	t.timeout = cfg.Duration(FieldTimeout)
 	t.maxBodyBytes = cfg.Int(FieldMaxBodyBytes)
-	t.requests = make(chan *pending)
-	t.stopped = make(chan struct{})
-	remove, err := t.tc.Webhooks().Handle(t.path, http.HandlerFunc(t.serve))
-	if err != nil {
-		return err
-	}
-	t.remove = remove
-	return nil
-}
-
-// Stop unregisters the path; requests not stored yet get 503.
-func (t *Task) Stop(context.Context) error {
-	t.stopOnce.Do(func() {
-		if t.stopped != nil {
-			close(t.stopped)
-		}
-		if t.remove != nil {
-			t.remove()
-		}
-		for _, p := range t.inflight {
-			p.done <- errStopped
-		}
-		t.inflight = nil
-	})
-	return nil
-}
-
-// Poll returns the events of the waiting requests.
-func (t *Task) Poll(ctx context.Context) ([]connectors.Record, error) {
-	timer := time.NewTimer(pollWait)
-	defer timer.Stop()
-	var first *pending
-	select {
-	case first = <-t.requests:
-	case <-timer.C:
-		return nil, nil
-	case <-ctx.Done():
-		return nil, ctx.Err()
-	}
-	batch := []*pending{first}
-	n := len(first.events)
-drain:
-	for n < maxPollEvents {
-		select {
-		case p := <-t.requests:
-			batch = append(batch, p)
-			n += len(p.events)
-		default:
-			break drain
-		}
-	}
-	t.inflight = batch
-	recs := make([]connectors.Record, 0, n)
-	for _, p := range batch {
-		for _, e := range p.events {
-			recs = append(recs, connectors.Record{Event: e})
-		}
-	}
-	return recs, nil
-}
-
-// Commit answers the requests of the last Poll: their events are stored.
-func (t *Task) Commit(context.Context, []connectors.Record) error {
-	for _, p := range t.inflight {
-		p.done <- nil
-	}
-	t.inflight = nil
-	return nil
+	return t.Serve(cfg, http.HandlerFunc(t.serve))
 }
 
 func (t *Task) serve(w http.ResponseWriter, r *http.Request) {
@@ -177,8 +86,8 @@ func (t *Task) serve(w http.ResponseWriter, r *http.Request) {
 		problem.Write(w, problem.FromError(err))
 		return
 	}
-	if !t.authorized(r, body) {
-		problem.Write(w, problem.New(problem.CodeUnauthorized, "missing or wrong webhook token or signature"))
+	if err := t.authorize(r.Header, body); err != nil {
+		problem.Write(w, problem.New(problem.CodeUnauthorized, err.Error()))
 		return
 	}
 	events, err := t.decode(r, body)
@@ -196,64 +105,37 @@ func (t *Task) serve(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
-	if len(events) == 0 {
-		w.WriteHeader(http.StatusNoContent)
+	if err := t.Submit(r.Context(), events, t.timeout); err != nil {
+		problem.Write(w, problem.FromError(err))
 		return
 	}
-	p := &pending{events: events, done: make(chan error, 1)}
-	timer := time.NewTimer(t.timeout)
-	defer timer.Stop()
-	select {
-	case t.requests <- p:
-	case <-timer.C:
-		problem.Write(w, problem.New(problem.CodeMeshUnavailable, "the connector is busy; the events were not stored"))
-		return
-	case <-t.stopped:
-		problem.Write(w, problem.New(problem.CodeMeshUnavailable, errStopped.Error()))
-		return
-	case <-r.Context().Done():
-		return
-	}
-	select {
-	case err := <-p.done:
-		if err != nil {
-			problem.Write(w, problem.New(problem.CodeMeshUnavailable, err.Error()))
-			return
-		}
-		w.WriteHeader(http.StatusNoContent)
-	case <-timer.C:
-		problem.Write(w, problem.New(problem.CodeMeshUnavailable, "the mesh did not store the events in time"))
-	}
+	w.WriteHeader(http.StatusNoContent)
 }
 
-// authorized checks the token and the HMAC signature, when configured.
-func (t *Task) authorized(r *http.Request, body []byte) bool {
-	if len(t.token) > 0 {
-		got := r.Header.Get(TokenHeader)
-		if bearer, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer "); ok {
-			got = bearer
-		}
-		if subtle.ConstantTimeCompare([]byte(got), t.token) != 1 {
-			return false
-		}
+var errUnauthorized = errors.New("missing or wrong webhook token or signature")
+
+// authorize checks the token and the signature, when configured. Its
+// errors never repeat what the request carried.
+func (t *Task) authorize(h http.Header, body []byte) error {
+	if len(t.token) > 0 && !webhook.CheckToken(h, t.token) {
+		return errUnauthorized
 	}
-	if len(t.hmacSecret) > 0 {
-		sig := strings.TrimPrefix(r.Header.Get(t.hmacHeader), "sha256=")
-		want, err := hex.DecodeString(sig)
-		if err != nil {
-			return false
-		}
-		mac := hmac.New(sha256.New, t.hmacSecret)
-		mac.Write(body)
-		if !hmac.Equal(mac.Sum(nil), want) {
-			return false
-		}
+	if len(t.hmacKey) == 0 {
+		return nil
 	}
-	return true
+	if t.hmacScheme == SchemeStandard {
+		return webhook.CheckStandard(h, body, t.hmacKey, t.tolerance, time.Now())
+	}
+	if !webhook.CheckSHA256(h.Get(t.hmacHeader), body, t.hmacKey) {
+		return errUnauthorized
+	}
+	return nil
 }
 
 // decode turns a request into events with the app API's codec: batch,
-// structured, binary, or a plain body wrapped in an event.
+// structured, binary, or a plain body wrapped in an event (whose id is the
+// Standard Webhooks message id when there is one, so a sender's retry is
+// recognised as the same event).
 func (t *Task) decode(r *http.Request, body []byte) ([]event.Event, error) {
 	evs, raw, err := t.parser.Parse(r.Header, body)
 	if err != nil {
@@ -264,7 +146,11 @@ func (t *Task) decode(r *http.Request, body []byte) ([]event.Event, error) {
 		if ct == "" {
 			ct = "application/octet-stream"
 		}
-		evs = []*event.Event{cehttp.Wrap(ct, body, t.eventSource, t.eventType)}
+		e := cehttp.Wrap(ct, body, t.eventSource, t.eventType)
+		if id := r.Header.Get(webhook.HeaderStandardID); id != "" && t.hmacScheme == SchemeStandard && len(t.hmacKey) > 0 {
+			e.SetID(id)
+		}
+		evs = []*event.Event{e}
 	}
 	out := make([]event.Event, len(evs))
 	for i, e := range evs {

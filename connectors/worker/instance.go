@@ -336,7 +336,7 @@ func (r *Runtime) runTaskOnce(ctx context.Context, inst *instance, conn connecto
 	if task == nil {
 		return errors.New("NewTask returned nil")
 	}
-	tc := &taskContext{name: inst.name, id: id, log: log, webhooks: r.webhooks}
+	tc := &taskContext{name: inst.name, id: id, log: log, webhooks: r.webhooks.For(inst.name)}
 	if inst.spec.Kind == connectors.KindSource {
 		offs, err := r.loadOffsets(ctx, inst.name)
 		if err != nil {
@@ -386,7 +386,7 @@ type taskContext struct {
 	name     string
 	id       int
 	log      *slog.Logger
-	webhooks *webhookServer
+	webhooks connectors.Webhooks
 	offsets  map[string]string // read-only after Init
 }
 

@@ -68,8 +68,11 @@ type Options struct {
 	// (default 30s).
 	StopTimeout time.Duration
 	// WebhookListen is the public listener of webhook sources, opened when
-	// the first one starts (default ":10107").
+	// the first one starts and closed when the last is gone (default
+	// ":10107").
 	WebhookListen string
+	// Webhook configures that listener: TLS, timeouts, connection limit.
+	Webhook WebhookOptions
 }
 
 // State is the state of a connector or task.
@@ -156,7 +159,7 @@ func New(opts Options) (*Runtime, error) {
 		}
 		r.metrics = m
 	}
-	r.webhooks = newWebhookServer(opts.WebhookListen, opts.Logger)
+	r.webhooks = newWebhookServer(opts.WebhookListen, opts.Webhook, opts.Logger)
 	return r, nil
 }
 
@@ -348,6 +351,7 @@ func (r *Runtime) Put(ctx context.Context, name string, raw map[string]any) (Inf
 	if err := old.stopRun(ctx); err != nil {
 		return Info{}, false, err
 	}
+	r.webhooks.release(name) // the new config may serve other paths
 	if old.spec.Kind == connectors.KindSink && old.invalid == nil {
 		for _, t := range old.cfg.Strings(connectors.FieldTopic) {
 			if !slices.Contains(cfg.Strings(connectors.FieldTopic), t) {
@@ -379,6 +383,7 @@ func (r *Runtime) Delete(ctx context.Context, name string) error {
 	if err := inst.stopRun(ctx); err != nil {
 		return err
 	}
+	r.webhooks.release(name)
 	if err := r.deleteStored(ctx, name); err != nil {
 		return err
 	}
@@ -423,8 +428,14 @@ func (r *Runtime) setTarget(ctx context.Context, name string, target State) erro
 		return err
 	}
 	inst.target = target
+	if target == StatePaused {
+		r.webhooks.hold(name) // its webhook paths answer 503 while it is paused
+	}
 	if err := inst.stopRun(ctx); err != nil {
 		return err
+	}
+	if target == StateRunning {
+		r.webhooks.unhold(name) // its tasks take their paths back as they start
 	}
 	r.apply(inst)
 	r.log.Info("connector "+map[State]string{StatePaused: "paused", StateRunning: "resumed"}[target], "connector", name)

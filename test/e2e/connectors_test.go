@@ -224,7 +224,7 @@ func TestConnectorDeclaredInConfig(t *testing.T) {
 	out := newSink(t, http.StatusNoContent)
 	webhook := freeAddr(t)
 	m := newMeshd(t, "conn-yaml", fastRetry+"webhook:\n  listen: "+webhook+"\nconnectors:\n"+
-		"  - name: hooks\n    config:\n      connector.type: http-source\n      topic: yaml-hooks\n"+
+		"  - name: hooks\n    config:\n      connector.type: http-source\n      topic: yaml-hooks\n      auth: none\n"+
 		"  - name: hooks-out\n    config:\n      connector.type: http-sink\n      topic: [yaml-hooks]\n      url: "+out.url()+"\n      mode: structured\n")
 	m.waitConnector("hooks", "RUNNING")
 	m.waitConnector("hooks-out", "RUNNING")
