@@ -2,8 +2,11 @@ package e2e
 
 import (
 	"bytes"
+	"crypto/hmac"
+	"crypto/sha256"
 	"crypto/tls"
 	"crypto/x509"
+	"encoding/hex"
 	"io"
 	"net"
 	"net/http"
@@ -16,7 +19,6 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
-	"github.com/meshd/meshd/connectors/internal/webhook"
 	"github.com/meshd/meshd/test/infra"
 )
 
@@ -69,7 +71,7 @@ func TestWebhookListener(t *testing.T) {
 	}
 	code, _, body = deliver("sha256=" + strings.Repeat("0", 64))
 	assert.Equal(t, http.StatusUnauthorized, code, body)
-	code, _, body = deliver(webhook.SignSHA256(payload, []byte(secret)))
+	code, _, body = deliver(githubSignature(payload, secret))
 	require.Equal(t, http.StatusNoContent, code, body)
 	require.Eventually(t, func() bool { _, n := out.ids(); return n == 1 }, 30*time.Second, 50*time.Millisecond, "the delivery reaches the sink")
 	d := out.deliveries()[0]
@@ -86,7 +88,7 @@ func TestWebhookListener(t *testing.T) {
 	code, body = m.adminCall(http.MethodPut, "/v1/connectors/gh/pause", nil)
 	require.Equal(t, http.StatusAccepted, code, body)
 	m.waitConnector("gh", "PAUSED")
-	code, h, body := deliver(webhook.SignSHA256(payload, []byte(secret)))
+	code, h, body := deliver(githubSignature(payload, secret))
 	assert.Equal(t, http.StatusServiceUnavailable, code, body)
 	assert.Equal(t, "30", h.Get("Retry-After"))
 
@@ -101,4 +103,12 @@ func TestWebhookListener(t *testing.T) {
 		return false
 	}, 10*time.Second, 50*time.Millisecond, "the listener closes with its last webhook source")
 	assert.NotContains(t, m.logString(), secret, "the webhook secret is never logged")
+}
+
+// githubSignature is X-Hub-Signature-256 as GitHub computes it: "sha256="
+// and the hex HMAC-SHA256 of the raw body.
+func githubSignature(body []byte, secret string) string {
+	mac := hmac.New(sha256.New, []byte(secret))
+	mac.Write(body)
+	return "sha256=" + hex.EncodeToString(mac.Sum(nil))
 }
