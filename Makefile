@@ -42,6 +42,7 @@ bench: build deps
 	$(GO) test -run '^$$' -bench SinkPostgres -benchtime 1x ./connectors/jdbc/
 	$(GO) test -run '^$$' -bench SinkPut -benchtime 1x ./connectors/clickhouse/
 	$(GO) test -run '^$$' -bench SinkPut -benchtime 1x ./connectors/email/
+	$(GO) test -run '^$$' -bench SinkPut -benchtime 1x ./connectors/dingtalk/
 
 ## soak: a long publish/deliver run with restarts (see test/bench)
 soak: build

@@ -5,7 +5,9 @@ package standard
 import (
 	// The shipped connectors; each registers its spec in init.
 	_ "github.com/meshd/meshd/connectors/clickhouse"
+	_ "github.com/meshd/meshd/connectors/dingtalk"
 	_ "github.com/meshd/meshd/connectors/email"
+	_ "github.com/meshd/meshd/connectors/feishu"
 	_ "github.com/meshd/meshd/connectors/httpsink"
 	_ "github.com/meshd/meshd/connectors/httpsource"
 	_ "github.com/meshd/meshd/connectors/jdbc"
