@@ -47,6 +47,7 @@ bench: build deps
 	$(GO) test -run '^$$' -bench SinkPut -benchtime 1x ./connectors/email/
 	$(GO) test -run '^$$' -bench . -benchtime 20x ./connectors/rocketmq/
 	$(GO) test -run '^$$' -bench Deliveries -benchtime 3000x ./connectors/github/
+	$(GO) test -run '^$$' -bench SinkPut -benchtime 1x ./connectors/dingtalk/
 
 ## soak: a long publish/deliver run with restarts (see test/bench)
 soak: build

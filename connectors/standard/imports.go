@@ -6,7 +6,9 @@ import (
 	// The shipped connectors; each registers its spec in init.
 	_ "github.com/meshd/meshd/connectors/chatgpt"
 	_ "github.com/meshd/meshd/connectors/clickhouse"
+	_ "github.com/meshd/meshd/connectors/dingtalk"
 	_ "github.com/meshd/meshd/connectors/email"
+	_ "github.com/meshd/meshd/connectors/feishu"
 	_ "github.com/meshd/meshd/connectors/github"
 	_ "github.com/meshd/meshd/connectors/httpsink"
 	_ "github.com/meshd/meshd/connectors/httpsource"

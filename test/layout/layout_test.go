@@ -29,7 +29,8 @@ var allowed = map[string][]string{
 
 // siblingsAllowed lists the packages that may import other parts of their
 // own folder (protocols/X importing protocols/Y, connectors/X importing
-// connectors/Y): the suites, the runtime's API, the list of what ships.
+// connectors/Y): the runtime's API and the list of what ships, besides the
+// test-support packages (their names end in "test").
 var siblingsAllowed = map[string]bool{
 	"protocols/protocoltest":   true,
 	"connectors/connectortest": true,
@@ -45,7 +46,7 @@ func siblingOK(pkg, dep string) bool {
 		return true
 	}
 	own := part(pkg)
-	if siblingsAllowed[own] || dep == top(pkg) || part(dep) == own || strings.HasPrefix(dep, top(pkg)+"/internal/") {
+	if siblingsAllowed[own] || strings.HasSuffix(pkg, "test") || dep == top(pkg) || part(dep) == own || strings.HasPrefix(dep, top(pkg)+"/internal/") {
 		return true
 	}
 	return false
