@@ -88,6 +88,31 @@ type SinkTask interface {
 	Put(ctx context.Context, events []event.Event) error
 }
 
+// Position is where a delivered event sits in the mesh.
+type Position struct {
+	// Topic is the topic the event was consumed from.
+	Topic string
+	// Sequence is the event's mesh sequence (mesh.Message.Sequence):
+	// unique per stored event, growing in publish order and the same when
+	// the event is delivered again.
+	Sequence uint64
+}
+
+// Positions returns the positions of the events of a Put, by index, from
+// the context the runtime passes to Put; nil when the caller gave none.
+func Positions(ctx context.Context) []Position {
+	p, _ := ctx.Value(positionsKey{}).([]Position)
+	return p
+}
+
+// WithPositions returns ctx carrying the positions of a Put's events
+// (pos[i] is that of events[i]); the runtime calls it.
+func WithPositions(ctx context.Context, pos []Position) context.Context {
+	return context.WithValue(ctx, positionsKey{}, pos)
+}
+
+type positionsKey struct{}
+
 // Flusher is implemented by sink tasks whose Put may buffer. Flush is
 // called after every successful Put, before the batch is acked, and before
 // Stop.

@@ -78,6 +78,10 @@ type Message interface {
 	Topic() string
 	// Attempt is the delivery count of this event in its group, from 1.
 	Attempt() int
+	// Sequence is the event's position in the engine's store: unique among
+	// the stored events of every topic, growing in the order they were
+	// stored, and the same on every delivery of the event.
+	Sequence() uint64
 	// Ack marks the event processed; it is not delivered to the group again.
 	Ack(ctx context.Context) error
 	// Nak asks for redelivery after delay (0: as soon as possible).

@@ -152,6 +152,7 @@ func (d *sinkDelivery) fetch(ctx context.Context, c mesh.Consumer, out chan<- me
 func (d *sinkDelivery) deliver(ctx context.Context, batch []mesh.Message) error {
 	live := make([]mesh.Message, 0, len(batch))
 	evs := make([]event.Event, 0, len(batch))
+	pos := make([]connectors.Position, 0, len(batch))
 	for _, m := range batch {
 		e := m.Event()
 		switch {
@@ -165,12 +166,13 @@ func (d *sinkDelivery) deliver(ctx context.Context, batch []mesh.Message) error 
 		default:
 			live = append(live, m)
 			evs = append(evs, e.Clone())
+			pos = append(pos, connectors.Position{Topic: m.Topic(), Sequence: m.Sequence()})
 		}
 	}
 	if len(live) == 0 {
 		return nil
 	}
-	pctx, span := d.startPut(ctx, evs)
+	pctx, span := d.startPut(connectors.WithPositions(ctx, pos), evs)
 	err := safe("Put", func() error { return d.task.Put(pctx, evs) })
 	var partial *connectors.PartialError
 	if d.flusher != nil && (err == nil || errors.As(err, &partial)) {

@@ -190,7 +190,7 @@ func (c *consumer) Next(ctx context.Context) (mesh.Message, error) {
 			_ = m.Term()
 			continue
 		}
-		return &message{c: c, m: m, ev: ev, attempt: int(md.NumDelivered)}, nil
+		return &message{c: c, m: m, ev: ev, attempt: int(md.NumDelivered), seq: md.Sequence.Stream}, nil
 	}
 }
 
@@ -230,11 +230,13 @@ type message struct {
 	m       jetstream.Msg
 	ev      *event.Event
 	attempt int
+	seq     uint64 // stream sequence: every topic lives in one stream
 }
 
 func (m *message) Event() *event.Event { return m.ev }
 func (m *message) Topic() string       { return m.c.topic }
 func (m *message) Attempt() int        { return m.attempt }
+func (m *message) Sequence() uint64    { return m.seq }
 
 // Ack waits for the server to confirm the ack.
 func (m *message) Ack(ctx context.Context) error {
