@@ -30,4 +30,15 @@ need_go
 # Debian packages the tests start as real servers (test/infra launchers).
 apt_install mosquitto postgresql mariadb-server mariadb-client clickhouse-server clickhouse-client
 go mod download
+
+# versitygw (S3, for connectors/s3): built from the Go module proxy into the
+# user cache dir, where test/infra/versitygw.go looks for it (~3 CPU-minutes once).
+vgw_dir="${XDG_CACHE_HOME:-$HOME/.cache}/meshd/bin"
+[ "$(uname -s)" = Darwin ] && vgw_dir="$HOME/Library/Caches/meshd/bin"
+if [ ! -x "$vgw_dir/versitygw-v1.8.0" ]; then
+	echo "install-deps: building versitygw v1.8.0 into $vgw_dir"
+	tmp="$(mktemp -d)"
+	(cd "$tmp" && GOBIN="$tmp" GOFLAGS=-mod=mod go install github.com/versity/versitygw/cmd/versitygw@v1.8.0)
+	mkdir -p "$vgw_dir" && mv "$tmp/versitygw" "$vgw_dir/versitygw-v1.8.0" && rm -rf "$tmp"
+fi
 echo "install-deps: ok"
