@@ -10,4 +10,5 @@ import (
 	_ "github.com/meshd/meshd/connectors/jdbc"
 	_ "github.com/meshd/meshd/connectors/mongodb"
 	_ "github.com/meshd/meshd/connectors/mysqlcdc"
+	_ "github.com/meshd/meshd/connectors/s3"
 )
