@@ -37,7 +37,7 @@ unit:
 
 ## bench: the publish/delivery benchmark (prints a RESULT line), the Go micro-benchmarks and
 ## the sink benchmarks (the runtime's delivery to a no-op sink beside a plain consumer; jdbc-sink into PostgreSQL beside plain pgx; clickhouse-sink's Put beside
-## the bare driver; each with its ratio)
+## the bare driver; s3-sink and s3-source beside the bare AWS SDK on versitygw; each with its ratio)
 bench: build deps
 	$(GO) run ./test/bench
 	$(GO) test -run '^$$' -bench . -benchmem ./mesh/... ./protocols/... ./bridge/...
@@ -48,6 +48,7 @@ bench: build deps
 	$(GO) test -run '^$$' -bench . -benchtime 20x ./connectors/rocketmq/
 	$(GO) test -run '^$$' -bench Deliveries -benchtime 3000x ./connectors/github/
 	$(GO) test -run '^$$' -bench SinkPut -benchtime 1x ./connectors/dingtalk/
+	$(GO) test -run '^$$' -bench 'SinkPut|SourceRead' -benchtime 1x ./connectors/s3/
 
 ## soak: a long publish/deliver run with restarts (see test/bench)
 soak: build

@@ -88,6 +88,25 @@ type SinkTask interface {
 	Put(ctx context.Context, events []event.Event) error
 }
 
+// Position is where a delivered event sits in the mesh.
+type Position struct {
+	// Topic is the topic the event was consumed from.
+	Topic string
+	// Sequence is the event's mesh sequence (mesh.Message.Seq):
+	// unique per stored event, growing in publish order and the same when
+	// the event is delivered again.
+	Sequence uint64
+}
+
+// PositionedSink is implemented by sink tasks that need to know where
+// each event sits in the mesh, e.g. to derive idempotent object names from
+// sequences (s3-sink). The runtime then calls PutPositions instead of Put;
+// pos[i] is the position of events[i]. Errors are Put's.
+type PositionedSink interface {
+	SinkTask
+	PutPositions(ctx context.Context, events []event.Event, pos []Position) error
+}
+
 // Flusher is implemented by sink tasks whose Put may buffer. Flush is
 // called after every successful Put, before the batch is acked, and before
 // Stop.

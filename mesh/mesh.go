@@ -81,9 +81,10 @@ type Consumer interface {
 type Message interface {
 	Event() *event.Event
 	Topic() string
-	// Seq is the event's position in the store: the same for every delivery
-	// of one stored event, different for every stored event (a re-publish
-	// outside the duplicate window, a dead-letter copy).
+	// Seq is the event's position in the store: unique among the stored
+	// events of every topic, growing in the order they were stored, and the
+	// same on every delivery of the event (a re-publish outside the
+	// duplicate window, a dead-letter copy, are other stored events).
 	Seq() uint64
 	// Attempt is the delivery count of this event in its group, from 1.
 	Attempt() int

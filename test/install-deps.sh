@@ -58,7 +58,10 @@ go_server() {
 need_go
 # Debian packages the tests start as real servers (test/infra launchers).
 apt_install mosquitto postgresql mariadb-server mariadb-client clickhouse-server clickhouse-client
-# SMTP server of the email-sink tests.
+# Servers built from the Go module proxy: SMTP for email-sink, S3 for
+# s3-source/s3-sink (each a few CPU-minutes, once).
 go_server mailpit github.com/axllent/mailpit v1.33.1
+go_server versitygw github.com/versity/versitygw v1.8.0 github.com/versity/versitygw/cmd/versitygw
 go mod download
+
 echo "install-deps: ok"

@@ -16,4 +16,5 @@ import (
 	_ "github.com/meshd/meshd/connectors/mongodb"
 	_ "github.com/meshd/meshd/connectors/mysqlcdc"
 	_ "github.com/meshd/meshd/connectors/rocketmq"
+	_ "github.com/meshd/meshd/connectors/s3"
 )

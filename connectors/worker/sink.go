@@ -91,7 +91,16 @@ func (d *sinkDelivery) put(ctx context.Context, batch []mesh.Message) error {
 		evs[i] = m.Event().Clone()
 	}
 	pctx, span := d.startPut(ctx, evs)
-	err := safe("Put", func() error { return d.task.Put(pctx, evs) })
+	err := safe("Put", func() error {
+		if ps, ok := d.task.(connectors.PositionedSink); ok {
+			pos := make([]connectors.Position, len(batch))
+			for i, m := range batch {
+				pos[i] = connectors.Position{Topic: m.Topic(), Sequence: m.Seq()}
+			}
+			return ps.PutPositions(pctx, evs, pos)
+		}
+		return d.task.Put(pctx, evs)
+	})
 	var partial *connectors.PartialError
 	if d.flusher != nil && (err == nil || errors.As(err, &partial)) {
 		if ferr := safe("Flush", func() error { return d.flusher.Flush(pctx) }); ferr != nil {

@@ -69,6 +69,7 @@ func Run(t *testing.T, open Opener) {
 			{"StartAtNew", testStartAtNew},
 			{"AckStopsRedelivery", testAckStopsRedelivery},
 			{"NakRedelivers", testNakRedelivers},
+			{"Sequence", testSequence},
 			{"NakDelay", testNakDelay},
 			{"AckTimeoutRedelivers", testAckTimeout},
 			{"InProgressExtends", testInProgress},
@@ -448,6 +449,29 @@ func testNakRedelivers(t *testing.T, eng mesh.Engine) {
 		}
 	}
 	noNext(t, c)
+}
+
+// Sequences are unique across topics, grow in publish order and stay the
+// same when an event is delivered again.
+func testSequence(t *testing.T, eng mesh.Engine) {
+	tp, other := topic(t), topic(t, "other")
+	c := consume(t, eng, mesh.ConsumerConfig{Topic: tp, Group: "g"})
+	o := consume(t, eng, mesh.ConsumerConfig{Topic: other, Group: "g"})
+	require.NoError(t, eng.Publish(t.Context(), tp, []*event.Event{newEvent(t, "q-1")}))
+	require.NoError(t, eng.Publish(t.Context(), other, []*event.Event{newEvent(t, "q-2")}))
+	require.NoError(t, eng.Publish(t.Context(), tp, []*event.Event{newEvent(t, "q-3")}))
+	m1, m2, m3 := next(t, c), next(t, o), next(t, c)
+	require.Equal(t, []string{"q-1", "q-2", "q-3"}, []string{m1.Event().ID(), m2.Event().ID(), m3.Event().ID()})
+	assert.Less(t, m1.Seq(), m2.Seq(), "sequences grow in publish order, across topics")
+	assert.Less(t, m2.Seq(), m3.Seq(), "sequences grow in publish order, across topics")
+	seq := m1.Seq()
+	require.NoError(t, m1.Nak(t.Context(), 0))
+	again := next(t, c)
+	require.Equal(t, "q-1", again.Event().ID())
+	assert.Equal(t, seq, again.Seq(), "a redelivery keeps the sequence")
+	ack(t, again)
+	ack(t, m2)
+	ack(t, m3)
 }
 
 func testNakDelay(t *testing.T, eng mesh.Engine) {

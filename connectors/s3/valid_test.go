@@ -1,0 +1,62 @@
+package s3
+
+import (
+	"encoding/json"
+	"math/rand/v2"
+	"strings"
+	"testing"
+)
+
+var jsonCases = []string{
+	`{}`, `[]`, `""`, `0`, `-0`, `1.5e+10`, `-12.5E-3`, `true`, `false`, `null`, ` {"a" : [1, 2, {"b": null}], "c": "x\"y\\z\/\u00e9\n"} `,
+	`{"a":1,}`, `[1,]`, `{"a"}`, `{"a":}`, `{a:1}`, `01`, `1.`, `.5`, `-`, `1e`, `1e+`, `+1`, `tru`, `nul`, `"abc`, `"a\x"`, `"\u12"`, `"\u12g4"`,
+	"\"tab\there\"", `{"a":1}x`, `{"a":1} {"b":2}`, ``, ` `, `[`, `]`, `{`, `}`, `[1 2]`, `{"a":1 "b":2}`, `"\ud83d\ude00"`, `[[[[[]]]]]`,
+	"\"\x7f\"", `{"":""}`, `[true,false,null]`, `1 2`,
+}
+
+func TestValidJSONAgreesWithEncodingJSON(t *testing.T) {
+	for _, c := range jsonCases {
+		if got, want := validJSON([]byte(c)), json.Valid([]byte(c)); got != want {
+			t.Errorf("validJSON(%q) = %v, encoding/json says %v", c, got, want)
+		}
+	}
+	// Mutations of valid documents: drop, double or replace one byte.
+	r := rand.New(rand.NewPCG(1, 2))
+	alphabet := []byte(`{}[]":,\ -+.eE0123456789tfnulrsa` + "\t\n\x01")
+	for range 20000 {
+		doc := []byte(jsonCases[r.IntN(12)])
+		if len(doc) == 0 {
+			continue
+		}
+		i := r.IntN(len(doc))
+		switch r.IntN(3) {
+		case 0:
+			doc = append(doc[:i:i], doc[i+1:]...)
+		case 1:
+			doc = append(doc[:i+1:i+1], doc[i:]...)
+		default:
+			doc[i] = alphabet[r.IntN(len(alphabet))]
+		}
+		if got, want := validJSON(doc), json.Valid(doc); got != want {
+			t.Fatalf("validJSON(%q) = %v, encoding/json says %v", doc, got, want)
+		}
+	}
+	for _, n := range []int{maxDepth, maxDepth + 1} {
+		for _, doc := range []string{strings.Repeat("[", n) + strings.Repeat("]", n), strings.Repeat(`{"a":`, n) + "1" + strings.Repeat("}", n)} {
+			if got, want := validJSON([]byte(doc)), json.Valid([]byte(doc)); got != want {
+				t.Errorf("nesting %d: validJSON = %v, encoding/json says %v", n, got, want)
+			}
+		}
+	}
+}
+
+func FuzzValidJSON(f *testing.F) {
+	for _, c := range jsonCases {
+		f.Add([]byte(c))
+	}
+	f.Fuzz(func(t *testing.T, b []byte) {
+		if got, want := validJSON(b), json.Valid(b); got != want {
+			t.Fatalf("validJSON(%q) = %v, encoding/json says %v", b, got, want)
+		}
+	})
+}
