@@ -3,6 +3,7 @@ package cehttp
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -135,4 +136,33 @@ func TestJSONDataMustBeJSON(t *testing.T) {
 	evs, _, err = p.Parse(req.Header, []byte(`hello world`))
 	require.NoError(t, err)
 	require.NoError(t, bridge.Validate(evs[0]))
+}
+
+// BenchmarkParseBatch parses and validates a batch of 100 structured events
+// with 1 KiB of JSON data each, as the batch phase of test/bench sends.
+func BenchmarkParseBatch(b *testing.B) {
+	data := `{"pad":"` + strings.Repeat("x", 1000) + `"}`
+	var body bytes.Buffer
+	body.WriteByte('[')
+	for i := range 100 {
+		if i > 0 {
+			body.WriteByte(',')
+		}
+		fmt.Fprintf(&body, `{"specversion":"1.0","id":"b-%d","source":"/bench","type":"com.example.bench","datacontenttype":"application/json","data":%s}`, i, data)
+	}
+	body.WriteByte(']')
+	raw := body.Bytes()
+	b.SetBytes(int64(len(raw)))
+	b.ReportAllocs()
+	for b.Loop() {
+		evs, err := ParseBatch(raw)
+		if err != nil {
+			b.Fatal(err)
+		}
+		for _, e := range evs {
+			if err := bridge.Validate(e); err != nil {
+				b.Fatal(err)
+			}
+		}
+	}
 }

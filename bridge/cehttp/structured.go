@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"net/url"
 	"strings"
 	"unicode/utf8"
@@ -22,10 +21,16 @@ import (
 // SDK's JSON format; when that fails, the error names the attribute to
 // blame.
 func ParseStructured(body []byte, index int) (*event.Event, error) {
+	return parseStructured(body, index, false)
+}
+
+// parseStructured is ParseStructured; utf8Checked says the caller checked
+// that body is valid UTF-8 (a batch checks its whole body once).
+func parseStructured(body []byte, index int, utf8Checked bool) (*event.Event, error) {
 	if len(bytes.TrimSpace(body)) == 0 {
 		return nil, problem.New(problem.CodeInvalidRequest, "the body is empty; want a CloudEvent as a JSON object")
 	}
-	if err := checkStructured(body, index); err != nil {
+	if err := checkStructured(body, index, utf8Checked); err != nil {
 		return nil, err
 	}
 	e := event.New()
@@ -41,11 +46,16 @@ func ParseStructured(body []byte, index int) (*event.Event, error) {
 // ParseBatch decodes an application/cloudevents-batch+json array. Any
 // invalid event fails the whole batch.
 func ParseBatch(body []byte) ([]*event.Event, error) {
-	var raws []json.RawMessage
-	if err := json.Unmarshal(body, &raws); err != nil {
-		return nil, problem.New(problem.CodeInvalidRequest, "batch: "+problem.JSONDetail(err, int64(len(body))))
+	if !utf8.Valid(body) {
+		return nil, problem.New(problem.CodeInvalidRequest, "batch: the JSON is not valid UTF-8")
 	}
-	if raws == nil {
+	raws, ok := scanArray(body)
+	if !ok {
+		// Malformed: let encoding/json say where.
+		var v []json.RawMessage
+		if err := json.Unmarshal(body, &v); err != nil {
+			return nil, problem.New(problem.CodeInvalidRequest, "batch: "+problem.JSONDetail(err, int64(len(body))))
+		}
 		return nil, problem.New(problem.CodeInvalidRequest, "batch: want a JSON array of CloudEvents")
 	}
 	if len(raws) == 0 {
@@ -53,13 +63,47 @@ func ParseBatch(body []byte) ([]*event.Event, error) {
 	}
 	events := make([]*event.Event, len(raws))
 	for i, raw := range raws {
-		e, err := ParseStructured(raw, i)
+		e, err := parseStructured(raw, i, true)
 		if err != nil {
 			return nil, err
 		}
 		events[i] = e
 	}
 	return events, nil
+}
+
+// scanArray splits the JSON array that is the whole of body (around
+// whitespace) into its elements, without decoding them; false when body is
+// not such an array.
+func scanArray(body []byte) ([][]byte, bool) {
+	i := skipSpace(body, 0)
+	if i >= len(body) || body[i] != '[' {
+		return nil, false
+	}
+	var out [][]byte
+	i = skipSpace(body, i+1)
+	if i < len(body) && body[i] == ']' {
+		return out, len(bytes.TrimSpace(body[i+1:])) == 0
+	}
+	for {
+		end := skipValue(body, i)
+		if end < 0 {
+			return nil, false
+		}
+		out = append(out, body[i:end])
+		i = skipSpace(body, end)
+		if i >= len(body) {
+			return nil, false
+		}
+		switch body[i] {
+		case ',':
+			i = skipSpace(body, i+1)
+		case ']':
+			return out, len(bytes.TrimSpace(body[i+1:])) == 0
+		default:
+			return nil, false
+		}
+	}
 }
 
 // contextAttributes are the members of a structured event that are not
@@ -76,50 +120,161 @@ var contextAttributes = map[string]bool{
 // it) and an extension value that is not a string, boolean or 32-bit
 // integer (it truncates 1.5 to 1). Other malformations are left to the
 // decoder and diagnose.
-func checkStructured(body []byte, index int) error {
+func checkStructured(body []byte, index int, utf8Checked bool) error {
 	prefix := ""
 	if index > 0 {
 		prefix = fmt.Sprintf("event %d: ", index)
 	}
-	if !utf8.Valid(body) {
+	if !utf8Checked && !utf8.Valid(body) {
 		return problem.New(problem.CodeInvalidRequest, prefix+"the JSON is not valid UTF-8")
 	}
-	dec := json.NewDecoder(bytes.NewReader(body))
-	if tok, err := dec.Token(); err != nil || tok != json.Delim('{') {
-		return nil
-	}
-	seen := make(map[string]bool, 8)
-	for dec.More() {
-		tok, err := dec.Token()
-		if err != nil {
+	var names [16][]byte // the members seen, for duplicates; events have few
+	seen := names[:0]
+	end, err := scanObject(body, func(name, raw []byte) error {
+		for _, n := range seen {
+			if bytes.Equal(n, name) {
+				return invalid(index, string(name), "is given twice")
+			}
+		}
+		seen = append(seen, name)
+		if contextAttributes[string(name)] {
 			return nil
 		}
-		name, _ := tok.(string)
-		var raw json.RawMessage
-		if err := dec.Decode(&raw); err != nil {
-			return nil
-		}
-		if seen[name] {
-			return invalid(index, name, "is given twice")
-		}
-		seen[name] = true
-		if contextAttributes[name] {
-			continue
-		}
-		if err := checkExtName(index, name); err != nil {
+		if err := checkExtName(index, string(name)); err != nil {
 			return err
 		}
 		if err := checkExtValue(raw); err != nil {
-			return invalid(index, name, "%s", err)
+			return invalid(index, string(name), "%s", err)
 		}
-	}
-	if _, err := dec.Token(); err != nil { // the closing brace
 		return nil
+	})
+	if err == nil && len(bytes.TrimSpace(body[end:])) > 0 {
+		return problem.New(problem.CodeInvalidRequest, fmt.Sprintf("%sthere is more after the JSON object (byte %d); send one event, or a batch as %s", prefix, end, MediaTypeBatch))
 	}
-	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
-		return problem.New(problem.CodeInvalidRequest, fmt.Sprintf("%sthere is more after the JSON object (byte %d); send one event, or a batch as %s", prefix, dec.InputOffset(), MediaTypeBatch))
+	if err != nil && !errors.Is(err, errNotScanned) {
+		return err
 	}
 	return nil
+}
+
+// errNotScanned: the body is not a JSON object scanObject can read; the
+// SDK's decoder and diagnose explain why.
+var errNotScanned = errors.New("not a plain JSON object")
+
+// scanObject walks the members of the JSON object at the start of body
+// (after whitespace) without decoding their values, calling fn with each
+// member's name (as written, without escapes; a name with escapes is not
+// scanned) and raw value. It returns where the object ends. Malformed
+// input gives errNotScanned; an error from fn is returned as is.
+func scanObject(body []byte, fn func(name, raw []byte) error) (end int, err error) {
+	i := skipSpace(body, 0)
+	if i >= len(body) || body[i] != '{' {
+		return 0, errNotScanned
+	}
+	i = skipSpace(body, i+1)
+	if i < len(body) && body[i] == '}' {
+		return i + 1, nil
+	}
+	for {
+		if i >= len(body) || body[i] != '"' {
+			return 0, errNotScanned
+		}
+		nameEnd := skipString(body, i)
+		if nameEnd < 0 {
+			return 0, errNotScanned
+		}
+		name := body[i+1 : nameEnd-1]
+		if bytes.IndexByte(name, '\\') >= 0 {
+			return 0, errNotScanned
+		}
+		i = skipSpace(body, nameEnd)
+		if i >= len(body) || body[i] != ':' {
+			return 0, errNotScanned
+		}
+		i = skipSpace(body, i+1)
+		valEnd := skipValue(body, i)
+		if valEnd < 0 {
+			return 0, errNotScanned
+		}
+		if err := fn(name, body[i:valEnd]); err != nil {
+			return 0, err
+		}
+		i = skipSpace(body, valEnd)
+		if i >= len(body) {
+			return 0, errNotScanned
+		}
+		switch body[i] {
+		case ',':
+			i = skipSpace(body, i+1)
+		case '}':
+			return i + 1, nil
+		default:
+			return 0, errNotScanned
+		}
+	}
+}
+
+func skipSpace(b []byte, i int) int {
+	for i < len(b) && (b[i] == ' ' || b[i] == '\t' || b[i] == '\n' || b[i] == '\r') {
+		i++
+	}
+	return i
+}
+
+// skipString returns the index after the string starting at b[i] ('"'),
+// or -1.
+func skipString(b []byte, i int) int {
+	for j := i + 1; j < len(b); j++ {
+		switch b[j] {
+		case '\\':
+			j++
+		case '"':
+			return j + 1
+		}
+	}
+	return -1
+}
+
+// skipValue returns the index after the JSON value starting at b[i], or
+// -1. Objects and arrays are skipped by depth; their insides are left to
+// the decoder.
+func skipValue(b []byte, i int) int {
+	if i >= len(b) {
+		return -1
+	}
+	switch b[i] {
+	case '"':
+		return skipString(b, i)
+	case '{', '[':
+		depth := 0
+		for j := i; j < len(b); j++ {
+			switch b[j] {
+			case '"':
+				k := skipString(b, j)
+				if k < 0 {
+					return -1
+				}
+				j = k - 1
+			case '{', '[':
+				depth++
+			case '}', ']':
+				depth--
+				if depth == 0 {
+					return j + 1
+				}
+			}
+		}
+		return -1
+	default:
+		j := i
+		for j < len(b) && b[j] != ',' && b[j] != '}' && b[j] != ']' && b[j] != ' ' && b[j] != '\t' && b[j] != '\n' && b[j] != '\r' {
+			j++
+		}
+		if j == i {
+			return -1
+		}
+		return j
+	}
 }
 
 // checkRequired reports a missing id, source or type; the SDK's decoder
