@@ -116,7 +116,7 @@ func validateCommon(id string, source *types.URIRef, typ string, subject, conten
 	if isBlank(id) {
 		return invalid("id", "missing")
 	}
-	if err := checkString("id", id); err != nil {
+	if err := checkTrimmed("id", id); err != nil {
 		return err
 	}
 	if err := validateSource(&source.URL); err != nil {
@@ -125,18 +125,18 @@ func validateCommon(id string, source *types.URIRef, typ string, subject, conten
 	if isBlank(typ) {
 		return invalid("type", "missing")
 	}
-	if err := checkString("type", typ); err != nil {
+	if err := checkTrimmed("type", typ); err != nil {
 		return err
 	}
 	if subject != nil {
 		if isBlank(*subject) {
 			return invalid("subject", "must not be empty when present")
 		}
-		if err := checkString("subject", *subject); err != nil {
+		if err := checkTrimmed("subject", *subject); err != nil {
 			return err
 		}
 	}
-	if contentType != nil && !validMediaType(*contentType) {
+	if contentType != nil && (!validMediaType(*contentType) || hasEdgeSpace(*contentType)) {
 		return invalid("datacontenttype", "not a media type (RFC 2046): "+quote(*contentType))
 	}
 	if t != nil {
@@ -271,6 +271,26 @@ func checkString(attr, s string) error {
 		i += size
 	}
 	return nil
+}
+
+// checkTrimmed is checkString for the attributes CloudEvents SDKs trim
+// when they read them (id, type, subject, datacontenttype): a value that
+// starts or ends with whitespace would not reach a subscriber as it was
+// sent — " order-42" arrives as "order-42", the id of another event — so
+// it is refused. Extension values keep their spaces.
+func checkTrimmed(attr, s string) error {
+	if hasEdgeSpace(s) {
+		return invalid(attr, "starts or ends with whitespace, which CloudEvents SDKs remove: "+quote(s))
+	}
+	return checkString(attr, s)
+}
+
+func hasEdgeSpace(s string) bool {
+	return len(s) > 0 && (isSpace(s[0]) || isSpace(s[len(s)-1]))
+}
+
+func isSpace(c byte) bool {
+	return c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\v' || c == '\f'
 }
 
 func isBlank(s string) bool {

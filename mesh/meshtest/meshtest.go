@@ -80,6 +80,7 @@ func Run(t *testing.T, open Opener) {
 			{"DeleteGroup", testDeleteGroup},
 			{"ConsumerClose", testConsumerClose},
 			{"InvalidTopic", testInvalidTopic},
+			{"ValuesRoundTrip", testValuesRoundTrip},
 			{"KV", testKV},
 			{"KVEmptyBucket", testKVEmpty},
 			{"Ready", testReady},
@@ -423,6 +424,28 @@ func testAckStopsRedelivery(t *testing.T, eng mesh.Engine) {
 	m := next(t, c)
 	ack(t, m)
 	noNext(t, c)
+}
+
+// Extension values travel byte for byte, spaces at their ends and percent
+// signs included (NATS headers would trim the spaces).
+func testValuesRoundTrip(t *testing.T, eng mesh.Engine) {
+	tp := topic(t)
+	c := consume(t, eng, mesh.ConsumerConfig{Topic: tp, Group: "g"})
+	spaced := newEvent(t, "spaced")
+	spaced.SetExtension("note", " a b %zz ")
+	spaced.SetExtension("other", "  ")
+	plain := newEvent(t, "plain")
+	plain.SetExtension("note", "50%20")
+	require.NoError(t, eng.Publish(t.Context(), tp, []*event.Event{spaced, plain}))
+	got := next(t, c)
+	ack(t, got)
+	assert.Equal(t, "spaced", got.Event().ID())
+	assert.Equal(t, " a b %zz ", got.Event().Extensions()["note"])
+	assert.Equal(t, "  ", got.Event().Extensions()["other"])
+	got = next(t, c)
+	ack(t, got)
+	assert.Equal(t, "plain", got.Event().ID())
+	assert.Equal(t, "50%20", got.Event().Extensions()["note"], "a plain value is not unescaped")
 }
 
 func testNakRedelivers(t *testing.T, eng mesh.Engine) {

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"mime"
+	"strconv"
 	"strings"
 	"time"
 	"unicode/utf8"
@@ -43,11 +44,19 @@ var errBadHeader = errors.New("contains a line break")
 // errMissingAttribute is returned for an event without id, source or type.
 var errMissingAttribute = errors.New("id, source and type are required")
 
+// hdrEscaped marks a message whose attribute values are percent-encoded:
+// NATS headers lose the spaces at the ends of a value, so a message with
+// such a value ("id": " order-42") is written with its values escaped ('%'
+// and ' ' as %25 and %20), and decoded back byte for byte. Messages without
+// the mark (all others, and those of earlier releases) are read as is.
+const hdrEscaped = "Meshd-Escaped"
+
 // headerBuilder fills a nats.Header whose values share one backing array.
 type headerBuilder struct {
 	h    nats.Header
 	vals []string
 	err  error
+	edge bool // a value starts or ends with a space
 }
 
 func newHeaderBuilder(n int) headerBuilder {
@@ -57,6 +66,9 @@ func newHeaderBuilder(n int) headerBuilder {
 func (b *headerBuilder) set(key, value string) {
 	if b.err == nil && strings.ContainsAny(value, "\r\n") {
 		b.err = fmt.Errorf("attribute %q %w", strings.TrimPrefix(key, hdrPrefix), errBadHeader)
+	}
+	if n := len(value); n > 0 && (value[0] == ' ' || value[n-1] == ' ' || value[0] == '\t' || value[n-1] == '\t') {
+		b.edge = true
 	}
 	if len(b.vals) == cap(b.vals) { // only if n was underestimated
 		b.h[key] = []string{value}
@@ -155,6 +167,14 @@ func encode(subject, topic string, e *event.Event) (*nats.Msg, error) {
 	if b.err != nil {
 		return nil, b.err
 	}
+	if b.edge {
+		// The message id too: its ends would be trimmed as well, and an
+		// escaped id ("<topic>%20...") never equals a plain one ("<topic> ...").
+		for k, vs := range b.h {
+			b.h[k] = []string{escape(vs[0])}
+		}
+		b.h[hdrEscaped] = []string{"1"}
+	}
 	return &nats.Msg{Subject: subject, Header: b.h, Data: e.Data()}, nil
 }
 
@@ -181,11 +201,15 @@ func decode(h nats.Header, data []byte) (*event.Event, error) {
 		return nil, fmt.Errorf("specversion %q: not supported", sv)
 	}
 	ctx := ver.NewContext()
+	escaped := len(h[hdrEscaped]) > 0
 	for k, vs := range h {
 		if len(vs) == 0 {
 			continue
 		}
 		v := vs[0]
+		if escaped {
+			v = unescape(v)
+		}
 		if len(k) == len(hdrContentType) && strings.EqualFold(k, hdrContentType) {
 			if err := ctx.SetDataContentType(v); err != nil {
 				return nil, fmt.Errorf("content-type: %w", err)
@@ -264,4 +288,37 @@ func needsBase64(specVersion, contentType string, data []byte) bool {
 	default:
 		return true
 	}
+}
+
+// escape percent-encodes '%', ' ' and '\t' (see hdrEscaped).
+func escape(s string) string {
+	var b strings.Builder
+	for i := 0; i < len(s); i++ {
+		switch c := s[i]; c {
+		case '%', ' ', '\t':
+			fmt.Fprintf(&b, "%%%02X", c)
+		default:
+			b.WriteByte(c)
+		}
+	}
+	return b.String()
+}
+
+// unescape reverses escape.
+func unescape(s string) string {
+	if !strings.Contains(s, "%") {
+		return s
+	}
+	var b strings.Builder
+	for i := 0; i < len(s); i++ {
+		if s[i] == '%' && i+2 < len(s) {
+			if v, err := strconv.ParseUint(s[i+1:i+3], 16, 8); err == nil {
+				b.WriteByte(byte(v))
+				i += 2
+				continue
+			}
+		}
+		b.WriteByte(s[i])
+	}
+	return b.String()
 }
