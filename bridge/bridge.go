@@ -128,10 +128,10 @@ func (b *Bridge) publish(ctx context.Context, topic string, tm *measureOpts, eve
 }
 
 // wrapEngineError keeps the engine's error in the chain and adds
-// mesh.ErrUnavailable to everything but a bad topic, so endpoints answer 503
-// for any failure to store.
+// mesh.ErrUnavailable to everything but a bad topic or an event too large,
+// so endpoints answer 503 for any other failure to store.
 func wrapEngineError(topic string, err error) error {
-	if errors.Is(err, mesh.ErrInvalidTopic) || errors.Is(err, mesh.ErrUnavailable) {
+	if errors.Is(err, mesh.ErrInvalidTopic) || errors.Is(err, mesh.ErrTooLarge) || errors.Is(err, mesh.ErrUnavailable) {
 		return fmt.Errorf("publishing to %q: %w", topic, err)
 	}
 	return fmt.Errorf("publishing to %q: %w: %w", topic, mesh.ErrUnavailable, err)

@@ -480,3 +480,24 @@ func (cehttpSender) Send(ctx context.Context, sub *Subscription, e *event.Event)
 	resp.Body.Close()
 	return nil
 }
+
+// An event larger than the mesh carries fails the publish with
+// mesh.ErrTooLarge (an endpoint's 413), and a batch holding one stores
+// nothing.
+func TestPublishTooLargeStoresNothing(t *testing.T) {
+	eng := openEngine(t)
+	b := newTestBridge(t, eng, &recorder{})
+	stored := readTopic(t, eng, "big")
+	small := mkEvent(t, "small", "t")
+	big := mkEvent(t, "big", "t")
+	require.NoError(t, big.SetData("application/octet-stream", make([]byte, eng.MaxEventBytes())))
+	err := b.Publish(t.Context(), "big", []*event.Event{small, mkEvent(t, "small-2", "t"), big})
+	require.ErrorIs(t, err, mesh.ErrTooLarge)
+	require.NotErrorIs(t, err, mesh.ErrUnavailable, "a client error, not a retryable one")
+	var tl *mesh.TooLargeError
+	require.ErrorAs(t, err, &tl)
+	assert.Equal(t, 2, tl.Index)
+	require.NoError(t, b.Publish(t.Context(), "big", []*event.Event{mkEvent(t, "after", "t")}))
+	require.Eventually(t, func() bool { return len(stored()) == 1 }, waitFor, tick)
+	assert.Equal(t, "after", stored()[0].ID(), "nothing of the refused batch was stored")
+}

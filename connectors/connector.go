@@ -134,6 +134,10 @@ type TaskContext interface {
 	// Webhooks is meshd's public webhook listener, for sources that receive
 	// HTTP requests.
 	Webhooks() Webhooks
+	// MaxEventBytes is the largest event the mesh stores (attributes and
+	// data): a source that answers a client refuses a larger one at the
+	// door instead of failing its task.
+	MaxEventBytes() int64
 }
 
 // Webhooks routes requests of the public webhook listener by exact path.

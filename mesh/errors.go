@@ -1,6 +1,9 @@
 package mesh
 
-import "errors"
+import (
+	"errors"
+	"fmt"
+)
 
 var (
 	// ErrUnavailable means the engine cannot reach its storage now; the
@@ -15,4 +18,21 @@ var (
 	ErrConflict = errors.New("revision conflict")
 	// ErrInvalidTopic is returned for a topic name the engine cannot carry.
 	ErrInvalidTopic = errors.New("invalid topic")
+	// ErrTooLarge is returned for an event larger than the engine can
+	// carry (*TooLargeError says by how much); nothing of its publish is
+	// stored.
+	ErrTooLarge = errors.New("event too large for the mesh")
 )
+
+// TooLargeError names the event that does not fit and the mesh's limit.
+type TooLargeError struct {
+	Index int   // in the publish's events
+	Size  int   // the event's encoded size (attributes and data)
+	Limit int64 // the most the mesh carries per event
+}
+
+func (e *TooLargeError) Error() string {
+	return fmt.Sprintf("event %d is %d bytes with its attributes; the mesh carries at most %d bytes per event", e.Index, e.Size, e.Limit)
+}
+
+func (e *TooLargeError) Unwrap() error { return ErrTooLarge }

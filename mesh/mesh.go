@@ -40,6 +40,10 @@ type Engine interface {
 	// Ready reports whether the engine can store events now.
 	Ready(ctx context.Context) error
 
+	// MaxEventBytes is the largest event (attributes and data, as stored)
+	// the engine carries; a larger one fails Publish with ErrTooLarge.
+	MaxEventBytes() int64
+
 	// Close releases the engine. It is idempotent; consumers opened from the
 	// engine stop delivering.
 	Close() error

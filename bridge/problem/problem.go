@@ -120,6 +120,7 @@ func New(code, detail string) Problem {
 func FromError(err error) Problem {
 	var invalid *bridge.InvalidEventError
 	var tooLarge *http.MaxBytesError
+	var tooBig *mesh.TooLargeError
 	var p Problem
 	switch {
 	case err == nil:
@@ -132,6 +133,10 @@ func FromError(err error) Problem {
 		return New(CodeTooLarge, "request body exceeds the limit of "+strconv.FormatInt(tooLarge.Limit, 10)+" bytes")
 	case errors.Is(err, mesh.ErrInvalidTopic):
 		return New(CodeInvalidTopic, err.Error())
+	case errors.As(err, &tooBig):
+		return New(CodeTooLarge, tooBig.Error())
+	case errors.Is(err, mesh.ErrTooLarge):
+		return New(CodeTooLarge, "an event is larger than the mesh carries")
 	case errors.Is(err, bridge.ErrInvalidSubscription):
 		return New(CodeInvalidSubscription, err.Error())
 	case errors.Is(err, bridge.ErrSubscriptionNotFound):

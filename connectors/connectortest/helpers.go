@@ -21,6 +21,7 @@ func (c taskContext) TaskID() int                   { return 0 }
 func (c taskContext) Logger() *slog.Logger          { return slog.New(slog.DiscardHandler) }
 func (c taskContext) Offsets() map[string]string    { return c.offsets }
 func (c taskContext) Webhooks() connectors.Webhooks { return nil }
+func (c taskContext) MaxEventBytes() int64          { return 1 << 20 }
 
 // Config validates a config of spec made of its connector.type, the topic
 // "test" and the given field/value pairs, failing the test if it is bad.

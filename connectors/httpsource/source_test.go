@@ -149,3 +149,35 @@ func TestHTTPSourceStandardWebhooks(t *testing.T) {
 	require.NoError(t, err)
 	assert.Equal(t, "msg_fresh", m.Event().ID(), "only the fresh request is stored, with the message id as the event id")
 }
+
+// A request whose event is larger than the mesh stores is a 413 for that
+// request alone (before, the runtime retried its publish forever and every
+// later request got 503): the source goes on taking the next ones.
+func TestTooLargeForTheMeshIs413(t *testing.T) {
+	addr := freeAddr(t)
+	eng, err := embedded.Open(t.Context(), embedded.Config{DataDir: t.TempDir()})
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = eng.Close() })
+	reg := connectors.NewRegistry()
+	reg.Register(httpsource.Spec)
+	rt, err := worker.New(worker.Options{Engine: eng, Registry: reg, WebhookListen: addr})
+	require.NoError(t, err)
+	require.NoError(t, rt.Start(t.Context()))
+	t.Cleanup(func() { _ = rt.Stop(context.Background()) })
+	_, err = rt.Create(t.Context(), "big", map[string]any{"connector.type": "http-source", "topic": "big", "path": "/big",
+		"auth": "none", "max.body.bytes": 4 * eng.MaxEventBytes()})
+	require.NoError(t, err)
+	require.Eventually(t, func() bool { return rt.WebhookAddr() != "" }, 10*time.Second, 10*time.Millisecond)
+	post := func(body []byte) (int, string) {
+		resp, err := http.Post("http://"+addr+"/big", "application/octet-stream", bytes.NewReader(body))
+		require.NoError(t, err)
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(b)
+	}
+	code, body := post(make([]byte, eng.MaxEventBytes()+1))
+	require.Equal(t, http.StatusRequestEntityTooLarge, code, body)
+	assert.Contains(t, body, "the mesh stores at most")
+	code, body = post([]byte("small"))
+	require.Equal(t, http.StatusNoContent, code, body)
+}

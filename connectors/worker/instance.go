@@ -336,7 +336,7 @@ func (r *Runtime) runTaskOnce(ctx context.Context, inst *instance, conn connecto
 	if task == nil {
 		return errors.New("NewTask returned nil")
 	}
-	tc := &taskContext{name: inst.name, id: id, log: log, webhooks: r.webhooks.For(inst.name)}
+	tc := &taskContext{name: inst.name, id: id, log: log, webhooks: r.webhooks.For(inst.name), maxEvent: r.opts.Engine.MaxEventBytes()}
 	if inst.spec.Kind == connectors.KindSource {
 		offs, err := r.loadOffsets(ctx, inst.name)
 		if err != nil {
@@ -388,6 +388,7 @@ type taskContext struct {
 	log      *slog.Logger
 	webhooks connectors.Webhooks
 	offsets  map[string]string // read-only after Init
+	maxEvent int64
 }
 
 func (tc *taskContext) Connector() string             { return tc.name }
@@ -395,6 +396,7 @@ func (tc *taskContext) TaskID() int                   { return tc.id }
 func (tc *taskContext) Logger() *slog.Logger          { return tc.log }
 func (tc *taskContext) Offsets() map[string]string    { return maps.Clone(tc.offsets) }
 func (tc *taskContext) Webhooks() connectors.Webhooks { return tc.webhooks }
+func (tc *taskContext) MaxEventBytes() int64          { return tc.maxEvent }
 func stack() []byte                                   { return debug.Stack() }
 func jsonEqual(a, b map[string]any) bool {
 	x, _ := json.Marshal(a)

@@ -94,7 +94,7 @@ func (r *Runtime) publish(ctx context.Context, inst *instance, topic string, evs
 		if err == nil {
 			return nil
 		}
-		if errors.As(err, &invalid) || errors.Is(err, mesh.ErrInvalidTopic) {
+		if errors.As(err, &invalid) || errors.Is(err, mesh.ErrInvalidTopic) || errors.Is(err, mesh.ErrTooLarge) {
 			return fmt.Errorf("publishing polled records: %w", err)
 		}
 		if ctx.Err() != nil {

@@ -30,6 +30,11 @@ var _ mesh.Engine = (*Engine)(nil)
 // DefaultStartTimeout bounds server start-up when ctx has no deadline.
 const DefaultStartTimeout = 30 * time.Second
 
+// MaxPayload is the embedded server's max_payload: the largest event,
+// attributes and data, the embedded mesh stores (8 MiB; NATS advises
+// against more). An external cluster has its own (1 MiB by default).
+const MaxPayload = 8 << 20
+
 // Config configures the embedded server and its engine.
 type Config struct {
 	// DataDir holds the JetStream store (in DataDir/jetstream). Required.
@@ -117,6 +122,9 @@ func Open(ctx context.Context, cfg Config) (*Engine, error) {
 		NoSigs:     true,
 		NoLog:      true,
 		DontListen: cfg.Listen == "",
+		// Room for the app API's largest body (4 MiB by default) with its
+		// attributes; NATS's own default is 1 MiB.
+		MaxPayload: MaxPayload,
 	}
 	if cfg.Listen != "" {
 		opts.Host, opts.Port, _ = splitListen(cfg.Listen)

@@ -264,7 +264,9 @@ func (e *Engine) classify(ctx context.Context, err error) error {
 		return fmt.Errorf("%w: %w", mesh.ErrClosed, err)
 	case errors.Is(err, context.Canceled) && ctx.Err() != nil:
 		return err
-	case errors.Is(err, nats.ErrMaxPayload), errors.Is(err, nats.ErrBadSubject),
+	case errors.Is(err, nats.ErrMaxPayload):
+		return fmt.Errorf("%w: %w", mesh.ErrTooLarge, err)
+	case errors.Is(err, nats.ErrBadSubject),
 		errors.Is(err, nats.ErrInvalidArg), errors.Is(err, jetstream.ErrInvalidOption),
 		errors.Is(err, mesh.ErrInvalidTopic), errors.Is(err, jetstream.ErrMsgAlreadyAckd):
 		return err

@@ -34,6 +34,9 @@ func (e *Engine) Publish(ctx context.Context, topic string, events []*event.Even
 		return nil
 	case 1:
 		msg, err := e.encode(subject, topic, events[0], o.DedupKey)
+		if err == nil {
+			err = e.checkSize(msg, 0)
+		}
 		if err != nil {
 			return fmt.Errorf("publishing to %q: %w", topic, err)
 		}
@@ -45,7 +48,10 @@ func (e *Engine) Publish(ctx context.Context, topic string, events []*event.Even
 	}
 	msgs := make([]*nats.Msg, len(events))
 	for i, ev := range events {
-		if msgs[i], err = e.encode(subject, topic, ev, o.DedupKey); err != nil {
+		if msgs[i], err = e.encode(subject, topic, ev, o.DedupKey); err == nil {
+			err = e.checkSize(msgs[i], i)
+		}
+		if err != nil {
 			return fmt.Errorf("publishing to %q: event %d: %w", topic, i, err)
 		}
 	}
@@ -88,4 +94,30 @@ func (e *Engine) encode(subject, topic string, ev *event.Event, dedupKey string)
 		m.Header[hdrMsgID] = []string{m.Header.Get(hdrMsgID) + " " + dedupKey}
 	}
 	return m, nil
+}
+
+// MaxEventBytes is the server's max_payload: a message carries the event's
+// headers and data.
+func (e *Engine) MaxEventBytes() int64 { return e.nc.MaxPayload() }
+
+// checkSize refuses a message the server would refuse, before anything of
+// the publish is sent: a batch stores all its events or none.
+func (e *Engine) checkSize(m *nats.Msg, index int) error {
+	size := len(m.Data) + headerSize(m.Header)
+	if limit := e.nc.MaxPayload(); int64(size) > limit {
+		return &mesh.TooLargeError{Index: index, Size: size, Limit: limit}
+	}
+	return nil
+}
+
+// headerSize is the wire size of a NATS header block: "NATS/1.0\r\n",
+// "key: value\r\n" per value, and the closing "\r\n".
+func headerSize(h nats.Header) int {
+	n := len("NATS/1.0\r\n\r\n")
+	for k, vs := range h {
+		for _, v := range vs {
+			n += len(k) + len(v) + 4
+		}
+	}
+	return n
 }

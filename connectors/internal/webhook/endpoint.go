@@ -3,12 +3,14 @@ package webhook
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net/http"
 	"strings"
 	"time"
 
 	"github.com/cloudevents/sdk-go/v2/event"
 
+	"github.com/meshd/meshd/bridge/problem"
 	"github.com/meshd/meshd/connectors"
 )
 
@@ -66,9 +68,27 @@ func (e *Endpoint) Serve(cfg connectors.Config, h http.Handler) error {
 }
 
 // Submit hands events to Poll and waits until they are stored (see
-// Inbox.Submit).
+// Inbox.Submit). An event larger than the mesh stores is refused with a
+// 413 problem before anything is handed over.
 func (e *Endpoint) Submit(ctx context.Context, events []event.Event, timeout time.Duration) error {
+	if limit := e.tc.MaxEventBytes(); limit > 0 {
+		for i := range events {
+			if size := eventSize(&events[i]); size > limit {
+				return problem.New(problem.CodeTooLarge, fmt.Sprintf("the event is about %d bytes with its attributes; the mesh stores at most %d bytes per event", size, limit))
+			}
+		}
+	}
 	return e.inbox.Submit(ctx, events, timeout)
+}
+
+// eventSize is a generous estimate of e as the mesh stores it: its data,
+// and each attribute with room for its header name and framing.
+func eventSize(e *event.Event) int64 {
+	n := int64(len(e.Data())) + 512 + int64(len(e.ID())+len(e.Source())+len(e.Type())+len(e.Subject())+len(e.DataContentType())+len(e.DataSchema()))
+	for name, v := range e.Extensions() {
+		n += int64(len(name)+len(fmt.Sprint(v))) + 16
+	}
+	return n
 }
 
 // Stop leaves the path; requests not stored yet get 503.
