@@ -120,15 +120,15 @@ type LoopStatus struct {
 
 // Loop is a running delivery loop.
 type Loop struct {
-	cfg      LoopConfig
-	log      *slog.Logger
-	dedup    *lru.Cache[uint64, struct{}] // nil without DedupSize
-	msgs     chan mesh.Message
-	holds    atomic.Int32
-	lastWarn atomic.Int64 // unix nanos of the last failure warning
-	status   sync.Mutex   // guards last, lastAt
-	last     string
-	lastAt   time.Time
+	cfg    LoopConfig
+	log    *slog.Logger
+	dedup  *lru.Cache[uint64, struct{}] // nil without DedupSize
+	msgs   chan mesh.Message
+	holds  atomic.Int32
+	warn   Throttle
+	status sync.Mutex // guards last, lastAt
+	last   string
+	lastAt time.Time
 
 	stopFetch  context.CancelFunc // ends fetching; workers then drain
 	abort      context.CancelFunc // cancels deliveries in flight
@@ -164,6 +164,7 @@ func StartLoop(ctx context.Context, cfg LoopConfig) *Loop {
 		cfg.Observer = nopObserver{}
 	}
 	l := &Loop{cfg: cfg, log: cfg.Logger, msgs: make(chan mesh.Message), done: make(chan struct{})}
+	l.warn.Every = warnEvery
 	if cfg.DedupSize > 0 {
 		l.dedup, _ = lru.New[uint64, struct{}](cfg.DedupSize)
 	}
@@ -241,17 +242,6 @@ func (l *Loop) Status() LoopStatus {
 // warnEvery bounds the failure warnings of one loop: a target that fails
 // every delivery must not flood the log.
 const warnEvery = 10 * time.Second
-
-// logFailure warns at most once per warnEvery, and logs at debug level
-// otherwise.
-func (l *Loop) logFailure(msg string, args ...any) {
-	now := time.Now().UnixNano()
-	if last := l.lastWarn.Load(); now-last >= int64(warnEvery) && l.lastWarn.CompareAndSwap(last, now) {
-		l.log.Warn(msg, args...)
-		return
-	}
-	l.log.Debug(msg, args...)
-}
 
 func (l *Loop) noteError(text string) {
 	l.status.Lock()
@@ -465,7 +455,7 @@ func (l *Loop) deliver(ctx context.Context, batch []mesh.Message, handler Handle
 		text := l.cfg.Redact(err.Error())
 		l.noteError(text)
 		if len(held) == 0 {
-			l.logFailure("delivery failed; retrying or dead-lettering", "failed", failed, "batch", len(batch), "error", text)
+			l.warn.Warn(l.log, "delivery failed; retrying or dead-lettering", "failed", failed, "batch", len(batch), "error", text)
 			return nil
 		}
 		// The target cannot take events now: keep these and try again.
@@ -473,7 +463,7 @@ func (l *Loop) deliver(ctx context.Context, batch []mesh.Message, handler Handle
 		if hold == 0 {
 			l.holds.Add(1)
 			defer l.holds.Add(-1)
-			l.logFailure("target unavailable; holding events and retrying", "events", len(held), "retry_in", wait, "error", text)
+			l.warn.Warn(l.log, "target unavailable; holding events and retrying", "events", len(held), "retry_in", wait, "error", text)
 			keepAlive = time.Now()
 		}
 		if !l.holdFor(ctx, held, wait, &keepAlive) {

@@ -6,6 +6,9 @@ import (
 	"log/slog"
 	"net/http"
 	"net/url"
+	"path"
+	"strings"
+	"time"
 
 	"github.com/cloudevents/sdk-go/v2/event"
 	"github.com/cloudevents/sdk-go/v2/types"
@@ -14,6 +17,7 @@ import (
 	"github.com/meshd/meshd/bridge/apitoken"
 	"github.com/meshd/meshd/bridge/cehttp"
 	"github.com/meshd/meshd/bridge/problem"
+	"github.com/meshd/meshd/mesh"
 )
 
 // backend is what the handler needs of the bridge; *bridge.Bridge satisfies
@@ -34,8 +38,10 @@ type handler struct {
 	log    *slog.Logger
 	source types.URIRef // source of wrapped bodies
 	parser cehttp.Parser
-	token  apitoken.Checker
-	mux    *http.ServeMux
+	// unavailable throttles the warnings of failed publishes.
+	unavailable bridge.Throttle
+	token       apitoken.Checker
+	mux         *http.ServeMux
 }
 
 // NewHandler returns the app API:
@@ -68,6 +74,7 @@ func newHandler(b backend, cfg Config, logger *slog.Logger) *handler {
 		source: wrappedSource(cfg.AppID),
 	}
 	h.token = apitoken.New(cfg.Token)
+	h.unavailable.Every = 10 * time.Second
 	mux := http.NewServeMux()
 	mux.HandleFunc("POST /v1/publish/{topic}", h.publish)
 	mux.HandleFunc("/v1/publish/{topic}", methodNotAllowed("POST"))
@@ -104,6 +111,16 @@ func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		h.publishTo(w, r, topic)
 		return
 	}
+	if p := r.URL.Path; p != "" && path.Clean(p) != p && strings.TrimSuffix(p, "/") != path.Clean(p) {
+		// Dot segments: the mux would redirect (a POST becoming a GET);
+		// name the problem instead.
+		if topic, ok := strings.CutPrefix(p, publishPrefix); ok {
+			problem.Write(w, problem.FromError(mesh.ValidateTopic(topic)))
+			return
+		}
+		problem.Write(w, problem.New(problem.CodeNotFound, "no API at "+r.Method+" "+p))
+		return
+	}
 	h.mux.ServeHTTP(w, r)
 }
 
@@ -121,7 +138,8 @@ func (h *handler) fail(w http.ResponseWriter, r *http.Request, what string, err 
 	case p.Status >= 500 && p.Code != problem.CodeMeshUnavailable:
 		h.log.Error(what, "path", r.URL.Path, "error", err)
 	case p.Status >= 500:
-		h.log.Warn(what, "path", r.URL.Path, "error", err)
+		// While the mesh is down every publish fails: one line now and then.
+		h.unavailable.Warn(h.log, what, "path", r.URL.Path, "error", err)
 	default:
 		h.log.Debug(what, "path", r.URL.Path, "error", err)
 	}

@@ -534,3 +534,21 @@ func TestPublishFastPathMatchesMux(t *testing.T) {
 	require.Equal(t, http.StatusNoContent, w.Code, w.Body.String())
 	assert.Equal(t, "a.b", rec.topic)
 }
+
+// Dot segments get a problem, never the mux's redirect (which turns a POST
+// into a GET elsewhere).
+func TestDotSegmentsAreProblems(t *testing.T) {
+	h, _ := newTestHandler(t, Config{})
+	for path, code := range map[string]string{
+		"/v1/publish/..":         problem.CodeInvalidTopic,
+		"/v1/publish/../admin":   problem.CodeInvalidTopic,
+		"/v1/publish/./x":        problem.CodeInvalidTopic,
+		"/v1/subscriptions/../x": problem.CodeNotFound,
+	} {
+		w := do(h, "POST", path, nil, binaryHeaders10())
+		assert.NotEqual(t, http.StatusTemporaryRedirect, w.Code, path)
+		assert.NotEqual(t, http.StatusMovedPermanently, w.Code, path)
+		p := requireProblem(t, w, w.Code, code)
+		assert.GreaterOrEqual(t, p.Status, 400, path)
+	}
+}
