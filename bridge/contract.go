@@ -63,10 +63,12 @@ type Subscription struct {
 	ContentMode string `json:"contentMode,omitempty" yaml:"contentMode,omitempty"`
 	// Filters all must match (CloudEvents Subscriptions API filter dialects).
 	Filters []map[string]any `json:"filters,omitempty" yaml:"filters,omitempty"`
-	// MaxAttempts is the most deliveries before dead-lettering (default 10).
+	// MaxAttempts is the most deliveries before dead-lettering; 0 (the
+	// default) retries for as long as the mesh keeps the event.
 	MaxAttempts int `json:"maxAttempts,omitempty" yaml:"maxAttempts,omitempty"`
-	// DeadLetterTopic receives events that failed for good; none: dropped
-	// with a warning.
+	// DeadLetterTopic receives events given up on (a permanent failure, or
+	// MaxAttempts spent); none: dropped with a warning and counted in
+	// meshd_events_dropped_total.
 	DeadLetterTopic string `json:"deadLetterTopic,omitempty" yaml:"deadLetterTopic,omitempty"`
 	// MaxInFlight bounds concurrent unacked deliveries (default 32).
 	MaxInFlight int `json:"maxInFlight,omitempty" yaml:"maxInFlight,omitempty"`
@@ -99,6 +101,14 @@ func (e *InvalidEventError) Error() string {
 
 // Extension attributes the bridge adds to dead-lettered events.
 const (
-	ExtDeliveryError    = "deliveryerror"
+	// ExtDeliveryError is why delivery gave up (redacted, truncated).
+	ExtDeliveryError = "deliveryerror"
+	// ExtDeliveryAttempts is how many deliveries were tried.
 	ExtDeliveryAttempts = "deliveryattempts"
+	// ExtDeliveryBy names who gave up: "subscription/<id>",
+	// "connector/<name>", "mqtt/<link>/<group>", "websocket/<group>".
+	ExtDeliveryBy = "deliveryby"
+	// ExtDeliveryTopic is the topic the event was delivered from, where a
+	// re-drive sends it back.
+	ExtDeliveryTopic = "deliverytopic"
 )

@@ -36,8 +36,8 @@ func Settle(logger *slog.Logger, what string, f func(context.Context) error) {
 // terminates msg with a warning. If the publish fails, msg is naked for
 // another try after retryDelay, so the event is never lost, and DeadLetter
 // returns false. reason must already be free of secrets. by names who
-// gives up (a subscription, a connector's group): it is the copy's dedup
-// key, so copies of one event from two of them are both kept.
+// gives up (ExtDeliveryBy): it is in the copy, and is its dedup key, so
+// copies of one event from two of them are both kept.
 func DeadLetter(eng mesh.Engine, logger *slog.Logger, msg mesh.Message, by, topic, reason string, retryDelay time.Duration) (gone bool) {
 	e := msg.Event()
 	attempt := msg.Attempt()
@@ -51,6 +51,8 @@ func DeadLetter(eng mesh.Engine, logger *slog.Logger, msg mesh.Message, by, topi
 	dl := e.Clone()
 	dl.SetExtension(ExtDeliveryError, reason)
 	dl.SetExtension(ExtDeliveryAttempts, int32(min(attempt, 1<<31-1)))
+	dl.SetExtension(ExtDeliveryBy, by)
+	dl.SetExtension(ExtDeliveryTopic, msg.Topic())
 	ctx, cancel := context.WithTimeout(context.Background(), settleTimeout)
 	err := eng.Publish(ctx, topic, []*event.Event{&dl}, mesh.WithDedupKey(by))
 	cancel()

@@ -49,7 +49,7 @@ func (b *Bridge) startRunner(ctx context.Context, sub Subscription, f Filter) er
 		r.mo = newMeasureOpts(attribute.String(AttrTopic, sub.Topic), attribute.String(AttrSubscription, sub.ID))
 	}
 	r.loop = StartLoop(context.Background(), LoopConfig{
-		Name:            "subscription " + sub.ID,
+		Name:            "subscription/" + sub.ID,
 		Engine:          b.opts.Engine,
 		Consumers:       []mesh.Consumer{cons},
 		Handler:         r.deliver,

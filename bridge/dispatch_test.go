@@ -8,6 +8,7 @@ import (
 	"net/http/httptest"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -500,4 +501,86 @@ func TestPublishTooLargeStoresNothing(t *testing.T) {
 	require.NoError(t, b.Publish(t.Context(), "big", []*event.Event{mkEvent(t, "after", "t")}))
 	require.Eventually(t, func() bool { return len(stored()) == 1 }, waitFor, tick)
 	assert.Equal(t, "after", stored()[0].ID(), "nothing of the refused batch was stored")
+}
+
+// Four subscriptions dead-lettering the same events to one topic store a
+// copy each, and a subscriber of that topic receives every copy (its
+// de-duplication is by stored event, not source+id), each saying which
+// subscription gave up and where the event came from.
+func TestEveryDeadLetterCopyIsDelivered(t *testing.T) {
+	eng := openEngine(t)
+	const n = 25
+	var mu sync.Mutex
+	got := map[string]int{} // deliveryby → copies received
+	rec := &recorder{reply: func(_ int, e *event.Event) error {
+		if by, ok := e.Extensions()[ExtDeliveryBy].(string); ok {
+			mu.Lock()
+			got[by]++
+			mu.Unlock()
+			assert.Equal(t, "orders", e.Extensions()[ExtDeliveryTopic])
+			return nil
+		}
+		return &DeliveryError{Class: Permanent, StatusCode: 400, Err: errors.New("no")}
+	}}
+	b := newTestBridge(t, eng, rec)
+	require.NoError(t, b.Start(t.Context()))
+	for i := range 4 {
+		_, err := b.CreateSubscription(t.Context(), Subscription{ID: fmt.Sprintf("s%d", i), Topic: "orders", Sink: "http://127.0.0.1:1/x", DeadLetterTopic: "dead"})
+		require.NoError(t, err)
+	}
+	_, err := b.CreateSubscription(t.Context(), Subscription{ID: "dlq-reader", Topic: "dead", Sink: "http://127.0.0.1:1/y"})
+	require.NoError(t, err)
+	evs := make([]*event.Event, n)
+	for i := range evs {
+		evs[i] = mkEvent(t, fmt.Sprintf("e%d", i), "t")
+	}
+	require.NoError(t, b.Publish(t.Context(), "orders", evs))
+	require.Eventually(t, func() bool {
+		mu.Lock()
+		defer mu.Unlock()
+		total := 0
+		for _, c := range got {
+			total += c
+		}
+		return total == 4*n
+	}, waitFor, tick, "every copy reaches the dead-letter subscriber")
+	mu.Lock()
+	defer mu.Unlock()
+	for i := range 4 {
+		assert.Equal(t, n, got[fmt.Sprintf("subscription/s%d", i)])
+	}
+}
+
+// With the defaults, a subscriber that fails for longer than the old limit
+// of ten attempts still gets every event once it is back: nothing is
+// dropped.
+func TestDefaultsRetryUntilTheSubscriberIsBack(t *testing.T) {
+	eng := &spyEngine{Engine: openEngine(t)}
+	var down atomic.Bool
+	down.Store(true)
+	rec := &recorder{reply: func(int, *event.Event) error {
+		if down.Load() {
+			return &DeliveryError{StatusCode: 503, Err: errors.New("starting up")}
+		}
+		return nil
+	}}
+	b := newTestBridge(t, eng, rec)
+	require.NoError(t, b.Start(t.Context()))
+	sub, err := b.CreateSubscription(t.Context(), Subscription{ID: "slow-app", Topic: "orders", Sink: "http://127.0.0.1:1/x"})
+	require.NoError(t, err)
+	assert.Zero(t, sub.MaxAttempts, "the default retries for as long as the mesh keeps the event")
+	require.NoError(t, b.Publish(t.Context(), "orders", []*event.Event{mkEvent(t, "1", "t")}))
+	require.Eventually(t, func() bool { return rec.count() >= 15 }, waitFor, tick, "more failures than the old limit of 10")
+	down.Store(false)
+	require.Eventually(t, func() bool {
+		for _, s := range eng.settlements() {
+			if s.op == "ack" && s.id == "1" {
+				return true
+			}
+		}
+		return false
+	}, waitFor, tick, "delivered once the subscriber is back")
+	for _, s := range eng.settlements() {
+		assert.NotEqual(t, "term", s.op, "never given up")
+	}
 }

@@ -16,7 +16,10 @@ import (
 
 // Defaults and limits of Subscription fields.
 const (
-	DefaultMaxAttempts = 10
+	// DefaultMaxAttempts is 0: an event is retried for as long as the mesh
+	// keeps it (mesh.maxAge), so a subscriber that restarts slowly loses
+	// nothing; set maxAttempts (with a deadLetterTopic) to give up sooner.
+	DefaultMaxAttempts = 0
 	DefaultMaxInFlight = 32
 	MaxMaxInFlight     = 1024
 	maxIDLen           = 200
@@ -65,11 +68,8 @@ func compileSubscription(sub Subscription) (Subscription, Filter, error) {
 	if err != nil {
 		return Subscription{}, nil, fmt.Errorf("%w: %w", ErrInvalidSubscription, err)
 	}
-	switch {
-	case sub.MaxAttempts < 0:
-		return bad("maxAttempts", "must not be negative")
-	case sub.MaxAttempts == 0:
-		sub.MaxAttempts = DefaultMaxAttempts
+	if sub.MaxAttempts < 0 {
+		return bad("maxAttempts", "must not be negative (0: retry for as long as the mesh keeps the event)")
 	}
 	switch {
 	case sub.MaxInFlight < 0 || sub.MaxInFlight > MaxMaxInFlight:

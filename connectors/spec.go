@@ -115,7 +115,7 @@ func Common(kind Kind) []Field {
 		Field{Name: FieldFilters, Type: TypeJSON, Description: "CloudEvents Subscriptions API filters (as in subscriptions); events that do not match are skipped."},
 		Field{Name: FieldBatchSize, Type: TypeInt, Default: int64(100), Description: fmt.Sprintf("Most events per Put (1 to %d).", MaxBatchSize)},
 		Field{Name: FieldBatchWait, Type: TypeDuration, Default: 100 * time.Millisecond, Description: "How long a batch waits to fill up after its first event."},
-		Field{Name: FieldAttempts, Type: TypeInt, Default: int64(bridge.DefaultMaxAttempts), Formerly: []string{"maxAttempts"}, Description: "Most deliveries of an event before it is dead-lettered."},
+		Field{Name: FieldAttempts, Type: TypeInt, Default: int64(bridge.DefaultMaxAttempts), Formerly: []string{"maxAttempts"}, Description: "Most deliveries of an event before it is dead-lettered; 0 retries for as long as the mesh keeps it. An unreachable target spends no attempts."},
 		Field{Name: FieldDeadLetter, Type: TypeString, Formerly: []string{"deadLetterTopic"}, Description: "Topic receiving events that failed for good (none: dropped with a warning)."},
 	)
 }
@@ -286,8 +286,8 @@ func checkCommon(s Spec, cfg Config) []FieldError {
 	if d := cfg.Duration(FieldBatchWait); d < 0 {
 		errs = append(errs, FieldError{FieldBatchWait, "must not be negative"})
 	}
-	if n := cfg.Int(FieldAttempts); n < 1 {
-		errs = append(errs, FieldError{FieldAttempts, "must be at least 1"})
+	if n := cfg.Int(FieldAttempts); n < 0 {
+		errs = append(errs, FieldError{FieldAttempts, "must not be negative (0: retry for as long as the mesh keeps the event)"})
 	}
 	if dl := cfg.String(FieldDeadLetter); dl != "" {
 		if err := mesh.ValidateTopic(dl); err != nil {

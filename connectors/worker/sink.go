@@ -56,7 +56,7 @@ func (r *Runtime) sinkLoop(ctx context.Context, inst *instance, task connectors.
 	d := &sinkDelivery{r: r, inst: inst, task: task}
 	d.flusher, _ = task.(connectors.Flusher)
 	loop := bridge.StartLoop(ctx, bridge.LoopConfig{
-		Name:            GroupName(inst.name),
+		Name:            "connector/" + inst.name,
 		Engine:          r.opts.Engine,
 		Consumers:       consumers,
 		Handler:         d.put,

@@ -44,7 +44,7 @@ func (b *Link) startOutbound(ctx context.Context, o Outbound) (*bridge.Loop, err
 	}
 	r := &outbound{b: b, cfg: o, tmpl: t}
 	return bridge.StartLoop(ctx, bridge.LoopConfig{
-		Name:            "mqtt " + b.cfg.Name + " " + o.Group,
+		Name:            "mqtt/" + b.cfg.Name + "/" + o.Group,
 		Engine:          b.eng,
 		Consumers:       []mesh.Consumer{c},
 		Start:           r.start,

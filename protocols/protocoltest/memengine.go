@@ -50,8 +50,9 @@ func (m *MemoryEngine) Consume(context.Context, mesh.ConsumerConfig) (mesh.Consu
 }
 func (m *MemoryEngine) DeleteGroup(context.Context, string, string) error { return nil }
 func (m *MemoryEngine) KV(context.Context, string) (mesh.KV, error)       { return nil, errNotInMemory }
+
 // MaxEventBytes is NATS's default max_payload, like a real engine's.
 func (m *MemoryEngine) MaxEventBytes() int64 { return 1 << 20 }
 
-func (m *MemoryEngine) Ready(context.Context) error                       { return nil }
-func (m *MemoryEngine) Close() error                                      { return nil }
+func (m *MemoryEngine) Ready(context.Context) error { return nil }
+func (m *MemoryEngine) Close() error                { return nil }

@@ -153,7 +153,7 @@ var (
 func (s *subscription) run(eng mesh.Engine, consumer mesh.Consumer) {
 	ctx, cancel := context.WithCancel(context.Background())
 	loop := bridge.StartLoop(ctx, bridge.LoopConfig{
-		Name:      "websocket " + s.params.group,
+		Name:      "websocket/" + s.params.group,
 		Engine:    eng,
 		Consumers: []mesh.Consumer{consumer},
 		Start:     s.start,
