@@ -22,6 +22,10 @@ var (
 	// carry (*TooLargeError says by how much); nothing of its publish is
 	// stored.
 	ErrTooLarge = errors.New("event too large for the mesh")
+	// ErrLimit is returned when the mesh refuses a consumer (or other
+	// resource) because a configured limit is reached; it is not retried
+	// by itself.
+	ErrLimit = errors.New("mesh limit reached")
 )
 
 // TooLargeError names the event that does not fit and the mesh's limit.

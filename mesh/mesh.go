@@ -69,6 +69,11 @@ type ConsumerConfig struct {
 	// published after its creation; otherwise it starts at the oldest stored
 	// event of the topic. An existing group always resumes where it was.
 	StartAtNew bool
+	// Ephemeral asks for a consumer of its own instead of a member of
+	// Group (which is then only a label): it starts at new events, and the
+	// engine removes it when it is closed, or soon after its process died.
+	// For subscribers that live as long as a connection.
+	Ephemeral bool
 }
 
 // Consumer is one member of a consumer group.

@@ -45,6 +45,7 @@ const (
 	CodeMeshUnavailable      = "mesh-unavailable"
 	CodePaused               = "paused"
 	CodeUpstream             = "upstream-error"
+	CodeLimitReached         = "limit-reached"
 )
 
 // Problem is an RFC 9457 problem details document plus meshd's stable code.
@@ -87,6 +88,7 @@ var table = map[string]entry{
 	CodeMeshUnavailable:      {http.StatusServiceUnavailable, "Mesh unavailable"},
 	CodePaused:               {http.StatusServiceUnavailable, "Paused"},
 	CodeUpstream:             {http.StatusBadGateway, "Upstream service failed"},
+	CodeLimitReached:         {http.StatusTooManyRequests, "Limit reached"},
 }
 
 // Codes returns every problem code of the table.
@@ -135,6 +137,8 @@ func FromError(err error) Problem {
 		return New(CodeInvalidTopic, err.Error())
 	case errors.As(err, &tooBig):
 		return New(CodeTooLarge, tooBig.Error())
+	case errors.Is(err, mesh.ErrLimit):
+		return New(CodeLimitReached, err.Error())
 	case errors.Is(err, mesh.ErrTooLarge):
 		return New(CodeTooLarge, "an event is larger than the mesh carries")
 	case errors.Is(err, bridge.ErrInvalidSubscription):

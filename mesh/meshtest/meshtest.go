@@ -81,6 +81,7 @@ func Run(t *testing.T, open Opener) {
 			{"ConsumerClose", testConsumerClose},
 			{"InvalidTopic", testInvalidTopic},
 			{"ValuesRoundTrip", testValuesRoundTrip},
+			{"Ephemeral", testEphemeral},
 			{"KV", testKV},
 			{"KVEmptyBucket", testKVEmpty},
 			{"Ready", testReady},
@@ -424,6 +425,22 @@ func testAckStopsRedelivery(t *testing.T, eng mesh.Engine) {
 	m := next(t, c)
 	ack(t, m)
 	noNext(t, c)
+}
+
+// Ephemeral consumers are each their own: two with one group label both
+// receive every new event, and neither sees what was stored before it.
+func testEphemeral(t *testing.T, eng mesh.Engine) {
+	tp := topic(t)
+	require.NoError(t, eng.Publish(t.Context(), tp, []*event.Event{newEvent(t, "before")}))
+	a := consume(t, eng, mesh.ConsumerConfig{Topic: tp, Group: "ws", Ephemeral: true})
+	b := consume(t, eng, mesh.ConsumerConfig{Topic: tp, Group: "ws", Ephemeral: true})
+	require.NoError(t, eng.Publish(t.Context(), tp, []*event.Event{newEvent(t, "after")}))
+	for _, c := range []mesh.Consumer{a, b} {
+		m := next(t, c)
+		assert.Equal(t, "after", m.Event().ID())
+		ack(t, m)
+		noNext(t, c)
+	}
 }
 
 // Extension values travel byte for byte, spaces at their ends and percent

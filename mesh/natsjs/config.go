@@ -16,6 +16,10 @@ const (
 	DefaultReplicas        = 1
 	DefaultMaxAge          = 72 * time.Hour
 	DefaultDuplicateWindow = 2 * time.Minute
+	DefaultMaxConsumers    = 100_000
+	// ephemeralIdle is how long an ephemeral consumer outlives a process
+	// that died without closing it.
+	ephemeralIdle = time.Minute
 	DefaultPublishTimeout  = 5 * time.Second
 	DefaultConnectTimeout  = 5 * time.Second
 )
@@ -37,6 +41,10 @@ type Config struct {
 	Replicas int
 	// MaxAge is how long events are kept. Default 72h; negative means forever.
 	MaxAge time.Duration
+	// MaxConsumers bounds the consumer groups and subscribers of the stream
+	// (default 100000; NATS's own default is 1000, which a sidecar with a
+	// thousand WebSocket subscribers reached).
+	MaxConsumers int
 	// MaxBytes bounds the stream size; the oldest events are dropped first.
 	// 0 or negative means unlimited.
 	MaxBytes int64
@@ -80,6 +88,9 @@ func (cfg Config) withDefaults() Config {
 	}
 	if cfg.MaxAge == 0 {
 		cfg.MaxAge = DefaultMaxAge
+	}
+	if cfg.MaxConsumers <= 0 {
+		cfg.MaxConsumers = DefaultMaxConsumers
 	}
 	if cfg.MaxBytes <= 0 {
 		cfg.MaxBytes = -1

@@ -30,12 +30,13 @@ const (
 var _ mesh.Consumer = (*consumer)(nil)
 
 type consumer struct {
-	eng    *Engine
-	topic  string
-	group  string
-	log    *slog.Logger
-	it     jetstream.MessagesContext
-	closed atomic.Bool
+	eng       *Engine
+	topic     string
+	group     string
+	ephemeral string // the server's name of an ephemeral consumer, deleted at Close
+	log       *slog.Logger
+	it        jetstream.MessagesContext
+	closed    atomic.Bool
 }
 
 // Consume opens the durable pull consumer of cfg.Group on cfg.Topic,
@@ -71,16 +72,7 @@ func (e *Engine) Consume(ctx context.Context, cfg mesh.ConsumerConfig) (mesh.Con
 	if cfg.StartAtNew {
 		deliver = jetstream.DeliverNewPolicy // only if the group is new
 	}
-	name := durableName(cfg.Group, cfg.Topic)
-
-	ctx, cancel := e.withTimeout(ctx)
-	defer cancel()
-	c, err := e.openConsumer(ctx, name, func(cc *jetstream.ConsumerConfig) bool {
-		changed := cc.MaxAckPending != maxInFlight || cc.AckWait != ackWait || cc.MaxDeliver != maxDeliver
-		cc.MaxAckPending, cc.AckWait, cc.MaxDeliver = maxInFlight, ackWait, maxDeliver
-		return changed
-	}, jetstream.ConsumerConfig{
-		Durable:       name,
+	create := jetstream.ConsumerConfig{
 		Description:   fmt.Sprintf("meshd group %q on topic %q", cfg.Group, cfg.Topic),
 		FilterSubject: subject,
 		AckPolicy:     jetstream.AckExplicitPolicy,
@@ -88,7 +80,25 @@ func (e *Engine) Consume(ctx context.Context, cfg mesh.ConsumerConfig) (mesh.Con
 		MaxDeliver:    maxDeliver,
 		MaxAckPending: maxInFlight,
 		DeliverPolicy: deliver,
-	})
+	}
+
+	ctx, cancel := e.withTimeout(ctx)
+	defer cancel()
+	var c jetstream.Consumer
+	if cfg.Ephemeral {
+		// A consumer of its own, named by the server, gone when closed or
+		// idle for ephemeralIdle (its process died).
+		create.DeliverPolicy = jetstream.DeliverNewPolicy
+		create.InactiveThreshold = ephemeralIdle
+		c, err = e.js.CreateConsumer(ctx, e.cfg.Stream, create)
+	} else {
+		create.Durable = durableName(cfg.Group, cfg.Topic)
+		c, err = e.openConsumer(ctx, create.Durable, func(cc *jetstream.ConsumerConfig) bool {
+			changed := cc.MaxAckPending != maxInFlight || cc.AckWait != ackWait || cc.MaxDeliver != maxDeliver
+			cc.MaxAckPending, cc.AckWait, cc.MaxDeliver = maxInFlight, ackWait, maxDeliver
+			return changed
+		}, create)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("consuming %q as %q: %w", cfg.Topic, cfg.Group, e.classify(ctx, err))
 	}
@@ -105,6 +115,9 @@ func (e *Engine) Consume(ctx context.Context, cfg mesh.ConsumerConfig) (mesh.Con
 		group: cfg.Group,
 		log:   e.log.With("topic", cfg.Topic, "group", cfg.Group),
 		it:    it,
+	}
+	if cfg.Ephemeral {
+		cons.ephemeral = c.CachedInfo().Name
 	}
 	e.consumerMu.Lock()
 	e.consumers[cons] = struct{}{}
@@ -219,6 +232,13 @@ func (c *consumer) Close() error {
 	c.eng.consumerMu.Lock()
 	delete(c.eng.consumers, c)
 	c.eng.consumerMu.Unlock()
+	if c.ephemeral != "" && !c.eng.closed.Load() {
+		ctx, cancel := context.WithTimeout(context.Background(), closeWait)
+		defer cancel()
+		if err := c.eng.js.DeleteConsumer(ctx, c.eng.cfg.Stream, c.ephemeral); err != nil && !errors.Is(err, jetstream.ErrConsumerNotFound) {
+			c.log.Debug("deleting an ephemeral consumer; the server removes it when idle", "error", err)
+		}
+	}
 	return nil
 }
 

@@ -156,8 +156,9 @@ func (e *Engine) ensureStream(ctx context.Context) error {
 		Replicas:    e.cfg.Replicas,
 		MaxAge:      maxAge,
 		MaxBytes:    e.cfg.MaxBytes,
-		MaxMsgs:     -1,
-		Duplicates:  e.cfg.DuplicateWindow,
+		MaxMsgs:      -1,
+		Duplicates:   e.cfg.DuplicateWindow,
+		MaxConsumers: e.cfg.MaxConsumers,
 	}
 	ctx, cancel := e.withTimeout(ctx)
 	defer cancel()
@@ -266,6 +267,8 @@ func (e *Engine) classify(ctx context.Context, err error) error {
 		return err
 	case errors.Is(err, nats.ErrMaxPayload):
 		return fmt.Errorf("%w: %w", mesh.ErrTooLarge, err)
+	case errors.Is(err, &jetstream.APIError{ErrorCode: jetstream.JSErrCodeMaximumConsumersLimit}):
+		return fmt.Errorf("%w: the stream has as many consumers as it may (mesh.maxConsumers): %w", mesh.ErrLimit, err)
 	case errors.Is(err, nats.ErrBadSubject),
 		errors.Is(err, nats.ErrInvalidArg), errors.Is(err, jetstream.ErrInvalidOption),
 		errors.Is(err, mesh.ErrInvalidTopic), errors.Is(err, jetstream.ErrMsgAlreadyAckd):

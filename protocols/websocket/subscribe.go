@@ -30,7 +30,7 @@ type clientAck struct {
 type subscribeParams struct {
 	topic       string
 	group       string
-	ephemeral   bool // no group given: a fresh group, deleted at disconnect
+	ephemeral   bool // no group given: a consumer of its own, gone with the connection
 	filter      bridge.Filter
 	maxInFlight int
 }
@@ -88,6 +88,7 @@ func (h *Handler) serveSubscribe(w http.ResponseWriter, r *http.Request) {
 		// mesh's own redelivery is the backstop if meshd dies.
 		AckWait:    2 * h.cfg.AckTimeout,
 		StartAtNew: params.ephemeral,
+		Ephemeral:  params.ephemeral,
 	})
 	if err != nil {
 		problem.Write(w, problem.FromError(fmt.Errorf("opening the consumer: %w", err)))
@@ -96,7 +97,6 @@ func (h *Handler) serveSubscribe(w http.ResponseWriter, r *http.Request) {
 	c := h.upgrade(w, r)
 	if c == nil {
 		_ = consumer.Close()
-		h.dropGroup(params)
 		return
 	}
 	defer h.done(c)
@@ -108,19 +108,6 @@ func (h *Handler) serveSubscribe(w http.ResponseWriter, r *http.Request) {
 		pending: map[string][]*pending{},
 	}
 	s.run(h.eng, consumer)
-	h.dropGroup(params)
-}
-
-// dropGroup deletes the fresh group of a subscription without ?group=.
-func (h *Handler) dropGroup(p subscribeParams) {
-	if !p.ephemeral {
-		return
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	if err := h.eng.DeleteGroup(ctx, p.topic, p.group); err != nil {
-		h.log.Warn("deleting the group of a closed WebSocket subscription", "topic", p.topic, "group", p.group, "error", err)
-	}
 }
 
 // subscription delivers a consumer's events to one connection: a handler

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/base64"
 	"encoding/json"
+	"io"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
@@ -13,11 +14,13 @@ import (
 
 	"github.com/cloudevents/sdk-go/v2/event"
 	"github.com/gorilla/websocket"
+	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
 	"github.com/meshd/meshd/bridge"
 	"github.com/meshd/meshd/mesh"
 	"github.com/meshd/meshd/mesh/embedded"
+	"github.com/meshd/meshd/mesh/natsjs"
 	ws "github.com/meshd/meshd/protocols/websocket"
 )
 
@@ -286,4 +289,54 @@ func TestCloseEndsConnections(t *testing.T) {
 	e.h.Close()
 	_, _, err := c.ReadMessage()
 	require.True(t, websocket.IsCloseError(err, websocket.CloseGoingAway), "%v", err)
+}
+
+// Subscribers without a group use consumers of their own that go with the
+// connection: many more come and go than the mesh holds at once, and one
+// over the limit is told so with a 429, not a retryable 503.
+func TestEphemeralSubscribersFreeTheirConsumers(t *testing.T) {
+	eng, err := embedded.Open(t.Context(), embedded.Config{DataDir: t.TempDir(), Mesh: natsjs.Config{MaxConsumers: 3}})
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = eng.Close() })
+	b, err := bridge.New(bridge.Options{Engine: eng, Logger: slog.New(slog.DiscardHandler)})
+	require.NoError(t, err)
+	h := ws.NewHandler(b, eng, ws.Config{}, slog.New(slog.DiscardHandler))
+	srv := httptest.NewServer(h)
+	t.Cleanup(func() { h.Close(); srv.Close() })
+	e := &env{eng: eng, h: h, srv: srv}
+	d := websocket.Dialer{Subprotocols: []string{ws.SubprotocolJSON}}
+	for i := range 10 {
+		// The consumer of a closed connection is deleted as it closes;
+		// allow the server a moment before the next comes.
+		require.Eventually(t, func() bool {
+			c, _, err := d.Dial(e.url("/v1/ws/subscribe/orders"), nil)
+			if err != nil {
+				return false
+			}
+			return c.Close() == nil
+		}, 5*time.Second, 20*time.Millisecond, "subscriber %d of 10 with room for 3", i)
+	}
+	require.Eventually(t, func() bool {
+		var open []*websocket.Conn
+		defer func() {
+			for _, c := range open {
+				_ = c.Close()
+			}
+		}()
+		for range 3 {
+			c, _, err := d.Dial(e.url("/v1/ws/subscribe/orders"), nil)
+			if err != nil {
+				return false
+			}
+			open = append(open, c)
+		}
+		_, resp, err := d.Dial(e.url("/v1/ws/subscribe/orders"), nil)
+		if err == nil || resp.StatusCode != http.StatusTooManyRequests {
+			return false
+		}
+		body, _ := io.ReadAll(resp.Body)
+		assert.Contains(t, string(body), "limit-reached")
+		assert.Empty(t, resp.Header.Get("Retry-After"))
+		return true
+	}, 10*time.Second, 50*time.Millisecond, "three at once fill the mesh; a fourth is refused with 429")
 }
