@@ -584,3 +584,50 @@ func TestDefaultsRetryUntilTheSubscriberIsBack(t *testing.T) {
 		assert.NotEqual(t, "term", s.op, "never given up")
 	}
 }
+
+// countingKV counts the values read from a bucket.
+type countingKV struct {
+	mesh.KV
+	gets *atomic.Int64
+}
+
+func (c countingKV) Get(ctx context.Context, key string) (mesh.Entry, error) {
+	c.gets.Add(1)
+	return c.KV.Get(ctx, key)
+}
+
+type countingEngine struct {
+	mesh.Engine
+	gets atomic.Int64
+}
+
+func (c *countingEngine) KV(ctx context.Context, bucket string) (mesh.KV, error) {
+	kv, err := c.Engine.KV(ctx, bucket)
+	if err != nil {
+		return nil, err
+	}
+	return countingKV{KV: kv, gets: &c.gets}, nil
+}
+
+// Deleting a subscription keeps a group another subscription shares, and
+// does not read every stored subscription to find out.
+func TestDeleteSubscriptionKeepsASharedGroup(t *testing.T) {
+	eng := &countingEngine{Engine: openEngine(t)}
+	rec := &recorder{}
+	b := newTestBridge(t, eng, rec)
+	require.NoError(t, b.Start(t.Context()))
+	for i := range 40 {
+		_, err := b.CreateSubscription(t.Context(), Subscription{ID: fmt.Sprintf("other-%d", i), Topic: "elsewhere", Sink: "http://127.0.0.1:1/x"})
+		require.NoError(t, err)
+	}
+	for _, id := range []string{"a", "b"} {
+		_, err := b.CreateSubscription(t.Context(), Subscription{ID: id, Topic: "orders", Group: "shared", Sink: "http://127.0.0.1:1/" + id})
+		require.NoError(t, err)
+	}
+	before := eng.gets.Load()
+	require.NoError(t, b.DeleteSubscription(t.Context(), "a"))
+	assert.Less(t, eng.gets.Load()-before, int64(5), "a delete reads the deleted subscription, not all 42")
+	require.NoError(t, b.Publish(t.Context(), "orders", []*event.Event{mkEvent(t, "1", "t")}))
+	require.Eventually(t, func() bool { return rec.count() == 1 }, waitFor, tick, "b still gets the shared group's events")
+	assert.Equal(t, "http://127.0.0.1:1/b", rec.snapshot()[0].sub.Sink)
+}
