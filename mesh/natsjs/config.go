@@ -19,9 +19,9 @@ const (
 	DefaultMaxConsumers    = 100_000
 	// ephemeralIdle is how long an ephemeral consumer outlives a process
 	// that died without closing it.
-	ephemeralIdle = time.Minute
-	DefaultPublishTimeout  = 5 * time.Second
-	DefaultConnectTimeout  = 5 * time.Second
+	ephemeralIdle         = time.Minute
+	DefaultPublishTimeout = 5 * time.Second
+	DefaultConnectTimeout = 5 * time.Second
 )
 
 // maxStreamName bounds stream and bucket names (a file store makes a
