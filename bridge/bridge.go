@@ -78,6 +78,11 @@ func New(opts Options) (*Bridge, error) {
 		if err != nil {
 			return nil, fmt.Errorf("creating metric instruments: %w", err)
 		}
+		if dc, ok := opts.Engine.(mesh.DuplicateCounter); ok {
+			if err := observeDuplicates(opts.Meter, dc); err != nil {
+				return nil, fmt.Errorf("creating metric instruments: %w", err)
+			}
+		}
 		b.metrics = m
 	}
 	return b, nil

@@ -1,6 +1,8 @@
 package bridge
 
 import (
+	"context"
+
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/metric"
 
@@ -10,6 +12,7 @@ import (
 // Metric names. Durations are in seconds.
 const (
 	MetricPublished        = "meshd.events.published"    // counter; attr topic
+	MetricDuplicates       = "meshd.events.duplicates"   // counter; attr topic
 	MetricPublishDuration  = "meshd.publish.duration"    // histogram; attr topic
 	MetricDelivered        = "meshd.events.delivered"    // counter; attrs topic, subscription
 	MetricDeliveryDuration = "meshd.delivery.duration"   // histogram; attrs topic, subscription
@@ -69,6 +72,22 @@ func newMetrics(m metric.Meter) (*metrics, error) {
 		return nil, err
 	}
 	return &ms, nil
+}
+
+// observeDuplicates reports the engine's count of re-publishes it
+// acknowledged without storing again (a retry, or another event with the
+// same source and id inside the duplicate window), by topic.
+func observeDuplicates(m metric.Meter, dc mesh.DuplicateCounter) error {
+	_, err := m.Int64ObservableCounter(MetricDuplicates,
+		metric.WithDescription("Published events acknowledged but not stored again: the same source and id inside the mesh's duplicate window."),
+		metric.WithUnit("{event}"),
+		metric.WithInt64Callback(func(_ context.Context, o metric.Int64Observer) error {
+			for topic, n := range dc.Duplicates() {
+				o.Observe(n, metric.WithAttributes(attribute.String(AttrTopic, topic)))
+			}
+			return nil
+		}))
+	return err
 }
 
 // measureOpts are pre-built measurement options for one attribute set, so

@@ -55,17 +55,21 @@ func TestMetrics(t *testing.T) {
 
 	require.NoError(t, b.Publish(t.Context(), "orders", []*event.Event{mkEvent(t, "1", "keep"), mkEvent(t, "2", "drop")}))
 	require.NoError(t, b.Publish(t.Context(), "orders", []*event.Event{mkEvent(t, "3", "keep")}))
+	// A re-publish inside the duplicate window: acknowledged, not stored,
+	// counted.
+	require.NoError(t, b.Publish(t.Context(), "orders", []*event.Event{mkEvent(t, "3", "keep")}))
 	require.Eventually(t, func() bool {
 		return sumOf(t, collect(t, reader)[MetricDelivered], attribute.String("topic", "orders"), attribute.String("subscription", "s")) == 2
 	}, waitFor, tick)
 
 	got := collect(t, reader)
-	assert.EqualValues(t, 3, sumOf(t, got[MetricPublished], attribute.String("topic", "orders")))
+	assert.EqualValues(t, 4, sumOf(t, got[MetricPublished], attribute.String("topic", "orders")), "every event answered as stored")
+	assert.EqualValues(t, 1, sumOf(t, got[MetricDuplicates], attribute.String("topic", "orders")), "of which one was a duplicate")
 	assert.EqualValues(t, 1, sumOf(t, got[MetricFiltered], attribute.String("topic", "orders"), attribute.String("subscription", "s")))
 	ph, ok := got[MetricPublishDuration].(metricdata.Histogram[float64])
 	require.True(t, ok)
 	require.Len(t, ph.DataPoints, 1)
-	assert.EqualValues(t, 2, ph.DataPoints[0].Count)
+	assert.EqualValues(t, 3, ph.DataPoints[0].Count)
 	dh, ok := got[MetricDeliveryDuration].(metricdata.Histogram[float64])
 	require.True(t, ok)
 	require.Len(t, dh.DataPoints, 1)

@@ -76,6 +76,14 @@ type ConsumerConfig struct {
 	Ephemeral bool
 }
 
+// DuplicateCounter is implemented by engines that count re-publishes they
+// acknowledged without storing again (the same source and id inside the
+// duplicate window), for metrics.
+type DuplicateCounter interface {
+	// Duplicates returns the count so far, by topic.
+	Duplicates() map[string]int64
+}
+
 // Consumer is one member of a consumer group.
 type Consumer interface {
 	// Next blocks until an event is delivered to this member, ctx is done

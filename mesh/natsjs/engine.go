@@ -45,6 +45,7 @@ type Engine struct {
 	nSubjects  atomic.Int64
 	buckets    sync.Map // bucket name → *kvBucket
 	bucketsMu  sync.Mutex
+	dups       sync.Map   // topic → *atomic.Int64: publishes acknowledged as duplicates
 	consumerMu sync.Mutex // guards consumers; never held while calling into a consumer's iterator
 	consumers  map[*consumer]struct{}
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync/atomic"
 
 	"github.com/cloudevents/sdk-go/v2/event"
 	"github.com/nats-io/nats.go"
@@ -41,8 +42,12 @@ func (e *Engine) Publish(ctx context.Context, topic string, events []*event.Even
 			return fmt.Errorf("publishing to %q: %w", topic, err)
 		}
 		// PublishMsg bounds a ctx without deadline by cfg.PublishTimeout.
-		if _, err := e.js.PublishMsg(ctx, msg); err != nil {
+		ack, err := e.js.PublishMsg(ctx, msg)
+		if err != nil {
 			return fmt.Errorf("publishing to %q: %w", topic, e.classify(ctx, err))
+		}
+		if ack.Duplicate {
+			e.countDuplicate(topic)
 		}
 		return nil
 	}
@@ -69,7 +74,10 @@ func (e *Engine) Publish(ctx context.Context, topic string, events []*event.Even
 		}
 		for i, f := range futures {
 			select {
-			case <-f.Ok():
+			case ack := <-f.Ok():
+				if ack.Duplicate {
+					e.countDuplicate(topic)
+				}
 			case err := <-f.Err():
 				return fmt.Errorf("publishing to %q: event %d: %w", topic, start+i, e.classify(ctx, err))
 			case <-ctx.Done():
@@ -120,4 +128,23 @@ func headerSize(h nats.Header) int {
 		}
 	}
 	return n
+}
+
+// countDuplicate counts a publish JetStream acknowledged as a duplicate.
+func (e *Engine) countDuplicate(topic string) {
+	c, ok := e.dups.Load(topic)
+	if !ok {
+		c, _ = e.dups.LoadOrStore(topic, new(atomic.Int64))
+	}
+	c.(*atomic.Int64).Add(1)
+}
+
+// Duplicates implements mesh.DuplicateCounter.
+func (e *Engine) Duplicates() map[string]int64 {
+	out := map[string]int64{}
+	e.dups.Range(func(k, v any) bool {
+		out[k.(string)] = v.(*atomic.Int64).Load()
+		return true
+	})
+	return out
 }
