@@ -631,3 +631,37 @@ func TestDeleteSubscriptionKeepsASharedGroup(t *testing.T) {
 	require.Eventually(t, func() bool { return rec.count() == 1 }, waitFor, tick, "b still gets the shared group's events")
 	assert.Equal(t, "http://127.0.0.1:1/b", rec.snapshot()[0].sub.Sink)
 }
+
+// maxInFlight 1 is the ordered mode: events reach the sink in the order
+// they were stored, even when one fails and is retried (the mesh delivers
+// nothing else while it waits).
+func TestMaxInFlightOneKeepsOrder(t *testing.T) {
+	eng := openEngine(t)
+	var mu sync.Mutex
+	var order []string
+	failures := map[string]int{"e03": 2, "e11": 1}
+	rec := &recorder{reply: func(_ int, e *event.Event) error {
+		mu.Lock()
+		defer mu.Unlock()
+		if failures[e.ID()] > 0 {
+			failures[e.ID()]--
+			return &DeliveryError{StatusCode: 503, Err: errors.New("busy")}
+		}
+		order = append(order, e.ID())
+		return nil
+	}}
+	b := newTestBridge(t, eng, rec)
+	require.NoError(t, b.Start(t.Context()))
+	_, err := b.CreateSubscription(t.Context(), Subscription{ID: "ordered", Topic: "orders", Sink: "http://127.0.0.1:1/x", MaxInFlight: 1})
+	require.NoError(t, err)
+	var want []string
+	for i := range 20 {
+		id := fmt.Sprintf("e%02d", i)
+		want = append(want, id)
+		require.NoError(t, b.Publish(t.Context(), "orders", []*event.Event{mkEvent(t, id, "t")}))
+	}
+	require.Eventually(t, func() bool { mu.Lock(); defer mu.Unlock(); return len(order) == 20 }, waitFor, tick)
+	mu.Lock()
+	defer mu.Unlock()
+	assert.Equal(t, want, order)
+}
