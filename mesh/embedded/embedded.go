@@ -15,9 +15,13 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"sync"
+	"sync/atomic"
+	"syscall"
 	"time"
 
+	"github.com/cloudevents/sdk-go/v2/event"
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 
@@ -89,6 +93,11 @@ type Engine struct {
 	*natsjs.Engine
 	srv       *server.Server
 	nc        *nats.Conn
+	log       *slog.Logger
+	srvLog    *serverLog
+	dir       string
+	stop      chan struct{} // closed by Close: ends watchStore
+	watch     sync.WaitGroup
 	closeOnce sync.Once
 }
 
@@ -125,6 +134,10 @@ func Open(ctx context.Context, cfg Config) (*Engine, error) {
 		// Room for the app API's largest body (4 MiB by default) with its
 		// attributes; NATS's own default is 1 MiB.
 		MaxPayload: MaxPayload,
+		// The disk is the limit, not 75% of what was free at start (NATS's
+		// default): that made the store refuse writes for good once full,
+		// even after space was freed.
+		JetStreamMaxStore: diskSize(dir),
 	}
 	if cfg.Listen != "" {
 		opts.Host, opts.Port, _ = splitListen(cfg.Listen)
@@ -134,7 +147,8 @@ func Open(ctx context.Context, cfg Config) (*Engine, error) {
 		return nil, fmt.Errorf("starting embedded nats: %w", err)
 	}
 	debug := log.Enabled(ctx, slog.LevelDebug)
-	srv.SetLoggerV2(&serverLog{log: log.With("component", "nats-server"), debug: debug}, debug, false, false)
+	srvLog := &serverLog{log: log.With("component", "nats-server"), debug: debug}
+	srv.SetLoggerV2(srvLog, debug, false, false)
 	srv.Start()
 
 	wait := DefaultStartTimeout
@@ -176,7 +190,73 @@ func Open(ctx context.Context, cfg Config) (*Engine, error) {
 		srv.WaitForShutdown()
 		return nil, err
 	}
-	return &Engine{Engine: eng, srv: srv, nc: nc}, nil
+	e := &Engine{Engine: eng, srv: srv, nc: nc, log: log, srvLog: srvLog, stop: make(chan struct{}), dir: dir}
+	e.watch.Add(1)
+	go e.watchStore()
+	return e, nil
+}
+
+// storeCheck is how often the engine checks that JetStream still runs.
+const storeCheck = 2 * time.Second
+
+// minFreeToRestart is the free space the store must have again before
+// JetStream is restarted after running out of disk: a tenth of the disk, at
+// most 16 MiB.
+func minFreeToRestart(dir string) int64 { return min(16<<20, diskSize(dir)/10) }
+
+// watchStore restarts JetStream after the disk was full, once there is
+// room again: a stream whose write failed refuses every later write, and
+// the server may have disabled JetStream altogether; neither recovers by
+// itself. Meanwhile Ready reports not ready and publishes fail with a 503.
+func (e *Engine) watchStore() {
+	defer e.watch.Done()
+	t := time.NewTicker(storeCheck)
+	defer t.Stop()
+	for {
+		select {
+		case <-e.stop:
+			return
+		case <-t.C:
+		}
+		broken := e.srvLog.storeFull.Load() || !e.srv.JetStreamEnabled()
+		if !broken || diskFree(e.dir) < minFreeToRestart(e.dir) {
+			continue
+		}
+		cfg := server.JetStreamConfig{MaxMemory: -1}
+		if cur := e.srv.JetStreamConfig(); cur != nil {
+			cfg = *cur
+		}
+		// EnableJetStream adds "jetstream" to the store dir again.
+		cfg.StoreDir, cfg.MaxStore = e.dir, diskSize(e.dir)
+		if err := e.srv.ShutdownJetStream(); err != nil {
+			e.log.Warn("stopping the embedded store to restart it after the disk was full", "error", err)
+			continue
+		}
+		e.srvLog.storeFull.Store(false)
+		if err := e.srv.EnableJetStream(&cfg); err != nil {
+			e.log.Warn("restarting the embedded store after the disk was full", "error", err)
+			continue
+		}
+		e.log.Info("embedded store restarted: there is room on the disk again")
+	}
+}
+
+// Publish fails at once while the store cannot write, instead of after the
+// publish timeout.
+func (e *Engine) Publish(ctx context.Context, topic string, events []*event.Event, opts ...mesh.PublishOption) error {
+	if e.srvLog.storeFull.Load() {
+		return fmt.Errorf("publishing to %q: %w: the embedded store cannot write: the disk holding %s is full", topic, mesh.ErrUnavailable, e.dir)
+	}
+	return e.Engine.Publish(ctx, topic, events, opts...)
+}
+
+// Ready reports not ready while the store cannot write (the disk was full
+// and watchStore has not restarted it yet).
+func (e *Engine) Ready(ctx context.Context) error {
+	if e.srvLog.storeFull.Load() || !e.srv.JetStreamEnabled() {
+		return fmt.Errorf("%w: the embedded store cannot write: the disk holding %s is full", mesh.ErrUnavailable, e.dir)
+	}
+	return e.Engine.Ready(ctx)
 }
 
 // ClientURL is the URL on which other processes reach the server, or ""
@@ -195,6 +275,8 @@ func (e *Engine) ClientURL() string {
 // Close closes the engine, its connection and the server. Idempotent.
 func (e *Engine) Close() error {
 	e.closeOnce.Do(func() {
+		close(e.stop)
+		e.watch.Wait()
 		_ = e.Engine.Close()
 		if e.nc.IsConnected() {
 			_ = e.nc.FlushTimeout(time.Second)
@@ -211,6 +293,20 @@ func (e *Engine) Close() error {
 type serverLog struct {
 	log   *slog.Logger
 	debug bool
+	// storeFull is set when the server reports that a write failed for
+	// want of space; the store then refuses every write until JetStream is
+	// restarted (watchStore does it once there is room again).
+	storeFull atomic.Bool
+}
+
+// noteStoreError watches the server's errors for a full disk: the server
+// tells it only in its log (a stream's write error is sticky and not in
+// any API answer).
+func (l *serverLog) noteStoreError(msg string) {
+	if strings.Contains(msg, "no space left on device") || strings.Contains(msg, "out of space") ||
+		strings.Contains(msg, "out of resources") || strings.Contains(msg, "out of file resources") {
+		l.storeFull.Store(true)
+	}
 }
 
 func (l *serverLog) Noticef(format string, v ...any) {
@@ -220,10 +316,33 @@ func (l *serverLog) Noticef(format string, v ...any) {
 }
 func (l *serverLog) Warnf(format string, v ...any)  { l.log.Warn(fmt.Sprintf(format, v...)) }
 func (l *serverLog) Fatalf(format string, v ...any) { l.log.Error(fmt.Sprintf(format, v...)) }
-func (l *serverLog) Errorf(format string, v ...any) { l.log.Error(fmt.Sprintf(format, v...)) }
+func (l *serverLog) Errorf(format string, v ...any) {
+	msg := fmt.Sprintf(format, v...)
+	l.noteStoreError(msg)
+	l.log.Error(msg)
+}
 func (l *serverLog) Debugf(format string, v ...any) {
 	if l.debug {
 		l.log.Debug(fmt.Sprintf(format, v...))
 	}
 }
 func (l *serverLog) Tracef(string, ...any) {}
+
+// diskSize is the size of the file system holding dir (0: unknown, and the
+// server picks its own limit).
+func diskSize(dir string) int64 {
+	var st syscall.Statfs_t
+	if err := syscall.Statfs(dir, &st); err != nil {
+		return 0
+	}
+	return int64(st.Blocks) * int64(st.Bsize)
+}
+
+// diskFree is the space free to us on the file system holding dir.
+func diskFree(dir string) int64 {
+	var st syscall.Statfs_t
+	if err := syscall.Statfs(dir, &st); err != nil {
+		return 0
+	}
+	return int64(st.Bavail) * int64(st.Bsize)
+}
