@@ -2,6 +2,8 @@ package sidecar
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"net/http"
 	"time"
 
@@ -13,6 +15,7 @@ import (
 	sdkmetric "go.opentelemetry.io/otel/sdk/metric"
 
 	"github.com/meshd/meshd/bridge/problem"
+	"github.com/meshd/meshd/mesh"
 )
 
 // latencyBuckets suit sub-millisecond publishes up to slow subscribers.
@@ -54,12 +57,66 @@ func (s *Sidecar) adminHandler() http.Handler {
 		ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
 		defer cancel()
 		if err := s.engine.Ready(ctx); err != nil {
-			problem.WriteJSON(w, http.StatusServiceUnavailable, map[string]string{"status": "unavailable", "mesh": err.Error()})
+			s.logger.Debug("not ready", "error", err)
+			problem.Write(w, problem.New(problem.CodeMeshUnavailable, s.notReadyDetail(err)))
 			return
 		}
 		problem.WriteJSON(w, http.StatusOK, map[string]string{"status": "ready"})
 	})
 	mux.Handle("GET /metrics", promhttp.HandlerFor(s.metrics.registry, promhttp.HandlerOpts{}))
 	s.mountConnectors(mux)
-	return mux
+	return problemFallback(mux, "the admin API serves /healthz, /readyz, /metrics, /v1/connectors and /v1/connector-plugins")
+}
+
+// notReadyDetail says in one short sentence why the mesh is not ready; the
+// engine's error (NATS internals) goes to the debug log.
+func (s *Sidecar) notReadyDetail(err error) string {
+	switch {
+	case errors.Is(err, mesh.ErrClosed):
+		return "meshd is shutting down"
+	case s.cfg.Mesh.URL != "":
+		return "the mesh at " + redactedMeshURL(s.cfg) + " cannot store events now"
+	default:
+		return "the embedded mesh cannot store events now"
+	}
+}
+
+// problemFallback answers the requests mux has no handler for — 404, and
+// 405 with mux's Allow header — as problem+json like the app API, instead
+// of ServeMux's plain text. hint ends the 404 detail.
+func problemFallback(mux *http.ServeMux, hint string) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		h, pattern := mux.Handler(r)
+		if pattern != "" { // a route, or ServeMux's redirect to a clean path
+			mux.ServeHTTP(w, r)
+			return
+		}
+		rec := &headerRecorder{header: http.Header{}}
+		h.ServeHTTP(rec, r)
+		if rec.status == http.StatusMethodNotAllowed {
+			allow := rec.header.Get("Allow")
+			w.Header().Set("Allow", allow)
+			problem.Write(w, problem.New(problem.CodeMethodNotAllowed, fmt.Sprintf("%s is not allowed on %s; use %s", r.Method, r.URL.Path, allow)))
+			return
+		}
+		problem.Write(w, problem.New(problem.CodeNotFound, fmt.Sprintf("no admin API at %s %s; %s", r.Method, r.URL.Path, hint)))
+	})
+}
+
+// headerRecorder keeps the status and headers of ServeMux's own 404/405
+// answers and drops their text.
+type headerRecorder struct {
+	header http.Header
+	status int
+}
+
+func (r *headerRecorder) Header() http.Header { return r.header }
+func (r *headerRecorder) WriteHeader(status int) {
+	if r.status == 0 {
+		r.status = status
+	}
+}
+func (r *headerRecorder) Write(p []byte) (int, error) {
+	r.WriteHeader(http.StatusOK)
+	return len(p), nil
 }

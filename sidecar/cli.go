@@ -2,6 +2,7 @@ package sidecar
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -9,16 +10,20 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"net"
 	"net/http"
+	"net/url"
 	"os"
 	"os/signal"
 	"slices"
 	"strings"
 	"syscall"
 	"time"
+	"unicode/utf8"
 
 	"github.com/google/uuid"
+	"github.com/gorilla/websocket"
+
+	"github.com/meshd/meshd/mesh"
 )
 
 // Version is set at build time with -ldflags "-X github.com/meshd/meshd/sidecar.Version=...".
@@ -81,6 +86,10 @@ func Main(args []string, stdout, stderr io.Writer, extra ...Command) int {
 	case "connectors":
 		err = connectorsCmd(args[1:], stdout, stderr)
 	case "version", "--version":
+		if len(args) > 1 {
+			err = &usageError{cmd: "version", msg: fmt.Sprintf("unexpected argument %q: version takes none", args[1])}
+			break
+		}
 		fmt.Fprintln(stdout, "meshd", Version)
 	case "help", "-h", "--help":
 		fmt.Fprint(stdout, usage(extra))
@@ -92,14 +101,46 @@ func Main(args []string, stdout, stderr io.Writer, extra ...Command) int {
 		}
 		err = extra[i].Run(args[1:], stdout, stderr)
 	}
-	if errors.Is(err, flag.ErrHelp) {
+	var usage *usageError
+	switch {
+	case err == nil, errors.Is(err, flag.ErrHelp):
 		return 0
-	}
-	if err != nil {
-		fmt.Fprintln(stderr, "meshd:", err)
+	case errors.As(err, &usage):
+		if usage.msg != "" { // else package flag printed it, with the usage
+			fmt.Fprintf(stderr, "meshd %s: %s (see 'meshd %s -h')\n", usage.cmd, usage.msg, usage.cmd)
+		}
+		return 2
+	default:
+		fmt.Fprintln(stderr, "meshd:", oneLine(err.Error()))
 		return 1
 	}
-	return 0
+}
+
+// usageError is a mistake in the command line: Main prints it on one line
+// with a pointer to -h and exits 2, as package flag's own errors.
+type usageError struct {
+	cmd string // "run", "connectors list"
+	msg string // "" when package flag already printed the error
+}
+
+func (e *usageError) Error() string { return "meshd " + e.cmd + ": " + e.msg }
+
+// parseFlags parses args into fs, which takes no positional arguments
+// (the command is fs.Name() without "meshd "). A stray argument is refused
+// rather than ignored: package flag stops at it, so every flag after it
+// would be silently dropped.
+func parseFlags(fs *flag.FlagSet, args []string) error {
+	cmd := strings.TrimPrefix(fs.Name(), "meshd ")
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return err
+		}
+		return &usageError{cmd: cmd} // flag printed it
+	}
+	if fs.NArg() > 0 {
+		return &usageError{cmd: cmd, msg: fmt.Sprintf("unexpected argument %q: %s takes only flags, and flags after it would be ignored", fs.Arg(0), cmd)}
+	}
+	return nil
 }
 
 func runCmd(args []string, stderr io.Writer) error {
@@ -112,7 +153,7 @@ func runCmd(args []string, stderr io.Writer) error {
 		fmt.Fprintf(stderr, "Usage: meshd run [--config FILE] [flags]\n\nStarts meshd. Settings, lowest precedence first: defaults, the YAML file, MESHD_* environment, flags.\n\n")
 		fs.PrintDefaults()
 	}
-	if err := fs.Parse(args); err != nil {
+	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
 	if err := LoadConfig(*configPath, &cfg, applyFlags); err != nil {
@@ -121,6 +162,13 @@ func runCmd(args []string, stderr io.Writer) error {
 	logger, err := NewLogger(cfg.Log, stderr)
 	if err != nil {
 		return err
+	}
+	for _, u := range unknownEnv(os.Environ()) {
+		if u.suggest != "" {
+			logger.Warn("ignoring unknown environment variable", "name", u.name, "hint", "did you mean "+u.suggest+"?")
+		} else {
+			logger.Warn("ignoring unknown environment variable", "name", u.name, "hint", "'meshd run -h' lists the settings and their variables")
+		}
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
@@ -170,11 +218,7 @@ func (c *clientFlags) do(ctx context.Context, method, path string, header http.H
 	for k, v := range header {
 		req.Header[k] = v
 	}
-	token := c.token
-	if token == "" {
-		token = os.Getenv("MESHD_API_TOKEN")
-	}
-	if token != "" {
+	if token := c.apiToken(); token != "" {
 		req.Header.Set("Authorization", "Bearer "+token)
 	}
 	resp, err := http.DefaultClient.Do(req)
@@ -183,14 +227,28 @@ func (c *clientFlags) do(ctx context.Context, method, path string, header http.H
 	}
 	if resp.StatusCode >= 300 {
 		defer resp.Body.Close()
-		msg, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
-		var p struct{ Title, Detail string }
-		if json.Unmarshal(msg, &p) == nil && p.Title != "" {
-			return nil, fmt.Errorf("%s %s: %s: %s", method, path, p.Title, p.Detail)
-		}
-		return nil, fmt.Errorf("%s %s: %s: %s", method, path, resp.Status, bytes.TrimSpace(msg))
+		return nil, fmt.Errorf("%s %s: %w", method, path, responseError(resp))
 	}
 	return resp, nil
+}
+
+// responseError reads an error answer: its problem's title and detail, or
+// its status and text.
+func responseError(resp *http.Response) error {
+	msg, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
+	var p struct{ Title, Detail string }
+	if json.Unmarshal(msg, &p) == nil && p.Title != "" {
+		return fmt.Errorf("%s: %s", p.Title, p.Detail)
+	}
+	return fmt.Errorf("%s: %s", resp.Status, bytes.TrimSpace(msg))
+}
+
+// apiToken is --token, else MESHD_API_TOKEN.
+func (c *clientFlags) apiToken() string {
+	if c.token != "" {
+		return c.token
+	}
+	return os.Getenv("MESHD_API_TOKEN")
 }
 
 func envOr(name, def string) string {
@@ -211,13 +269,15 @@ func publishCmd(args []string, stdout, stderr io.Writer) error {
 	id := fs.String("id", "", "CloudEvents id (default: a new UUID)")
 	subject := fs.String("subject", "", "CloudEvents subject")
 	data := fs.String("data", "", "event data; @FILE reads a file, - reads stdin")
-	contentType := fs.String("content-type", "application/json", "datacontenttype of the data")
-	if err := fs.Parse(args); err != nil {
+	contentType := fs.String("content-type", "", "datacontenttype of the data (default: application/json when the data is JSON, text/plain; charset=utf-8 when it is other text, else application/octet-stream)")
+	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
 	if *topic == "" || *typ == "" {
-		fs.Usage()
-		return errors.New("publish: --topic and --type are required")
+		return &usageError{cmd: "publish", msg: "--topic and --type are required"}
+	}
+	if err := mesh.ValidateTopic(*topic); err != nil {
+		return &usageError{cmd: "publish", msg: "--topic: " + err.Error()}
 	}
 	body, err := readData(*data)
 	if err != nil {
@@ -234,14 +294,32 @@ func publishCmd(args []string, stdout, stderr io.Writer) error {
 	if *subject != "" {
 		h.Set("ce-subject", *subject)
 	}
-	h.Set("Content-Type", *contentType)
-	resp, err := c.do(context.Background(), http.MethodPost, "/v1/publish/"+*topic, h, body)
+	if ct := cmp.Or(*contentType, dataContentType(body)); ct != "" {
+		h.Set("Content-Type", ct)
+	}
+	resp, err := c.do(context.Background(), http.MethodPost, "/v1/publish/"+url.PathEscape(*topic), h, body)
 	if err != nil {
 		return err
 	}
 	resp.Body.Close()
 	fmt.Fprintf(stdout, "published %s to %s\n", *id, *topic)
 	return nil
+}
+
+// dataContentType labels data given without --content-type: JSON as
+// application/json, other text as text/plain, the rest as bytes; no data,
+// no label.
+func dataContentType(data []byte) string {
+	switch {
+	case len(data) == 0:
+		return ""
+	case json.Valid(data):
+		return "application/json"
+	case utf8.Valid(data):
+		return "text/plain; charset=utf-8"
+	default:
+		return "application/octet-stream"
+	}
 }
 
 func readData(arg string) ([]byte, error) {
@@ -255,79 +333,116 @@ func readData(arg string) ([]byte, error) {
 	}
 }
 
-// subscribeCmd creates a temporary subscription whose sink is a small HTTP
-// server of its own, prints each event as one line of structured JSON, and
-// deletes the subscription on exit.
+// subscribeCmd prints the events of a topic as they arrive, one line of
+// structured-mode JSON each, acking each once printed. It is a client of
+// the WebSocket subscribe endpoint: without --group the server gives the
+// connection a fresh group that ends with it, so nothing is left behind
+// however the command or meshd stops.
 func subscribeCmd(args []string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("meshd subscribe", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	var c clientFlags
 	c.register(fs)
 	topic := fs.String("topic", "", "topic to subscribe to (required)")
-	group := fs.String("group", "", "consumer group (default: a new one, so this receives every new event)")
-	listen := fs.String("listen", "127.0.0.1:0", "address of the local sink meshd delivers to")
-	if err := fs.Parse(args); err != nil {
+	group := fs.String("group", "", "consumer group: members share the events, and the group resumes where it stopped (default: none; this receives every new event while it runs)")
+	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
 	if *topic == "" {
-		fs.Usage()
-		return errors.New("subscribe: --topic is required")
+		return &usageError{cmd: "subscribe", msg: "--topic is required"}
 	}
-	ln, err := net.Listen("tcp", *listen)
-	if err != nil {
-		return fmt.Errorf("listening for deliveries: %w", err)
+	if err := mesh.ValidateTopic(*topic); err != nil {
+		return &usageError{cmd: "subscribe", msg: "--topic: " + err.Error()}
 	}
-	events := make(chan []byte)
-	srv := &http.Server{ReadHeaderTimeout: 10 * time.Second, Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		body, err := io.ReadAll(r.Body)
-		if err != nil {
-			w.WriteHeader(http.StatusBadRequest)
-			return
-		}
-		select {
-		case events <- body:
-			w.WriteHeader(http.StatusNoContent)
-		case <-r.Context().Done():
-		}
-	})}
-	go func() { _ = srv.Serve(ln) }()
-	defer srv.Close()
-
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
-	id := "cli-" + uuid.NewString()[:8]
-	sub := map[string]any{"id": id, "topic": *topic, "sink": "http://" + ln.Addr().String() + "/", "contentMode": "structured"}
-	if *group != "" {
-		sub["group"] = *group
-	}
-	body, _ := json.Marshal(sub)
-	resp, err := c.do(ctx, http.MethodPost, "/v1/subscriptions", http.Header{"Content-Type": {"application/json"}}, body)
+	endpoint, err := wsURL(c.url, "/v1/ws/subscribe/"+url.PathEscape(*topic))
 	if err != nil {
 		return err
 	}
-	resp.Body.Close()
-	defer func() {
-		delCtx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		if resp, err := c.do(delCtx, http.MethodDelete, "/v1/subscriptions/"+id, nil, nil); err == nil {
-			resp.Body.Close()
-		} else {
-			fmt.Fprintln(stderr, "meshd: removing subscription", id+":", err)
+	if *group != "" {
+		endpoint += "?group=" + url.QueryEscape(*group)
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	header := http.Header{}
+	if token := c.apiToken(); token != "" {
+		header.Set("Authorization", "Bearer "+token)
+	}
+	dialer := websocket.Dialer{HandshakeTimeout: 10 * time.Second, Subprotocols: []string{"cloudevents.json"}}
+	conn, resp, err := dialer.DialContext(ctx, endpoint, header)
+	if err != nil {
+		if resp != nil && resp.StatusCode >= 300 {
+			return fmt.Errorf("subscribing to %s: %w", *topic, responseError(resp))
 		}
-	}()
-	fmt.Fprintf(stderr, "subscribed to %s as %s; Ctrl-C to stop\n", *topic, id)
-	for {
+		return fmt.Errorf("calling meshd at %s (is 'meshd run' up?): %w", c.url, err)
+	}
+	defer conn.Close()
+	// The server opened the consumer before answering the handshake: from
+	// here on, every event published to the topic arrives.
+	if *group != "" {
+		fmt.Fprintf(stderr, "subscribed to %s in group %s; Ctrl-C to stop\n", *topic, *group)
+	} else {
+		fmt.Fprintf(stderr, "subscribed to %s; Ctrl-C to stop\n", *topic)
+	}
+
+	done := make(chan struct{})
+	defer close(done)
+	go func() {
 		select {
 		case <-ctx.Done():
-			return nil
-		case ev := <-events:
-			var buf bytes.Buffer
-			if json.Compact(&buf, ev) != nil {
-				buf.Reset()
-				buf.Write(ev)
+			_ = conn.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(websocket.CloseNormalClosure, ""), time.Now().Add(time.Second))
+			_ = conn.Close()
+		case <-done:
+		}
+	}()
+	for {
+		_, msg, err := conn.ReadMessage()
+		if err != nil {
+			if ctx.Err() != nil {
+				return nil
 			}
-			buf.WriteByte('\n')
-			_, _ = stdout.Write(buf.Bytes())
+			return fmt.Errorf("subscription to %s ended: meshd at %s closed the connection: %w", *topic, c.url, err)
+		}
+		var m struct {
+			SpecVersion string `json:"specversion"`
+			ID          string `json:"id"`
+		}
+		if err := json.Unmarshal(msg, &m); err != nil || m.SpecVersion == "" {
+			// Not an event: an error reply (docs/websocket.md).
+			fmt.Fprintf(stderr, "meshd subscribe: meshd says: %s\n", bytes.TrimSpace(msg))
+			continue
+		}
+		var line bytes.Buffer
+		if json.Compact(&line, msg) != nil {
+			line.Reset()
+			line.Write(msg)
+		}
+		line.WriteByte('\n')
+		if _, err := stdout.Write(line.Bytes()); err != nil {
+			return fmt.Errorf("printing event %s: %w", m.ID, err)
+		}
+		ack, _ := json.Marshal(map[string]string{"ack": m.ID})
+		if err := conn.WriteMessage(websocket.TextMessage, ack); err != nil {
+			if ctx.Err() != nil {
+				return nil
+			}
+			return fmt.Errorf("acknowledging event %s: %w", m.ID, err)
 		}
 	}
+}
+
+// wsURL turns the app API's base URL (--url) into the WebSocket URL of path.
+func wsURL(base, path string) (string, error) {
+	u, err := url.Parse(strings.TrimRight(base, "/"))
+	if err != nil {
+		return "", &usageError{cmd: "subscribe", msg: fmt.Sprintf("--url %q: %v", base, err)}
+	}
+	switch u.Scheme {
+	case "http", "ws":
+		u.Scheme = "ws"
+	case "https", "wss":
+		u.Scheme = "wss"
+	default:
+		return "", &usageError{cmd: "subscribe", msg: fmt.Sprintf("--url %q: want an http:// or https:// URL", base)}
+	}
+	return u.String() + path, nil
 }

@@ -7,6 +7,7 @@ import (
 	"io"
 	"net"
 	"os"
+	"reflect"
 	"regexp"
 	"strings"
 	"time"
@@ -73,6 +74,8 @@ type MeshConfig struct {
 	MaxAge     time.Duration `yaml:"maxAge" usage:"how long events are kept"`
 	SyncAlways bool          `yaml:"syncAlways" usage:"embedded mesh: fsync every write (survives power loss, slower)"`
 	Creds      string        `yaml:"creds" usage:"NATS credentials file (external cluster)"`
+	// ConnectTimeout bounds reaching mesh.url at start, per server.
+	ConnectTimeout time.Duration `yaml:"connectTimeout" usage:"external cluster: how long to wait for each mesh server at start"`
 }
 
 type DeliveryConfig struct {
@@ -101,7 +104,7 @@ func Defaults() Config {
 		API:     APIConfig{Listen: "127.0.0.1:10105", MaxBodyBytes: 4 << 20, DefaultType: "meshd.raw"},
 		Admin:   AdminConfig{Listen: "127.0.0.1:10106"},
 		Webhook: defaultWebhook(),
-		Mesh:    MeshConfig{Stream: "MESHD", Replicas: 1, MaxAge: 72 * time.Hour},
+		Mesh:    MeshConfig{Stream: "MESHD", Replicas: 1, MaxAge: 72 * time.Hour, ConnectTimeout: 5 * time.Second},
 		Delivery: DeliveryConfig{
 			Timeout:        10 * time.Second,
 			AckWait:        30 * time.Second,
@@ -113,13 +116,33 @@ func Defaults() Config {
 }
 
 // DecodeYAML merges a YAML document into c. Unknown keys are errors.
+// Errors name the config path and line (api.listen (line 3): ...).
 func (c *Config) DecodeYAML(data []byte) error {
+	var doc yaml.Node
+	if err := yaml.Unmarshal(data, &doc); err != nil {
+		return errors.New(strings.TrimPrefix(oneLine(err.Error()), "yaml: "))
+	}
+	if err := checkYAML(&doc, reflect.TypeFor[Config](), ""); err != nil {
+		return err
+	}
 	dec := yaml.NewDecoder(bytes.NewReader(data))
 	dec.KnownFields(true)
 	if err := dec.Decode(c); err != nil && !errors.Is(err, io.EOF) {
-		return err
+		return errors.New(strings.TrimPrefix(oneLine(err.Error()), "yaml: "))
 	}
 	return nil
+}
+
+// oneLine joins the lines of a multi-line message (yaml.v3 lists its
+// errors one per line) with "; ".
+func oneLine(msg string) string {
+	var parts []string
+	for _, l := range strings.Split(msg, "\n") {
+		if l = strings.TrimSpace(l); l != "" {
+			parts = append(parts, l)
+		}
+	}
+	return strings.Join(parts, "; ")
 }
 
 // Validate names the first bad setting.
@@ -144,6 +167,12 @@ func (c *Config) Validate() error {
 		if !strings.Contains(u, "://") {
 			return fmt.Errorf("mesh.url: %q needs a scheme, e.g. nats://%s", u, u)
 		}
+	}
+	if err := checkReadable("mesh.creds", c.Mesh.Creds); err != nil {
+		return err
+	}
+	if c.Mesh.ConnectTimeout <= 0 {
+		return fmt.Errorf("mesh.connectTimeout: %s must be positive", c.Mesh.ConnectTimeout)
 	}
 	if c.App.ID == "" {
 		return errors.New("app.id: must not be empty")
@@ -176,17 +205,33 @@ func (c *Config) Validate() error {
 	if c.Delivery.Timeout <= 0 || c.Delivery.AckWait <= c.Delivery.Timeout {
 		return fmt.Errorf("delivery.ackWait (%s) must exceed delivery.timeout (%s), which must be positive", c.Delivery.AckWait, c.Delivery.Timeout)
 	}
-	seen := map[string]bool{}
-	for i, s := range c.Subscriptions {
-		if s.ID == "" {
-			return fmt.Errorf("subscriptions[%d].id: required", i)
-		}
-		if seen[s.ID] {
-			return fmt.Errorf("subscriptions[%d].id: %q declared twice", i, s.ID)
-		}
-		seen[s.ID] = true
+	if err := c.validateDeclared(); err != nil {
+		return err
 	}
 	return c.validateConnectors()
+}
+
+// checkReadable says, naming setting, why the file at path cannot be read
+// ("" is not set: fine).
+func checkReadable(setting, path string) error {
+	if path == "" {
+		return nil
+	}
+	f, err := os.Open(path)
+	if err != nil {
+		return fmt.Errorf("%s: cannot read %s: %w", setting, path, pathCause(err))
+	}
+	return f.Close()
+}
+
+// pathCause is the reason of an *os.PathError without its operation and
+// path ("no such file or directory"), for messages that name the path.
+func pathCause(err error) error {
+	var pe *os.PathError
+	if errors.As(err, &pe) {
+		return pe.Err
+	}
+	return err
 }
 
 var bucketUnsafe = regexp.MustCompile(`[^A-Za-z0-9_-]`)

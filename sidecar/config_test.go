@@ -110,3 +110,35 @@ func TestSecretsAreRedacted(t *testing.T) {
 type discard struct{}
 
 func (discard) Write(p []byte) (int, error) { return len(p), nil }
+
+// YAML mistakes are named by config path and line, never by Go type.
+func TestYAMLErrorsNamePathAndLine(t *testing.T) {
+	cases := map[string]string{
+		"api:\n  listn: 127.0.0.1:1\n":                                 "api.listn (line 2): unknown setting; did you mean api.listen?",
+		"api:\n  maxBodyBytes: big\n":                                  `api.maxBodyBytes (line 2): "big" is not an integer`,
+		"api: 127.0.0.1:1\n":                                           `api (line 1): want a mapping (keys allowedOrigins, defaultType, listen, maxBodyBytes, token), got the value "127.0.0.1:1"`,
+		"delivery:\n  timeout: 10\n":                                   `delivery.timeout (line 2): "10" is not a duration such as 500ms, 10s or 5m`,
+		"mesh:\n  syncAlways: sometimes\n":                             `mesh.syncAlways (line 2): "sometimes" is not true or false`,
+		"api:\n  listen: [a, b]\n":                                     "api.listen (line 2): want a single value, got a list",
+		"subscriptions: {id: a}\n":                                     "subscriptions (line 1): want a list, got a mapping",
+		"subscriptions:\n  - id: a\n    sinc: x\n":                     "subscriptions[0].sinc (line 3): unknown setting; did you mean subscriptions[0].sink?",
+		"mqtt:\n  - name: a\n    tls: {caFil: x}\n":                    "mqtt[0].tls.caFil (line 3): unknown setting; did you mean mqtt[0].tls.caFile?",
+		"connectors:\n  - name: x\n    config: {a: 1}\n    extra: 2\n": "connectors[0].extra (line 4): unknown setting; known here: config, name",
+		"api:\n  listen: a\n  listen: b\n":                             "api.listen (line 3): set twice, first at line 2",
+		"zzz: 1\n":                                                     "zzz (line 1): unknown setting; known here: admin, api, app",
+		"api:\n  listen: x\nlog:\n  level: a: b\n":                     "line 4: mapping values are not allowed in this context",
+	}
+	for yaml, want := range cases {
+		c := Defaults()
+		err := c.DecodeYAML([]byte(yaml))
+		require.Error(t, err, yaml)
+		assert.Contains(t, err.Error(), want, yaml)
+		assert.NotContains(t, err.Error(), "sidecar.", yaml)
+		assert.NotContains(t, err.Error(), "\n", yaml)
+	}
+	// What is right still decodes, anchors and merge keys included.
+	c := Defaults()
+	require.NoError(t, c.DecodeYAML(nil), "an empty file")
+	require.NoError(t, c.DecodeYAML([]byte("api: &a\n  listen: 127.0.0.1:9\nadmin:\n  <<: *a\n")))
+	assert.Equal(t, "127.0.0.1:9", c.Admin.Listen)
+}

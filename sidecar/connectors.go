@@ -107,8 +107,8 @@ func (c *Config) validateConnectors() error {
 	return nil
 }
 
-// startConnectors creates the connector runtime, restores the stored
-// instances and applies the declared ones.
+// startConnectors creates the connector runtime and restores the stored
+// instances (applyDeclared then applies the declared ones).
 func (s *Sidecar) startConnectors(ctx context.Context) error {
 	rt, err := worker.New(worker.Options{
 		Engine:        s.engine,
@@ -131,11 +131,6 @@ func (s *Sidecar) startConnectors(ctx context.Context) error {
 		return fmt.Errorf("restoring connectors: %w", err)
 	}
 	s.connectors = rt
-	for i, cc := range s.cfg.Connectors {
-		if _, _, err := rt.Put(ctx, cc.Name, cc.Config); err != nil {
-			return fmt.Errorf("connectors[%d] %q: %w", i, cc.Name, err)
-		}
-	}
 	return nil
 }
 

@@ -31,11 +31,12 @@ default http://127.0.0.1:10106).
 
 // connectorsCmd calls the connector API of a running meshd.
 func connectorsCmd(args []string, stdout, stderr io.Writer) error {
-	if len(args) == 0 || args[0] == "-h" || args[0] == "--help" || args[0] == "help" {
+	if len(args) == 0 {
+		fmt.Fprint(stderr, connectorsUsage)
+		return &usageError{cmd: "connectors", msg: "a command is required"}
+	}
+	if args[0] == "-h" || args[0] == "--help" || args[0] == "help" {
 		fmt.Fprint(stdout, connectorsUsage)
-		if len(args) == 0 {
-			return errors.New("connectors: a command is required")
-		}
 		return nil
 	}
 	cmd := args[0]
@@ -50,7 +51,10 @@ func connectorsCmd(args []string, stdout, stderr io.Writer) error {
 	rest := args[1:]
 	for len(rest) > 0 {
 		if err := fs.Parse(rest); err != nil {
-			return err
+			if errors.Is(err, flag.ErrHelp) {
+				return err
+			}
+			return &usageError{cmd: "connectors " + cmd} // flag printed it
 		}
 		if fs.NArg() == 0 {
 			break
@@ -62,10 +66,29 @@ func connectorsCmd(args []string, stdout, stderr io.Writer) error {
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	target := func() (string, error) {
-		if len(positional) != 1 {
-			return "", fmt.Errorf("connectors %s: want exactly one connector name", cmd)
+		switch {
+		case len(positional) == 0:
+			return "", &usageError{cmd: "connectors " + cmd, msg: "a connector name is required"}
+		case len(positional) > 1:
+			return "", &usageError{cmd: "connectors " + cmd, msg: fmt.Sprintf("unexpected argument %q: %s takes one connector name", positional[1], cmd)}
 		}
 		return positional[0], nil
+	}
+	noArgs := func() error {
+		if len(positional) > 0 {
+			return &usageError{cmd: "connectors " + cmd, msg: fmt.Sprintf("unexpected argument %q: %s takes only flags", positional[0], cmd)}
+		}
+		return nil
+	}
+	switch cmd {
+	case "list", "plugins":
+		if err := noArgs(); err != nil {
+			return err
+		}
+	case "create":
+		if len(positional) > 1 || len(positional) == 1 && *name != "" {
+			return &usageError{cmd: "connectors create", msg: fmt.Sprintf("unexpected argument %q: give the name once, as --name or as the argument", positional[len(positional)-1])}
+		}
 	}
 	switch cmd {
 	case "list":
@@ -98,7 +121,7 @@ func connectorsCmd(args []string, stdout, stderr io.Writer) error {
 			*name = positional[0]
 		}
 		if *name == "" || *config == "" {
-			return errors.New("connectors create: --name and --config are required")
+			return &usageError{cmd: "connectors create", msg: "--name and --config are required"}
 		}
 		data := []byte(*config)
 		if strings.HasPrefix(*config, "@") {
@@ -138,8 +161,7 @@ func connectorsCmd(args []string, stdout, stderr io.Writer) error {
 		fmt.Fprintf(stdout, "%s: %s done\n", n, cmd)
 		return nil
 	}
-	fmt.Fprint(stderr, connectorsUsage)
-	return fmt.Errorf("connectors: unknown command %q", cmd)
+	return &usageError{cmd: "connectors", msg: fmt.Sprintf("unknown command %q", cmd)}
 }
 
 func printJSON(w io.Writer, v any) error {

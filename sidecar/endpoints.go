@@ -73,6 +73,14 @@ func (c *Config) validateEndpoints() error {
 			return fmt.Errorf("mqtt[%d].name: %q declared twice", i, m.Name)
 		}
 		seen[m.Name] = true
+		for _, f := range []struct{ field, path string }{{"caFile", m.TLS.CAFile}, {"certFile", m.TLS.CertFile}, {"keyFile", m.TLS.KeyFile}} {
+			if err := checkReadable(fmt.Sprintf("mqtt[%d].tls.%s", i, f.field), f.path); err != nil {
+				return err
+			}
+		}
+		if _, err := m.TLS.Config(); err != nil {
+			return fmt.Errorf("mqtt[%d].tls: %w", i, err)
+		}
 	}
 	return nil
 }

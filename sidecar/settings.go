@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"reflect"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -191,4 +192,48 @@ func LoadConfig(path string, c *Config, applyFlags func() error) error {
 		}
 	}
 	return c.Validate()
+}
+
+// otherEnv are the MESHD_* variables meshd knows besides its settings':
+// MESHD_CONFIG (meshd run's --config), those the client commands read
+// (publish, subscribe, connectors), and those the Kubernetes injector
+// sets in the app's containers for the app (deploy/injector EnvHTTPPort
+// and EnvAdminPort; a test there keeps this list in step).
+func otherEnv() []string {
+	return []string{"MESHD_CONFIG", "MESHD_URL", "MESHD_ADMIN_URL", "MESHD_HTTP_PORT", "MESHD_ADMIN_PORT"}
+}
+
+// envWarning is a MESHD_* variable that names nothing meshd reads.
+type envWarning struct {
+	name    string // MESHD_API_LISTN
+	suggest string // MESHD_API_LISTEN, or "" when nothing is close
+}
+
+// unknownEnv lists the MESHD_* variables of environ ("NAME=value") that
+// meshd does not read: most likely misspelled settings, which would
+// otherwise be ignored without a word.
+func unknownEnv(environ []string) []envWarning {
+	const prefix = "MESHD_"
+	var c Config
+	var known []string // without the prefix
+	for _, name := range otherEnv() {
+		known = append(known, strings.TrimPrefix(name, prefix))
+	}
+	for _, s := range settings(&c) {
+		known = append(known, strings.TrimPrefix(s.EnvName(), prefix))
+	}
+	var out []envWarning
+	for _, kv := range environ {
+		name, _, _ := strings.Cut(kv, "=")
+		rest, ok := strings.CutPrefix(name, prefix)
+		if !ok || slices.Contains(known, rest) {
+			continue
+		}
+		w := envWarning{name: name}
+		if best := closest(rest, known); best != "" {
+			w.suggest = prefix + best
+		}
+		out = append(out, w)
+	}
+	return out
 }

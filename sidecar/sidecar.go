@@ -9,9 +9,11 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
-	"os"
+	"net/url"
 	"path/filepath"
+	"strings"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/meshd/meshd/bridge"
@@ -40,31 +42,62 @@ type Sidecar struct {
 	apiSrv, adminSrv *http.Server
 	serving          sync.WaitGroup
 
+	// dataLock holds data.dir (embedded mesh only) until Shutdown.
+	dataLock *dataLock
+
 	stopOnce sync.Once
 	stopErr  error
 }
 
 // Start opens the mesh, restores subscriptions and starts serving. On error
-// everything started so far is stopped again.
-func Start(ctx context.Context, cfg Config, logger *slog.Logger) (s *Sidecar, err error) {
+// everything started so far is stopped again, and the error names the
+// setting to fix (api.listen, data.dir, mesh.url, subscriptions[1], ...).
+func Start(ctx context.Context, cfg Config, logger *slog.Logger) (*Sidecar, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	s = &Sidecar{cfg: cfg, logger: logger}
-	defer func() {
-		if err != nil {
-			_ = s.Shutdown(context.Background())
+	s := &Sidecar{cfg: cfg, logger: logger}
+	if err := s.start(ctx); err != nil {
+		stopCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
+		defer cancel()
+		if serr := s.Shutdown(stopCtx); serr != nil {
+			logger.Debug("stopping after a failed start", "error", serr)
 		}
-	}()
+		return nil, err
+	}
+	logger.Info("meshd started", "api", s.APIAddr(), "admin", s.AdminAddr(), "mesh", meshDescription(cfg), "app", cfg.App.ID)
+	return s, nil
+}
+
+// start does the work of Start on s, leaving what it started in s for
+// Shutdown. The ports and the data dir are taken first, so that the
+// commonest mistakes fail before anything is opened.
+func (s *Sidecar) start(ctx context.Context) (err error) {
+	cfg, logger := s.cfg, s.logger
+	if cfg.Mesh.URL == "" {
+		dir, err := filepath.Abs(cfg.Data.Dir)
+		if err != nil {
+			return fmt.Errorf("data.dir: %w", err)
+		}
+		if s.dataLock, err = lockDataDir(dir); err != nil {
+			return err
+		}
+	}
+	if s.apiLn, err = listen("api.listen", cfg.API.Listen); err != nil {
+		return err
+	}
+	if s.adminLn, err = listen("admin.listen", cfg.Admin.Listen); err != nil {
+		return err
+	}
 
 	if s.telemetry, err = newTelemetry(ctx, cfg.App.ID, logger); err != nil {
-		return nil, fmt.Errorf("starting OpenTelemetry export: %w", err)
+		return fmt.Errorf("starting OpenTelemetry export: %w", err)
 	}
 	if s.metrics, err = newMetrics(s.telemetry.metricOptions()...); err != nil {
-		return nil, fmt.Errorf("starting metrics: %w", err)
+		return fmt.Errorf("starting metrics: %w", err)
 	}
 	if s.engine, err = openEngine(ctx, cfg, logger); err != nil {
-		return nil, err
+		return err
 	}
 	s.bridge, err = bridge.New(bridge.Options{
 		Engine:    s.engine,
@@ -81,18 +114,16 @@ func Start(ctx context.Context, cfg Config, logger *slog.Logger) (s *Sidecar, er
 		SubscriptionBucket: cfg.stateBucket(bridge.DefaultSubscriptionBucket),
 	})
 	if err != nil {
-		return nil, fmt.Errorf("starting bridge: %w", err)
+		return fmt.Errorf("starting bridge: %w", err)
 	}
 	if err := s.bridge.Start(ctx); err != nil {
-		return nil, fmt.Errorf("restoring subscriptions: %w", err)
-	}
-	for _, sub := range cfg.Subscriptions {
-		if _, err := s.bridge.PutSubscription(ctx, sub); err != nil {
-			return nil, fmt.Errorf("config subscription %q: %w", sub.ID, err)
-		}
+		return fmt.Errorf("restoring subscriptions: %w", err)
 	}
 	if err := s.startConnectors(ctx); err != nil {
-		return nil, err
+		return err
+	}
+	if err := s.applyDeclared(ctx); err != nil {
+		return err
 	}
 
 	api := httpapi.NewHandler(s.bridge, httpapi.Config{
@@ -101,26 +132,33 @@ func Start(ctx context.Context, cfg Config, logger *slog.Logger) (s *Sidecar, er
 		Token:        cfg.API.Token,
 		MaxBodyBytes: cfg.API.MaxBodyBytes,
 	}, logger)
-	if s.apiLn, err = net.Listen("tcp", cfg.API.Listen); err != nil {
-		return nil, fmt.Errorf("api.listen: %w", err)
-	}
-	if s.adminLn, err = net.Listen("tcp", cfg.Admin.Listen); err != nil {
-		return nil, fmt.Errorf("admin.listen: %w", err)
-	}
 	s.apiSrv = newServer(s.appAPI(api), logger)
 	s.adminSrv = newServer(s.adminHandler(), logger)
 	s.serve(s.apiSrv, s.apiLn)
 	s.serve(s.adminSrv, s.adminLn)
-	if err := s.startMQTT(ctx); err != nil {
-		return nil, err
+	return s.startMQTT(ctx)
+}
+
+// listen opens the listener of setting, saying plainly when the port is
+// taken.
+func listen(setting, addr string) (net.Listener, error) {
+	ln, err := net.Listen("tcp", addr)
+	if err == nil {
+		return ln, nil
 	}
-	logger.Info("meshd started", "api", s.APIAddr(), "admin", s.AdminAddr(), "mesh", meshDescription(cfg), "app", cfg.App.ID)
-	return s, nil
+	if errors.Is(err, syscall.EADDRINUSE) {
+		return nil, fmt.Errorf("%s: %s is already in use by another process", setting, addr)
+	}
+	var op *net.OpError
+	if errors.As(err, &op) {
+		err = op.Err
+	}
+	return nil, fmt.Errorf("%s: cannot listen on %s: %w", setting, addr, err)
 }
 
 func meshDescription(cfg Config) string {
 	if cfg.Mesh.URL != "" {
-		return cfg.Mesh.URL
+		return redactedMeshURL(cfg)
 	}
 	if cfg.Mesh.Listen != "" {
 		return "embedded, listening on " + cfg.Mesh.Listen
@@ -128,28 +166,51 @@ func meshDescription(cfg Config) string {
 	return "embedded"
 }
 
+// redactedMeshURL is mesh.url with any password replaced by "xxxxx", for
+// logs and errors.
+func redactedMeshURL(cfg Config) string {
+	var out []string
+	for _, u := range cfg.MeshURLs() {
+		if p, err := url.Parse(u); err == nil {
+			u = p.Redacted()
+		}
+		out = append(out, u)
+	}
+	return strings.Join(out, ",")
+}
+
 func openEngine(ctx context.Context, cfg Config, logger *slog.Logger) (mesh.Engine, error) {
 	jsCfg := natsjs.Config{
-		Stream:   cfg.Mesh.Stream,
-		Replicas: cfg.Mesh.Replicas,
-		MaxAge:   cfg.Mesh.MaxAge,
-		Name:     "meshd-" + cfg.App.ID,
-		Logger:   logger,
+		Stream:         cfg.Mesh.Stream,
+		Replicas:       cfg.Mesh.Replicas,
+		MaxAge:         cfg.Mesh.MaxAge,
+		Name:           "meshd-" + cfg.App.ID,
+		ConnectTimeout: cfg.Mesh.ConnectTimeout,
+		Logger:         logger,
 	}
 	if urls := cfg.MeshURLs(); len(urls) > 0 {
 		jsCfg.URLs = urls
 		jsCfg.CredsFile = cfg.Mesh.Creds
+		// Each server is dialled for at most connectTimeout; setting up the
+		// stream gets one more.
+		ctx, cancel := context.WithTimeout(ctx, time.Duration(len(urls)+1)*cfg.Mesh.ConnectTimeout)
+		defer cancel()
 		eng, err := natsjs.Connect(ctx, jsCfg)
 		if err != nil {
-			return nil, fmt.Errorf("connecting to mesh %s: %w", cfg.Mesh.URL, err)
+			return nil, fmt.Errorf("mesh.url: cannot use the mesh at %s (mesh.connectTimeout %s): %w",
+				redactedMeshURL(cfg), cfg.Mesh.ConnectTimeout, rootCause(err))
 		}
 		return eng, nil
 	}
+	if cfg.Mesh.Listen != "" {
+		ln, err := listen("mesh.listen", cfg.Mesh.Listen)
+		if err != nil {
+			return nil, err
+		}
+		ln.Close() // only a check: the embedded server opens its own
+	}
 	dir, err := filepath.Abs(cfg.Data.Dir)
 	if err != nil {
-		return nil, fmt.Errorf("data.dir: %w", err)
-	}
-	if err := os.MkdirAll(dir, 0o750); err != nil {
 		return nil, fmt.Errorf("data.dir: %w", err)
 	}
 	eng, err := embedded.Open(ctx, embedded.Config{
@@ -160,9 +221,32 @@ func openEngine(ctx context.Context, cfg Config, logger *slog.Logger) (mesh.Engi
 		Logger:     logger,
 	})
 	if err != nil {
-		return nil, fmt.Errorf("starting embedded mesh in %s: %w", dir, err)
+		return nil, fmt.Errorf("data.dir: starting the embedded mesh in %s: %w", dir, err)
 	}
 	return eng, nil
+}
+
+// rootCause is the innermost error of err's chain (the last one of a
+// join), for messages that already say what was being done.
+func rootCause(err error) error {
+	for {
+		switch u := err.(type) {
+		case interface{ Unwrap() error }:
+			next := u.Unwrap()
+			if next == nil {
+				return err
+			}
+			err = next
+		case interface{ Unwrap() []error }:
+			errs := u.Unwrap()
+			if len(errs) == 0 {
+				return err
+			}
+			err = errs[len(errs)-1]
+		default:
+			return err
+		}
+	}
 }
 
 func newServer(h http.Handler, logger *slog.Logger) *http.Server {
@@ -222,6 +306,7 @@ func (s *Sidecar) Shutdown(ctx context.Context) error {
 			errs = append(errs, s.metrics.shutdown(ctx))
 		}
 		errs = append(errs, s.telemetry.shutdown(ctx))
+		errs = append(errs, s.dataLock.release())
 		s.stopErr = errors.Join(errs...)
 	})
 	return s.stopErr

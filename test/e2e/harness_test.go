@@ -54,6 +54,7 @@ type meshd struct {
 	config  string
 	api     string
 	admin   string
+	env     []string // extra environment, NAME=value
 	cmd     *exec.Cmd
 	log     *bytes.Buffer
 	logMu   *sync.Mutex
@@ -64,8 +65,14 @@ type meshd struct {
 // newMeshd writes a config file of extraYAML and starts the process, waiting until /readyz answers 200.
 func newMeshd(t *testing.T, name, extraYAML string) *meshd {
 	t.Helper()
+	return newMeshdEnv(t, name, extraYAML, nil)
+}
+
+// newMeshdEnv is newMeshd with extra environment variables (NAME=value).
+func newMeshdEnv(t *testing.T, name, extraYAML string, env []string) *meshd {
+	t.Helper()
 	dir := t.TempDir()
-	m := &meshd{t: t, name: name, dir: dir, api: freeAddr(t), admin: freeAddr(t), log: &bytes.Buffer{}, logMu: &sync.Mutex{}}
+	m := &meshd{t: t, name: name, dir: dir, api: freeAddr(t), admin: freeAddr(t), env: env, log: &bytes.Buffer{}, logMu: &sync.Mutex{}}
 	m.config = filepath.Join(dir, "meshd.yaml")
 	require.NoError(t, os.WriteFile(m.config, []byte(extraYAML), 0o600))
 	m.start()
@@ -98,6 +105,7 @@ func (m *meshd) start() {
 		"--admin.listen", m.admin, "--data.dir", filepath.Join(m.dir, "data"), "--log.level", "debug")
 	w := lockedWriter{mu: m.logMu, w: m.log}
 	m.cmd.Stdout, m.cmd.Stderr = w, w
+	m.cmd.Env = append(os.Environ(), m.env...)
 	require.NoError(m.t, m.cmd.Start())
 	m.exited = make(chan struct{})
 	go func(cmd *exec.Cmd, exited chan struct{}) {
@@ -296,4 +304,48 @@ func (l *lockedBuffer) String() string {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	return l.b.String()
+}
+
+// dataDir is the data dir the harness gives m.
+func (m *meshd) dataDir() string { return filepath.Join(m.dir, "data") }
+
+// rewriteConfig replaces m's config file, for the next start.
+func (m *meshd) rewriteConfig(yaml string) {
+	m.t.Helper()
+	require.NoError(m.t, os.WriteFile(m.config, []byte(yaml), 0o600))
+}
+
+// runMeshd runs the meshd binary with args until it exits (killing it
+// after 60s) and returns its exit code, stderr and run time.
+func runMeshd(t *testing.T, args ...string) (code int, stderr string, took time.Duration) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, meshdBin, args...)
+	cmd.Dir = t.TempDir() // a meshd that starts after all keeps its ./data there
+	var out bytes.Buffer
+	cmd.Stderr = &out
+	start := time.Now()
+	err := cmd.Run()
+	took = time.Since(start)
+	require.NoError(t, ctx.Err(), "meshd %v did not exit within 60s; stderr:\n%s", args, out.String())
+	if err != nil {
+		var exit *exec.ExitError
+		require.ErrorAs(t, err, &exit, "running meshd %v", args)
+		return exit.ExitCode(), out.String(), took
+	}
+	return 0, out.String(), took
+}
+
+// errorLines are the lines of a meshd stderr that are not slog records
+// below ERROR: the error messages.
+func errorLines(stderr string) []string {
+	var out []string
+	for _, l := range strings.Split(stderr, "\n") {
+		if strings.TrimSpace(l) == "" || strings.Contains(l, " level=INFO ") || strings.Contains(l, " level=DEBUG ") || strings.Contains(l, " level=WARN ") {
+			continue
+		}
+		out = append(out, l)
+	}
+	return out
 }
