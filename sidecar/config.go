@@ -16,6 +16,7 @@ import (
 
 	"github.com/meshd/meshd/bridge"
 	"github.com/meshd/meshd/mesh"
+	"github.com/meshd/meshd/mesh/natsjs"
 	"github.com/meshd/meshd/protocols/mqtt"
 )
 
@@ -76,6 +77,10 @@ type MeshConfig struct {
 	Creds      string        `yaml:"creds" usage:"NATS credentials file (external cluster)"`
 	// ConnectTimeout bounds reaching mesh.url at start, per server.
 	ConnectTimeout time.Duration `yaml:"connectTimeout" usage:"external cluster: how long to wait for each mesh server at start"`
+	// DuplicateWindow is how long a published event's source and id are
+	// remembered: a re-publish inside it is acknowledged and not stored.
+	DuplicateWindow time.Duration `yaml:"duplicateWindow" usage:"how long a re-publish of the same source and id is acknowledged without being stored again"`
+	MaxConsumers    int           `yaml:"maxConsumers" usage:"most consumer groups and subscribers the stream holds"`
 }
 
 type DeliveryConfig struct {
@@ -104,7 +109,8 @@ func Defaults() Config {
 		API:     APIConfig{Listen: "127.0.0.1:10105", MaxBodyBytes: 4 << 20, DefaultType: "meshd.raw"},
 		Admin:   AdminConfig{Listen: "127.0.0.1:10106"},
 		Webhook: defaultWebhook(),
-		Mesh:    MeshConfig{Stream: "MESHD", Replicas: 1, MaxAge: 72 * time.Hour, ConnectTimeout: 5 * time.Second},
+		Mesh: MeshConfig{Stream: "MESHD", Replicas: 1, MaxAge: 72 * time.Hour, ConnectTimeout: 5 * time.Second,
+			DuplicateWindow: natsjs.DefaultDuplicateWindow, MaxConsumers: natsjs.DefaultMaxConsumers},
 		Delivery: DeliveryConfig{
 			Timeout:        10 * time.Second,
 			AckWait:        30 * time.Second,
@@ -170,6 +176,12 @@ func (c *Config) Validate() error {
 	}
 	if err := checkReadable("mesh.creds", c.Mesh.Creds); err != nil {
 		return err
+	}
+	if c.Mesh.DuplicateWindow <= 0 || c.Mesh.DuplicateWindow > c.Mesh.MaxAge {
+		return fmt.Errorf("mesh.duplicateWindow: %s must be positive and at most mesh.maxAge (%s)", c.Mesh.DuplicateWindow, c.Mesh.MaxAge)
+	}
+	if c.Mesh.MaxConsumers < 1 {
+		return fmt.Errorf("mesh.maxConsumers: %d must be positive", c.Mesh.MaxConsumers)
 	}
 	if c.Mesh.ConnectTimeout <= 0 {
 		return fmt.Errorf("mesh.connectTimeout: %s must be positive", c.Mesh.ConnectTimeout)

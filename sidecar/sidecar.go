@@ -181,12 +181,14 @@ func redactedMeshURL(cfg Config) string {
 
 func openEngine(ctx context.Context, cfg Config, logger *slog.Logger) (mesh.Engine, error) {
 	jsCfg := natsjs.Config{
-		Stream:         cfg.Mesh.Stream,
-		Replicas:       cfg.Mesh.Replicas,
-		MaxAge:         cfg.Mesh.MaxAge,
-		Name:           "meshd-" + cfg.App.ID,
-		ConnectTimeout: cfg.Mesh.ConnectTimeout,
-		Logger:         logger,
+		Stream:          cfg.Mesh.Stream,
+		Replicas:        cfg.Mesh.Replicas,
+		MaxAge:          cfg.Mesh.MaxAge,
+		Name:            "meshd-" + cfg.App.ID,
+		ConnectTimeout:  cfg.Mesh.ConnectTimeout,
+		DuplicateWindow: cfg.Mesh.DuplicateWindow,
+		MaxConsumers:    cfg.Mesh.MaxConsumers,
+		Logger:          logger,
 	}
 	if urls := cfg.MeshURLs(); len(urls) > 0 {
 		jsCfg.URLs = urls
