@@ -148,7 +148,9 @@ func FromError(err error) Problem {
 	case errors.Is(err, bridge.ErrSubscriptionExists):
 		return New(CodeConflict, err.Error())
 	case errors.Is(err, mesh.ErrUnavailable), errors.Is(err, mesh.ErrClosed):
-		return New(CodeMeshUnavailable, err.Error())
+		// The cause (NATS's words, repeated by each layer) goes to the log;
+		// the client needs to know to retry.
+		return New(CodeMeshUnavailable, "the mesh cannot store events now; retry after the Retry-After delay")
 	case errors.Is(err, context.DeadlineExceeded):
 		return New(CodeMeshUnavailable, "the mesh did not answer in time")
 	case errors.Is(err, context.Canceled):

@@ -26,12 +26,14 @@ func TestFromError(t *testing.T) {
 		{&bridge.InvalidEventError{Attribute: "specversion", Reason: "missing"}, CodeInvalidEvent, 400, `attribute "specversion": missing`},
 		{fmt.Errorf("publishing: %w", &bridge.InvalidEventError{Index: 3, Attribute: "myext", Reason: "bad"}), CodeInvalidEvent, 400, `event 3: attribute "myext": bad`},
 		{fmt.Errorf("%w %q: want tokens", mesh.ErrInvalidTopic, "a..b"), CodeInvalidTopic, 400, `"a..b"`},
-		{fmt.Errorf("publishing: %w", mesh.ErrUnavailable), CodeMeshUnavailable, 503, "mesh unavailable"},
+		{fmt.Errorf("publishing to %q: publishing to %q: %w: nats: no response from stream", "t", "t", mesh.ErrUnavailable), CodeMeshUnavailable, 503, "the mesh cannot store events now"},
 		{mesh.ErrClosed, CodeMeshUnavailable, 503, ""},
 		{fmt.Errorf("waiting: %w", context.DeadlineExceeded), CodeMeshUnavailable, 503, "in time"},
 		{fmt.Errorf("%w: %q", bridge.ErrSubscriptionNotFound, "s1"), CodeNotFound, 404, `"s1"`},
 		{fmt.Errorf("%w: %q", bridge.ErrSubscriptionExists, "s1"), CodeConflict, 409, `"s1"`},
 		{fmt.Errorf("%w: sink: not a URL", bridge.ErrInvalidSubscription), CodeInvalidSubscription, 400, "sink"},
+		{&mesh.TooLargeError{Index: 2, Size: 9 << 20, Limit: 8 << 20}, CodeTooLarge, 413, "at most 8388608 bytes"},
+		{fmt.Errorf("consuming: %w", mesh.ErrLimit), CodeLimitReached, 429, "limit"},
 		{&http.MaxBytesError{Limit: 4096}, CodeTooLarge, 413, "4096 bytes"},
 		{New(CodeUnsupportedMediaType, "br"), CodeUnsupportedMediaType, 415, "br"},
 		{errors.New("secret internals"), CodeInternal, 500, ""},
@@ -45,6 +47,7 @@ func TestFromError(t *testing.T) {
 			assert.NotEmpty(t, p.Title)
 			assert.Contains(t, p.Detail, tc.detail)
 			assert.NotContains(t, p.Detail, "secret")
+			assert.NotContains(t, p.Detail, "nats:", "the engine's internals stay in the log")
 		})
 	}
 }
