@@ -23,6 +23,8 @@ const (
 	// maxPrefetch bounds how many delivered events one member buffers
 	// ahead of Next: buffered events age towards AckWait unseen.
 	maxPrefetch = 128
+	// pullExpiry is how long a pull request lives on the server.
+	pullExpiry = 5 * time.Second
 	// closeWait bounds how long Close waits for the pull subscription to end.
 	closeWait = time.Second
 )
@@ -104,6 +106,10 @@ func (e *Engine) Consume(ctx context.Context, cfg mesh.ConsumerConfig) (mesh.Con
 	}
 	it, err := c.Messages(
 		jetstream.PullMaxMessages(min(maxInFlight, maxPrefetch)),
+		// Short-lived pull requests, renewed often: after the server lost
+		// them (a restart of its store, a leader change) delivery resumes
+		// within seconds instead of the default 30.
+		jetstream.PullExpiry(pullExpiry),
 		jetstream.WithMessagesErrOnMissingHeartbeat(false),
 	)
 	if err != nil {
