@@ -665,3 +665,18 @@ func TestMaxInFlightOneKeepsOrder(t *testing.T) {
 	defer mu.Unlock()
 	assert.Equal(t, want, order)
 }
+
+// Attributes over the mesh's 64 KiB header limit are a 413-class error
+// naming that limit, not a retryable one.
+func TestAttributesTooLarge(t *testing.T) {
+	eng := openEngine(t)
+	b := newTestBridge(t, eng, &recorder{})
+	e := mkEvent(t, "big-attrs", "t")
+	e.SetExtension("big", strings.Repeat("a", 70<<10))
+	err := b.Publish(t.Context(), "attrs", []*event.Event{e})
+	var tl *mesh.TooLargeError
+	require.ErrorAs(t, err, &tl)
+	assert.True(t, tl.Attributes)
+	assert.Contains(t, err.Error(), "bytes of attributes")
+	require.NotErrorIs(t, err, mesh.ErrUnavailable)
+}

@@ -33,9 +33,15 @@ type TooLargeError struct {
 	Index int   // in the publish's events
 	Size  int   // the event's encoded size (attributes and data)
 	Limit int64 // the most the mesh carries per event
+	// Attributes says the limit is the one on an event's attributes
+	// alone (Size and Limit then count attributes only).
+	Attributes bool
 }
 
 func (e *TooLargeError) Error() string {
+	if e.Attributes {
+		return fmt.Sprintf("the attributes of event %d take %d bytes; the mesh carries at most %d bytes of attributes per event", e.Index, e.Size, e.Limit)
+	}
 	return fmt.Sprintf("event %d is %d bytes with its attributes; the mesh carries at most %d bytes per event", e.Index, e.Size, e.Limit)
 }
 

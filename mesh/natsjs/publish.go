@@ -111,12 +111,20 @@ func (e *Engine) MaxEventBytes() int64 { return e.nc.MaxPayload() }
 // checkSize refuses a message the server would refuse, before anything of
 // the publish is sent: a batch stores all its events or none.
 func (e *Engine) checkSize(m *nats.Msg, index int) error {
-	size := len(m.Data) + headerSize(m.Header)
+	hdr := headerSize(m.Header)
+	if hdr > maxHeaderBytes {
+		return &mesh.TooLargeError{Index: index, Size: hdr, Limit: maxHeaderBytes, Attributes: true}
+	}
+	size := len(m.Data) + hdr
 	if limit := e.nc.MaxPayload(); int64(size) > limit {
 		return &mesh.TooLargeError{Index: index, Size: size, Limit: limit}
 	}
 	return nil
 }
+
+// maxHeaderBytes is JetStream's limit on a message's headers (its error
+// 10097): an event's attributes travel there.
+const maxHeaderBytes = 64 << 10
 
 // headerSize is the wire size of a NATS header block: "NATS/1.0\r\n",
 // "key: value\r\n" per value, and the closing "\r\n".
