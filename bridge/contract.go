@@ -70,6 +70,11 @@ type Subscription struct {
 	// MaxAttempts spent); none: dropped with a warning and counted in
 	// meshd_events_dropped_total.
 	DeadLetterTopic string `json:"deadLetterTopic,omitempty" yaml:"deadLetterTopic,omitempty"`
+	// StartAt is where a new subscription starts reading its topic: "new"
+	// (the default: events published after its creation), "earliest" (every
+	// event the mesh still keeps), an RFC 3339 time, or a stream sequence.
+	// A subscription that exists keeps its position when this changes.
+	StartAt string `json:"startAt,omitempty" yaml:"startAt,omitempty"`
 	// MaxInFlight bounds concurrent unacked deliveries (default 32).
 	MaxInFlight int `json:"maxInFlight,omitempty" yaml:"maxInFlight,omitempty"`
 }

@@ -27,14 +27,10 @@ type runner struct {
 // startRunner opens the consumer of sub and starts its loop. b.mu must be
 // held.
 func (b *Bridge) startRunner(ctx context.Context, sub Subscription, f Filter) error {
-	cons, err := b.opts.Engine.Consume(ctx, mesh.ConsumerConfig{
-		Topic:       sub.Topic,
-		Group:       sub.Group,
-		MaxInFlight: sub.MaxInFlight,
-		AckWait:     b.opts.AckWait,
-		MaxDeliver:  0, // the loop decides when to dead-letter
-		StartAtNew:  true,
-	})
+	cc, _ := startPosition(sub.StartAt) // validated
+	cc.Topic, cc.Group, cc.MaxInFlight, cc.AckWait = sub.Topic, sub.Group, sub.MaxInFlight, b.opts.AckWait
+	cc.MaxDeliver = 0 // the loop decides when to dead-letter
+	cons, err := b.opts.Engine.Consume(ctx, cc)
 	if err != nil {
 		return fmt.Errorf("consuming topic %q for subscription %q: %w", sub.Topic, sub.ID, err)
 	}

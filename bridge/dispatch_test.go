@@ -680,3 +680,19 @@ func TestAttributesTooLarge(t *testing.T) {
 	assert.Contains(t, err.Error(), "bytes of attributes")
 	require.NotErrorIs(t, err, mesh.ErrUnavailable)
 }
+
+// startAt "earliest" delivers what the topic held before the subscription
+// existed; a sequence starts there; a bad value is refused naming the field.
+func TestSubscriptionStartAt(t *testing.T) {
+	eng := openEngine(t)
+	rec := &recorder{}
+	b := newTestBridge(t, eng, rec)
+	require.NoError(t, b.Start(t.Context()))
+	require.NoError(t, b.Publish(t.Context(), "history", []*event.Event{mkEvent(t, "old-1", "t"), mkEvent(t, "old-2", "t")}))
+	_, err := b.CreateSubscription(t.Context(), Subscription{ID: "from-start", Topic: "history", Sink: "http://127.0.0.1:1/x", StartAt: "earliest"})
+	require.NoError(t, err)
+	require.Eventually(t, func() bool { return rec.count() == 2 }, waitFor, tick)
+	_, err = b.CreateSubscription(t.Context(), Subscription{ID: "bad", Topic: "history", Sink: "http://127.0.0.1:1/x", StartAt: "yesterday"})
+	require.ErrorIs(t, err, ErrInvalidSubscription)
+	assert.Contains(t, err.Error(), "startAt")
+}

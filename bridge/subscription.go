@@ -10,6 +10,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/meshd/meshd/mesh"
 )
@@ -67,6 +68,9 @@ func compileSubscription(sub Subscription) (Subscription, Filter, error) {
 	f, err := CompileFilters(sub.Filters)
 	if err != nil {
 		return Subscription{}, nil, fmt.Errorf("%w: %w", ErrInvalidSubscription, err)
+	}
+	if _, err := startPosition(sub.StartAt); err != nil {
+		return bad("startAt", "%v", err)
 	}
 	if sub.MaxAttempts < 0 {
 		return bad("maxAttempts", "must not be negative (0: retry for as long as the mesh keeps the event)")
@@ -438,4 +442,22 @@ func (b *Bridge) stopRunners(ctx context.Context) error {
 		return fmt.Errorf("stopping subscriptions: in-flight deliveries cancelled: %w", ctx.Err())
 	}
 	return nil
+}
+
+// startPosition reads a subscription's startAt into the start of a new
+// consumer group.
+func startPosition(at string) (mesh.ConsumerConfig, error) {
+	switch at {
+	case "", "new":
+		return mesh.ConsumerConfig{StartAtNew: true}, nil
+	case "earliest":
+		return mesh.ConsumerConfig{}, nil
+	}
+	if seq, err := strconv.ParseUint(at, 10, 64); err == nil && seq > 0 {
+		return mesh.ConsumerConfig{StartSeq: seq}, nil
+	}
+	if t, err := time.Parse(time.RFC3339Nano, at); err == nil {
+		return mesh.ConsumerConfig{StartTime: t}, nil
+	}
+	return mesh.ConsumerConfig{}, fmt.Errorf("%s: want \"new\", \"earliest\", an RFC 3339 time or a stream sequence", quote(at))
 }

@@ -69,6 +69,11 @@ type ConsumerConfig struct {
 	// published after its creation; otherwise it starts at the oldest stored
 	// event of the topic. An existing group always resumes where it was.
 	StartAtNew bool
+	// StartSeq, or else StartTime, makes a group that does not exist yet
+	// start at the first event of the topic stored at or after that stream
+	// sequence (Message.Seq) or time; they win over StartAtNew.
+	StartSeq  uint64
+	StartTime time.Time
 	// Ephemeral asks for a consumer of its own instead of a member of
 	// Group (which is then only a label): it starts at new events, and the
 	// engine removes it when it is closed, or soon after its process died.

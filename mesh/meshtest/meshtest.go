@@ -67,6 +67,7 @@ func Run(t *testing.T, open Opener) {
 			{"GroupSplits", testGroupSplits},
 			{"GroupsFanOut", testGroupsFanOut},
 			{"StartAtNew", testStartAtNew},
+			{"StartAt", testStartAt},
 			{"AckStopsRedelivery", testAckStopsRedelivery},
 			{"NakRedelivers", testNakRedelivers},
 			{"Sequence", testSequence},
@@ -394,6 +395,33 @@ func testGroupsFanOut(t *testing.T, eng mesh.Engine) {
 	gb := collect(t, n, b)[0]
 	require.ElementsMatch(t, ga, gb)
 	require.Len(t, ga, n)
+}
+
+// A new group can start at a stream sequence or a time; an existing one
+// keeps its position.
+func testStartAt(t *testing.T, eng mesh.Engine) {
+	tp := topic(t)
+	require.NoError(t, eng.Publish(t.Context(), tp, newEvents(t, "at", 4)))
+	all := consume(t, eng, mesh.ConsumerConfig{Topic: tp, Group: "all"})
+	var seqs []uint64
+	for range 4 {
+		m := next(t, all)
+		seqs = append(seqs, m.Seq())
+		ack(t, m)
+	}
+	bySeq := consume(t, eng, mesh.ConsumerConfig{Topic: tp, Group: "by-seq", StartSeq: seqs[2], StartAtNew: true})
+	m := next(t, bySeq)
+	assert.Equal(t, seqs[2], m.Seq(), "starts at the given sequence")
+	ack(t, m)
+
+	mid := time.Now()
+	time.Sleep(10 * time.Millisecond) // stored times are the server's clock; keep them apart
+	require.NoError(t, eng.Publish(t.Context(), tp, []*event.Event{newEvent(t, "late")}))
+	byTime := consume(t, eng, mesh.ConsumerConfig{Topic: tp, Group: "by-time", StartTime: mid})
+	m = next(t, byTime)
+	assert.Equal(t, "late", m.Event().ID(), "starts at the first event stored at or after the time")
+	ack(t, m)
+	noNext(t, byTime)
 }
 
 func testStartAtNew(t *testing.T, eng mesh.Engine) {

@@ -70,9 +70,14 @@ func (e *Engine) Consume(ctx context.Context, cfg mesh.ConsumerConfig) (mesh.Con
 	if maxDeliver == 0 {
 		maxDeliver = -1
 	}
-	deliver := jetstream.DeliverAllPolicy
-	if cfg.StartAtNew {
-		deliver = jetstream.DeliverNewPolicy // only if the group is new
+	deliver := jetstream.DeliverAllPolicy // all of these apply only to a new group
+	switch {
+	case cfg.StartSeq > 0:
+		deliver = jetstream.DeliverByStartSequencePolicy
+	case !cfg.StartTime.IsZero():
+		deliver = jetstream.DeliverByStartTimePolicy
+	case cfg.StartAtNew:
+		deliver = jetstream.DeliverNewPolicy
 	}
 	create := jetstream.ConsumerConfig{
 		Description:   fmt.Sprintf("meshd group %q on topic %q", cfg.Group, cfg.Topic),
@@ -82,6 +87,13 @@ func (e *Engine) Consume(ctx context.Context, cfg mesh.ConsumerConfig) (mesh.Con
 		MaxDeliver:    maxDeliver,
 		MaxAckPending: maxInFlight,
 		DeliverPolicy: deliver,
+	}
+	switch deliver {
+	case jetstream.DeliverByStartSequencePolicy:
+		create.OptStartSeq = cfg.StartSeq
+	case jetstream.DeliverByStartTimePolicy:
+		t := cfg.StartTime
+		create.OptStartTime = &t
 	}
 
 	ctx, cancel := e.withTimeout(ctx)
