@@ -1,45 +1,61 @@
-// Command bench measures meshd's publish path against two ceilings measured
-// in the same run with the same load client: a no-op net/http handler (what
-// one HTTP request costs here) and plain nats.go clients publishing the same
-// events synchronously to the same embedded JetStream. It also measures
-// end-to-end latency from publish to subscriber delivery at a fixed rate.
+// Command bench measures a meshd process (bin/meshd, started by the bench on
+// the embedded mesh) beside ceilings measured in the same run with the same
+// load client:
+//
+//   - publish: binary-mode events, one per request, beside a no-op net/http
+//     handler (what one HTTP request costs here) and plain nats.go clients
+//     publishing the same events synchronously to the same JetStream;
+//   - batch: structured batches of 100;
+//   - delivery: one subscription draining a backlog into a no-op subscriber,
+//     beside the same subscriber fed by a plain Go client;
+//   - latency from publish to delivery at 1,000 and 5,000 events/s;
+//   - memory: meshd's RSS idle and after the run, and its binary size.
 //
 // The last line printed is:
 //
-//	RESULT publish_eps=<n> batch_eps=<n> noop_http_eps=<n> raw_js_eps=<n> ratio=<publish/noop_http> e2e_p50_ms=<x> e2e_p99_ms=<y>
+//	RESULT publish_eps=<n> batch_eps=<n> noop_http_eps=<n> raw_js_eps=<n> ratio=<publish/noop_http>
+//	  e2e_p50_ms=<x> e2e_p99_ms=<y> deliver_eps=<n> noop_deliver_eps=<n> deliver_ratio=<x>
+//	  e2e5k_p50_ms=<x> e2e5k_p99_ms=<y> rss_idle_mb=<n> rss_loaded_mb=<n> binary_mb=<n>
+//
+// (on one line). With -soak it instead publishes and delivers at -rate for
+// that long, prints meshd's RSS over time and fails if an event was lost.
 package main
 
 import (
+	"bufio"
 	"bytes"
-	"context"
 	"encoding/json"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
-	"log/slog"
 	"net"
 	"net/http"
 	"os"
+	"os/exec"
+	"path/filepath"
 	"runtime"
 	"sort"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/nats-io/nats.go"
-
-	"github.com/meshd/meshd/sidecar"
 )
 
 var (
+	meshdBin    = flag.String("meshd", "bin/meshd", "the meshd binary to measure")
 	duration    = flag.Duration("duration", 8*time.Second, "length of each throughput phase")
 	clients     = flag.Int("clients", 32, "concurrent keep-alive clients")
 	eventSize   = flag.Int("size", 1024, "event data size in bytes")
 	batchSize   = flag.Int("batch", 100, "events per batch request")
-	latencyRate = flag.Int("rate", 1000, "events/s of the latency phase")
-	latencyFor  = flag.Duration("latency-duration", 5*time.Second, "length of the latency phase")
-	soak        = flag.Duration("soak", 0, "instead of the benchmark, publish and deliver at -rate for this long and check nothing is lost")
+	latencyRate = flag.Int("rate", 1000, "events/s of the latency phase (and of -soak)")
+	latencyFor  = flag.Duration("latency-duration", 5*time.Second, "length of each latency phase")
+	backlog     = flag.Int("backlog", 100_000, "events a subscription drains in the delivery phase")
+	soak        = flag.Duration("soak", 0, "instead of the benchmark, publish and deliver at -rate for this long, report meshd's RSS and check nothing is lost")
 )
 
 func main() {
@@ -51,65 +67,40 @@ func main() {
 }
 
 func run() error {
-	ctx := context.Background()
 	data := bytes.Repeat([]byte("x"), *eventSize)
 	payload := append(append([]byte(`{"d":"`), data[:max(0, *eventSize-8)]...), '"', '}')
 
-	natsAddr, err := freeAddr()
+	m, err := startMeshd()
 	if err != nil {
 		return err
 	}
-	dir, err := os.MkdirTemp("", "meshd-bench")
-	if err != nil {
-		return err
-	}
-	defer os.RemoveAll(dir)
-	cfg := sidecar.Defaults()
-	cfg.App.ID = "bench"
-	cfg.API.Listen = "127.0.0.1:0"
-	cfg.Admin.Listen = "127.0.0.1:0"
-	cfg.Data.Dir = dir
-	cfg.Mesh.Listen = natsAddr
-	logger := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
-	sc, err := sidecar.Start(ctx, cfg, logger)
-	if err != nil {
-		return err
-	}
-	defer sc.Shutdown(context.Background())
-	api := "http://" + sc.APIAddr()
+	defer m.stop()
+	api := "http://" + m.api
+	client := newClient()
 
 	if *soak > 0 {
-		return runSoak(ctx, api, payload)
+		return runSoak(m, client, api, payload)
 	}
-
 	fmt.Printf("meshd bench: %d clients, %d B events, %s per phase, GOMAXPROCS=%d\n", *clients, *eventSize, *duration, runtime.GOMAXPROCS(0))
 
-	noop, err := noopServer()
+	time.Sleep(2 * time.Second) // let start-up settle before reading idle memory
+	rssIdle := m.rssMB()
+	binMB := fileMB(*meshdBin)
+	fmt.Printf("memory      idle RSS %.1f MB, binary %.1f MB\n", rssIdle, binMB)
+
+	noop, _, err := noopServer()
 	if err != nil {
 		return err
 	}
 	defer noop.Close()
 
-	client := newClient()
-	binaryReq := func(url string) func(seq int64) (*http.Request, int) {
-		return func(seq int64) (*http.Request, int) {
-			req, _ := http.NewRequest(http.MethodPost, url, bytes.NewReader(payload))
-			req.Header["Ce-Specversion"] = []string{"1.0"}
-			req.Header["Ce-Id"] = []string{strconv.FormatInt(seq, 10)}
-			req.Header["Ce-Source"] = []string{"/bench"}
-			req.Header["Ce-Type"] = []string{"com.example.bench"}
-			req.Header["Content-Type"] = []string{"application/json"}
-			return req, 1
-		}
-	}
-
-	noopEPS, err := load(client, binaryReq("http://"+noop.Addr().String()+"/v1/publish/bench"))
+	noopEPS, err := load(client, binaryReq("http://"+noop.Addr().String()+"/v1/publish/bench", payload))
 	if err != nil {
 		return fmt.Errorf("no-op phase: %w", err)
 	}
 	fmt.Printf("noop_http   %10.0f req/s\n", noopEPS)
 
-	publishEPS, err := load(client, binaryReq(api+"/v1/publish/bench"))
+	publishEPS, err := load(client, binaryReq(api+"/v1/publish/bench", payload))
 	if err != nil {
 		return fmt.Errorf("publish phase: %w", err)
 	}
@@ -121,21 +112,117 @@ func run() error {
 	}
 	fmt.Printf("batch       %10.0f events/s (%d events per request)\n", batchEPS, *batchSize)
 
-	rawEPS, err := rawJetStream("nats://"+natsAddr, payload)
+	rawEPS, err := rawJetStream("nats://"+m.nats, payload)
 	if err != nil {
 		return fmt.Errorf("raw JetStream phase: %w", err)
 	}
 	fmt.Printf("raw_js      %10.0f events/s (nats.go, synchronous publish)\n", rawEPS)
 
-	p50, p99, err := latency(ctx, client, api, payload)
+	p50, p99, err := latency(client, api, payload, *latencyRate, "latency")
 	if err != nil {
 		return fmt.Errorf("latency phase: %w", err)
 	}
 	fmt.Printf("e2e latency p50 %.2f ms, p99 %.2f ms at %d events/s\n", p50, p99, *latencyRate)
 
-	fmt.Printf("RESULT publish_eps=%.0f batch_eps=%.0f noop_http_eps=%.0f raw_js_eps=%.0f ratio=%.3f e2e_p50_ms=%.2f e2e_p99_ms=%.2f\n",
-		publishEPS, batchEPS, noopEPS, rawEPS, publishEPS/noopEPS, p50, p99)
+	p50k, p99k, err := latency(client, api, payload, 5000, "latency5k")
+	if err != nil {
+		return fmt.Errorf("latency phase at 5000/s: %w", err)
+	}
+	fmt.Printf("e2e latency p50 %.2f ms, p99 %.2f ms at 5000 events/s\n", p50k, p99k)
+
+	deliverEPS, noopDeliverEPS, err := delivery(client, api, payload)
+	if err != nil {
+		return fmt.Errorf("delivery phase: %w", err)
+	}
+	fmt.Printf("deliver     %10.0f events/s (one subscription draining %d events)\n", deliverEPS, *backlog)
+	fmt.Printf("noop_deliver%10.0f events/s (the same subscriber fed by a plain Go client)\n", noopDeliverEPS)
+
+	rssLoaded := m.rssMB()
+	fmt.Printf("memory      RSS %.1f MB after the run\n", rssLoaded)
+
+	fmt.Printf("RESULT publish_eps=%.0f batch_eps=%.0f noop_http_eps=%.0f raw_js_eps=%.0f ratio=%.3f e2e_p50_ms=%.2f e2e_p99_ms=%.2f"+
+		" deliver_eps=%.0f noop_deliver_eps=%.0f deliver_ratio=%.3f e2e5k_p50_ms=%.2f e2e5k_p99_ms=%.2f rss_idle_mb=%.1f rss_loaded_mb=%.1f binary_mb=%.1f\n",
+		publishEPS, batchEPS, noopEPS, rawEPS, publishEPS/noopEPS, p50, p99,
+		deliverEPS, noopDeliverEPS, deliverEPS/noopDeliverEPS, p50k, p99k, rssIdle, rssLoaded, binMB)
 	return nil
+}
+
+// meshdProc is the meshd under test.
+type meshdProc struct {
+	cmd              *exec.Cmd
+	dir              string
+	api, admin, nats string
+	log              bytes.Buffer
+}
+
+func startMeshd() (*meshdProc, error) {
+	dir, err := os.MkdirTemp("", "meshd-bench")
+	if err != nil {
+		return nil, err
+	}
+	m := &meshdProc{dir: dir}
+	for _, p := range []*string{&m.api, &m.admin, &m.nats} {
+		if *p, err = freeAddr(); err != nil {
+			return nil, err
+		}
+	}
+	m.cmd = exec.Command(*meshdBin, "run", "--app.id", "bench", "--data.dir", filepath.Join(dir, "data"),
+		"--api.listen", m.api, "--admin.listen", m.admin, "--mesh.listen", m.nats, "--log.level", "warn")
+	m.cmd.Stdout, m.cmd.Stderr = &m.log, &m.log
+	if err := m.cmd.Start(); err != nil {
+		return nil, fmt.Errorf("starting %s (run make build first): %w", *meshdBin, err)
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	for time.Now().Before(deadline) {
+		if resp, err := http.Get("http://" + m.admin + "/readyz"); err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				return m, nil
+			}
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	m.stop()
+	return nil, fmt.Errorf("meshd did not become ready:\n%s", m.log.String())
+}
+
+func (m *meshdProc) stop() {
+	if m.cmd.Process != nil {
+		_ = m.cmd.Process.Signal(syscall.SIGTERM)
+		done := make(chan struct{})
+		go func() { _ = m.cmd.Wait(); close(done) }()
+		select {
+		case <-done:
+		case <-time.After(15 * time.Second):
+			_ = m.cmd.Process.Kill()
+		}
+	}
+	_ = os.RemoveAll(m.dir)
+}
+
+// rssMB is meshd's resident memory now, from /proc.
+func (m *meshdProc) rssMB() float64 {
+	f, err := os.Open(fmt.Sprintf("/proc/%d/status", m.cmd.Process.Pid))
+	if err != nil {
+		return -1
+	}
+	defer f.Close()
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		if rest, ok := strings.CutPrefix(sc.Text(), "VmRSS:"); ok {
+			kb, _ := strconv.ParseFloat(strings.TrimSuffix(strings.TrimSpace(rest), " kB"), 64)
+			return kb / 1024
+		}
+	}
+	return -1
+}
+
+func fileMB(path string) float64 {
+	fi, err := os.Stat(path)
+	if err != nil {
+		return -1
+	}
+	return float64(fi.Size()) / (1 << 20)
 }
 
 func freeAddr() (string, error) {
@@ -151,39 +238,56 @@ func newClient() *http.Client {
 	return &http.Client{
 		Timeout: 30 * time.Second,
 		Transport: &http.Transport{
-			MaxIdleConns:        *clients * 2,
-			MaxIdleConnsPerHost: *clients * 2,
+			MaxIdleConns:        *clients * 4,
+			MaxIdleConnsPerHost: *clients * 4,
 			IdleConnTimeout:     time.Minute,
 		},
 	}
 }
 
-func noopServer() (net.Listener, error) {
+// noopServer answers every request 204 and counts them.
+func noopServer() (net.Listener, *atomic.Int64, error) {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
+	var n atomic.Int64
 	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		_, _ = io.Copy(io.Discard, r.Body)
+		n.Add(1)
 		w.WriteHeader(http.StatusNoContent)
 	})}
 	go func() { _ = srv.Serve(ln) }()
-	return ln, nil
+	return ln, &n, nil
+}
+
+func binaryReq(url string, payload []byte) func(seq int64) (*http.Request, int) {
+	return func(seq int64) (*http.Request, int) {
+		req, _ := http.NewRequest(http.MethodPost, url, bytes.NewReader(payload))
+		req.Header["Ce-Specversion"] = []string{"1.0"}
+		req.Header["Ce-Id"] = []string{strconv.FormatInt(seq, 10)}
+		req.Header["Ce-Source"] = []string{"/bench"}
+		req.Header["Ce-Type"] = []string{"com.example.bench"}
+		req.Header["Content-Type"] = []string{"application/json"}
+		return req, 1
+	}
 }
 
 // load runs the client pool for the phase duration (after a short warm-up)
 // and returns events per second. newReq returns a request and how many
 // events it carries.
 func load(client *http.Client, newReq func(seq int64) (*http.Request, int)) (float64, error) {
+	return loadFor(client, *clients, *duration, newReq)
+}
+
+func loadFor(client *http.Client, workers int, d time.Duration, newReq func(seq int64) (*http.Request, int)) (float64, error) {
 	var seq, events atomic.Int64
 	var firstErr atomic.Value
 	runPhase := func(d time.Duration, count bool) {
 		deadline := time.Now().Add(d)
 		var wg sync.WaitGroup
-		for range *clients {
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
+		for range workers {
+			wg.Go(func() {
 				for time.Now().Before(deadline) {
 					req, n := newReq(seq.Add(1))
 					resp, err := client.Do(req)
@@ -201,13 +305,13 @@ func load(client *http.Client, newReq func(seq int64) (*http.Request, int)) (flo
 						events.Add(int64(n))
 					}
 				}
-			}()
+			})
 		}
 		wg.Wait()
 	}
 	runPhase(time.Second, false)
 	start := time.Now()
-	runPhase(*duration, true)
+	runPhase(d, true)
 	elapsed := time.Since(start)
 	if err, _ := firstErr.Load().(error); err != nil {
 		return 0, err
@@ -262,9 +366,7 @@ func rawJetStream(url string, payload []byte) (float64, error) {
 		deadline := time.Now().Add(d)
 		var wg sync.WaitGroup
 		for _, js := range jss {
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
+			wg.Go(func() {
 				for time.Now().Before(deadline) {
 					msg := nats.NewMsg("meshd.t.rawbench")
 					id := strconv.FormatInt(seq.Add(1), 10)
@@ -283,7 +385,7 @@ func rawJetStream(url string, payload []byte) (float64, error) {
 						events.Add(1)
 					}
 				}
-			}()
+			})
 		}
 		wg.Wait()
 	}
@@ -331,8 +433,8 @@ func (p *latencyProbe) count() int {
 	return len(p.arrived)
 }
 
-func subscribe(client *http.Client, api, id, topic, sink string) error {
-	body, _ := json.Marshal(map[string]any{"id": id, "topic": topic, "sink": sink, "maxInFlight": 64})
+func subscribe(client *http.Client, api string, sub map[string]any) error {
+	body, _ := json.Marshal(sub)
 	resp, err := client.Post(api+"/v1/subscriptions", "application/json", bytes.NewReader(body))
 	if err != nil {
 		return err
@@ -345,29 +447,28 @@ func subscribe(client *http.Client, api, id, topic, sink string) error {
 	return nil
 }
 
-// paced publishes events at *latencyRate for d and returns their send times.
-func paced(client *http.Client, url string, payload []byte, d time.Duration, prefix string) (map[string]time.Time, error) {
+// paced publishes events at rate for d (open loop: each on its own
+// goroutine at its tick) and returns their send times.
+func paced(client *http.Client, url string, payload []byte, rate int, d time.Duration, prefix string) (map[string]time.Time, error) {
 	sent := map[string]time.Time{}
 	var mu sync.Mutex
 	var wg sync.WaitGroup
 	var firstErr atomic.Value
-	interval := time.Second / time.Duration(*latencyRate)
-	ticker := time.NewTicker(interval)
-	defer ticker.Stop()
-	deadline := time.Now().Add(d)
-	for i := 0; time.Now().Before(deadline); i++ {
-		<-ticker.C
+	start := time.Now()
+	total := int(d.Seconds() * float64(rate))
+	for i := range total {
+		if wait := time.Until(start.Add(time.Duration(i) * time.Second / time.Duration(rate))); wait > 0 {
+			time.Sleep(wait)
+		}
 		id := prefix + strconv.Itoa(i)
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
+		wg.Go(func() {
 			req, _ := http.NewRequest(http.MethodPost, url, bytes.NewReader(payload))
 			req.Header["Ce-Specversion"] = []string{"1.0"}
 			req.Header["Ce-Id"] = []string{id}
 			req.Header["Ce-Source"] = []string{"/bench"}
 			req.Header["Ce-Type"] = []string{"com.example.latency"}
 			req.Header["Content-Type"] = []string{"application/json"}
-			start := time.Now()
+			t0 := time.Now()
 			resp, err := client.Do(req)
 			if err != nil {
 				firstErr.CompareAndSwap(nil, err)
@@ -380,9 +481,9 @@ func paced(client *http.Client, url string, payload []byte, d time.Duration, pre
 				return
 			}
 			mu.Lock()
-			sent[id] = start
+			sent[id] = t0
 			mu.Unlock()
-		}()
+		})
 	}
 	wg.Wait()
 	if err, _ := firstErr.Load().(error); err != nil {
@@ -391,24 +492,26 @@ func paced(client *http.Client, url string, payload []byte, d time.Duration, pre
 	return sent, nil
 }
 
-func latency(ctx context.Context, client *http.Client, api string, payload []byte) (p50, p99 float64, err error) {
+// latency publishes at rate to a topic a subscription delivers to a probe,
+// and returns the p50 and p99 of publish-to-delivery times.
+func latency(client *http.Client, api string, payload []byte, rate int, topic string) (p50, p99 float64, err error) {
 	probe, err := newLatencyProbe()
 	if err != nil {
 		return 0, 0, err
 	}
 	defer probe.srv.Close()
-	if err := subscribe(client, api, "latency", "latency", "http://"+probe.addr+"/"); err != nil {
+	if err := subscribe(client, api, map[string]any{"id": topic, "topic": topic, "sink": "http://" + probe.addr + "/", "maxInFlight": 64}); err != nil {
 		return 0, 0, err
 	}
-	warm, err := paced(client, api+"/v1/publish/latency", payload, time.Second, "warm-")
+	warm, err := paced(client, api+"/v1/publish/"+topic, payload, rate, time.Second, "warm-")
 	if err != nil {
 		return 0, 0, err
 	}
-	sent, err := paced(client, api+"/v1/publish/latency", payload, *latencyFor, "lat-")
+	sent, err := paced(client, api+"/v1/publish/"+topic, payload, rate, *latencyFor, "lat-")
 	if err != nil {
 		return 0, 0, err
 	}
-	deadline := time.Now().Add(30 * time.Second)
+	deadline := time.Now().Add(60 * time.Second)
 	for probe.count() < len(sent)+len(warm) && time.Now().Before(deadline) {
 		time.Sleep(20 * time.Millisecond)
 	}
@@ -421,25 +524,88 @@ func latency(ctx context.Context, client *http.Client, api string, payload []byt
 	}
 	probe.mu.Unlock()
 	if len(ms) < len(sent) {
-		return 0, 0, fmt.Errorf("%d of %d events were not delivered within 30s", len(sent)-len(ms), len(sent))
+		return 0, 0, fmt.Errorf("%d of %d events were not delivered within 60s", len(sent)-len(ms), len(sent))
 	}
 	sort.Float64s(ms)
 	return ms[len(ms)/2], ms[len(ms)*99/100], nil
 }
 
-// runSoak publishes at a fixed rate for *soak and checks every event arrives.
-func runSoak(ctx context.Context, api string, payload []byte) error {
-	client := newClient()
+// delivery stores a backlog on a topic, then measures how fast one
+// subscription (startAt earliest) drains it into a no-op subscriber; and,
+// as the ceiling, how fast a plain Go client with as many requests in
+// flight feeds the same subscriber.
+func delivery(client *http.Client, api string, payload []byte) (deliverEPS, noopEPS float64, err error) {
+	const inFlight = 64
+	sub, count, err := noopServer()
+	if err != nil {
+		return 0, 0, err
+	}
+	defer sub.Close()
+	batches := (*backlog + *batchSize - 1) / *batchSize
+	newBatch := batchReq(api+"/v1/publish/drain", payload)
+	for i := range batches {
+		req, _ := newBatch(int64(i))
+		resp, err := client.Do(req)
+		if err != nil {
+			return 0, 0, err
+		}
+		_, _ = io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusNoContent {
+			return 0, 0, fmt.Errorf("storing the backlog: %s", resp.Status)
+		}
+	}
+	total := int64(batches * *batchSize)
+	start := time.Now()
+	if err := subscribe(client, api, map[string]any{"id": "drain", "topic": "drain", "sink": "http://" + sub.Addr().String() + "/",
+		"maxInFlight": inFlight, "startAt": "earliest"}); err != nil {
+		return 0, 0, err
+	}
+	deadline := start.Add(5 * time.Minute)
+	for count.Load() < total {
+		if time.Now().After(deadline) {
+			return 0, 0, fmt.Errorf("%d of %d events delivered in 5 minutes", count.Load(), total)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	deliverEPS = float64(total) / time.Since(start).Seconds()
+
+	noopEPS, err = loadFor(client, inFlight, *duration, binaryReq("http://"+sub.Addr().String()+"/", payload))
+	return deliverEPS, noopEPS, err
+}
+
+// runSoak publishes at a fixed rate for *soak, samples meshd's RSS every 10
+// s, and checks every event arrives.
+func runSoak(m *meshdProc, client *http.Client, api string, payload []byte) error {
 	probe, err := newLatencyProbe()
 	if err != nil {
 		return err
 	}
 	defer probe.srv.Close()
-	if err := subscribe(client, api, "soak", "soak", "http://"+probe.addr+"/"); err != nil {
+	if err := subscribe(client, api, map[string]any{"id": "soak", "topic": "soak", "sink": "http://" + probe.addr + "/", "maxInFlight": 64}); err != nil {
 		return err
 	}
 	fmt.Printf("soak: %d events/s for %s\n", *latencyRate, *soak)
-	sent, err := paced(client, api+"/v1/publish/soak", payload, *soak, "soak-")
+	var rss []float64
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		t := time.NewTicker(10 * time.Second)
+		defer t.Stop()
+		for {
+			r := m.rssMB()
+			rss = append(rss, r)
+			fmt.Printf("soak: RSS %.1f MB, delivered %d\n", r, probe.count())
+			select {
+			case <-stop:
+				return
+			case <-t.C:
+			}
+		}
+	})
+	sent, err := paced(client, api+"/v1/publish/soak", payload, *latencyRate, *soak, "soak-")
+	close(stop)
+	wg.Wait()
 	if err != nil {
 		return err
 	}
@@ -447,9 +613,14 @@ func runSoak(ctx context.Context, api string, payload []byte) error {
 	for probe.count() < len(sent) && time.Now().Before(deadline) {
 		time.Sleep(100 * time.Millisecond)
 	}
-	fmt.Printf("soak: sent %d, delivered %d\n", len(sent), probe.count())
+	maxRSS := 0.0
+	for _, r := range rss {
+		maxRSS = max(maxRSS, r)
+	}
+	fmt.Printf("soak: sent %d, delivered %d; RSS first %.1f MB, last %.1f MB, max %.1f MB\n",
+		len(sent), probe.count(), rss[0], rss[len(rss)-1], maxRSS)
 	if probe.count() < len(sent) {
-		return fmt.Errorf("soak lost %d events", len(sent)-probe.count())
+		return errors.New("soak lost " + strconv.Itoa(len(sent)-probe.count()) + " events")
 	}
 	return nil
 }
