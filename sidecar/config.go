@@ -65,6 +65,9 @@ type APIConfig struct {
 
 type AdminConfig struct {
 	Listen string `yaml:"listen" usage:"admin address: /healthz, /readyz, /metrics"`
+	// Pprof serves Go's profiler at /debug/pprof/ on the admin port: what
+	// to attach to a report of a performance problem.
+	Pprof bool `yaml:"pprof" usage:"serve Go's profiler at /debug/pprof/ on the admin port (off by default)"`
 }
 
 type MeshConfig struct {

@@ -4,11 +4,14 @@ import (
 	"context"
 	"encoding/json"
 	"log/slog"
+	"net/http"
+	"net/http/httptest"
 	"testing"
 	"time"
 
 	paho "github.com/eclipse/paho.mqtt.golang"
 	"github.com/gorilla/websocket"
+	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
 	"github.com/meshd/meshd/test/infra"
@@ -77,4 +80,23 @@ func TestSidecarServesWebSocketAndMQTT(t *testing.T) {
 	var ack map[string]json.RawMessage
 	require.NoError(t, pub.ReadJSON(&ack))
 	require.JSONEq(t, `"w1"`, string(ack["ack"]))
+}
+
+// The profiler is served on the admin port only when admin.pprof says so.
+func TestPprofOnlyWhenAsked(t *testing.T) {
+	for _, on := range []bool{false, true} {
+		cfg := Defaults()
+		cfg.Admin.Pprof = on
+		s := &Sidecar{cfg: cfg}
+		m, err := newMetrics()
+		require.NoError(t, err)
+		s.metrics = m
+		w := httptest.NewRecorder()
+		s.adminHandler().ServeHTTP(w, httptest.NewRequest("GET", "/debug/pprof/", nil))
+		if on {
+			assert.Equal(t, http.StatusOK, w.Code)
+		} else {
+			assert.Equal(t, http.StatusNotFound, w.Code)
+		}
+	}
 }
