@@ -522,32 +522,16 @@ func (l *Loop) giveUp(m mesh.Message, cause error) {
 	}
 }
 
-// ackConcurrency bounds the acks of one batch waiting for the server: one
-// after the other, acking a batch of a thousand took as long as writing it
-// to PostgreSQL.
-const ackConcurrency = 32
-
+// ackAll acks ms. The event is remembered as delivered first: if its ack
+// is lost, the redelivery is recognised and acked without a second
+// delivery.
 func (l *Loop) ackAll(ms []mesh.Message) {
-	ack := func(m mesh.Message) {
-		l.settle(m, "ack", m.Ack)
+	for _, m := range ms {
 		if l.dedup != nil {
 			l.dedup.Add(m.Seq(), struct{}{})
 		}
+		l.settle(m, "ack", m.Ack)
 	}
-	if len(ms) == 1 {
-		ack(ms[0])
-		return
-	}
-	sem := make(chan struct{}, ackConcurrency)
-	var wg sync.WaitGroup
-	for _, m := range ms {
-		sem <- struct{}{}
-		wg.Go(func() {
-			defer func() { <-sem }()
-			ack(m)
-		})
-	}
-	wg.Wait()
 }
 
 // handBack keeps events the stopping loop did not deliver; they are

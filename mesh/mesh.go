@@ -110,7 +110,9 @@ type Message interface {
 	Seq() uint64
 	// Attempt is the delivery count of this event in its group, from 1.
 	Attempt() int
-	// Ack marks the event processed; it is not delivered to the group again.
+	// Ack marks the event processed; it is not delivered to the group
+	// again. An ack lost on the way (the connection failed) lets the event
+	// be delivered again: delivery is at least once.
 	Ack(ctx context.Context) error
 	// Nak asks for redelivery after delay (0: as soon as possible).
 	Nak(ctx context.Context, delay time.Duration) error
