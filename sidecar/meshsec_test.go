@@ -232,3 +232,30 @@ func TestListenAuthNoneWarns(t *testing.T) {
 	_, err = os.Stat(filepath.Join(cfg.Data.Dir, meshTokenFile))
 	assert.ErrorIs(t, err, os.ErrNotExist)
 }
+
+// Without secrets.key the key is generated into data.dir once (0600) and
+// reused; with mesh.url meshd warns that other sidecars cannot read it.
+func TestSecretsKeyFile(t *testing.T) {
+	cfg := Defaults()
+	cfg.Data.Dir = filepath.Join(t.TempDir(), "data")
+	cfg.Mesh.URL = "nats://127.0.0.1:4222"
+	logger, logs := logBuffer()
+	key, err := cfg.secretsKey(logger)()
+	require.NoError(t, err)
+	require.Len(t, key, 32)
+	path := filepath.Join(cfg.Data.Dir, secretsKeyFile)
+	fi, err := os.Stat(path)
+	require.NoError(t, err)
+	assert.Equal(t, os.FileMode(0o600), fi.Mode().Perm())
+	assert.Contains(t, logs.String(), "level=WARN msg=\"secrets.key is not set")
+	again, err := cfg.secretsKey(logger)()
+	require.NoError(t, err)
+	assert.Equal(t, key, again)
+	assert.Equal(t, 1, strings.Count(logs.String(), "secrets.key is not set"), "warned once, when generated")
+	assert.NotContains(t, logs.String(), base64.StdEncoding.EncodeToString(key))
+
+	cfg.Secrets.Key = base64.StdEncoding.EncodeToString(bytes.Repeat([]byte{9}, 32))
+	given, err := cfg.secretsKey(logger)()
+	require.NoError(t, err)
+	assert.Equal(t, bytes.Repeat([]byte{9}, 32), given)
+}
