@@ -15,6 +15,7 @@ import (
 	"gopkg.in/yaml.v3"
 
 	"github.com/meshd/meshd/bridge"
+	"github.com/meshd/meshd/bridge/tlsconf"
 	"github.com/meshd/meshd/mesh"
 	"github.com/meshd/meshd/mesh/natsjs"
 	"github.com/meshd/meshd/protocols/mqtt"
@@ -30,6 +31,7 @@ type Config struct {
 	API           APIConfig             `yaml:"api"`
 	Admin         AdminConfig           `yaml:"admin"`
 	Mesh          MeshConfig            `yaml:"mesh"`
+	Secrets       SecretsConfig         `yaml:"secrets"`
 	Delivery      DeliveryConfig        `yaml:"delivery"`
 	Subscriptions []bridge.Subscription `yaml:"subscriptions"`
 	Webhook       WebhookConfig         `yaml:"webhook"`
@@ -72,18 +74,62 @@ type AdminConfig struct {
 
 type MeshConfig struct {
 	URL        string        `yaml:"url" usage:"NATS JetStream servers, comma separated (empty: embedded mesh)"`
-	Listen     string        `yaml:"listen" usage:"embedded mesh: also accept NATS clients on this host:port (empty: no port)"`
+	Listen     string        `yaml:"listen" usage:"embedded mesh: also accept NATS clients on this host:port (empty: no port); they must authenticate (mesh.listenToken)"`
 	Stream     string        `yaml:"stream" usage:"JetStream stream holding the events"`
 	Replicas   int           `yaml:"replicas" usage:"stream replicas (external cluster)"`
 	MaxAge     time.Duration `yaml:"maxAge" usage:"how long events are kept"`
 	SyncAlways bool          `yaml:"syncAlways" usage:"embedded mesh: fsync every write (survives power loss, slower)"`
-	Creds      string        `yaml:"creds" usage:"NATS credentials file (external cluster)"`
+
+	// Credentials meshd presents to mesh.url: at most one kind.
+	Creds     string        `yaml:"creds" usage:"mesh.url: NATS credentials file (user JWT and NKey seed)"`
+	NKeyFile  string        `yaml:"nkeyFile" usage:"mesh.url: file holding a user NKey seed (SU...)"`
+	User      string        `yaml:"user" usage:"mesh.url: user name (with mesh.password)"`
+	Password  string        `yaml:"password" usage:"mesh.url: password of mesh.user" secret:"true"`
+	Token     string        `yaml:"token" usage:"mesh.url: token" secret:"true"`
+	TokenFile string        `yaml:"tokenFile" usage:"mesh.url: file holding the token, e.g. the data.dir/mesh.token of the sidecar whose embedded mesh this one joins"`
+	TLS       MeshTLSConfig `yaml:"tls"`
+
+	// What clients on mesh.listen must present (embedded mesh).
+	ListenAuth     string              `yaml:"listenAuth" usage:"embedded mesh: 'none' lets clients on mesh.listen in without credentials: anyone reaching the port can read connector configs and delete every stream (default: a token or user/password is required)"`
+	ListenToken    string              `yaml:"listenToken" usage:"embedded mesh: token clients on mesh.listen must present (default: generated into data.dir/mesh.token)" secret:"true"`
+	ListenUser     string              `yaml:"listenUser" usage:"embedded mesh: user clients on mesh.listen must present (with mesh.listenPassword), instead of a token"`
+	ListenPassword string              `yaml:"listenPassword" usage:"embedded mesh: password of mesh.listenUser" secret:"true"`
+	ListenTLS      MeshListenTLSConfig `yaml:"listenTLS"`
+
 	// ConnectTimeout bounds reaching mesh.url at start, per server.
 	ConnectTimeout time.Duration `yaml:"connectTimeout" usage:"external cluster: how long to wait for each mesh server at start"`
 	// DuplicateWindow is how long a published event's source and id are
 	// remembered: a re-publish inside it is acknowledged and not stored.
 	DuplicateWindow time.Duration `yaml:"duplicateWindow" usage:"how long a re-publish of the same source and id is acknowledged without being stored again"`
 	MaxConsumers    int           `yaml:"maxConsumers" usage:"most consumer groups and subscribers the stream holds"`
+}
+
+// MeshTLSConfig is the TLS of the connection to mesh.url.
+type MeshTLSConfig struct {
+	CAFile     string `yaml:"caFile" usage:"mesh.url: PEM file of the CAs trusted for the servers' certificates (default: the system's); setting any mesh.tls file requires TLS"`
+	CertFile   string `yaml:"certFile" usage:"mesh.url: PEM client certificate for mutual TLS (with mesh.tls.keyFile)"`
+	KeyFile    string `yaml:"keyFile" usage:"mesh.url: PEM private key of mesh.tls.certFile"`
+	ServerName string `yaml:"serverName" usage:"mesh.url: name expected in the servers' certificates (default: the host of each URL)"`
+}
+
+func (t MeshTLSConfig) client() tlsconf.Client {
+	return tlsconf.Client{CAFile: t.CAFile, CertFile: t.CertFile, KeyFile: t.KeyFile, ServerName: t.ServerName}
+}
+
+// MeshListenTLSConfig makes clients on mesh.listen speak TLS.
+type MeshListenTLSConfig struct {
+	CertFile     string `yaml:"certFile" usage:"embedded mesh: PEM certificate of mesh.listen (with mesh.listenTLS.keyFile): TLS only"`
+	KeyFile      string `yaml:"keyFile" usage:"embedded mesh: PEM private key of mesh.listenTLS.certFile"`
+	ClientCAFile string `yaml:"clientCAFile" usage:"embedded mesh: PEM CAs one of which must have signed each client's certificate (mutual TLS)"`
+}
+
+func (t MeshListenTLSConfig) server() tlsconf.Server {
+	return tlsconf.Server{CertFile: t.CertFile, KeyFile: t.KeyFile, ClientCAFile: t.ClientCAFile}
+}
+
+// SecretsConfig is the key that encrypts connector secrets in the mesh.
+type SecretsConfig struct {
+	Key string `yaml:"key" usage:"base64 of the 32-byte key encrypting connector secrets stored in the mesh (default: generated into data.dir/secrets.key); sidecars of one app sharing a cluster need the same key" secret:"true"`
 }
 
 type DeliveryConfig struct {
@@ -177,7 +223,7 @@ func (c *Config) Validate() error {
 			return fmt.Errorf("mesh.url: %q needs a scheme, e.g. nats://%s", u, u)
 		}
 	}
-	if err := checkReadable("mesh.creds", c.Mesh.Creds); err != nil {
+	if err := c.validateMeshSecurity(); err != nil {
 		return err
 	}
 	if c.Mesh.DuplicateWindow <= 0 || c.Mesh.DuplicateWindow > c.Mesh.MaxAge {

@@ -123,6 +123,7 @@ func (s *Sidecar) startConnectors(ctx context.Context) error {
 		Webhook:       s.cfg.Webhook.options(),
 		ConfigBucket:  s.cfg.stateBucket(worker.DefaultConfigBucket),
 		OffsetBucket:  s.cfg.stateBucket(worker.DefaultOffsetBucket),
+		SecretsKey:    s.cfg.secretsKey(s.logger),
 	})
 	if err != nil {
 		return fmt.Errorf("starting connectors: %w", err)

@@ -21,15 +21,18 @@ type setting struct {
 }
 
 // EnvName is the environment variable of a setting: MESHD_API_MAX_BODY_BYTES
-// for api.maxBodyBytes.
+// for api.maxBodyBytes, MESHD_MESH_LISTEN_TLS_CLIENT_CA_FILE for
+// mesh.listenTLS.clientCAFile (a run of capitals is one word).
 func (s setting) EnvName() string {
 	var b strings.Builder
 	b.WriteString("MESHD_")
-	for i, r := range s.path {
+	path := []rune(s.path)
+	for i, r := range path {
 		switch {
 		case r == '.':
 			b.WriteByte('_')
-		case unicode.IsUpper(r) && i > 0 && s.path[i-1] != '.':
+		case unicode.IsUpper(r) && i > 0 && path[i-1] != '.' &&
+			(!unicode.IsUpper(path[i-1]) || i+1 < len(path) && unicode.IsLower(path[i+1])):
 			b.WriteByte('_')
 			b.WriteRune(r)
 		default:

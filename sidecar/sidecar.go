@@ -192,15 +192,16 @@ func openEngine(ctx context.Context, cfg Config, logger *slog.Logger) (mesh.Engi
 	}
 	if urls := cfg.MeshURLs(); len(urls) > 0 {
 		jsCfg.URLs = urls
-		jsCfg.CredsFile = cfg.Mesh.Creds
+		if err := cfg.meshClient(&jsCfg); err != nil {
+			return nil, err
+		}
 		// Each server is dialled for at most connectTimeout; setting up the
 		// stream gets one more.
 		ctx, cancel := context.WithTimeout(ctx, time.Duration(len(urls)+1)*cfg.Mesh.ConnectTimeout)
 		defer cancel()
 		eng, err := natsjs.Connect(ctx, jsCfg)
 		if err != nil {
-			return nil, fmt.Errorf("mesh.url: cannot use the mesh at %s (mesh.connectTimeout %s): %w",
-				redactedMeshURL(cfg), cfg.Mesh.ConnectTimeout, rootCause(err))
+			return nil, explainMeshError(cfg, err)
 		}
 		return eng, nil
 	}
@@ -215,13 +216,17 @@ func openEngine(ctx context.Context, cfg Config, logger *slog.Logger) (mesh.Engi
 	if err != nil {
 		return nil, fmt.Errorf("data.dir: %w", err)
 	}
-	eng, err := embedded.Open(ctx, embedded.Config{
+	ecfg := embedded.Config{
 		DataDir:    dir,
 		Listen:     cfg.Mesh.Listen,
 		SyncAlways: cfg.Mesh.SyncAlways,
 		Mesh:       jsCfg,
 		Logger:     logger,
-	})
+	}
+	if err := cfg.meshListen(&ecfg, dir, logger); err != nil {
+		return nil, err
+	}
+	eng, err := embedded.Open(ctx, ecfg)
 	if err != nil {
 		return nil, fmt.Errorf("data.dir: starting the embedded mesh in %s: %w", dir, err)
 	}

@@ -1,7 +1,7 @@
-// Package tlsconf builds TLS client configs from the settings meshd's
-// parts share (MQTT links, http-sink, subscription delivery, database
-// connectors, the mesh connection): one builder, one set of errors naming
-// the setting.
+// Package tlsconf builds TLS configs from the settings meshd's parts share:
+// the client side (MQTT links, http-sink, subscription delivery, database
+// connectors, the mesh connection) and the server side (the embedded
+// mesh's listener): one builder each, one set of errors naming the file.
 package tlsconf
 
 import (
@@ -38,13 +38,9 @@ func (c Client) Config() (*tls.Config, error) {
 	}
 	cfg := &tls.Config{ServerName: c.ServerName, InsecureSkipVerify: c.InsecureSkipVerify, MinVersion: tls.VersionTLS12} //nolint:gosec // opt-in, named insecure
 	if c.CAFile != "" {
-		pem, err := os.ReadFile(c.CAFile)
+		pool, err := certPool(c.CAFile)
 		if err != nil {
-			return nil, fmt.Errorf("reading the CA file: %w", err)
-		}
-		pool := x509.NewCertPool()
-		if !pool.AppendCertsFromPEM(pem) {
-			return nil, fmt.Errorf("CA file %s holds no PEM certificate", c.CAFile)
+			return nil, err
 		}
 		cfg.RootCAs = pool
 	}
@@ -56,4 +52,55 @@ func (c Client) Config() (*tls.Config, error) {
 		cfg.Certificates = []tls.Certificate{pair}
 	}
 	return cfg, nil
+}
+
+// Server is the TLS side of a listener meshd serves. The zero value means
+// "no TLS": Config returns nil.
+type Server struct {
+	// CertFile and KeyFile are the server's certificate (with its chain)
+	// and private key, PEM. Required unless the Server is zero.
+	CertFile string
+	KeyFile  string
+	// ClientCAFile, if set, is a PEM file of CAs: every client must
+	// present a certificate one of them signed (mutual TLS).
+	ClientCAFile string
+}
+
+// Config returns the *tls.Config of s (TLS 1.2 at least), or nil for the
+// zero Server. Errors say which file is wrong; callers wrap them with the
+// name of their setting.
+func (s Server) Config() (*tls.Config, error) {
+	if s == (Server{}) {
+		return nil, nil
+	}
+	if s.CertFile == "" || s.KeyFile == "" {
+		return nil, fmt.Errorf("a server needs both its certificate and its key file")
+	}
+	pair, err := tls.LoadX509KeyPair(s.CertFile, s.KeyFile)
+	if err != nil {
+		return nil, fmt.Errorf("loading the server certificate: %w", err)
+	}
+	cfg := &tls.Config{Certificates: []tls.Certificate{pair}, MinVersion: tls.VersionTLS12}
+	if s.ClientCAFile != "" {
+		pool, err := certPool(s.ClientCAFile)
+		if err != nil {
+			return nil, err
+		}
+		cfg.ClientCAs = pool
+		cfg.ClientAuth = tls.RequireAndVerifyClientCert
+	}
+	return cfg, nil
+}
+
+// certPool reads a PEM file of CA certificates.
+func certPool(file string) (*x509.CertPool, error) {
+	pem, err := os.ReadFile(file)
+	if err != nil {
+		return nil, fmt.Errorf("reading the CA file: %w", err)
+	}
+	pool := x509.NewCertPool()
+	if !pool.AppendCertsFromPEM(pem) {
+		return nil, fmt.Errorf("CA file %s holds no PEM certificate", file)
+	}
+	return pool, nil
 }

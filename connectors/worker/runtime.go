@@ -73,6 +73,11 @@ type Options struct {
 	WebhookListen string
 	// Webhook configures that listener: TLS, timeouts, connection limit.
 	Webhook WebhookOptions
+	// SecretsKey returns the 32-byte AES key that encrypts the secret
+	// fields of connector configs in the mesh KV (layout in store.go). It
+	// is called once, when a secret is first stored or read. nil: secrets
+	// are stored in clear (tests; meshd always sets one).
+	SecretsKey func() ([]byte, error)
 }
 
 // State is the state of a connector or task.
@@ -94,6 +99,7 @@ type Runtime struct {
 	bridge   *bridge.Bridge
 	metrics  *metrics
 	webhooks *webhookServer
+	secrets  *secretBox
 
 	opMu    sync.Mutex // serialises changes; taken before mu
 	running bool       // between Start and Stop; guarded by opMu
@@ -144,6 +150,7 @@ func New(opts Options) (*Runtime, error) {
 		registry:  opts.Registry,
 		bridge:    opts.Bridge,
 		instances: map[string]*instance{},
+		secrets:   &secretBox{keyFn: opts.SecretsKey},
 	}
 	if r.bridge == nil {
 		b, err := bridge.New(bridge.Options{Engine: opts.Engine, Logger: opts.Logger, Meter: opts.Meter, Tracer: opts.Tracer})
@@ -192,7 +199,12 @@ func (r *Runtime) Start(ctx context.Context) error {
 	r.webhooks.reopen()
 	r.running = true
 	for _, sc := range stored {
-		inst := r.newInstance(sc.Name, sc.Config)
+		var inst *instance
+		if sc.unreadable != nil {
+			inst = r.unreadableInstance(sc)
+		} else {
+			inst = r.newInstance(sc.Name, sc.Config)
+		}
 		if st, ok := states[sc.Name]; ok && st == StatePaused {
 			inst.target = StatePaused
 		}

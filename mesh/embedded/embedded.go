@@ -7,6 +7,7 @@ package embedded
 import (
 	"context"
 	"crypto/sha256"
+	"crypto/tls"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -45,7 +46,24 @@ type Config struct {
 	DataDir string
 	// Listen is a host:port on which other processes can reach the server
 	// (e.g. "127.0.0.1:4222"; port 0 picks a free one). Empty: no socket.
+	// Clients there must authenticate (Token, or User and Password) unless
+	// NoAuth says otherwise.
 	Listen string
+	// Token is the token every client must present. The engine's own
+	// in-process connection presents it too.
+	Token string `json:"-"`
+	// User and Password are the user/password pair every client must
+	// present (instead of a token).
+	User     string
+	Password string `json:"-"`
+	// NoAuth lets clients on Listen connect without credentials: anyone who
+	// reaches the port can then read, publish and delete every stream and
+	// key/value bucket. Without Listen it changes nothing.
+	NoAuth bool
+	// TLS, if set, makes clients on Listen speak TLS (with a ClientAuth
+	// that requires certificates, mutual TLS). The in-process connection
+	// does not need it.
+	TLS *tls.Config `json:"-"`
 	// SyncAlways makes the store fsync every write instead of periodically.
 	SyncAlways bool
 	// Mesh configures the stream, subjects and limits. URLs and the auth
@@ -66,6 +84,17 @@ func (cfg Config) Validate() error {
 		if _, _, err := splitListen(cfg.Listen); err != nil {
 			errs = append(errs, fmt.Errorf("listen %q: %w", cfg.Listen, err))
 		}
+		if cfg.Token == "" && cfg.User == "" && !cfg.NoAuth {
+			errs = append(errs, errors.New("listen: clients must authenticate: set token, or user and password (or noAuth, which lets anyone who reaches the port read and delete everything)"))
+		}
+	}
+	switch {
+	case cfg.Token != "" && cfg.User != "":
+		errs = append(errs, errors.New("token, user: set one, not both"))
+	case cfg.NoAuth && (cfg.Token != "" || cfg.User != ""):
+		errs = append(errs, errors.New("noAuth: cannot be combined with token or user"))
+	case (cfg.User == "") != (cfg.Password == ""):
+		errs = append(errs, errors.New("user, password: set both or neither"))
 	}
 	if err := cfg.Mesh.Validate(); err != nil {
 		errs = append(errs, fmt.Errorf("mesh: %w", err))
@@ -142,6 +171,11 @@ func Open(ctx context.Context, cfg Config) (*Engine, error) {
 	if cfg.Listen != "" {
 		opts.Host, opts.Port, _ = splitListen(cfg.Listen)
 	}
+	opts.Authorization, opts.Username, opts.Password = cfg.Token, cfg.User, cfg.Password
+	if cfg.TLS != nil {
+		opts.TLS, opts.TLSConfig = true, cfg.TLS.Clone()
+		opts.TLSVerify = cfg.TLS.ClientAuth == tls.RequireAndVerifyClientCert
+	}
 	srv, err := server.NewServer(opts)
 	if err != nil {
 		return nil, fmt.Errorf("starting embedded nats: %w", err)
@@ -164,7 +198,14 @@ func Open(ctx context.Context, cfg Config) (*Engine, error) {
 	if name == "" {
 		name = "meshd"
 	}
-	nc, err := nats.Connect("", nats.InProcessServer(srv),
+	var auth []nats.Option
+	switch {
+	case cfg.Token != "":
+		auth = append(auth, nats.Token(cfg.Token))
+	case cfg.User != "":
+		auth = append(auth, nats.UserInfo(cfg.User, cfg.Password))
+	}
+	nc, err := nats.Connect("", append(auth, nats.InProcessServer(srv),
 		nats.Name(name),
 		nats.MaxReconnects(-1),
 		nats.ReconnectWait(250*time.Millisecond),
@@ -177,7 +218,7 @@ func Open(ctx context.Context, cfg Config) (*Engine, error) {
 				log.Warn("embedded nats disconnected", "error", err)
 			}
 		}),
-	)
+	)...)
 	if err != nil {
 		srv.Shutdown()
 		srv.WaitForShutdown()

@@ -1,9 +1,11 @@
 package natsjs
 
 import (
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
+	"strings"
 	"time"
 
 	"github.com/meshd/meshd/mesh"
@@ -58,18 +60,21 @@ type Config struct {
 	// Name is the NATS client name, shown in server monitoring.
 	Name string
 
-	// CredsFile is a NATS credentials file (JWT and NKey seed).
+	// Credentials (Connect only; at most one kind). CredsFile is a NATS
+	// credentials file (user JWT and NKey seed).
 	CredsFile string
+	// NKeyFile is a file holding a user NKey seed ("SU..."): the server
+	// knows the user by its public key.
+	NKeyFile string
 	// User and Password authenticate with a user/password pair.
 	User     string
 	Password string `json:"-"`
 	// Token authenticates with a bearer token.
 	Token string `json:"-"`
-	// TLSCAFile is a PEM file of CAs trusted for the server certificate.
-	TLSCAFile string
-	// TLSCertFile and TLSKeyFile are a client certificate for mutual TLS.
-	TLSCertFile string
-	TLSKeyFile  string
+	// TLS, if set, is used for the connection (trusted CAs, a client
+	// certificate, the server name); a server that requires TLS gets it
+	// with the system's CAs otherwise.
+	TLS *tls.Config `json:"-"`
 
 	// Logger receives connection events and undecodable messages. Default: discard.
 	Logger *slog.Logger
@@ -110,6 +115,20 @@ func (cfg Config) withDefaults() Config {
 	return cfg
 }
 
+// credentialKinds names the kinds of credentials cfg sets.
+func (cfg Config) credentialKinds() []string {
+	var kinds []string
+	for _, k := range []struct {
+		name string
+		set  bool
+	}{{"credsFile", cfg.CredsFile != ""}, {"nkeyFile", cfg.NKeyFile != ""}, {"user", cfg.User != ""}, {"token", cfg.Token != ""}} {
+		if k.set {
+			kinds = append(kinds, k.name)
+		}
+	}
+	return kinds
+}
+
 // Validate reports the first invalid field of cfg (after defaults).
 func (cfg Config) Validate() error {
 	cfg = cfg.withDefaults()
@@ -132,11 +151,11 @@ func (cfg Config) Validate() error {
 	if cfg.PublishTimeout < 0 {
 		errs = append(errs, fmt.Errorf("publishTimeout %s: must not be negative", cfg.PublishTimeout))
 	}
-	if (cfg.TLSCertFile == "") != (cfg.TLSKeyFile == "") {
-		errs = append(errs, errors.New("tlsCertFile and tlsKeyFile: set both or neither"))
+	if kinds := cfg.credentialKinds(); len(kinds) > 1 {
+		errs = append(errs, fmt.Errorf("%s: set one kind of credentials, not several", strings.Join(kinds, ", ")))
 	}
-	if cfg.CredsFile != "" && (cfg.User != "" || cfg.Token != "") {
-		errs = append(errs, errors.New("credsFile: cannot be combined with user or token"))
+	if cfg.Password != "" && cfg.User == "" {
+		errs = append(errs, errors.New("password: needs user"))
 	}
 	return errors.Join(errs...)
 }

@@ -78,21 +78,11 @@ func Connect(ctx context.Context, cfg Config) (*Engine, error) {
 			log.Warn("nats error", "error", err)
 		}),
 	}
-	if cfg.CredsFile != "" {
-		opts = append(opts, nats.UserCredentials(cfg.CredsFile))
+	auth, err := cfg.authOptions()
+	if err != nil {
+		return nil, fmt.Errorf("jetstream config: %w", err)
 	}
-	if cfg.User != "" {
-		opts = append(opts, nats.UserInfo(cfg.User, cfg.Password))
-	}
-	if cfg.Token != "" {
-		opts = append(opts, nats.Token(cfg.Token))
-	}
-	if cfg.TLSCAFile != "" {
-		opts = append(opts, nats.RootCAs(cfg.TLSCAFile))
-	}
-	if cfg.TLSCertFile != "" {
-		opts = append(opts, nats.ClientCert(cfg.TLSCertFile, cfg.TLSKeyFile))
-	}
+	opts = append(opts, auth...)
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}

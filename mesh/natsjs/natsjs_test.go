@@ -104,7 +104,9 @@ func TestConfigValidate(t *testing.T) {
 	require.ErrorContains(t, natsjs.Config{SubjectPrefix: "a.>"}.Validate(), "subjectPrefix")
 	require.ErrorContains(t, natsjs.Config{Replicas: 7}.Validate(), "replicas")
 	require.ErrorContains(t, natsjs.Config{MaxAge: time.Minute}.Validate(), "duplicateWindow")
-	require.ErrorContains(t, natsjs.Config{TLSCertFile: "c"}.Validate(), "tlsKeyFile")
+	require.ErrorContains(t, natsjs.Config{CredsFile: "c", Token: "t"}.Validate(), "credsFile, token: set one kind of credentials")
+	require.ErrorContains(t, natsjs.Config{NKeyFile: "n", User: "u"}.Validate(), "nkeyFile, user")
+	require.ErrorContains(t, natsjs.Config{Password: "p"}.Validate(), "password: needs user")
 }
 
 func openEmbedded(t testing.TB) *embedded.Engine {

@@ -60,7 +60,7 @@ func TestAdminAnswersProblems(t *testing.T) {
 func TestReadyzDetailIsShort(t *testing.T) {
 	natsAddr := freeAddr(t)
 	hub := newMeshd(t, "mesh-hub", "mesh:\n  listen: "+natsAddr+"\n")
-	spoke := newMeshd(t, "mesh-spoke", "mesh:\n  url: nats://"+natsAddr+"\n")
+	spoke := newMeshd(t, "mesh-spoke", "mesh:\n  url: nats://"+natsAddr+"\n  tokenFile: "+hub.meshTokenFile()+"\n")
 	hub.kill9()
 
 	require.Eventually(t, func() bool {

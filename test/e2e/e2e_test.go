@@ -22,7 +22,7 @@ func TestTwoSidecarsSubscriberComesBack(t *testing.T) {
 
 	sub := newSink(t, http.StatusServiceUnavailable)
 	sub.down() // the subscriber is not running yet
-	newMeshd(t, "subscriber-app", fastRetry+"mesh:\n  url: nats://"+natsAddr+"\nsubscriptions:\n"+
+	newMeshd(t, "subscriber-app", fastRetry+"mesh:\n  url: nats://"+natsAddr+"\n  tokenFile: "+a.meshTokenFile()+"\nsubscriptions:\n"+
 		subscriptionYAML("orders-to-app", "orders", sub.url(), "maxAttempts: 1000"))
 
 	const n = 50

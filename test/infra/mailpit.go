@@ -3,16 +3,12 @@ package infra
 import (
 	"bytes"
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
 	"crypto/rand"
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/json"
-	"encoding/pem"
 	"fmt"
 	"io"
-	"math/big"
 	"net"
 	"net/http"
 	"net/url"
@@ -322,16 +318,9 @@ func (m *Mailpit) call(ctx context.Context, method, path string, in, out any) er
 // ::1 and localhost, valid for a day, and its key into dir.
 func writeSelfSignedCert(t testing.TB, dir string) (certFile, keyFile string) {
 	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatalf("generating a TLS key: %v", err)
-	}
-	serial, err := rand.Int(rand.Reader, new(big.Int).Lsh(big.NewInt(1), 62))
-	if err != nil {
-		t.Fatalf("generating a serial number: %v", err)
-	}
+	key := newKey(t)
 	tmpl := &x509.Certificate{
-		SerialNumber:          serial,
+		SerialNumber:          serialNumber(t),
 		Subject:               pkix.Name{CommonName: "meshd test server"},
 		NotBefore:             time.Now().Add(-time.Hour),
 		NotAfter:              time.Now().Add(24 * time.Hour),
@@ -351,11 +340,7 @@ func writeSelfSignedCert(t testing.TB, dir string) (certFile, keyFile string) {
 		t.Fatalf("encoding a TLS key: %v", err)
 	}
 	certFile, keyFile = filepath.Join(dir, "cert.pem"), filepath.Join(dir, "key.pem")
-	if err := os.WriteFile(certFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o644); err != nil {
-		t.Fatalf("writing %s: %v", certFile, err)
-	}
-	if err := os.WriteFile(keyFile, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: keyDER}), 0o600); err != nil {
-		t.Fatalf("writing %s: %v", keyFile, err)
-	}
+	writePEM(t, certFile, "CERTIFICATE", der, 0o644)
+	writePEM(t, keyFile, "PRIVATE KEY", keyDER, 0o600)
 	return certFile, keyFile
 }

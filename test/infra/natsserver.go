@@ -169,6 +169,7 @@ type natsProc struct {
 	port     int
 	monPort  int
 	logPath  string
+	confPath string // a config file (-c), or ""
 
 	mu     sync.Mutex
 	cmd    *exec.Cmd
@@ -182,6 +183,27 @@ type natsProc struct {
 // be built or started.
 func StartNATS(t *testing.T) (url string, stop func(), restart func()) {
 	t.Helper()
+	p := newNATSProc(t, "")
+	return p.url(), p.stop, func() {
+		p.stop()
+		p.start()
+	}
+}
+
+// StartNATSConf is StartNATS with a nats-server config file of conf (for
+// authorization {...}, tls {...}, operator mode): the port, store and
+// monitoring flags are given on the command line and win over conf. It
+// returns the client URL (nats://; a client upgrades to TLS when the
+// server requires it).
+func StartNATSConf(t *testing.T, conf string) string {
+	t.Helper()
+	return newNATSProc(t, conf).url()
+}
+
+// newNATSProc starts a nats-server (with the config file conf, unless
+// empty) that is stopped at the end of the test.
+func newNATSProc(t *testing.T, conf string) *natsProc {
+	t.Helper()
 	p := &natsProc{
 		t:        t,
 		bin:      NATSServerBinary(t),
@@ -190,13 +212,18 @@ func StartNATS(t *testing.T) (url string, stop func(), restart func()) {
 		monPort:  FreePort(t),
 	}
 	p.logPath = filepath.Join(p.storeDir, "nats-server.log")
+	if conf != "" {
+		p.confPath = filepath.Join(p.storeDir, "nats-server.conf")
+		if err := os.WriteFile(p.confPath, []byte(conf), 0o600); err != nil {
+			t.Fatalf("writing the nats-server config: %v", err)
+		}
+	}
 	p.start()
 	t.Cleanup(p.stop)
-	return fmt.Sprintf("nats://127.0.0.1:%d", p.port), p.stop, func() {
-		p.stop()
-		p.start()
-	}
+	return p
 }
+
+func (p *natsProc) url() string { return fmt.Sprintf("nats://127.0.0.1:%d", p.port) }
 
 func (p *natsProc) start() {
 	p.t.Helper()
@@ -206,12 +233,16 @@ func (p *natsProc) start() {
 	if err != nil {
 		p.t.Fatalf("nats-server log: %v", err)
 	}
-	cmd := exec.Command(p.bin,
+	args := []string{
 		"-js", "-sd", p.storeDir,
 		"-a", "127.0.0.1", "-p", strconv.Itoa(p.port),
 		"-m", strconv.Itoa(p.monPort),
-		"-n", "meshd-test-"+strconv.Itoa(p.port),
-	)
+		"-n", "meshd-test-" + strconv.Itoa(p.port),
+	}
+	if p.confPath != "" {
+		args = append(args, "-c", p.confPath)
+	}
+	cmd := exec.Command(p.bin, args...)
 	cmd.Stdout, cmd.Stderr = logf, logf
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	if err := cmd.Start(); err != nil {
