@@ -112,7 +112,11 @@ func run() error {
 	}
 	fmt.Printf("batch       %10.0f events/s (%d events per request)\n", batchEPS, *batchSize)
 
-	rawEPS, err := rawJetStream("nats://"+m.nats, payload)
+	token, err := os.ReadFile(filepath.Join(m.dir, "data", "mesh.token"))
+	if err != nil {
+		return fmt.Errorf("reading the mesh token meshd generated: %w", err)
+	}
+	rawEPS, err := rawJetStream("nats://"+m.nats, strings.TrimSpace(string(token)), payload)
 	if err != nil {
 		return fmt.Errorf("raw JetStream phase: %w", err)
 	}
@@ -340,7 +344,7 @@ func batchReq(url string, payload []byte) func(seq int64) (*http.Request, int) {
 
 // rawJetStream publishes the same events with plain nats.go clients, one
 // synchronous publish at a time per client, to the stream meshd created.
-func rawJetStream(url string, payload []byte) (float64, error) {
+func rawJetStream(url, token string, payload []byte) (float64, error) {
 	var conns []*nats.Conn
 	defer func() {
 		for _, nc := range conns {
@@ -349,7 +353,7 @@ func rawJetStream(url string, payload []byte) (float64, error) {
 	}()
 	var jss []nats.JetStreamContext
 	for range *clients {
-		nc, err := nats.Connect(url)
+		nc, err := nats.Connect(url, nats.Token(token))
 		if err != nil {
 			return 0, err
 		}
