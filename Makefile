@@ -4,13 +4,18 @@ VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 LDFLAGS := -s -w -X github.com/meshd/meshd/sidecar.Version=$(VERSION)
 ARGS    ?=
 
-.PHONY: all build run test deps vet unit bench soak fmt clean
+.PHONY: all build build-lean run test deps vet unit bench soak fmt clean
 
 all: build
 
 ## build: compile bin/meshd
 build:
 	$(GO) build -trimpath -ldflags '$(LDFLAGS)' -o bin/meshd ./sidecar/cmd/meshd
+
+## build-lean: compile bin/meshd-lean, without the data connectors (S3, ClickHouse, JDBC, MongoDB,
+## MySQL CDC): a smaller sidecar for pods that publish, subscribe and run the light connectors
+build-lean:
+	$(GO) build -trimpath -tags meshd_lean -ldflags '$(LDFLAGS)' -o bin/meshd-lean ./sidecar/cmd/meshd
 
 ## run: start meshd in the foreground on the embedded mesh (data in ./data); ARGS='--log.level debug'
 run: build
@@ -38,8 +43,8 @@ unit:
 ## bench: the publish/delivery benchmark (prints a RESULT line), the Go micro-benchmarks and
 ## the sink benchmarks (the runtime's delivery to a no-op sink beside a plain consumer; jdbc-sink into PostgreSQL beside plain pgx; clickhouse-sink's Put beside
 ## the bare driver; s3-sink and s3-source beside the bare AWS SDK on versitygw; each with its ratio)
-bench: build deps
-	$(GO) run ./test/bench
+bench: build build-lean deps
+	$(GO) run ./test/bench -lean bin/meshd-lean
 	$(GO) test -run '^$$' -bench . -benchmem ./mesh/... ./protocols/... ./bridge/...
 	$(GO) test -run '^$$' -bench SinkDelivery -benchtime 1x ./connectors/worker/
 	$(GO) test -run '^$$' -bench SinkPostgres -benchtime 1x ./connectors/jdbc/

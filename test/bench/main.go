@@ -16,6 +16,7 @@
 //	RESULT publish_eps=<n> batch_eps=<n> noop_http_eps=<n> raw_js_eps=<n> ratio=<publish/noop_http>
 //	  e2e_p50_ms=<x> e2e_p99_ms=<y> deliver_eps=<n> noop_deliver_eps=<n> deliver_ratio=<x>
 //	  e2e5k_p50_ms=<x> e2e5k_p99_ms=<y> rss_idle_mb=<n> rss_loaded_mb=<n> binary_mb=<n>
+//	  binary_lean_mb=<n> rss_idle_lean_mb=<n>
 //
 // (on one line). With -soak it instead publishes and delivers at -rate for
 // that long, prints meshd's RSS over time and fails if an event was lost.
@@ -48,6 +49,7 @@ import (
 
 var (
 	meshdBin    = flag.String("meshd", "bin/meshd", "the meshd binary to measure")
+	leanBin     = flag.String("lean", "", "a lean build of meshd (make build-lean) whose binary size and idle memory are reported too")
 	duration    = flag.Duration("duration", 8*time.Second, "length of each throughput phase")
 	clients     = flag.Int("clients", 32, "concurrent keep-alive clients")
 	eventSize   = flag.Int("size", 1024, "event data size in bytes")
@@ -70,7 +72,19 @@ func run() error {
 	data := bytes.Repeat([]byte("x"), *eventSize)
 	payload := append(append([]byte(`{"d":"`), data[:max(0, *eventSize-8)]...), '"', '}')
 
-	m, err := startMeshd()
+	var leanMB, leanIdle float64
+	if *leanBin != "" {
+		lean, err := startMeshd(*leanBin)
+		if err != nil {
+			return err
+		}
+		time.Sleep(2 * time.Second)
+		leanIdle, leanMB = lean.rssMB(), fileMB(*leanBin)
+		lean.stop()
+		fmt.Printf("lean build  idle RSS %.1f MB, binary %.1f MB\n", leanIdle, leanMB)
+	}
+
+	m, err := startMeshd(*meshdBin)
 	if err != nil {
 		return err
 	}
@@ -145,9 +159,10 @@ func run() error {
 	fmt.Printf("memory      RSS %.1f MB after the run\n", rssLoaded)
 
 	fmt.Printf("RESULT publish_eps=%.0f batch_eps=%.0f noop_http_eps=%.0f raw_js_eps=%.0f ratio=%.3f e2e_p50_ms=%.2f e2e_p99_ms=%.2f"+
-		" deliver_eps=%.0f noop_deliver_eps=%.0f deliver_ratio=%.3f e2e5k_p50_ms=%.2f e2e5k_p99_ms=%.2f rss_idle_mb=%.1f rss_loaded_mb=%.1f binary_mb=%.1f\n",
+		" deliver_eps=%.0f noop_deliver_eps=%.0f deliver_ratio=%.3f e2e5k_p50_ms=%.2f e2e5k_p99_ms=%.2f rss_idle_mb=%.1f rss_loaded_mb=%.1f binary_mb=%.1f"+
+		" binary_lean_mb=%.1f rss_idle_lean_mb=%.1f\n",
 		publishEPS, batchEPS, noopEPS, rawEPS, publishEPS/noopEPS, p50, p99,
-		deliverEPS, noopDeliverEPS, deliverEPS/noopDeliverEPS, p50k, p99k, rssIdle, rssLoaded, binMB)
+		deliverEPS, noopDeliverEPS, deliverEPS/noopDeliverEPS, p50k, p99k, rssIdle, rssLoaded, binMB, leanMB, leanIdle)
 	return nil
 }
 
@@ -159,7 +174,7 @@ type meshdProc struct {
 	log              bytes.Buffer
 }
 
-func startMeshd() (*meshdProc, error) {
+func startMeshd(bin string) (*meshdProc, error) {
 	dir, err := os.MkdirTemp("", "meshd-bench")
 	if err != nil {
 		return nil, err
@@ -170,11 +185,11 @@ func startMeshd() (*meshdProc, error) {
 			return nil, err
 		}
 	}
-	m.cmd = exec.Command(*meshdBin, "run", "--app.id", "bench", "--data.dir", filepath.Join(dir, "data"),
+	m.cmd = exec.Command(bin, "run", "--app.id", "bench", "--data.dir", filepath.Join(dir, "data"),
 		"--api.listen", m.api, "--admin.listen", m.admin, "--mesh.listen", m.nats, "--log.level", "warn")
 	m.cmd.Stdout, m.cmd.Stderr = &m.log, &m.log
 	if err := m.cmd.Start(); err != nil {
-		return nil, fmt.Errorf("starting %s (run make build first): %w", *meshdBin, err)
+		return nil, fmt.Errorf("starting %s (run make build first): %w", bin, err)
 	}
 	deadline := time.Now().Add(30 * time.Second)
 	for time.Now().Before(deadline) {

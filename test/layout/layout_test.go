@@ -188,3 +188,23 @@ func contains(list []string, s string) bool {
 	}
 	return false
 }
+
+// TestLeanBuildLeavesOutTheDataDrivers: the meshd_lean build (make
+// build-lean) links none of the heavy drivers of the data connectors.
+func TestLeanBuildLeavesOutTheDataDrivers(t *testing.T) {
+	out, err := exec.Command(goBinary(), "list", "-deps", "-tags", "meshd_lean", module+"sidecar/cmd/meshd").CombinedOutput()
+	if err != nil {
+		t.Fatalf("go list: %v\n%s", err, out)
+	}
+	for _, heavy := range []string{"github.com/aws/aws-sdk-go-v2/service/s3", "github.com/ClickHouse/clickhouse-go/v2",
+		"github.com/jackc/pgx/v5", "go.mongodb.org/mongo-driver/v2/mongo", "modernc.org/sqlite", "github.com/go-mysql-org/go-mysql/replication"} {
+		for _, line := range strings.Split(string(out), "\n") {
+			if line == heavy {
+				t.Errorf("the lean build links %s", heavy)
+			}
+		}
+	}
+	if !strings.Contains(string(out), module+"connectors/httpsink") {
+		t.Error("the lean build lost the light connectors")
+	}
+}
