@@ -33,10 +33,18 @@ type Config struct {
 	Mesh          MeshConfig            `yaml:"mesh"`
 	Secrets       SecretsConfig         `yaml:"secrets"`
 	Delivery      DeliveryConfig        `yaml:"delivery"`
+	Memory        MemoryConfig          `yaml:"memory"`
 	Subscriptions []bridge.Subscription `yaml:"subscriptions"`
 	Webhook       WebhookConfig         `yaml:"webhook"`
 	Connectors    []ConnectorConfig     `yaml:"connectors"`
 	MQTT          []mqtt.LinkConfig     `yaml:"mqtt"`
+}
+
+type MemoryConfig struct {
+	// LimitMB is the soft limit of the Go heap (GOMEMLIMIT): the garbage
+	// collector works harder as it nears it. 0: 90% of the container's
+	// memory limit (cgroup), or none outside a container.
+	LimitMB int `yaml:"limitMB" usage:"soft memory limit in MiB (0: 90% of the container's limit, none outside one)"`
 }
 
 type AppConfig struct {
@@ -228,6 +236,9 @@ func (c *Config) Validate() error {
 	}
 	if c.Mesh.DuplicateWindow <= 0 || c.Mesh.DuplicateWindow > c.Mesh.MaxAge {
 		return fmt.Errorf("mesh.duplicateWindow: %s must be positive and at most mesh.maxAge (%s)", c.Mesh.DuplicateWindow, c.Mesh.MaxAge)
+	}
+	if c.Memory.LimitMB < 0 {
+		return fmt.Errorf("memory.limitMB: %d must not be negative", c.Memory.LimitMB)
 	}
 	if c.Mesh.MaxConsumers < 1 {
 		return fmt.Errorf("mesh.maxConsumers: %d must be positive", c.Mesh.MaxConsumers)

@@ -57,6 +57,7 @@ func Start(ctx context.Context, cfg Config, logger *slog.Logger) (*Sidecar, erro
 		return nil, err
 	}
 	s := &Sidecar{cfg: cfg, logger: logger}
+	setMemoryLimit(cfg.Memory, logger)
 	if err := s.start(ctx); err != nil {
 		stopCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
 		defer cancel()
