@@ -122,6 +122,7 @@ type Engine struct {
 	*natsjs.Engine
 	srv       *server.Server
 	nc        *nats.Conn
+	cc        *nats.Conn // the consumers' connection
 	log       *slog.Logger
 	srvLog    *serverLog
 	dir       string
@@ -205,33 +206,48 @@ func Open(ctx context.Context, cfg Config) (*Engine, error) {
 	case cfg.User != "":
 		auth = append(auth, nats.UserInfo(cfg.User, cfg.Password))
 	}
-	nc, err := nats.Connect("", append(auth, nats.InProcessServer(srv),
-		nats.Name(name),
-		nats.MaxReconnects(-1),
-		nats.ReconnectWait(250*time.Millisecond),
-		nats.ReconnectBufSize(-1),
-		nats.ErrorHandler(func(_ *nats.Conn, _ *nats.Subscription, err error) {
-			log.Warn("embedded nats connection error", "error", err)
-		}),
-		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) {
-			if err != nil {
-				log.Warn("embedded nats disconnected", "error", err)
-			}
-		}),
-	)...)
+	connect := func(name string) (*nats.Conn, error) {
+		return nats.Connect("", append(auth, nats.InProcessServer(srv),
+			nats.Name(name),
+			nats.MaxReconnects(-1),
+			nats.ReconnectWait(250*time.Millisecond),
+			nats.ReconnectBufSize(-1),
+			nats.ErrorHandler(func(_ *nats.Conn, _ *nats.Subscription, err error) {
+				log.Warn("embedded nats connection error", "error", err)
+			}),
+			nats.DisconnectErrHandler(func(_ *nats.Conn, err error) {
+				if err != nil {
+					log.Warn("embedded nats disconnected", "error", err)
+				}
+			}),
+		)...)
+	}
+	// Two connections: publishes on one, the consumers' pulls and acks on
+	// the other, so neither queues behind the other.
+	nc, err := connect(name)
 	if err != nil {
 		srv.Shutdown()
 		srv.WaitForShutdown()
 		return nil, fmt.Errorf("connecting to embedded nats: %w", err)
 	}
-	eng, err := natsjs.New(ctx, nc, cfg.Mesh)
+	cc, err := connect(name + "-consume")
 	if err != nil {
+		nc.Close()
+		srv.Shutdown()
+		srv.WaitForShutdown()
+		return nil, fmt.Errorf("connecting to embedded nats: %w", err)
+	}
+	mcfg := cfg.Mesh
+	mcfg.ConsumeConn = cc
+	eng, err := natsjs.New(ctx, nc, mcfg)
+	if err != nil {
+		cc.Close()
 		nc.Close()
 		srv.Shutdown()
 		srv.WaitForShutdown()
 		return nil, err
 	}
-	e := &Engine{Engine: eng, srv: srv, nc: nc, log: log, srvLog: srvLog, stop: make(chan struct{}), dir: dir}
+	e := &Engine{Engine: eng, srv: srv, nc: nc, cc: cc, log: log, srvLog: srvLog, stop: make(chan struct{}), dir: dir}
 	e.watch.Add(1)
 	go e.watchStore()
 	return e, nil
@@ -319,10 +335,12 @@ func (e *Engine) Close() error {
 		close(e.stop)
 		e.watch.Wait()
 		_ = e.Engine.Close()
-		if e.nc.IsConnected() {
-			_ = e.nc.FlushTimeout(time.Second)
+		for _, c := range []*nats.Conn{e.cc, e.nc} {
+			if c.IsConnected() {
+				_ = c.FlushTimeout(time.Second)
+			}
+			c.Close()
 		}
-		e.nc.Close()
 		e.srv.Shutdown()
 		e.srv.WaitForShutdown()
 	})

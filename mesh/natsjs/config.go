@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/meshd/meshd/mesh"
+	"github.com/nats-io/nats.go"
 )
 
 // Defaults for Config fields left at their zero value.
@@ -75,6 +76,11 @@ type Config struct {
 	// certificate, the server name); a server that requires TLS gets it
 	// with the system's CAs otherwise.
 	TLS *tls.Config `json:"-"`
+
+	// ConsumeConn, if set, carries the consumers' pulls and acks, so a
+	// flood of publishes and the deliveries do not queue behind each other
+	// on one connection (the caller owns it; nil: the engine's connection).
+	ConsumeConn *nats.Conn
 
 	// Logger receives connection events and undecodable messages. Default: discard.
 	Logger *slog.Logger

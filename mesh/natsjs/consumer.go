@@ -104,7 +104,7 @@ func (e *Engine) Consume(ctx context.Context, cfg mesh.ConsumerConfig) (mesh.Con
 		// idle for ephemeralIdle (its process died).
 		create.DeliverPolicy = jetstream.DeliverNewPolicy
 		create.InactiveThreshold = ephemeralIdle
-		c, err = e.js.CreateConsumer(ctx, e.cfg.Stream, create)
+		c, err = e.cjs.CreateConsumer(ctx, e.cfg.Stream, create)
 	} else {
 		create.Durable = durableName(cfg.Group, cfg.Topic)
 		c, err = e.openConsumer(ctx, create.Durable, func(cc *jetstream.ConsumerConfig) bool {
@@ -151,18 +151,18 @@ func (e *Engine) Consume(ctx context.Context, cfg mesh.ConsumerConfig) (mesh.Con
 // creates it from create.
 func (e *Engine) openConsumer(ctx context.Context, name string, update func(*jetstream.ConsumerConfig) bool, create jetstream.ConsumerConfig) (jetstream.Consumer, error) {
 	for range 2 {
-		c, err := e.js.Consumer(ctx, e.cfg.Stream, name)
+		c, err := e.cjs.Consumer(ctx, e.cfg.Stream, name)
 		if err == nil {
 			cc := c.CachedInfo().Config
 			if !update(&cc) {
 				return c, nil
 			}
-			return e.js.UpdateConsumer(ctx, e.cfg.Stream, cc)
+			return e.cjs.UpdateConsumer(ctx, e.cfg.Stream, cc)
 		}
 		if !errors.Is(err, jetstream.ErrConsumerNotFound) {
 			return nil, err
 		}
-		c, err = e.js.CreateConsumer(ctx, e.cfg.Stream, create)
+		c, err = e.cjs.CreateConsumer(ctx, e.cfg.Stream, create)
 		if errors.Is(err, jetstream.ErrConsumerExists) {
 			continue // another member created it with other settings: update it
 		}
@@ -244,8 +244,8 @@ func (c *consumer) Close() error {
 			}
 		}
 	}
-	if c.eng.nc.IsConnected() {
-		_ = c.eng.nc.FlushTimeout(closeWait)
+	if c.eng.cnc.IsConnected() {
+		_ = c.eng.cnc.FlushTimeout(closeWait)
 	}
 	c.eng.consumerMu.Lock()
 	delete(c.eng.consumers, c)

@@ -34,6 +34,8 @@ const readyTimeout = 2 * time.Second
 type Engine struct {
 	nc      *nats.Conn
 	js      jetstream.JetStream
+	cjs     jetstream.JetStream // consumers' pulls and acks (cfg.ConsumeConn, else js)
+	cnc     *nats.Conn          // cjs's connection
 	cfg     Config
 	log     *slog.Logger
 	ownConn bool // Close closes nc
@@ -116,9 +118,18 @@ func newEngine(ctx context.Context, nc *nats.Conn, cfg Config, own bool) (*Engin
 	if err != nil {
 		return nil, fmt.Errorf("opening jetstream: %w", err)
 	}
+	cjs, cnc := js, nc
+	if cc := cfg.ConsumeConn; cc != nil && cc != nc {
+		cnc = cc
+		if cjs, err = jetstream.New(cc, jetstream.WithDefaultTimeout(cfg.PublishTimeout)); err != nil {
+			return nil, fmt.Errorf("opening jetstream: %w", err)
+		}
+	}
 	e := &Engine{
 		nc:        nc,
 		js:        js,
+		cjs:       cjs,
+		cnc:       cnc,
 		cfg:       cfg,
 		log:       cfg.Logger,
 		ownConn:   own,
