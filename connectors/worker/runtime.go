@@ -24,6 +24,7 @@ import (
 	"go.opentelemetry.io/otel/trace"
 
 	"github.com/meshd/meshd/bridge"
+	"github.com/meshd/meshd/bridge/cehttp"
 	"github.com/meshd/meshd/connectors"
 	"github.com/meshd/meshd/mesh"
 )
@@ -73,6 +74,10 @@ type Options struct {
 	WebhookListen string
 	// Webhook configures that listener: TLS, timeouts, connection limit.
 	Webhook WebhookOptions
+	// Guard is given to tasks (TaskContext.Guard) for their HTTP clients:
+	// which addresses they may dial. nil: every address but link-local and
+	// cloud metadata ones.
+	Guard *cehttp.Guard
 }
 
 // State is the state of a connector or task.
