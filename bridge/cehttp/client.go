@@ -149,7 +149,21 @@ func (c *Client) Do(req *http.Request) ([]byte, error) {
 	snippet := make([]byte, c.cfg.MaxErrorBytes)
 	n, _ := io.ReadFull(resp.Body, snippet)
 	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, c.cfg.MaxResponseBytes))
-	return nil, StatusError(resp.StatusCode, resp.Header, snippet[:n], time.Now())
+	// A target that echoes the request (its query, its user) must not put
+	// the URL's credentials into logs and deliveryerror.
+	body := []byte(maskAll(string(snippet[:n]), secretsOf(req.URL)))
+	return nil, StatusError(resp.StatusCode, resp.Header, body, time.Now())
+}
+
+// maskAll replaces each secret of at least 3 bytes in s by Mask (shorter
+// ones would mask everything).
+func maskAll(s string, secrets []string) string {
+	for _, sec := range secrets {
+		if len(sec) >= 3 {
+			s = strings.ReplaceAll(s, sec, Mask)
+		}
+	}
+	return s
 }
 
 // StatusError classifies a non-2xx answer: 408, 429 and 5xx are retried
@@ -414,6 +428,10 @@ func SecretsOfURL(raw string) []string {
 	if err != nil {
 		return nil
 	}
+	return secretsOf(u)
+}
+
+func secretsOf(u *url.URL) []string {
 	var out []string
 	add := func(s string) {
 		if s != "" {

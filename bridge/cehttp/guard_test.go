@@ -187,3 +187,21 @@ func TestMaskURL(t *testing.T) {
 	assert.ElementsMatch(t, []string{"user", "pa55", "abc", "1"}, SecretsOfURL("https://user:pa55@hooks.example/x?token=abc&v=1"))
 	assert.Equal(t, "https://…@h/?t=…", Redact("https://u:p@h/?t=x"))
 }
+
+// A target that echoes the request's URL credentials in its error answer
+// does not put them into the error (logs, deliveryerror).
+func TestErrorsMaskURLSecrets(t *testing.T) {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		u, p, _ := r.BasicAuth()
+		w.WriteHeader(http.StatusBadRequest)
+		_, _ = w.Write([]byte("refused " + r.URL.RawQuery + " for " + u + ":" + p))
+	}))
+	defer srv.Close()
+	target := "http://hookuser:hookpa55@" + srv.Listener.Addr().String() + "/in?key=qk3y&v=1"
+	err := NewClient(ClientConfig{}).Send(t.Context(), target, testEvent(t, "1.0"), false, nil)
+	require.Error(t, err)
+	for _, secret := range []string{"hookpa55", "qk3y", "hookuser"} {
+		assert.NotContains(t, err.Error(), secret)
+	}
+	assert.Contains(t, err.Error(), "refused key="+Mask)
+}
