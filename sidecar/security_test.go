@@ -10,13 +10,14 @@ import (
 	"net"
 	"net/http"
 	"runtime"
-	"strings"
 	"testing"
 	"time"
 
 	"github.com/gorilla/websocket"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+
+	"github.com/meshd/meshd/test/infra"
 )
 
 // startTest starts a sidecar on loopback ports with edit applied to the
@@ -36,21 +37,6 @@ func startTest(t *testing.T, edit func(*Config)) *Sidecar {
 	require.NoError(t, err)
 	t.Cleanup(func() { _ = s.Shutdown(context.Background()) })
 	return s
-}
-
-// call sends a request and returns its status and body.
-func call(t *testing.T, method, url string, header http.Header, body string) (int, string) {
-	t.Helper()
-	req, err := http.NewRequestWithContext(t.Context(), method, url, strings.NewReader(body))
-	require.NoError(t, err)
-	for k, v := range header {
-		req.Header[k] = v
-	}
-	resp, err := http.DefaultClient.Do(req)
-	require.NoError(t, err)
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(resp.Body)
-	return resp.StatusCode, string(b)
 }
 
 // The admin token guards every admin path but the probes; the probe
@@ -91,11 +77,11 @@ func TestAdminTokenAndProbeListener(t *testing.T) {
 				{probe + "/metrics", nil, probeMetrics},
 				{probe + "/v1/connectors", bearer, 404},
 			} {
-				code, body := call(t, "GET", tc.url, tc.header, "")
+				code, body := infra.Call(t, "GET", tc.url, tc.header, "")
 				assert.Equal(t, tc.want, code, "%s %v: %s", tc.url, tc.header, body)
 				assert.NotContains(t, body, "adm1n-t0ken")
 			}
-			code, _ := call(t, "POST", admin+"/v1/connectors/x/restart", http.Header{"Origin": {"https://evil.example"}, "Authorization": {"Bearer adm1n-t0ken"}}, "")
+			code, _ := infra.Call(t, "POST", admin+"/v1/connectors/x/restart", http.Header{"Origin": {"https://evil.example"}, "Authorization": {"Bearer adm1n-t0ken"}}, "")
 			assert.Equal(t, http.StatusForbidden, code, "a page of another origin may not call the admin API")
 		})
 	}
@@ -116,11 +102,11 @@ func TestSubscriptionSinkOnOwnListenerIsRefused(t *testing.T) {
 		"http://169.254.169.254/latest/meta-data/",
 	} {
 		body := fmt.Sprintf(`{"id":"s%d","topic":"t","sink":%q}`, i, sink)
-		code, answer := call(t, "POST", "http://"+s.APIAddr()+"/v1/subscriptions", http.Header{"Content-Type": {"application/json"}}, body)
+		code, answer := infra.Call(t, "POST", "http://"+s.APIAddr()+"/v1/subscriptions", http.Header{"Content-Type": {"application/json"}}, body)
 		assert.Equal(t, http.StatusBadRequest, code, "%s: %s", sink, answer)
 		assert.Contains(t, answer, "invalid-subscription")
 	}
-	code, list := call(t, "GET", "http://"+s.APIAddr()+"/v1/subscriptions", nil, "")
+	code, list := infra.Call(t, "GET", "http://"+s.APIAddr()+"/v1/subscriptions", nil, "")
 	require.Equal(t, 200, code)
 	assert.JSONEq(t, "[]", list)
 }
@@ -192,7 +178,7 @@ func TestSlowRequestsAreCutOff(t *testing.T) {
 	require.NoError(t, err)
 	defer sub.Close()
 	time.Sleep(3 * 300 * time.Millisecond) // what is tested is that this much time passed
-	code, answer := call(t, "POST", "http://"+s.APIAddr()+"/v1/publish/ws", http.Header{"Content-Type": {"text/plain"}}, "hi")
+	code, answer := infra.Call(t, "POST", "http://"+s.APIAddr()+"/v1/publish/ws", http.Header{"Content-Type": {"text/plain"}}, "hi")
 	require.Equal(t, http.StatusNoContent, code, answer)
 	require.NoError(t, sub.SetReadDeadline(time.Now().Add(10*time.Second)))
 	var got map[string]any
