@@ -14,8 +14,8 @@ import (
 // a page (a CLI, a server, the app itself) and is allowed. A request with
 // one is allowed when it is
 //   - listed (scheme://host[:port], "*" for any),
-//   - from a localhost page (http://localhost:3000, http://127.0.0.1:8080,
-//     http://[::1]), or
+//   - from a localhost page (http://localhost:3000, http://app.localhost,
+//     http://127.0.0.1:8080, http://[::1]), or
 //   - same-origin with an IP address or localhost as its host.
 //
 // A same-origin request under a DNS name is not allowed unless listed: it
@@ -68,8 +68,8 @@ func (o Origins) Allowed(r *http.Request) bool {
 	if err != nil || u.Host == "" { // "null": a sandboxed page, a file, a data: URL
 		return false
 	}
-	host := u.Hostname()
-	if strings.EqualFold(host, "localhost") {
+	host := strings.ToLower(u.Hostname())
+	if host == "localhost" || strings.HasSuffix(host, ".localhost") { // browsers resolve *.localhost to loopback themselves
 		return true
 	}
 	ip := net.ParseIP(host)

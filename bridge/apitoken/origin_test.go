@@ -17,6 +17,8 @@ func TestOrigins(t *testing.T) {
 		{"https://app.example:8443", "127.0.0.1:10105", true},
 		{"https://app.example", "127.0.0.1:10105", false},
 		{"http://localhost:3000", "127.0.0.1:10105", true},
+		{"http://app.localhost:3000", "127.0.0.1:10105", true},
+		{"http://localhost.evil.example", "127.0.0.1:10105", false},
 		{"http://127.0.0.1:8080", "127.0.0.1:10105", true},
 		{"http://[::1]:8080", "127.0.0.1:10105", true},
 		{"https://evil.example", "127.0.0.1:10105", false},

@@ -177,7 +177,7 @@ func (g *Guard) CheckAddr(host string, addr netip.AddrPort) error {
 	}
 	if !listed {
 		for _, n := range refusedByDefault {
-			if n.Contains(ip) {
+			if n.Contains(ip) || n.Contains(nat64Embedded(ip)) {
 				return fmt.Errorf("%w: %s is a link-local or cloud metadata address (allow it by address to reach it)", ErrTargetRefused, target)
 			}
 		}
@@ -186,6 +186,20 @@ func (g *Guard) CheckAddr(host string, addr netip.AddrPort) error {
 		return fmt.Errorf("%w: %s (%s) is not an allowed target", ErrTargetRefused, host, target)
 	}
 	return nil
+}
+
+// nat64 is the well-known NAT64 prefix: on an IPv6-only network,
+// 64:ff9b::a9fe:a9fe reaches 169.254.169.254.
+var nat64 = netip.MustParsePrefix("64:ff9b::/96")
+
+// nat64Embedded is the IPv4 address a NAT64 address reaches (the zero Addr
+// for another address).
+func nat64Embedded(ip netip.Addr) netip.Addr {
+	if !nat64.Contains(ip) {
+		return netip.Addr{}
+	}
+	b := ip.As16()
+	return netip.AddrFrom4([4]byte(b[12:]))
 }
 
 // sameHost reports whether a connection to ip reaches a listener bound to

@@ -112,6 +112,7 @@ func TestGuardRefusesMetadataByDefault(t *testing.T) {
 		"http://[fe80::1%25lo]:80/",
 		"http://100.100.100.200/latest/meta-data/",
 		"http://[::ffff:169.254.169.254]/",
+		"http://[64:ff9b::a9fe:a9fe]/", // NAT64
 	} {
 		requireSendRefused(t, c.Send(t.Context(), target, testEvent(t, "1.0"), false, nil), "metadata")
 	}
