@@ -65,7 +65,11 @@ func Start(ctx context.Context, cfg Config, logger *slog.Logger) (*Sidecar, erro
 		}
 		return nil, err
 	}
-	logger.Info("meshd started", "api", s.APIAddr(), "admin", s.AdminAddr(), "mesh", meshDescription(cfg), "app", cfg.App.ID)
+	attrs := []any{"api", s.APIAddr(), "admin", s.AdminAddr(), "mesh", meshDescription(cfg), "app", cfg.App.ID}
+	if s.probeLn != nil {
+		attrs = append(attrs, "probe", s.ProbeAddr())
+	}
+	logger.Info("meshd started", attrs...)
 	return s, nil
 }
 
