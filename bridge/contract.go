@@ -85,6 +85,14 @@ type Sender interface {
 	Send(ctx context.Context, sub *Subscription, e *event.Event) error
 }
 
+// SinkChecker is implemented by Senders that refuse some sinks (meshd's own
+// listeners, addresses outside an allow-list): a subscription whose sink is
+// refused is not created. The Sender still checks each delivery (a name may
+// resolve to another address later).
+type SinkChecker interface {
+	CheckSink(ctx context.Context, sink string) error
+}
+
 // InvalidEventError names the event of a request and the attribute that
 // made it invalid.
 type InvalidEventError struct {

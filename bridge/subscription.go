@@ -179,7 +179,7 @@ func (b *Bridge) loadSubscription(ctx context.Context, kv mesh.KV, id string) (S
 
 // prepareSubscription validates sub and fills its defaults, and returns
 // its filter and its stored form.
-func (b *Bridge) prepareSubscription(sub Subscription) (Subscription, Filter, []byte, error) {
+func (b *Bridge) prepareSubscription(ctx context.Context, sub Subscription) (Subscription, Filter, []byte, error) {
 	sub, f, err := compileSubscription(sub)
 	if err != nil {
 		return Subscription{}, nil, nil, err
@@ -189,6 +189,11 @@ func (b *Bridge) prepareSubscription(sub Subscription) (Subscription, Filter, []
 	}
 	if isAppPath(sub.Sink) && b.opts.AppPort == 0 {
 		return Subscription{}, nil, nil, fmt.Errorf("%w: sink: a path is delivered to the app's port; set app.port (MESHD_APP_PORT) or give a URL", ErrInvalidSubscription)
+	}
+	if c, ok := b.opts.Sender.(SinkChecker); ok {
+		if err := c.CheckSink(ctx, b.sinkURL(sub.Sink)); err != nil {
+			return Subscription{}, nil, nil, fmt.Errorf("%w: sink: %w", ErrInvalidSubscription, err)
+		}
 	}
 	data, err := json.Marshal(sub)
 	if err != nil {
@@ -202,7 +207,7 @@ func (b *Bridge) prepareSubscription(sub Subscription) (Subscription, Filter, []
 // The returned subscription has its defaults filled in. While the bridge
 // is not started, sub is only persisted; Start runs it.
 func (b *Bridge) CreateSubscription(ctx context.Context, sub Subscription) (Subscription, error) {
-	sub, f, data, err := b.prepareSubscription(sub)
+	sub, f, data, err := b.prepareSubscription(ctx, sub)
 	if err != nil {
 		return Subscription{}, err
 	}
@@ -235,7 +240,7 @@ func (b *Bridge) CreateSubscription(ctx context.Context, sub Subscription) (Subs
 // ctx's deadline) before the new settings take over. When the topic or group
 // changed, the old consumer group is deleted.
 func (b *Bridge) PutSubscription(ctx context.Context, sub Subscription) (Subscription, error) {
-	sub, f, data, err := b.prepareSubscription(sub)
+	sub, f, data, err := b.prepareSubscription(ctx, sub)
 	if err != nil {
 		return Subscription{}, err
 	}

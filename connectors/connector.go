@@ -18,6 +18,8 @@ import (
 	"net/http"
 
 	"github.com/cloudevents/sdk-go/v2/event"
+
+	"github.com/meshd/meshd/bridge/cehttp"
 )
 
 // Kind says which way a connector moves events.
@@ -138,6 +140,12 @@ type TaskContext interface {
 	// data): a source that answers a client refuses a larger one at the
 	// door instead of failing its task.
 	MaxEventBytes() int64
+	// Guard decides which addresses the task's HTTP clients may dial:
+	// give it to cehttp.ClientConfig.Guard. It refuses meshd's own listeners, link-local and
+	// cloud metadata addresses, and what delivery.allowedTargets does not
+	// list. nil (outside the runtime) refuses only the link-local and
+	// metadata addresses.
+	Guard() *cehttp.Guard
 }
 
 // Webhooks routes requests of the public webhook listener by exact path.

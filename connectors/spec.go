@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/meshd/meshd/bridge"
+	"github.com/meshd/meshd/bridge/cehttp"
 	"github.com/meshd/meshd/mesh"
 )
 
@@ -32,7 +33,7 @@ const (
 )
 
 // Mask replaces the value of secret fields whenever a config is shown.
-const Mask = "********"
+const Mask = cehttp.Mask
 
 // Field describes one config field of a connector type.
 type Field struct {
@@ -43,7 +44,12 @@ type Field struct {
 	// the validated Go value (e.g. int64(10), 5*time.Second).
 	Default any `json:"default,omitempty"`
 	// Secret fields are masked in every answer and never logged.
-	Secret      bool   `json:"secret"`
+	Secret bool `json:"secret"`
+	// SecretURL marks a URL field whose user info and query values are
+	// secret (https://user:pass@host/hook?token=...): they are masked in
+	// every answer (https://********@host/hook?token=********) and never
+	// logged, while the rest of the URL is shown.
+	SecretURL   bool   `json:"secretURL,omitempty"`
 	Description string `json:"description"`
 	// Enum, for strings, lists the accepted values.
 	Enum []string `json:"enum,omitempty"`
@@ -460,29 +466,76 @@ func jsonKind(v any) string {
 }
 
 // Masked returns a copy of cfg with every non-empty secret field of s
-// replaced by Mask.
+// replaced by Mask, and the secret parts of SecretURL fields masked.
 func (s Spec) Masked(cfg map[string]any) map[string]any {
-	out := make(map[string]any, len(cfg))
-	for k, v := range cfg {
-		out[k] = v
+	out := maps.Clone(cfg)
+	if out == nil {
+		out = map[string]any{}
 	}
 	for _, f := range s.AllFields() {
-		if v, ok := out[f.Name]; ok && f.Secret && !isEmpty(v) {
+		v, ok := out[f.Name]
+		switch {
+		case !ok || isEmpty(v):
+		case f.Secret:
 			out[f.Name] = Mask
+		case f.SecretURL:
+			if u, ok := v.(string); ok {
+				out[f.Name] = cehttp.MaskURL(u, Mask)
+			}
 		}
 	}
 	return out
 }
 
-// Unmask returns update with every secret field whose value is Mask
-// replaced by its value in old, so a config read from the API (masked) can
-// be edited and put back.
+// Unmask returns update with every secret field whose value is Mask, and
+// every SecretURL field whose value is the old URL masked, replaced by its
+// value in old, so a config read from the API (masked) can be edited and
+// put back.
 func (s Spec) Unmask(update, old map[string]any) map[string]any {
 	out := maps.Clone(update)
 	for _, f := range s.AllFields() {
-		if f.Secret && out[f.Name] == Mask {
-			if v, ok := old[f.Name]; ok {
+		v, ok := old[f.Name]
+		if !ok {
+			continue
+		}
+		switch {
+		case f.Secret && out[f.Name] == Mask:
+			out[f.Name] = v
+		case f.SecretURL:
+			if u, isStr := v.(string); isStr && out[f.Name] == cehttp.MaskURL(u, Mask) {
 				out[f.Name] = v
+			}
+		}
+	}
+	return out
+}
+
+// SecretValues returns the secret strings of cfg: the values of secret
+// fields (each value of a secret map) and the secret parts of SecretURL
+// fields, for masking wherever they might appear in text (errors, traces).
+func (s Spec) SecretValues(cfg map[string]any) []string {
+	var out []string
+	for _, f := range s.AllFields() {
+		switch v := cfg[f.Name].(type) {
+		case string:
+			if f.Secret {
+				out = append(out, v)
+			} else if f.SecretURL {
+				out = append(out, cehttp.SecretsOfURL(v)...)
+			}
+		case map[string]any:
+			if f.Secret {
+				for _, x := range v {
+					if s, ok := x.(string); ok {
+						out = append(out, s)
+					}
+				}
+			}
+		case map[string]string:
+			if f.Secret {
+				for _, x := range v {
+					out = append(out, x)
+				}
 			}
 		}
 	}

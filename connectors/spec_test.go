@@ -2,6 +2,7 @@ package connectors
 
 import (
 	"context"
+	"encoding/json"
 	"testing"
 	"time"
 )
@@ -88,4 +89,65 @@ func TestFieldNameStyle(t *testing.T) {
 			t.Errorf("field %q accepted; want lower-case words joined by dots", bad)
 		}
 	}
+}
+
+// A SecretURL field is shown with its user info and query values masked;
+// the masked form put back keeps the stored URL; its secret parts are among
+// the values masked in traces.
+func TestSecretURL(t *testing.T) {
+	s := Spec{
+		Name: "hook-sink", Kind: KindSink,
+		New: func() Connector { return nopConnector{} },
+		Fields: []Field{
+			{Name: "url", Type: TypeString, SecretURL: true},
+			{Name: "password", Type: TypeString, Secret: true},
+			{Name: "secret.headers", Type: TypeMap, Secret: true},
+		},
+	}
+	stored := map[string]any{
+		FieldConnectorType: "hook-sink", FieldTopic: "t",
+		"url":            "https://alice:s3cr3t@hooks.example/in?token=t0k3n&v=2",
+		"password":       "pw-123",
+		"secret.headers": map[string]any{"Authorization": "Bearer b34rer"},
+	}
+	shown := s.Masked(stored)
+	if got, want := shown["url"], "https://"+Mask+"@hooks.example/in?token="+Mask+"&v="+Mask; got != want {
+		t.Errorf("url shown as %q, want %q", got, want)
+	}
+	if shown["password"] != Mask || shown["secret.headers"] != Mask {
+		t.Errorf("secret fields shown as %v, %v", shown["password"], shown["secret.headers"])
+	}
+	if stored["url"] != "https://alice:s3cr3t@hooks.example/in?token=t0k3n&v=2" {
+		t.Error("Masked changed its argument")
+	}
+
+	back := s.Unmask(shown, stored)
+	for _, f := range []string{"url", "password", "secret.headers"} {
+		if !jsonEq(back[f], stored[f]) {
+			t.Errorf("%s put back as %v, want the stored %v", f, back[f], stored[f])
+		}
+	}
+	edited := s.Unmask(map[string]any{"url": "https://" + Mask + "@other.example/in"}, stored)
+	if edited["url"] != "https://"+Mask+"@other.example/in" {
+		t.Errorf("an edited URL is taken as given, got %v", edited["url"])
+	}
+
+	got := map[string]bool{}
+	for _, v := range s.SecretValues(stored) {
+		got[v] = true
+	}
+	for _, want := range []string{"alice", "s3cr3t", "t0k3n", "2", "pw-123", "Bearer b34rer"} {
+		if !got[want] {
+			t.Errorf("SecretValues misses %q (got %v)", want, got)
+		}
+	}
+	if got["https://alice:s3cr3t@hooks.example/in?token=t0k3n&v=2"] || got["hooks.example"] {
+		t.Error("SecretValues returns the whole URL or its host; only its secret parts are secret")
+	}
+}
+
+func jsonEq(a, b any) bool {
+	x, _ := json.Marshal(a)
+	y, _ := json.Marshal(b)
+	return string(x) == string(y)
 }

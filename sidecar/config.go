@@ -68,15 +68,25 @@ type APIConfig struct {
 	Token        string `yaml:"token" usage:"API token required on every app API call (empty: none)" secret:"true"`
 	MaxBodyBytes int64  `yaml:"maxBodyBytes" usage:"largest request body accepted, in bytes"`
 	DefaultType  string `yaml:"defaultType" usage:"type of the CloudEvent wrapped around a raw body"`
-	// AllowedOrigins are browser origins allowed to open WebSockets besides
-	// localhost and same-origin ones ("*": any). YAML only.
-	AllowedOrigins []string `yaml:"allowedOrigins"`
+	// AllowedOrigins are the browser origins allowed to call the app API
+	// (HTTP and WebSocket) besides localhost pages ("*": any); requests of
+	// other pages are refused with 403 (apitoken.Origins). YAML only.
+	AllowedOrigins    []string      `yaml:"allowedOrigins"`
+	ReadHeaderTimeout time.Duration `yaml:"readHeaderTimeout" usage:"app API: longest wait for a request's headers"`
+	ReadTimeout       time.Duration `yaml:"readTimeout" usage:"app API: longest wait for a whole request, body included (WebSockets are not limited by it)"`
+	IdleTimeout       time.Duration `yaml:"idleTimeout" usage:"app API: keep-alive connections idle this long are closed"`
+	MaxConns          int           `yaml:"maxConns" usage:"app API: most open connections (WebSockets included); more wait to be accepted"`
 }
 
 type AdminConfig struct {
-	Listen string `yaml:"listen" usage:"admin address: /healthz, /readyz, /metrics"`
-	// Pprof serves Go's profiler at /debug/pprof/ on the admin port: what
-	// to attach to a report of a performance problem.
+	Listen string `yaml:"listen" usage:"admin address: /healthz, /readyz, /metrics, the connectors API; keep it on loopback"`
+	// Token guards every admin path but /healthz and /readyz (and /metrics
+	// with OpenMetrics). Never logged.
+	Token       string `yaml:"token" usage:"admin token required (Authorization: Bearer) on every admin call but /healthz and /readyz (empty: none)" secret:"true"`
+	ProbeListen string `yaml:"probeListen" usage:"a second admin listener serving only /healthz, /readyz (and /metrics with admin.openMetrics), without token: for kubelet probes (empty: none)"`
+	OpenMetrics bool   `yaml:"openMetrics" usage:"serve /metrics without the admin token, also on admin.probeListen"`
+	// Pprof serves Go's profiler at /debug/pprof/ on the admin port (behind
+	// the admin token): what to attach to a report of a performance problem.
 	Pprof bool `yaml:"pprof" usage:"serve Go's profiler at /debug/pprof/ on the admin port (off by default)"`
 }
 
@@ -146,6 +156,12 @@ type DeliveryConfig struct {
 	DedupSize      int           `yaml:"dedupSize" usage:"recently delivered events remembered per subscription"`
 	BackoffInitial time.Duration `yaml:"backoffInitial" usage:"first retry delay"`
 	BackoffMax     time.Duration `yaml:"backoffMax" usage:"longest retry delay"`
+	// AllowedTargets, when set, are the only targets subscriptions and HTTP
+	// connectors may reach: host names (*.example.com), IP addresses,
+	// networks (10.0.0.0/8). meshd's own listeners are always refused, and
+	// link-local and cloud metadata addresses unless listed by address.
+	// YAML only.
+	AllowedTargets []string `yaml:"allowedTargets"`
 }
 
 // backoff is the retry schedule of every delivery loop and retry.
@@ -160,10 +176,11 @@ func Defaults() Config {
 		host = "meshd"
 	}
 	return Config{
-		App:     AppConfig{ID: host},
-		Log:     LogConfig{Level: "info", Format: "text"},
-		Data:    DataConfig{Dir: "./data"},
-		API:     APIConfig{Listen: "127.0.0.1:10105", MaxBodyBytes: 4 << 20, DefaultType: "meshd.raw"},
+		App:  AppConfig{ID: host},
+		Log:  LogConfig{Level: "info", Format: "text"},
+		Data: DataConfig{Dir: "./data"},
+		API: APIConfig{Listen: "127.0.0.1:10105", MaxBodyBytes: 4 << 20, DefaultType: "meshd.raw",
+			ReadHeaderTimeout: 10 * time.Second, ReadTimeout: time.Minute, IdleTimeout: 2 * time.Minute, MaxConns: 1024},
 		Admin:   AdminConfig{Listen: "127.0.0.1:10106"},
 		Webhook: defaultWebhook(),
 		Mesh: MeshConfig{Stream: "MESHD", Replicas: 1, MaxAge: 72 * time.Hour, ConnectTimeout: 5 * time.Second,
@@ -217,6 +234,9 @@ func (c *Config) Validate() error {
 		if _, _, err := net.SplitHostPort(addr); err != nil {
 			return fmt.Errorf("%s: %q is not host:port: %w", name, addr, err)
 		}
+	}
+	if err := c.validateEdges(); err != nil {
+		return err
 	}
 	if c.Mesh.Listen != "" {
 		if _, _, err := net.SplitHostPort(c.Mesh.Listen); err != nil {

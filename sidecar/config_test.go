@@ -116,7 +116,7 @@ func TestYAMLErrorsNamePathAndLine(t *testing.T) {
 	cases := map[string]string{
 		"api:\n  listn: 127.0.0.1:1\n":                                 "api.listn (line 2): unknown setting; did you mean api.listen?",
 		"api:\n  maxBodyBytes: big\n":                                  `api.maxBodyBytes (line 2): "big" is not an integer`,
-		"api: 127.0.0.1:1\n":                                           `api (line 1): want a mapping (keys allowedOrigins, defaultType, listen, maxBodyBytes, token), got the value "127.0.0.1:1"`,
+		"api: 127.0.0.1:1\n":                                           `api (line 1): want a mapping (keys allowedOrigins, defaultType, idleTimeout, listen, maxBodyBytes, maxConns, readHeaderTimeout, readTimeout, token), got the value "127.0.0.1:1"`,
 		"delivery:\n  timeout: 10\n":                                   `delivery.timeout (line 2): "10" is not a duration such as 500ms, 10s or 5m`,
 		"mesh:\n  syncAlways: sometimes\n":                             `mesh.syncAlways (line 2): "sometimes" is not true or false`,
 		"api:\n  listen: [a, b]\n":                                     "api.listen (line 2): want a single value, got a list",

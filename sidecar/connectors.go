@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"time"
 
+	"github.com/meshd/meshd/bridge/cehttp"
 	"github.com/meshd/meshd/bridge/problem"
 	"github.com/meshd/meshd/connectors/api"
 	_ "github.com/meshd/meshd/connectors/standard" // the connector types meshd ships
@@ -109,7 +110,7 @@ func (c *Config) validateConnectors() error {
 
 // startConnectors creates the connector runtime and restores the stored
 // instances (applyDeclared then applies the declared ones).
-func (s *Sidecar) startConnectors(ctx context.Context) error {
+func (s *Sidecar) startConnectors(ctx context.Context, guard *cehttp.Guard) error {
 	rt, err := worker.New(worker.Options{
 		Engine:        s.engine,
 		Bridge:        s.bridge,
@@ -124,6 +125,7 @@ func (s *Sidecar) startConnectors(ctx context.Context) error {
 		ConfigBucket:  s.cfg.stateBucket(worker.DefaultConfigBucket),
 		OffsetBucket:  s.cfg.stateBucket(worker.DefaultOffsetBucket),
 		SecretsKey:    s.cfg.secretsKey(s.logger),
+		Guard:         guard,
 	})
 	if err != nil {
 		return fmt.Errorf("starting connectors: %w", err)

@@ -15,7 +15,7 @@ import (
 	"github.com/meshd/meshd/connectors/api"
 )
 
-const connectorsUsage = `Usage: meshd connectors COMMAND [--admin URL] [flags]
+const connectorsUsage = `Usage: meshd connectors COMMAND [--admin URL] [--admin-token TOKEN] [flags]
 
 Commands:
   list                                    list connector instances and their states
@@ -26,7 +26,8 @@ Commands:
   delete NAME
 
 --admin is the admin server of the meshd to talk to (env MESHD_ADMIN_URL,
-default http://127.0.0.1:10106).
+default http://127.0.0.1:10106); --admin-token its admin.token (default: env
+MESHD_ADMIN_TOKEN, the variable that sets admin.token for meshd run).
 `
 
 // connectorsCmd calls the connector API of a running meshd.
@@ -43,6 +44,7 @@ func connectorsCmd(args []string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("meshd connectors "+cmd, flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	admin := fs.String("admin", envOr("MESHD_ADMIN_URL", "http://127.0.0.1:10106"), "admin server of meshd (env MESHD_ADMIN_URL)")
+	adminToken := fs.String("admin-token", "", "admin token (default: env "+EnvName("admin.token")+")")
 	name := fs.String("name", "", "connector name (create)")
 	config := fs.String("config", "", "connector config as JSON, or @FILE (create)")
 	fs.Usage = func() { fmt.Fprint(stderr, connectorsUsage) }
@@ -62,7 +64,10 @@ func connectorsCmd(args []string, stdout, stderr io.Writer) error {
 		positional = append(positional, fs.Arg(0))
 		rest = fs.Args()[1:]
 	}
-	c := &api.Client{BaseURL: *admin}
+	c := &api.Client{BaseURL: *admin, Token: *adminToken}
+	if c.Token == "" {
+		c.Token = os.Getenv(EnvName("admin.token"))
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	target := func() (string, error) {

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/http"
 	"strings"
+	"time"
 
 	"github.com/meshd/meshd/protocols/mqtt"
 	"github.com/meshd/meshd/protocols/websocket"
@@ -28,6 +29,9 @@ func (s *Sidecar) appAPI(httpAPI http.Handler) http.Handler {
 	ws := s.endpoints.ws
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if strings.HasPrefix(r.URL.Path, "/v1/ws/") {
+			// api.readTimeout bounds reading a request; a WebSocket lives
+			// on (its pings find dead clients).
+			_ = http.NewResponseController(w).SetReadDeadline(time.Time{})
 			ws.ServeHTTP(w, r)
 			return
 		}

@@ -38,9 +38,9 @@ type Sidecar struct {
 	connectors *worker.Runtime
 	endpoints  endpoints // WebSocket and MQTT (endpoints.go)
 
-	apiLn, adminLn   net.Listener
-	apiSrv, adminSrv *http.Server
-	serving          sync.WaitGroup
+	apiLn, adminLn, probeLn    net.Listener
+	apiSrv, adminSrv, probeSrv *http.Server
+	serving                    sync.WaitGroup
 
 	// dataLock holds data.dir (embedded mesh only) until Shutdown.
 	dataLock *dataLock
@@ -66,7 +66,11 @@ func Start(ctx context.Context, cfg Config, logger *slog.Logger) (*Sidecar, erro
 		}
 		return nil, err
 	}
-	logger.Info("meshd started", "api", s.APIAddr(), "admin", s.AdminAddr(), "mesh", meshDescription(cfg), "app", cfg.App.ID)
+	attrs := []any{"api", s.APIAddr(), "admin", s.AdminAddr(), "mesh", meshDescription(cfg), "app", cfg.App.ID}
+	if s.probeLn != nil {
+		attrs = append(attrs, "probe", s.ProbeAddr())
+	}
+	logger.Info("meshd started", attrs...)
 	return s, nil
 }
 
@@ -84,10 +88,20 @@ func (s *Sidecar) start(ctx context.Context) (err error) {
 			return err
 		}
 	}
-	if s.apiLn, err = listen("api.listen", cfg.API.Listen); err != nil {
+	if err := s.listenAPI(); err != nil {
 		return err
 	}
 	if s.adminLn, err = listen("admin.listen", cfg.Admin.Listen); err != nil {
+		return err
+	}
+	warnOpenAdmin(logger, cfg, s.adminLn.Addr())
+	if cfg.Admin.ProbeListen != "" {
+		if s.probeLn, err = listen("admin.probeListen", cfg.Admin.ProbeListen); err != nil {
+			return err
+		}
+	}
+	guard, err := s.guard()
+	if err != nil {
 		return err
 	}
 
@@ -105,7 +119,7 @@ func (s *Sidecar) start(ctx context.Context) (err error) {
 		Logger:    logger,
 		Meter:     s.metrics.meter,
 		Tracer:    s.telemetry.tracer,
-		Sender:    cehttp.NewSender(cehttp.ClientConfig{Timeout: cfg.Delivery.Timeout}),
+		Sender:    cehttp.NewSender(cehttp.ClientConfig{Timeout: cfg.Delivery.Timeout, Guard: guard}),
 		DedupSize: cfg.Delivery.DedupSize,
 		Backoff:   cfg.Delivery.backoff(),
 		AckWait:   cfg.Delivery.AckWait,
@@ -120,7 +134,7 @@ func (s *Sidecar) start(ctx context.Context) (err error) {
 	if err := s.bridge.Start(ctx); err != nil {
 		return fmt.Errorf("restoring subscriptions: %w", err)
 	}
-	if err := s.startConnectors(ctx); err != nil {
+	if err := s.startConnectors(ctx, guard); err != nil {
 		return err
 	}
 	if err := s.applyDeclared(ctx); err != nil {
@@ -128,15 +142,21 @@ func (s *Sidecar) start(ctx context.Context) (err error) {
 	}
 
 	api := httpapi.NewHandler(s.bridge, httpapi.Config{
-		AppID:        cfg.App.ID,
-		DefaultType:  cfg.API.DefaultType,
-		Token:        cfg.API.Token,
-		MaxBodyBytes: cfg.API.MaxBodyBytes,
+		AppID:          cfg.App.ID,
+		DefaultType:    cfg.API.DefaultType,
+		Token:          cfg.API.Token,
+		MaxBodyBytes:   cfg.API.MaxBodyBytes,
+		AllowedOrigins: cfg.API.AllowedOrigins,
 	}, logger)
-	s.apiSrv = newServer(s.appAPI(api), logger)
-	s.adminSrv = newServer(s.adminHandler(), logger)
+	s.apiSrv = s.apiServer(s.appAPI(api))
+	admin := s.adminHandler()
+	s.adminSrv = newServer(s.adminAuth(admin), logger)
 	s.serve(s.apiSrv, s.apiLn)
 	s.serve(s.adminSrv, s.adminLn)
+	if s.probeLn != nil {
+		s.probeSrv = newServer(s.probeHandler(admin), logger)
+		s.serve(s.probeSrv, s.probeLn)
+	}
 	return s.startMQTT(ctx)
 }
 
@@ -257,11 +277,14 @@ func rootCause(err error) error {
 	}
 }
 
+// newServer is the server of an admin listener; the app API's changes its
+// timeouts (apiServer).
 func newServer(h http.Handler, logger *slog.Logger) *http.Server {
 	return &http.Server{
 		Handler:           h,
-		ReadHeaderTimeout: 10 * time.Second,
-		IdleTimeout:       2 * time.Minute,
+		ReadHeaderTimeout: adminReadHeaderTimeout,
+		ReadTimeout:       adminReadTimeout,
+		IdleTimeout:       adminIdleTimeout,
 		ErrorLog:          slog.NewLogLogger(logger.Handler(), slog.LevelDebug),
 	}
 }
@@ -281,6 +304,14 @@ func (s *Sidecar) APIAddr() string { return s.apiLn.Addr().String() }
 
 // AdminAddr is the address the admin server listens on.
 func (s *Sidecar) AdminAddr() string { return s.adminLn.Addr().String() }
+
+// ProbeAddr is the address of the probe listener ("" without one).
+func (s *Sidecar) ProbeAddr() string {
+	if s.probeLn == nil {
+		return ""
+	}
+	return s.probeLn.Addr().String()
+}
 
 // Engine is the mesh this sidecar runs on.
 func (s *Sidecar) Engine() mesh.Engine { return s.engine }
@@ -304,10 +335,15 @@ func (s *Sidecar) Shutdown(ctx context.Context) error {
 		if s.engine != nil {
 			errs = append(errs, s.engine.Close())
 		}
-		if s.adminSrv != nil {
-			errs = append(errs, s.adminSrv.Shutdown(ctx))
-		} else if s.adminLn != nil {
-			errs = append(errs, s.adminLn.Close())
+		for _, l := range []struct {
+			srv *http.Server
+			ln  net.Listener
+		}{{s.adminSrv, s.adminLn}, {s.probeSrv, s.probeLn}} {
+			if l.srv != nil {
+				errs = append(errs, l.srv.Shutdown(ctx))
+			} else if l.ln != nil {
+				errs = append(errs, l.ln.Close())
+			}
 		}
 		s.serving.Wait()
 		if s.metrics != nil {

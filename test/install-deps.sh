@@ -58,6 +58,8 @@ go_server() {
 need_go
 # Debian packages the tests start as real servers (test/infra launchers).
 apt_install mosquitto postgresql mariadb-server mariadb-client clickhouse-server clickhouse-client
+# Headless Chromium for the cross-origin test of the app API (test/e2e security_test.go).
+apt_install chromium
 # Servers built from the Go module proxy: SMTP for email-sink, S3 for
 # s3-source/s3-sink (each a few CPU-minutes, once).
 go_server mailpit github.com/axllent/mailpit v1.33.1

@@ -1,6 +1,8 @@
-// Package apitoken checks the app API token every endpoint requires when
-// api.token is set: "Authorization: Bearer <token>" or "meshd-api-token:
-// <token>".
+// Package apitoken decides who may call meshd's HTTP APIs: the app API
+// token every app endpoint requires when api.token is set
+// ("Authorization: Bearer <token>" or "meshd-api-token: <token>"), the
+// admin token of the admin API (admin.token, Bearer only), and which
+// browser pages may call the app API at all (Origins).
 package apitoken
 
 import (
@@ -38,11 +40,17 @@ func (c Checker) Match(tok string) bool {
 	return subtle.ConstantTimeCompare(sum[:], c.digest[:]) == 1
 }
 
-// FromRequest returns the token a request presents in its headers, or "".
+// FromRequest returns the token a request presents in its headers, or "":
+// "meshd-api-token: <token>" or "Authorization: Bearer <token>".
 func FromRequest(r *http.Request) string {
 	if tok := r.Header.Get("Meshd-Api-Token"); tok != "" {
 		return tok
 	}
+	return Bearer(r)
+}
+
+// Bearer returns the token of "Authorization: Bearer <token>", or "".
+func Bearer(r *http.Request) string {
 	a := r.Header.Get("Authorization")
 	if len(a) > 7 && strings.EqualFold(a[:7], "bearer ") {
 		return strings.TrimSpace(a[7:])

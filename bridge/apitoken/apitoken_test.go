@@ -27,3 +27,11 @@ func TestFromRequest(t *testing.T) {
 	r.Header.Set("Meshd-Api-Token", "xyz")
 	assert.Equal(t, "xyz", FromRequest(r), "the meshd header wins")
 }
+
+func TestBearer(t *testing.T) {
+	r := httptest.NewRequest("GET", "/", nil)
+	r.Header.Set("Meshd-Api-Token", "xyz")
+	assert.Equal(t, "", Bearer(r), "the admin API takes Bearer only")
+	r.Header.Set("Authorization", "Bearer abc")
+	assert.Equal(t, "abc", Bearer(r))
+}

@@ -51,6 +51,10 @@ type ClientConfig struct {
 	// documents the caller reads; the text ends up in logs and
 	// deliveryerror.
 	MaxErrorBytes int
+	// Guard decides which addresses may be dialled (nil: every address
+	// but link-local and cloud metadata ones). A refused target is a
+	// permanent failure wrapping ErrTargetRefused.
+	Guard *Guard
 }
 
 func (c ClientConfig) withDefaults() ClientConfig {
@@ -88,7 +92,8 @@ func NewClient(cfg ClientConfig) *Client {
 	tr.MaxIdleConnsPerHost = cfg.MaxIdleConnsPerHost
 	tr.IdleConnTimeout = 90 * time.Second
 	tr.ResponseHeaderTimeout = cfg.Timeout
-	tr.DialContext = (&net.Dialer{Timeout: 5 * time.Second, KeepAlive: 30 * time.Second}).DialContext
+	tr.DialContext = cfg.Guard.dialer(net.Dialer{Timeout: 5 * time.Second, KeepAlive: 30 * time.Second})
+	tr.Proxy = cfg.Guard.proxy(tr.Proxy)
 	if cfg.TLS != nil {
 		tr.TLSClientConfig = cfg.TLS
 	}
@@ -144,7 +149,21 @@ func (c *Client) Do(req *http.Request) ([]byte, error) {
 	snippet := make([]byte, c.cfg.MaxErrorBytes)
 	n, _ := io.ReadFull(resp.Body, snippet)
 	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, c.cfg.MaxResponseBytes))
-	return nil, StatusError(resp.StatusCode, resp.Header, snippet[:n], time.Now())
+	// A target that echoes the request (its query, its user) must not put
+	// the URL's credentials into logs and deliveryerror.
+	body := []byte(maskAll(string(snippet[:n]), secretsOf(req.URL)))
+	return nil, StatusError(resp.StatusCode, resp.Header, body, time.Now())
+}
+
+// maskAll replaces each secret of at least 3 bytes in s by Mask (shorter
+// ones would mask everything).
+func maskAll(s string, secrets []string) string {
+	for _, sec := range secrets {
+		if len(sec) >= 3 {
+			s = strings.ReplaceAll(s, sec, Mask)
+		}
+	}
+	return s
 }
 
 // StatusError classifies a non-2xx answer: 408, 429 and 5xx are retried
@@ -165,10 +184,10 @@ func StatusError(status int, h http.Header, body []byte, now time.Time) error {
 	return de
 }
 
-// transportError classifies a request that got no answer: a target that
-// cannot be reached (refused, unknown host, no route) is unavailable, a
-// timeout or a cut connection is retried. The *url.Error wrapper, which
-// repeats the URL, is dropped.
+// transportError classifies a request that got no answer: a target the
+// Guard refuses is permanent; a target that cannot be reached (refused,
+// unknown host, no route) is unavailable; a timeout or a cut connection is
+// retried. The *url.Error wrapper, which repeats the URL, is dropped.
 func transportError(ctx context.Context, err error) error {
 	if ctx.Err() != nil {
 		return ctx.Err()
@@ -176,6 +195,9 @@ func transportError(ctx context.Context, err error) error {
 	var ue *url.Error
 	if errors.As(err, &ue) {
 		err = ue.Err
+	}
+	if errors.Is(err, ErrTargetRefused) {
+		return bridge.PermanentError(fmt.Errorf("reaching the target: %w", err))
 	}
 	var dnsErr *net.DNSError
 	var opErr *net.OpError
@@ -334,30 +356,116 @@ func ParseRetryAfter(v string, now time.Time) time.Duration {
 	return 0
 }
 
-// Redact drops user info and the query from a URL before it goes into an
-// error or a log: both may carry credentials.
-func Redact(target string) string {
-	u, err := url.Parse(target)
+// Mask is what a secret is shown as in API answers: connector configs,
+// subscriptions.
+const Mask = "********"
+
+// Redact masks the user info and the query values of a URL (MaskURL with
+// "…") before it goes into an error or a log: both may carry credentials.
+func Redact(target string) string { return MaskURL(target, "…") }
+
+// MaskURL returns raw with its user info, and each value of its query,
+// replaced by mask: both may carry credentials
+// ("https://********@host/path?key=********"). The scheme, host, path and
+// query keys stay, so the URL can still be recognised. A string that does
+// not parse is cut at its first '@' or '?'. It is the one masking of URLs:
+// errors and logs (Redact), the subscriptions API and connector configs
+// (connectors.Field.SecretURL).
+func MaskURL(raw, mask string) string {
+	u, err := url.Parse(raw)
 	if err != nil {
-		if i := strings.IndexAny(target, "@?"); i >= 0 {
-			return target[:i] + "…"
+		if i := strings.IndexAny(raw, "@?"); i >= 0 {
+			return raw[:i] + mask
 		}
-		return target
+		return raw
+	}
+	if u.User == nil && u.RawQuery == "" && u.Fragment == "" {
+		return raw
+	}
+	var b strings.Builder
+	if u.Scheme != "" {
+		b.WriteString(u.Scheme)
+		b.WriteString(":")
+	}
+	if u.Opaque != "" {
+		b.WriteString(u.Opaque)
+	} else {
+		if u.Scheme != "" || u.Host != "" || u.User != nil {
+			b.WriteString("//")
+		}
+		if u.User != nil {
+			b.WriteString(mask)
+			b.WriteString("@")
+		}
+		b.WriteString(u.Host)
+		b.WriteString(u.EscapedPath())
+	}
+	if u.RawQuery != "" || u.ForceQuery {
+		b.WriteString("?")
+		for i, kv := range strings.Split(u.RawQuery, "&") {
+			if i > 0 {
+				b.WriteString("&")
+			}
+			if k, _, ok := strings.Cut(kv, "="); ok { // a bare item ("?t0ken") is all value
+				b.WriteString(k)
+				b.WriteString("=")
+			}
+			b.WriteString(mask)
+		}
+	}
+	if u.Fragment != "" {
+		b.WriteString("#")
+		b.WriteString(mask)
+	}
+	return b.String()
+}
+
+// SecretsOfURL returns the parts of raw that MaskURL hides (the user name,
+// the password, each query value and the fragment), for callers that must
+// also mask them where they appear alone (an error quoting a password).
+func SecretsOfURL(raw string) []string {
+	u, err := url.Parse(raw)
+	if err != nil {
+		return nil
+	}
+	return secretsOf(u)
+}
+
+func secretsOf(u *url.URL) []string {
+	var out []string
+	add := func(s string) {
+		if s != "" {
+			out = append(out, s)
+		}
 	}
 	if u.User != nil {
-		u.User = url.User("…")
+		add(u.User.Username())
+		p, _ := u.User.Password()
+		add(p)
 	}
-	if u.RawQuery != "" {
-		u.RawQuery = "…"
+	for _, vs := range u.Query() {
+		for _, v := range vs {
+			add(v)
+		}
 	}
-	return u.String()
+	add(u.Fragment)
+	return out
 }
 
 // Sender delivers subscription events with a Client: it is the
 // bridge.Sender of HTTP subscriptions.
 type Sender struct{ *Client }
 
-var _ bridge.Sender = Sender{}
+var (
+	_ bridge.Sender      = Sender{}
+	_ bridge.SinkChecker = Sender{}
+)
+
+// CheckSink refuses a sink the client's Guard would refuse, when the
+// subscription is created (deliveries are checked again when they dial).
+func (s Sender) CheckSink(ctx context.Context, sink string) error {
+	return s.cfg.Guard.CheckURL(ctx, sink)
+}
 
 // NewSender returns the HTTP subscription sender.
 func NewSender(cfg ClientConfig) Sender { return Sender{NewClient(cfg)} }

@@ -13,13 +13,22 @@ import (
 )
 
 // ReadJSON decodes the body of a JSON API request into v strictly: a JSON
-// Content-Type (when one is sent), at most limit bytes, exactly one value,
-// no unknown fields, numbers as json.Number when v holds interfaces. Every
-// failure is a Problem (code for malformed or mistyped input, 413 for a
-// body over limit, 415 for another media type) whose detail says where.
+// Content-Type, at most limit bytes, exactly one value, no unknown fields,
+// numbers as json.Number when v holds interfaces. Every failure is a
+// Problem (code for malformed or mistyped input, 413 for a body over limit,
+// 415 for another or no media type) whose detail says where.
+//
+// The Content-Type is required: a browser page of any origin may send a
+// text/plain (or form) POST without asking first, but must ask (a CORS
+// preflight, which meshd answers only for allowed origins) before sending
+// application/json. Requiring it keeps other sites' pages out of every
+// JSON endpoint.
 func ReadJSON(w http.ResponseWriter, r *http.Request, v any, limit int64, code string) error {
-	if ct := r.Header.Get("Content-Type"); ct != "" && !bridge.IsJSONMediaType(ct) {
-		return New(CodeUnsupportedMediaType, "want application/json, got "+quoteShort(ct))
+	if ct := r.Header.Get("Content-Type"); !bridge.IsJSONMediaType(ct) {
+		if ct == "" {
+			return New(CodeUnsupportedMediaType, "want Content-Type: application/json, got none")
+		}
+		return New(CodeUnsupportedMediaType, "want Content-Type: application/json, got "+quoteShort(ct))
 	}
 	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, limit))
 	dec.DisallowUnknownFields()

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/http/httptest"
+	"strings"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
@@ -84,4 +85,33 @@ func TestWrite(t *testing.T) {
 	assert.Equal(t, 404, w.Code)
 	assert.Empty(t, w.Header().Get("Retry-After"))
 	assert.NotContains(t, w.Body.String(), "detail")
+}
+
+// ReadJSON requires a JSON Content-Type: a text/plain POST is what a page
+// of another site can send without a CORS preflight.
+func TestReadJSONContentType(t *testing.T) {
+	for ct, want := range map[string]int{
+		"":                                  http.StatusUnsupportedMediaType,
+		"text/plain":                        http.StatusUnsupportedMediaType,
+		"text/plain;application/json":       http.StatusUnsupportedMediaType,
+		"application/x-www-form-urlencoded": http.StatusUnsupportedMediaType,
+		"application/json":                  http.StatusOK,
+		"application/json; charset=utf-8":   http.StatusOK,
+		"application/merge-patch+json":      http.StatusOK,
+	} {
+		r := httptest.NewRequest("POST", "/", strings.NewReader(`{"a":1}`))
+		if ct != "" {
+			r.Header.Set("Content-Type", ct)
+		}
+		var v map[string]any
+		err := ReadJSON(httptest.NewRecorder(), r, &v, 1<<10, CodeInvalidRequest)
+		if want == http.StatusOK {
+			assert.NoError(t, err, ct)
+			continue
+		}
+		var p Problem
+		require.ErrorAs(t, err, &p, ct)
+		assert.Equal(t, want, p.Status, ct)
+		assert.Equal(t, CodeUnsupportedMediaType, p.Code, ct)
+	}
 }

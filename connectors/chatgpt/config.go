@@ -66,7 +66,7 @@ var Spec = connectors.Spec{
 		webhook.PathField(),
 		webhook.AuthField(),
 		{Name: FieldToken, Type: connectors.TypeString, Secret: true, Description: "Shared secret a caller must send as 'Authorization: Bearer <token>' or in the " + webhook.TokenHeader + " header."},
-		{Name: FieldBaseURL, Type: connectors.TypeString, Default: DefaultBaseURL, Description: "Base URL of an OpenAI-compatible API; requests go to <base.url>/chat/completions."},
+		{Name: FieldBaseURL, Type: connectors.TypeString, Default: DefaultBaseURL, SecretURL: true, Description: "Base URL of an OpenAI-compatible API; requests go to <base.url>/chat/completions."},
 		{Name: FieldModel, Type: connectors.TypeString, Required: true, Description: "Model to ask, e.g. gpt-4o-mini."},
 		{Name: FieldAPIKey, Type: connectors.TypeString, Secret: true, Description: "API key, sent as 'Authorization: Bearer <key>' (none: no Authorization header, for local servers)."},
 		{Name: FieldOrganization, Type: connectors.TypeString, Description: "Sent as the OpenAI-Organization header when set."},

@@ -89,7 +89,7 @@ type model struct {
 	backoff  bridge.Backoff
 }
 
-func newModel(cfg connectors.Config) *model {
+func newModel(cfg connectors.Config, guard *cehttp.Guard) *model {
 	h := http.Header{}
 	h.Set("Content-Type", "application/json")
 	h.Set("Accept", "application/json")
@@ -109,6 +109,7 @@ func newModel(cfg connectors.Config) *model {
 			MaxIdleConnsPerHost: 16,
 			MaxResponseBytes:    maxAnswerBytes,
 			MaxErrorBytes:       maxErrorBytes,
+			Guard:               guard,
 		}),
 		endpoint: strings.TrimSuffix(cfg.String(FieldBaseURL), "/") + "/chat/completions",
 		header:   h,

@@ -74,7 +74,7 @@ func (t *Task) Start(_ context.Context, cfg connectors.Config) error {
 	}
 	name := t.TaskContext().Connector()
 	t.token = []byte(cfg.String(FieldToken))
-	t.model = newModel(cfg)
+	t.model = newModel(cfg, t.TaskContext().Guard())
 	t.modelName = cfg.String(FieldModel)
 	t.systemPrompt = cfg.String(FieldSystemPrompt)
 	t.parsePrompt = cfg.String(FieldParsePrompt)

@@ -4,6 +4,7 @@ import (
 	"log/slog"
 	"testing"
 
+	"github.com/meshd/meshd/bridge/cehttp"
 	"github.com/meshd/meshd/connectors"
 )
 
@@ -22,6 +23,7 @@ func (c taskContext) Logger() *slog.Logger          { return slog.New(slog.Disca
 func (c taskContext) Offsets() map[string]string    { return c.offsets }
 func (c taskContext) Webhooks() connectors.Webhooks { return nil }
 func (c taskContext) MaxEventBytes() int64          { return 1 << 20 }
+func (c taskContext) Guard() *cehttp.Guard          { return nil }
 
 // Config validates a config of spec made of its connector.type, the topic
 // "test" and the given field/value pairs, failing the test if it is bad.

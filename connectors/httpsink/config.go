@@ -36,7 +36,7 @@ var Spec = connectors.Spec{
 	Kind:    connectors.KindSink,
 	Summary: "POSTs events to an HTTP endpoint (CloudEvents binary or structured mode).",
 	Fields: []connectors.Field{
-		{Name: FieldURL, Type: connectors.TypeString, Required: true, Description: "Absolute http or https URL events are POSTed to."},
+		{Name: FieldURL, Type: connectors.TypeString, Required: true, SecretURL: true, Description: "Absolute http or https URL events are POSTed to. Its user info (user:password@, sent as Basic authentication) and query values are masked whenever the config is shown."},
 		{Name: FieldMode, Type: connectors.TypeString, Default: "binary", Enum: []string{"binary", "structured"}, Description: "CloudEvents HTTP content mode."},
 		{Name: FieldHeaders, Type: connectors.TypeMap, Description: "Extra request headers."},
 		{Name: FieldSecretHeaders, Type: connectors.TypeMap, Secret: true, Description: "Extra request headers whose values are secret, e.g. {\"Authorization\": \"Bearer ...\"}; masked whenever the config is shown."},

@@ -13,7 +13,8 @@ import (
 )
 
 var (
-	_ connectors.SinkTask = (*Task)(nil)
+	_ connectors.SinkTask    = (*Task)(nil)
+	_ connectors.Initializer = (*Task)(nil)
 )
 
 // Task posts events one by one, in batch order, with the codec and the
@@ -23,7 +24,11 @@ type Task struct {
 	structured bool
 	headers    http.Header
 	client     *cehttp.Client
+	guard      *cehttp.Guard // from Init: which addresses may be dialled
 }
+
+// Init takes the Guard of the task's HTTP client.
+func (t *Task) Init(tc connectors.TaskContext) { t.guard = tc.Guard() }
 
 // Start builds the HTTP client.
 func (t *Task) Start(_ context.Context, cfg connectors.Config) error {
@@ -45,7 +50,7 @@ func (t *Task) Start(_ context.Context, cfg connectors.Config) error {
 	if err != nil {
 		return fmt.Errorf("tls: %w", err)
 	}
-	t.client = cehttp.NewClient(cehttp.ClientConfig{Timeout: cfg.Duration(FieldTimeout), TLS: tlsCfg})
+	t.client = cehttp.NewClient(cehttp.ClientConfig{Timeout: cfg.Duration(FieldTimeout), TLS: tlsCfg, Guard: t.guard})
 	return nil
 }
 

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/meshd/meshd/bridge"
+	"github.com/meshd/meshd/bridge/cehttp"
 	"github.com/meshd/meshd/connectors"
 )
 
@@ -91,21 +92,7 @@ func (r *Runtime) newInstance(name string, raw map[string]any) *instance {
 	} else {
 		inst.cfg = cfg
 	}
-	for _, f := range spec.AllFields() {
-		if !f.Secret {
-			continue
-		}
-		switch v := raw[f.Name].(type) {
-		case string:
-			inst.secrets = append(inst.secrets, v)
-		case map[string]any:
-			for _, x := range v {
-				if s, ok := x.(string); ok {
-					inst.secrets = append(inst.secrets, s)
-				}
-			}
-		}
-	}
+	inst.secrets = spec.SecretValues(raw)
 	return inst
 }
 
@@ -336,7 +323,7 @@ func (r *Runtime) runTaskOnce(ctx context.Context, inst *instance, conn connecto
 	if task == nil {
 		return errors.New("NewTask returned nil")
 	}
-	tc := &taskContext{name: inst.name, id: id, log: log, webhooks: r.webhooks.For(inst.name), maxEvent: r.opts.Engine.MaxEventBytes()}
+	tc := &taskContext{name: inst.name, id: id, log: log, webhooks: r.webhooks.For(inst.name), maxEvent: r.opts.Engine.MaxEventBytes(), guard: r.opts.Guard}
 	if inst.spec.Kind == connectors.KindSource {
 		offs, err := r.loadOffsets(ctx, inst.name)
 		if err != nil {
@@ -389,6 +376,7 @@ type taskContext struct {
 	webhooks connectors.Webhooks
 	offsets  map[string]string // read-only after Init
 	maxEvent int64
+	guard    *cehttp.Guard
 }
 
 func (tc *taskContext) Connector() string             { return tc.name }
@@ -397,6 +385,7 @@ func (tc *taskContext) Logger() *slog.Logger          { return tc.log }
 func (tc *taskContext) Offsets() map[string]string    { return maps.Clone(tc.offsets) }
 func (tc *taskContext) Webhooks() connectors.Webhooks { return tc.webhooks }
 func (tc *taskContext) MaxEventBytes() int64          { return tc.maxEvent }
+func (tc *taskContext) Guard() *cehttp.Guard          { return tc.guard }
 func stack() []byte                                   { return debug.Stack() }
 func jsonEqual(a, b map[string]any) bool {
 	x, _ := json.Marshal(a)

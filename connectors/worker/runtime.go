@@ -24,6 +24,7 @@ import (
 	"go.opentelemetry.io/otel/trace"
 
 	"github.com/meshd/meshd/bridge"
+	"github.com/meshd/meshd/bridge/cehttp"
 	"github.com/meshd/meshd/connectors"
 	"github.com/meshd/meshd/mesh"
 )
@@ -78,6 +79,10 @@ type Options struct {
 	// is called once, when a secret is first stored or read. nil: secrets
 	// are stored in clear (tests; meshd always sets one).
 	SecretsKey func() ([]byte, error)
+	// Guard is given to tasks (TaskContext.Guard) for their HTTP clients:
+	// which addresses they may dial. nil: every address but link-local and
+	// cloud metadata ones.
+	Guard *cehttp.Guard
 }
 
 // State is the state of a connector or task.

@@ -16,6 +16,7 @@ const (
 	AnnotationAppPort            = "meshd.io/app-port"             // port number or container port name of the app
 	AnnotationConfig             = "meshd.io/config"               // ConfigMap holding meshd.yaml
 	AnnotationAPITokenSecret     = "meshd.io/api-token-secret"     // Secret name, or "name:key"
+	AnnotationAdminTokenSecret   = "meshd.io/admin-token-secret"   // Secret name, or "name:key": admin.token
 	AnnotationMeshURL            = "meshd.io/mesh-url"             // overrides the injector's mesh URL
 	AnnotationLogLevel           = "meshd.io/log-level"            // debug, info, warn, error
 	AnnotationSidecarCPU         = "meshd.io/sidecar-cpu"          // CPU request

@@ -3,16 +3,19 @@ package injector
 import (
 	"flag"
 	"fmt"
+	"strconv"
 	"strings"
 )
 
 // Defaults of Config. The ports are meshd's own defaults (DESIGN.md): the
-// app API on 10105, the admin server on 10106.
+// app API on 10105, the admin server on 10106; the probe listener of an
+// injected pod is on 10108 (10107 is the webhook listener's).
 const (
 	DefaultImage          = "ghcr.io/meshd/meshd:latest"
 	DefaultContainerName  = "meshd"
 	DefaultAPIPort        = 10105
 	DefaultAdminPort      = 10106
+	DefaultProbePort      = 10108
 	DefaultLogLevel       = "info"
 	DefaultCPURequest     = "50m"
 	DefaultMemoryRequest  = "64Mi"
@@ -56,9 +59,11 @@ type Config struct {
 	RejectInvalid bool
 	// Resources of the sidecar; empty strings leave that value unset.
 	CPURequest, MemoryRequest, CPULimit, MemoryLimit string
-	// APIPort and AdminPort the sidecar listens on: the API on 127.0.0.1
-	// (pod-local), the admin on 0.0.0.0 so kubelet probes reach it.
-	APIPort, AdminPort int32
+	// APIPort and AdminPort the sidecar listens on, both on 127.0.0.1
+	// (pod-local: the admin API creates connectors); ProbePort on 0.0.0.0,
+	// serving only /healthz and /readyz (admin.probeListen), so kubelet
+	// probes reach it.
+	APIPort, AdminPort, ProbePort int32
 	// TokenSecretKey is the key read from the meshd.io/api-token-secret
 	// Secret when the annotation does not name one ("secret:key").
 	TokenSecretKey string
@@ -82,6 +87,7 @@ func DefaultConfig() Config {
 		MemoryLimit:    DefaultMemoryLimit,
 		APIPort:        DefaultAPIPort,
 		AdminPort:      DefaultAdminPort,
+		ProbePort:      DefaultProbePort,
 		TokenSecretKey: DefaultTokenSecretKey,
 		ConfigKey:      DefaultConfigKey,
 		ConfigDir:      DefaultConfigDir,
@@ -100,8 +106,10 @@ func (c Config) Validate() error {
 		return fmt.Errorf("%w: api port %d out of range", ErrInvalidConfig, c.APIPort)
 	case !validPort(c.AdminPort):
 		return fmt.Errorf("%w: admin port %d out of range", ErrInvalidConfig, c.AdminPort)
-	case c.APIPort == c.AdminPort:
-		return fmt.Errorf("%w: api and admin port are both %d", ErrInvalidConfig, c.APIPort)
+	case !validPort(c.ProbePort):
+		return fmt.Errorf("%w: probe port %d out of range", ErrInvalidConfig, c.ProbePort)
+	case c.APIPort == c.AdminPort || c.APIPort == c.ProbePort || c.AdminPort == c.ProbePort:
+		return fmt.Errorf("%w: api, admin and probe ports must differ (%d, %d, %d)", ErrInvalidConfig, c.APIPort, c.AdminPort, c.ProbePort)
 	case c.TokenSecretKey == "":
 		return fmt.Errorf("%w: token secret key is empty", ErrInvalidConfig)
 	case c.ConfigKey == "" || strings.Contains(c.ConfigKey, "/"):
@@ -156,7 +164,15 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	fs.StringVar(&c.MemoryRequest, "sidecar-memory", c.MemoryRequest, "sidecar memory request (annotation meshd.io/sidecar-memory overrides)")
 	fs.StringVar(&c.CPULimit, "sidecar-cpu-limit", c.CPULimit, "sidecar CPU limit, empty for none (annotation meshd.io/sidecar-cpu-limit overrides)")
 	fs.StringVar(&c.MemoryLimit, "sidecar-memory-limit", c.MemoryLimit, "sidecar memory limit, empty for none (annotation meshd.io/sidecar-memory-limit overrides)")
-	fs.StringVar(&c.TokenSecretKey, "token-secret-key", c.TokenSecretKey, "key of the API token in the meshd.io/api-token-secret Secret")
+	fs.StringVar(&c.TokenSecretKey, "token-secret-key", c.TokenSecretKey, "key of the token in the meshd.io/api-token-secret and meshd.io/admin-token-secret Secrets")
+	fs.Func("probe-port", fmt.Sprintf("port of the sidecar's probe listener, on every interface: /healthz and /readyz only (default %d)", c.ProbePort), func(s string) error {
+		p, err := strconv.ParseInt(s, 10, 32)
+		if err != nil || !validPort(int32(p)) {
+			return fmt.Errorf("%q is not a port", s)
+		}
+		c.ProbePort = int32(p)
+		return nil
+	})
 	fs.StringVar(&c.ConfigKey, "config-key", c.ConfigKey, "key of the meshd YAML in the meshd.io/config ConfigMap")
 }
 

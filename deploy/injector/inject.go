@@ -15,7 +15,7 @@ import (
 const (
 	VolumeData     = "meshd-data"
 	VolumeConfig   = "meshd-config"
-	PortNameAdmin  = "meshd-admin"
+	PortNameProbe  = "meshd-probe"
 	PathHealthz    = "/healthz"
 	PathReadyz     = "/readyz"
 	injectedMarker = "true"
@@ -92,7 +92,7 @@ func inject(pod map[string]any, owner *ownerRef, cfg Config) (map[string]any, []
 		}
 	}
 	if v.hostNetwork {
-		warnings = append(warnings, fmt.Sprintf("hostNetwork pod: meshd's ports %d and %d are taken on the node", cfg.APIPort, cfg.AdminPort))
+		warnings = append(warnings, fmt.Sprintf("hostNetwork pod: meshd's ports %d, %d and %d are taken on the node, and its probe port %d is open on the node's interfaces", cfg.APIPort, cfg.AdminPort, cfg.ProbePort, cfg.ProbePort))
 	}
 	if s.meshURL == "" {
 		warnings = append(warnings, "no mesh URL: this pod's meshd runs an embedded mesh of its own; set "+AnnotationMeshURL+" or the injector's --mesh-url")
@@ -151,6 +151,8 @@ type settings struct {
 	configMap   string
 	tokenSecret string
 	tokenKey    string
+	adminSecret string // meshd.io/admin-token-secret: admin.token
+	adminKey    string
 	meshURL     string
 	logLevel    string
 	requests    map[string]quantity // "cpu", "memory"
@@ -192,16 +194,22 @@ func readSettings(pod podView, cfg Config) (settings, error) {
 		}
 		s.configMap = v
 	}
-	if v, ok := ann[AnnotationAPITokenSecret]; ok {
+	secretRef := func(annotation string) (name, key string) {
+		v, ok := ann[annotation]
+		if !ok {
+			return "", ""
+		}
 		name, key, hasKey := strings.Cut(v, ":")
 		if !hasKey {
 			key = cfg.TokenSecretKey
 		}
 		if !isDNSSubdomain(name) || key == "" {
-			bad(AnnotationAPITokenSecret, fmt.Errorf("%q is not a Secret name or name:key", v))
+			bad(annotation, fmt.Errorf("%q is not a Secret name or name:key", v))
 		}
-		s.tokenSecret, s.tokenKey = name, key
+		return name, key
 	}
+	s.tokenSecret, s.tokenKey = secretRef(AnnotationAPITokenSecret)
+	s.adminSecret, s.adminKey = secretRef(AnnotationAdminTokenSecret)
 	if v, ok := ann[AnnotationMeshURL]; ok {
 		if err := checkMeshURL(v); err != nil {
 			bad(AnnotationMeshURL, err)
@@ -359,6 +367,8 @@ const (
 	settingAPIListen   = "api.listen"
 	settingAPIToken    = "api.token"
 	settingAdminListen = "admin.listen"
+	settingAdminToken  = "admin.token"
+	settingProbeListen = "admin.probeListen"
 	settingDataDir     = "data.dir"
 	settingLogLevel    = "log.level"
 	settingMeshURL     = "mesh.url"
@@ -371,10 +381,15 @@ func envVar(name, value string) map[string]any {
 // tokenEnv is MESHD_API_TOKEN from the Secret: the sidecar's api.token, and
 // the token the app's clients (and meshd publish) send.
 func (s settings) tokenEnv() map[string]any {
+	return secretEnv(sidecar.EnvName(settingAPIToken), s.tokenSecret, s.tokenKey)
+}
+
+// secretEnv is the variable name read from key of the Secret secret.
+func secretEnv(name, secret, key string) map[string]any {
 	return map[string]any{
-		"name": sidecar.EnvName(settingAPIToken),
+		"name": name,
 		"valueFrom": map[string]any{
-			"secretKeyRef": map[string]any{"name": s.tokenSecret, "key": s.tokenKey},
+			"secretKeyRef": map[string]any{"name": secret, "key": key},
 		},
 	}
 }
@@ -403,7 +418,10 @@ func (s settings) container() map[string]any {
 	env := []any{
 		envVar(sidecar.EnvName(settingAppID), s.appID),
 		envVar(sidecar.EnvName(settingAPIListen), fmt.Sprintf("127.0.0.1:%d", s.cfg.APIPort)),
-		envVar(sidecar.EnvName(settingAdminListen), fmt.Sprintf("0.0.0.0:%d", s.cfg.AdminPort)),
+		// The admin API creates connectors: pod-local. Kubelet probes go to
+		// the probe listener, which serves nothing else.
+		envVar(sidecar.EnvName(settingAdminListen), fmt.Sprintf("127.0.0.1:%d", s.cfg.AdminPort)),
+		envVar(sidecar.EnvName(settingProbeListen), fmt.Sprintf("0.0.0.0:%d", s.cfg.ProbePort)),
 		envVar(sidecar.EnvName(settingDataDir), s.cfg.DataDir),
 		envVar(sidecar.EnvName(settingLogLevel), s.logLevel),
 	}
@@ -416,9 +434,14 @@ func (s settings) container() map[string]any {
 	if s.tokenSecret != "" {
 		env = append(env, s.tokenEnv())
 	}
+	if s.adminSecret != "" {
+		// The sidecar's only: a container of the app that manages
+		// connectors mounts the Secret itself.
+		env = append(env, secretEnv(sidecar.EnvName(settingAdminToken), s.adminSecret, s.adminKey))
+	}
 	probe := func(path string, period, failures int) map[string]any {
 		return map[string]any{
-			"httpGet":          map[string]any{"path": path, "port": int(s.cfg.AdminPort), "scheme": "HTTP"},
+			"httpGet":          map[string]any{"path": path, "port": int(s.cfg.ProbePort), "scheme": "HTTP"},
 			"periodSeconds":    period,
 			"failureThreshold": failures,
 			"timeoutSeconds":   2,
@@ -441,7 +464,7 @@ func (s settings) container() map[string]any {
 		"args":  args,
 		"env":   env,
 		"ports": []any{map[string]any{
-			"name": PortNameAdmin, "containerPort": int(s.cfg.AdminPort), "protocol": "TCP",
+			"name": PortNameProbe, "containerPort": int(s.cfg.ProbePort), "protocol": "TCP",
 		}},
 		"resources":    resources,
 		"volumeMounts": mounts,

@@ -198,12 +198,13 @@ func hasWarning(ws []string, sub string) bool {
 
 func TestWebhookInjectsAnnotatedPod(t *testing.T) {
 	pod := newPod(inject(map[string]string{
-		injector.AnnotationAppPort:        "http",
-		injector.AnnotationConfig:         "web-meshd",
-		injector.AnnotationAPITokenSecret: "meshd-token",
-		injector.AnnotationSidecarCPU:     "100m",
-		injector.AnnotationSidecarMemory:  "128Mi",
-		injector.AnnotationLogLevel:       "debug",
+		injector.AnnotationAppPort:          "http",
+		injector.AnnotationConfig:           "web-meshd",
+		injector.AnnotationAPITokenSecret:   "meshd-token",
+		injector.AnnotationAdminTokenSecret: "meshd-admin:admin-token",
+		injector.AnnotationSidecarCPU:       "100m",
+		injector.AnnotationSidecarMemory:    "128Mi",
+		injector.AnnotationLogLevel:         "debug",
 	}))
 	r := review(t, testConfig(), pod)
 	if !r.resp.Allowed || r.patched == nil {
@@ -232,13 +233,14 @@ func TestWebhookInjectsAnnotatedPod(t *testing.T) {
 		t.Errorf("args %v, want %v", sc.Args, want)
 	}
 	for name, want := range map[string]string{
-		"MESHD_APP_ID":       "web", // owner ReplicaSet without its template hash
-		"MESHD_APP_PORT":     "8080",
-		"MESHD_API_LISTEN":   "127.0.0.1:10105",
-		"MESHD_ADMIN_LISTEN": "0.0.0.0:10106",
-		"MESHD_MESH_URL":     meshURL,
-		"MESHD_LOG_LEVEL":    "debug",
-		"MESHD_DATA_DIR":     "/var/lib/meshd",
+		"MESHD_APP_ID":             "web", // owner ReplicaSet without its template hash
+		"MESHD_APP_PORT":           "8080",
+		"MESHD_API_LISTEN":         "127.0.0.1:10105",
+		"MESHD_ADMIN_LISTEN":       "127.0.0.1:10106", // the connectors API stays in the pod
+		"MESHD_ADMIN_PROBE_LISTEN": "0.0.0.0:10108",
+		"MESHD_MESH_URL":           meshURL,
+		"MESHD_LOG_LEVEL":          "debug",
+		"MESHD_DATA_DIR":           "/var/lib/meshd",
 	} {
 		if got := envValue(t, sc, name); got != want {
 			t.Errorf("sidecar %s = %q, want %q", name, got, want)
@@ -249,12 +251,20 @@ func TestWebhookInjectsAnnotatedPod(t *testing.T) {
 		tok.ValueFrom.SecretKeyRef.Name != "meshd-token" || tok.ValueFrom.SecretKeyRef.Key != "token" {
 		t.Errorf("sidecar token env %+v", tok)
 	}
+	adm := env(sc, "MESHD_ADMIN_TOKEN")
+	if adm == nil || adm.ValueFrom == nil || adm.ValueFrom.SecretKeyRef == nil ||
+		adm.ValueFrom.SecretKeyRef.Name != "meshd-admin" || adm.ValueFrom.SecretKeyRef.Key != "admin-token" {
+		t.Errorf("sidecar admin token env %+v", adm)
+	}
+	if len(sc.Ports) != 1 || sc.Ports[0].Name != injector.PortNameProbe || sc.Ports[0].ContainerPort != 10108 {
+		t.Errorf("sidecar ports %+v: want only the probe port", sc.Ports)
+	}
 	for _, pr := range []struct {
 		probe *corev1.Probe
 		path  string
 	}{{sc.LivenessProbe, "/healthz"}, {sc.ReadinessProbe, "/readyz"}, {sc.StartupProbe, "/healthz"}} {
-		if pr.probe == nil || pr.probe.HTTPGet == nil || pr.probe.HTTPGet.Path != pr.path || pr.probe.HTTPGet.Port.IntValue() != 10106 {
-			t.Errorf("probe %+v, want GET %s on 10106", pr.probe, pr.path)
+		if pr.probe == nil || pr.probe.HTTPGet == nil || pr.probe.HTTPGet.Path != pr.path || pr.probe.HTTPGet.Port.IntValue() != 10108 {
+			t.Errorf("probe %+v, want GET %s on the probe port 10108", pr.probe, pr.path)
 		}
 	}
 	if q := sc.Resources.Requests[corev1.ResourceCPU]; q.Cmp(resource.MustParse("100m")) != 0 {
@@ -284,6 +294,9 @@ func TestWebhookInjectsAnnotatedPod(t *testing.T) {
 	}
 	if e := env(app, "MESHD_API_TOKEN"); e == nil || e.ValueFrom.SecretKeyRef.Name != "meshd-token" {
 		t.Errorf("app token env %+v", e)
+	}
+	if e := env(app, "MESHD_ADMIN_TOKEN"); e != nil {
+		t.Errorf("the admin token is given to the app: %+v", e)
 	}
 
 	// Volumes, label, annotation.
@@ -332,9 +345,10 @@ func TestWebhookInjectsAnnotatedPod(t *testing.T) {
 // sidecar is one of meshd's settings, and meshd reads each as meant.
 func TestSidecarEnvIsTheSidecarsSettings(t *testing.T) {
 	pod := newPod(inject(map[string]string{
-		injector.AnnotationAppPort:        "http",
-		injector.AnnotationAPITokenSecret: "meshd-token",
-		injector.AnnotationConfig:         "web-meshd",
+		injector.AnnotationAppPort:          "http",
+		injector.AnnotationAPITokenSecret:   "meshd-token",
+		injector.AnnotationAdminTokenSecret: "meshd-admin",
+		injector.AnnotationConfig:           "web-meshd",
 	}))
 	r := review(t, testConfig(), pod)
 	if r.patched == nil {
@@ -369,11 +383,13 @@ func TestSidecarEnvIsTheSidecarsSettings(t *testing.T) {
 		"app.id": cfg.App.ID, "app.port": cfg.App.Port, "api.listen": cfg.API.Listen,
 		"admin.listen": cfg.Admin.Listen, "mesh.url": cfg.Mesh.URL, "log.level": cfg.Log.Level,
 		"data.dir": cfg.Data.Dir, "api.token": cfg.API.Token,
+		"admin.probeListen": cfg.Admin.ProbeListen, "admin.token": cfg.Admin.Token,
 	} {
 		want := map[string]any{
 			"app.id": "web", "app.port": 8080, "api.listen": "127.0.0.1:10105",
-			"admin.listen": "0.0.0.0:10106", "mesh.url": meshURL, "log.level": "info",
+			"admin.listen": "127.0.0.1:10106", "mesh.url": meshURL, "log.level": "info",
 			"data.dir": "/var/lib/meshd", "api.token": "from secret meshd-token",
+			"admin.probeListen": "0.0.0.0:10108", "admin.token": "from secret meshd-admin",
 		}[setting]
 		if got != want {
 			t.Errorf("%s (%s) = %v, want %v", setting, sidecar.EnvName(setting), got, want)
@@ -515,6 +531,7 @@ func TestWebhookCases(t *testing.T) {
 		{name: "bad mesh url", cfg: defaultCfg, pod: newPod(inject(map[string]string{injector.AnnotationMeshURL: "http://nats:4222"})), allowed: true, warn: "meshd.io/mesh-url"},
 		{name: "bad config name", cfg: defaultCfg, pod: newPod(inject(map[string]string{injector.AnnotationConfig: "Not_A_Name"})), allowed: true, warn: "meshd.io/config"},
 		{name: "bad secret", cfg: defaultCfg, pod: newPod(inject(map[string]string{injector.AnnotationAPITokenSecret: "creds:"})), allowed: true, warn: "meshd.io/api-token-secret"},
+		{name: "bad admin secret", cfg: defaultCfg, pod: newPod(inject(map[string]string{injector.AnnotationAdminTokenSecret: "Creds"})), allowed: true, warn: "meshd.io/admin-token-secret"},
 		{name: "bad app id", cfg: defaultCfg, pod: newPod(inject(map[string]string{injector.AnnotationAppID: "a b"})), allowed: true, warn: "meshd.io/app-id"},
 		{name: "bad native flag", cfg: defaultCfg, pod: newPod(inject(map[string]string{injector.AnnotationNativeSidecar: "sometimes"})), allowed: true, warn: "meshd.io/native-sidecar"},
 		{name: "no app id at all", cfg: defaultCfg, pod: newPod(inject(nil), nameless), allowed: true, warn: "meshd.io/app-id"},
@@ -610,6 +627,7 @@ func TestConfigValidate(t *testing.T) {
 		"mesh url":    func(c *injector.Config) { c.MeshURL = "redis://x" },
 		"log level":   func(c *injector.Config) { c.LogLevel = "trace" },
 		"ports":       func(c *injector.Config) { c.AdminPort = c.APIPort },
+		"probe port":  func(c *injector.Config) { c.ProbePort = c.AdminPort },
 		"quantity":    func(c *injector.Config) { c.CPULimit = "fast" },
 		"pull policy": func(c *injector.Config) { c.ImagePullPolicy = "Sometimes" },
 		"container":   func(c *injector.Config) { c.ContainerName = "Mesh_D" },

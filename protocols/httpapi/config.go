@@ -22,6 +22,12 @@ type Config struct {
 	Token string
 	// MaxBodyBytes bounds a request body, after decompression (default 4 MiB).
 	MaxBodyBytes int64
+	// AllowedOrigins are the browser origins allowed to call the API
+	// besides requests without an Origin header and localhost pages
+	// (apitoken.Origins, the rule of the WebSocket endpoints too); "*"
+	// allows any. Requests of other pages are refused with 403, and the
+	// allowed ones get CORS answers.
+	AllowedOrigins []string
 }
 
 func (c Config) withDefaults() Config {

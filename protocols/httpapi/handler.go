@@ -41,6 +41,7 @@ type handler struct {
 	// unavailable throttles the warnings of failed publishes.
 	unavailable bridge.Throttle
 	token       apitoken.Checker
+	origins     apitoken.Origins
 	mux         *http.ServeMux
 }
 
@@ -53,6 +54,12 @@ type handler struct {
 //	DELETE /v1/subscriptions/{id}
 //
 // Errors are application/problem+json from package problem.
+//
+// A request from a browser page whose origin is not allowed (see
+// Config.AllowedOrigins) is refused with 403 before anything else; an
+// allowed page gets CORS answers, preflights included. JSON endpoints
+// require Content-Type: application/json (problem.ReadJSON), which a page
+// of another site cannot send without a preflight.
 //
 // A body that is not a CloudEvent is wrapped in one whose source is
 // cfg.AppID when that is a valid URI-reference (an app id such as "orders"
@@ -74,6 +81,7 @@ func newHandler(b backend, cfg Config, logger *slog.Logger) *handler {
 		source: wrappedSource(cfg.AppID),
 	}
 	h.token = apitoken.New(cfg.Token)
+	h.origins = apitoken.NewOrigins(cfg.AllowedOrigins)
 	h.unavailable.Every = 10 * time.Second
 	mux := http.NewServeMux()
 	mux.HandleFunc("POST /v1/publish/{topic}", h.publish)
@@ -102,6 +110,14 @@ func wrappedSource(appID string) types.URIRef {
 }
 
 func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if !h.origins.Allowed(r) {
+		h.log.Debug("refusing a request of a page of another origin", "origin", r.Header.Get("Origin"), "method", r.Method, "path", r.URL.Path)
+		problem.Write(w, problem.New(problem.CodeForbidden, fmt.Sprintf("origin %q may not call this API; list it in api.allowedOrigins", r.Header.Get("Origin"))))
+		return
+	}
+	if r.Header.Get("Origin") != "" && cors(w, r) {
+		return
+	}
 	if h.token.Required() && !h.token.Match(apitoken.FromRequest(r)) {
 		w.Header().Set("WWW-Authenticate", `Bearer realm="meshd"`)
 		problem.Write(w, problem.New(problem.CodeUnauthorized, "send the API token as \"Authorization: Bearer <token>\" or \"meshd-api-token: <token>\""))
@@ -155,6 +171,9 @@ func (h *handler) listSubscriptions(w http.ResponseWriter, r *http.Request) {
 	if subs == nil {
 		subs = []bridge.Subscription{}
 	}
+	for i := range subs {
+		subs[i] = masked(subs[i])
+	}
 	problem.WriteJSON(w, http.StatusOK, subs)
 }
 
@@ -164,7 +183,7 @@ func (h *handler) getSubscription(w http.ResponseWriter, r *http.Request) {
 		h.fail(w, r, "getting subscription", err)
 		return
 	}
-	problem.WriteJSON(w, http.StatusOK, sub)
+	problem.WriteJSON(w, http.StatusOK, masked(sub))
 }
 
 func (h *handler) deleteSubscription(w http.ResponseWriter, r *http.Request) {
@@ -187,5 +206,34 @@ func (h *handler) createSubscription(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	w.Header().Set("Location", "/v1/subscriptions/"+url.PathEscape(stored.ID))
-	problem.WriteJSON(w, http.StatusCreated, stored)
+	problem.WriteJSON(w, http.StatusCreated, masked(stored))
+}
+
+// masked is sub as the API shows it: credentials in its sink URL (user
+// info, query values) replaced by "********".
+func masked(sub bridge.Subscription) bridge.Subscription {
+	sub.Sink = cehttp.MaskURL(sub.Sink, cehttp.Mask)
+	return sub
+}
+
+// cors answers the CORS preflight of an allowed page (and reports true),
+// or adds the CORS headers to the answer of its request.
+func cors(w http.ResponseWriter, r *http.Request) (answered bool) {
+	h := w.Header()
+	h.Set("Access-Control-Allow-Origin", r.Header.Get("Origin"))
+	h.Add("Vary", "Origin")
+	if r.Method != http.MethodOptions || r.Header.Get("Access-Control-Request-Method") == "" {
+		h.Set("Access-Control-Expose-Headers", "Location, Retry-After")
+		return false
+	}
+	h.Set("Access-Control-Allow-Methods", "GET, POST, DELETE")
+	if hdrs := r.Header.Get("Access-Control-Request-Headers"); hdrs != "" {
+		h.Set("Access-Control-Allow-Headers", hdrs)
+	}
+	if r.Header.Get("Access-Control-Request-Private-Network") == "true" {
+		h.Set("Access-Control-Allow-Private-Network", "true")
+	}
+	h.Set("Access-Control-Max-Age", "600")
+	w.WriteHeader(http.StatusNoContent)
+	return true
 }

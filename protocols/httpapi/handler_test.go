@@ -470,24 +470,24 @@ func TestSubscriptionsAPI(t *testing.T) {
 	require.Equal(t, 200, w.Code)
 	assert.JSONEq(t, `[]`, w.Body.String())
 
-	w = do(h, "POST", "/v1/subscriptions", []byte(`{"id":"s1","topic":"t","sink":"http://127.0.0.1:1/x"}`), nil)
+	w = do(h, "POST", "/v1/subscriptions", []byte(`{"id":"s1","topic":"t","sink":"http://127.0.0.1:1/x"}`), jsonCT)
 	require.Equal(t, 201, w.Code, w.Body.String())
 	assert.Equal(t, "/v1/subscriptions/s1", w.Header().Get("Location"))
 	var got bridge.Subscription
 	require.NoError(t, json.Unmarshal(w.Body.Bytes(), &got))
 	assert.Equal(t, "s1", got.Group)
 
-	w = do(h, "POST", "/v1/subscriptions", []byte(`{"id":"s1","topic":"t","sink":"http://x"}`), nil)
+	w = do(h, "POST", "/v1/subscriptions", []byte(`{"id":"s1","topic":"t","sink":"http://x"}`), jsonCT)
 	requireProblem(t, w, 409, problem.CodeConflict)
-	w = do(h, "POST", "/v1/subscriptions", []byte(`{"id":"s2","topic":"t","sink":"http://x","bogus":1}`), nil)
+	w = do(h, "POST", "/v1/subscriptions", []byte(`{"id":"s2","topic":"t","sink":"http://x","bogus":1}`), jsonCT)
 	requireProblem(t, w, 400, problem.CodeInvalidSubscription, `"bogus"`)
-	w = do(h, "POST", "/v1/subscriptions", []byte(`{"id":"s2","maxAttempts":"x"}`), nil)
+	w = do(h, "POST", "/v1/subscriptions", []byte(`{"id":"s2","maxAttempts":"x"}`), jsonCT)
 	requireProblem(t, w, 400, problem.CodeInvalidSubscription, "maxAttempts")
-	w = do(h, "POST", "/v1/subscriptions", []byte(`{"id":`), nil)
+	w = do(h, "POST", "/v1/subscriptions", []byte(`{"id":`), jsonCT)
 	requireProblem(t, w, 400, problem.CodeInvalidSubscription, "malformed JSON")
-	w = do(h, "POST", "/v1/subscriptions", []byte(`{"id":"a"} {"id":"b"}`), nil)
+	w = do(h, "POST", "/v1/subscriptions", []byte(`{"id":"a"} {"id":"b"}`), jsonCT)
 	requireProblem(t, w, 400, problem.CodeInvalidSubscription, "exactly one")
-	w = do(h, "POST", "/v1/subscriptions", []byte(`{"topic":"t"}`), nil)
+	w = do(h, "POST", "/v1/subscriptions", []byte(`{"topic":"t"}`), jsonCT)
 	requireProblem(t, w, 400, problem.CodeInvalidSubscription, "id")
 
 	w = do(h, "GET", "/v1/subscriptions/s1", nil, nil)
@@ -506,10 +506,76 @@ func TestSubscriptionsAPI(t *testing.T) {
 	requireProblem(t, w, 404, problem.CodeNotFound)
 }
 
+// jsonCT is the Content-Type every JSON endpoint requires.
+var jsonCT = map[string]string{"Content-Type": "application/json"}
+
+// A JSON endpoint takes nothing but application/json: text/plain, form
+// bodies and no Content-Type at all are what a page of another site can
+// send without a CORS preflight.
+func TestSubscriptionsRequireJSON(t *testing.T) {
+	h, rec := newTestHandler(t, Config{})
+	body := []byte(`{"id":"s1","topic":"t","sink":"http://127.0.0.1:1/x"}`)
+	for _, ct := range []string{"", "text/plain", "text/plain;charset=UTF-8", "application/x-www-form-urlencoded", "multipart/form-data; boundary=x"} {
+		hdr := map[string]string{}
+		if ct != "" {
+			hdr["Content-Type"] = ct
+		}
+		w := do(h, "POST", "/v1/subscriptions", body, hdr)
+		requireProblem(t, w, 415, problem.CodeUnsupportedMediaType, "application/json")
+	}
+	assert.Empty(t, rec.subs)
+}
+
+// The API refuses requests of pages of other origins before anything
+// else, answers CORS for allowed ones, and never shows a sink's
+// credentials.
+func TestOriginsAndCORS(t *testing.T) {
+	h, rec := newTestHandler(t, Config{Token: "tok", AllowedOrigins: []string{"https://app.example"}})
+	body := []byte(`{"id":"s1","topic":"t","sink":"https://user:pa55@hooks.example/in?token=t0k"}`)
+	hdr := map[string]string{"Origin": "https://evil.example", "Content-Type": "application/json", "Authorization": "Bearer tok"}
+	for _, m := range []string{"POST", "GET", "DELETE", "OPTIONS"} {
+		path := "/v1/subscriptions"
+		if m == "DELETE" {
+			path += "/s1"
+		}
+		w := do(h, m, path, body, hdr)
+		requireProblem(t, w, 403, problem.CodeForbidden, "evil.example", "api.allowedOrigins")
+		assert.Empty(t, w.Header().Get("Access-Control-Allow-Origin"))
+	}
+	w := do(h, "POST", "/v1/publish/orders", []byte("hi"), map[string]string{"Origin": "http://evil.example:10105", "Content-Type": "text/plain", "Authorization": "Bearer tok"})
+	requireProblem(t, w, 403, problem.CodeForbidden)
+	assert.Empty(t, rec.subs)
+	assert.Empty(t, rec.events)
+
+	// The preflight of an allowed page needs no token.
+	w = do(h, "OPTIONS", "/v1/subscriptions", nil, map[string]string{
+		"Origin": "https://app.example", "Access-Control-Request-Method": "POST",
+		"Access-Control-Request-Headers": "authorization,content-type", "Access-Control-Request-Private-Network": "true",
+	})
+	require.Equal(t, 204, w.Code, w.Body.String())
+	assert.Equal(t, "https://app.example", w.Header().Get("Access-Control-Allow-Origin"))
+	assert.Equal(t, "authorization,content-type", w.Header().Get("Access-Control-Allow-Headers"))
+	assert.Contains(t, w.Header().Get("Access-Control-Allow-Methods"), "POST")
+	assert.Equal(t, "true", w.Header().Get("Access-Control-Allow-Private-Network"))
+
+	hdr["Origin"] = "https://app.example"
+	w = do(h, "POST", "/v1/subscriptions", body, hdr)
+	require.Equal(t, 201, w.Code, w.Body.String())
+	assert.Equal(t, "https://app.example", w.Header().Get("Access-Control-Allow-Origin"))
+	assert.Contains(t, w.Header().Get("Access-Control-Expose-Headers"), "Location")
+	assert.Equal(t, "https://user:pa55@hooks.example/in?token=t0k", rec.subs["s1"].Sink, "stored as given")
+	for _, w := range []*httptest.ResponseRecorder{w, do(h, "GET", "/v1/subscriptions/s1", nil, hdr), do(h, "GET", "/v1/subscriptions", nil, hdr)} {
+		require.Equal(t, w.Code/100, 2, w.Body.String())
+		assert.NotContains(t, w.Body.String(), "pa55")
+		assert.NotContains(t, w.Body.String(), "t0k")
+		assert.Contains(t, w.Body.String(), `https://********@hooks.example/in?token=********`)
+	}
+}
+
 func TestSubscriptionTooLarge(t *testing.T) {
 	h, _ := newTestHandler(t, Config{MaxBodyBytes: 64})
 	body := `{"id":"` + strings.Repeat("x", 100) + `"}`
-	w := do(h, "POST", "/v1/subscriptions", []byte(body), nil)
+	w := do(h, "POST", "/v1/subscriptions", []byte(body), jsonCT)
 	requireProblem(t, w, 413, problem.CodeTooLarge, "64 bytes")
 }
 

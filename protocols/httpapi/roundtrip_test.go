@@ -253,7 +253,7 @@ func TestRoundTripDelivery(t *testing.T) {
 	defer sender.Close()
 	m := newMeshEnv(t, Config{Token: "tok"}, sender)
 
-	auth := http.Header{"Authorization": {"Bearer tok"}}
+	auth := http.Header{"Authorization": {"Bearer tok"}, "Content-Type": {"application/json"}}
 	sub := `{"id":"push","topic":"orders","sink":"` + sinkSrv.URL + `/hook"}`
 	resp := m.post(t, "/v1/subscriptions", auth, []byte(sub))
 	requireStatus(t, resp, http.StatusCreated)

@@ -7,6 +7,8 @@ package websocket
 import (
 	"fmt"
 	"time"
+
+	"github.com/meshd/meshd/bridge/apitoken"
 )
 
 // Defaults of Config.
@@ -28,7 +30,8 @@ type Config struct {
 	Token string
 	// AllowedOrigins are the browser origins ("https://app.example:8443")
 	// allowed to connect besides requests without an Origin header (CLIs,
-	// servers), same-origin requests and localhost origins. "*" allows any.
+	// servers) and localhost pages; "*" allows any. The rule is
+	// apitoken.Origins, shared with the HTTP API.
 	AllowedOrigins []string
 	// MaxMessageBytes bounds one client message (default 4 MiB, like the
 	// HTTP body limit). A larger message is answered with a too-large error
@@ -81,10 +84,8 @@ func (c Config) Validate() error {
 	if c.MaxInFlight < 0 {
 		return fmt.Errorf("maxInFlight: %d must not be negative", c.MaxInFlight)
 	}
-	for i, o := range c.AllowedOrigins {
-		if o == "" {
-			return fmt.Errorf("allowedOrigins[%d]: must not be empty", i)
-		}
+	if err := apitoken.CheckOrigins(c.AllowedOrigins); err != nil {
+		return fmt.Errorf("allowedOrigins%w", err)
 	}
 	return nil
 }

@@ -5,9 +5,7 @@ import (
 	"encoding/base64"
 	"fmt"
 	"log/slog"
-	"net"
 	"net/http"
-	"net/url"
 	"strings"
 	"sync"
 	"time"
@@ -44,6 +42,7 @@ type Handler struct {
 	upgrader websocket.Upgrader
 	mux      *http.ServeMux
 	token    apitoken.Checker
+	origins  apitoken.Origins
 
 	mu     sync.Mutex // guards conns, closed
 	conns  map[*conn]struct{}
@@ -73,6 +72,7 @@ func NewHandler(b *bridge.Bridge, eng mesh.Engine, cfg Config, logger *slog.Logg
 		conns: map[*conn]struct{}{},
 	}
 	h.token = apitoken.New(cfg.Token)
+	h.origins = apitoken.NewOrigins(cfg.AllowedOrigins)
 	h.upgrader = websocket.Upgrader{
 		HandshakeTimeout: 10 * time.Second,
 		Subprotocols:     []string{SubprotocolJSON, SubprotocolAvro, SubprotocolProto},
@@ -100,15 +100,15 @@ func methodNotAllowed(w http.ResponseWriter, r *http.Request) {
 	problem.Write(w, problem.New(problem.CodeMethodNotAllowed, fmt.Sprintf("%s is not allowed on %s; open a WebSocket with GET", r.Method, r.URL.Path)))
 }
 
-// ServeHTTP checks the token and the origin, then routes.
+// ServeHTTP checks the origin and the token, then routes.
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if !h.origins.Allowed(r) {
+		problem.Write(w, problem.New(problem.CodeForbidden, fmt.Sprintf("origin %q is not allowed to open a WebSocket; add it to the allowed origins", r.Header.Get("Origin"))))
+		return
+	}
 	if h.token.Required() && !h.authorized(r) {
 		w.Header().Set("WWW-Authenticate", `Bearer realm="meshd"`)
 		problem.Write(w, problem.New(problem.CodeUnauthorized, "send the API token as \"Authorization: Bearer <token>\", \"meshd-api-token: <token>\" or, from a browser, the subprotocol \"meshd.token.<base64url(token)>\""))
-		return
-	}
-	if !h.originAllowed(r) {
-		problem.Write(w, problem.New(problem.CodeForbidden, fmt.Sprintf("origin %q is not allowed to open a WebSocket; add it to the allowed origins", r.Header.Get("Origin"))))
 		return
 	}
 	h.mux.ServeHTTP(w, r)
@@ -125,33 +125,6 @@ func (h *Handler) authorized(r *http.Request) bool {
 		}
 	}
 	return false
-}
-
-// originAllowed accepts no Origin (non-browser clients), the request's own
-// host, localhost origins and the configured ones.
-func (h *Handler) originAllowed(r *http.Request) bool {
-	origin := r.Header.Get("Origin")
-	if origin == "" {
-		return true
-	}
-	for _, o := range h.cfg.AllowedOrigins {
-		if o == "*" || strings.EqualFold(strings.TrimRight(o, "/"), origin) {
-			return true
-		}
-	}
-	u, err := url.Parse(origin)
-	if err != nil || u.Host == "" {
-		return false
-	}
-	if strings.EqualFold(u.Host, r.Host) {
-		return true
-	}
-	host := u.Hostname()
-	if strings.EqualFold(host, "localhost") {
-		return true
-	}
-	ip := net.ParseIP(host)
-	return ip != nil && ip.IsLoopback()
 }
 
 // upgrade completes the handshake and registers the connection. It returns

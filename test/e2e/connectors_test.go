@@ -30,6 +30,9 @@ func (m *meshd) adminCall(method, path string, body any) (int, string) {
 	if body != nil {
 		req.Header.Set("Content-Type", "application/json")
 	}
+	if tok := m.envValue("MESHD_ADMIN_TOKEN"); tok != "" {
+		req.Header.Set("Authorization", "Bearer "+tok)
+	}
 	resp, err := http.DefaultClient.Do(req)
 	require.NoError(m.t, err)
 	defer resp.Body.Close()

@@ -1,6 +1,11 @@
 package infra
 
-import "testing"
+import (
+	"io"
+	"net/http"
+	"strings"
+	"testing"
+)
 
 // SelfSignedCert writes a self-signed certificate for 127.0.0.1, ::1 and
 // localhost, valid for a day, and its key into dir: for servers a test
@@ -13,3 +18,23 @@ func SelfSignedCert(t testing.TB, dir string) (certFile, keyFile string) {
 // SyncBuffer is a bytes.Buffer that a logger (or a process) may write while
 // the test reads it: Write and String are safe for concurrent use.
 type SyncBuffer = syncBuffer
+
+// Call sends a request with the given headers and body and returns the
+// status and the whole answer, failing the test if there is none.
+func Call(t testing.TB, method, url string, header http.Header, body string) (int, string) {
+	t.Helper()
+	req, err := http.NewRequest(method, url, strings.NewReader(body))
+	if err != nil {
+		t.Fatalf("%s %s: %v", method, url, err)
+	}
+	for k, v := range header {
+		req.Header[k] = v
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatalf("%s %s: %v", method, url, err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(b)
+}

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"sync"
 	"time"
 
 	"github.com/cloudevents/sdk-go/v2/event"
@@ -144,32 +145,53 @@ func (s *Sink) redact(err error) error {
 	return &bridge.DeliveryError{Class: class, RetryAfter: after, Err: errors.New(text)}
 }
 
-// NewConnector returns the connector of a chat sink type. Start opens the
-// instance's Sink with open (no network I/O there); its tasks (tasks.max
-// of them) all send through that Sink, so they share its rate limit and
-// access token, and a restarted task keeps them.
-func NewConnector(open func(cfg connectors.Config) (*Sink, error)) connectors.Connector {
+// NewConnector returns the connector of a chat sink type. Its Sink is
+// opened with open (no network I/O there) by the first task that starts,
+// with the Guard of that task's context (meshd's rule of which addresses
+// may be dialled); its tasks (tasks.max of them) all send through that
+// Sink, so they share its rate limit and access token, and a restarted
+// task keeps them. Stop closes it; a restarted connector opens a new one.
+func NewConnector(open func(cfg connectors.Config, guard *cehttp.Guard) (*Sink, error)) connectors.Connector {
 	return &connector{open: open}
 }
 
 type connector struct {
-	open func(connectors.Config) (*Sink, error)
+	open func(connectors.Config, *cehttp.Guard) (*Sink, error)
 	cfg  connectors.Config
+
+	mu   sync.Mutex // guards sink
 	sink *Sink
 }
 
 func (c *connector) Start(_ context.Context, cfg connectors.Config) error {
-	sink, err := c.open(cfg)
-	if err != nil {
-		return err
-	}
-	c.cfg, c.sink = cfg, sink
+	c.cfg = cfg
 	return nil
 }
 
+// sinkFor returns the connector's Sink, opening it with guard if no task
+// did yet.
+func (c *connector) sinkFor(guard *cehttp.Guard) (*Sink, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.sink == nil {
+		if c.cfg == nil {
+			return nil, errors.New("the connector is not started")
+		}
+		sink, err := c.open(c.cfg, guard)
+		if err != nil {
+			return nil, err
+		}
+		c.sink = sink
+	}
+	return c.sink, nil
+}
+
 func (c *connector) Stop(context.Context) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
 	if c.sink != nil {
 		c.sink.Close()
+		c.sink = nil
 	}
 	return nil
 }
@@ -182,8 +204,10 @@ func (c *connector) TaskConfigs(maxTasks int) ([]connectors.Config, error) {
 
 // task sends through its connector's Sink.
 type task struct {
-	c   *connector
-	log *slog.Logger
+	c     *connector
+	log   *slog.Logger
+	guard *cehttp.Guard
+	sink  *Sink
 }
 
 var (
@@ -191,12 +215,14 @@ var (
 	_ connectors.Initializer = (*task)(nil)
 )
 
-func (t *task) Init(tc connectors.TaskContext) { t.log = tc.Logger() }
+func (t *task) Init(tc connectors.TaskContext) { t.log, t.guard = tc.Logger(), tc.Guard() }
 
 func (t *task) Start(context.Context, connectors.Config) error {
-	if t.c.sink == nil {
-		return errors.New("the connector is not started")
+	sink, err := t.c.sinkFor(t.guard)
+	if err != nil {
+		return err
 	}
+	t.sink = sink
 	if t.log == nil {
 		t.log = slog.New(slog.DiscardHandler)
 	}
@@ -206,5 +232,5 @@ func (t *task) Start(context.Context, connectors.Config) error {
 func (t *task) Stop(context.Context) error { return nil }
 
 func (t *task) Put(ctx context.Context, events []event.Event) error {
-	return t.c.sink.Put(ctx, t.log, events)
+	return t.sink.Put(ctx, t.log, events)
 }

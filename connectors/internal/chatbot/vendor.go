@@ -55,11 +55,16 @@ func (ty Type[S]) Check(cfg connectors.Config) []connectors.FieldError {
 
 // Connector is the spec's New.
 func (ty Type[S]) Connector() connectors.Connector {
-	return NewConnector(func(cfg connectors.Config) (*Sink, error) { return ty.Open(cfg, nil) })
+	return NewConnector(func(cfg connectors.Config, guard *cehttp.Guard) (*Sink, error) { return ty.open(cfg, nil, guard) })
 }
 
 // Open builds the sink of an instance; now is its clock (nil: time.Now).
 func (ty Type[S]) Open(cfg connectors.Config, now func() time.Time) (*Sink, error) {
+	return ty.open(cfg, now, nil)
+}
+
+// open is Open with the Guard of the sink's HTTP client.
+func (ty Type[S]) open(cfg connectors.Config, now func() time.Time, guard *cehttp.Guard) (*Sink, error) {
 	s, errs := ty.Parse(cfg)
 	if len(errs) > 0 {
 		return nil, &connectors.ValidationError{Fields: errs}
@@ -68,6 +73,7 @@ func (ty Type[S]) Open(cfg connectors.Config, now func() time.Time) (*Sink, erro
 		now = time.Now
 	}
 	common := s.Common()
+	common.Client.Guard = guard
 	client := cehttp.NewClient(common.Client)
 	return NewSink(ty.Robot(s, Client{HTTP: client, Now: now}), common, client, now), nil
 }
