@@ -16,6 +16,7 @@ import (
 
 	"github.com/meshd/meshd/bridge"
 	"github.com/meshd/meshd/connectors"
+	"github.com/meshd/meshd/connectors/internal/eventtmpl"
 )
 
 // clock is a fake clock that moves only when told.
@@ -201,7 +202,7 @@ func TestTemplates(t *testing.T) {
 	assert.Nil(t, tm["c"])
 	e := newEvent(t, "1", nil)
 	require.NoError(t, e.SetData(event.ApplicationJSON, []byte(`{"n": 12345678901234567890, "tags": ["x"]}`)))
-	f := FieldsOf(&e)
+	f := eventtmpl.Of(&e)
 	s, err := tm["a"].Render(f)
 	require.NoError(t, err)
 	assert.Equal(t, `dev.meshd.test order-1 eu 12345678901234567890 ["x"]`, s, "numbers keep their digits")
@@ -230,16 +231,21 @@ func TestTemplates(t *testing.T) {
 }
 
 func TestTextOr(t *testing.T) {
-	var none *Template
-	s, err := none.TextOr(FieldsOf(ptr(newEvent(t, "1", "plain words"))))
+	text := func(e event.Event) (string, error) {
+		r := NewRenderer(&e, nil)
+		s := r.TextOr("text")
+		return s, r.Err
+	}
+	s, err := text(newEvent(t, "1", "plain words"))
 	require.NoError(t, err)
 	assert.Equal(t, "plain words", s, "a JSON string is unquoted")
-	s, _ = none.TextOr(FieldsOf(ptr(newEvent(t, "1", map[string]int{"a": 1}))))
+	s, _ = text(newEvent(t, "1", map[string]int{"a": 1}))
 	assert.Equal(t, `{"a":1}`, s)
 	bin := newEvent(t, "1", nil)
 	require.NoError(t, bin.SetData("application/octet-stream", []byte{0xff, 0xfe}))
-	_, err = none.TextOr(FieldsOf(&bin))
-	assert.ErrorIs(t, err, errNotText)
+	_, err = text(bin)
+	assert.ErrorIs(t, err, eventtmpl.ErrNotText)
+	assert.EqualError(t, err, "the event data is not UTF-8 text; give a text template")
 }
 
 func TestMsgType(t *testing.T) {
@@ -254,8 +260,6 @@ func TestMsgType(t *testing.T) {
 	_, err = MsgType(&e, "chatmsgtype", "text", []string{"text", "markdown"})
 	assert.ErrorContains(t, err, `"video" is not one of text, markdown`)
 }
-
-func ptr[T any](v T) *T { return &v }
 
 // fakeRobot answers each send with the next error of answers (nil: ok).
 type fakeRobot struct {
