@@ -39,12 +39,12 @@ var (
 
 // DingTalk's documented signing, pinned to the vector of issue 14.
 func TestSignVector(t *testing.T) {
-	s := &settings{webhook: "https://oapi.dingtalk.com/robot/send?access_token=abc", secret: "SECtestsecret0123456789"}
+	s := &settings{Settings: chatbot.Settings{Webhook: "https://oapi.dingtalk.com/robot/send?access_token=abc", Secret: "SECtestsecret0123456789"}}
 	assert.Equal(t, "zrLWzK97t62y5CpqN8Ok9UIdPvX+jL1PNoW8nKT5a9k=", Sign("SECtestsecret0123456789", "1700000000000"))
 	assert.Equal(t,
 		"https://oapi.dingtalk.com/robot/send?access_token=abc&timestamp=1700000000000&sign=zrLWzK97t62y5CpqN8Ok9UIdPvX%2BjL1PNoW8nKT5a9k%3D",
 		s.webhookURL(1700000000000), "the signature goes into the query URL-encoded once")
-	s.secret = ""
+	s.Secret = ""
 	assert.Equal(t, "https://oapi.dingtalk.com/robot/send?access_token=abc", s.webhookURL(1700000000000), "no secret, no signature")
 }
 
