@@ -86,7 +86,7 @@ func BenchmarkSinkPut(b *testing.B) {
 		b.ReportMetric(bareMPS, "bare_mps")
 		b.ReportMetric(sinkMPS/bareMPS, "ratio")
 	}
-	if got, want := len(f.messages()), 400+2*benchMessages*b.N; got != want {
+	if got, want := len(f.Messages()), 400+2*benchMessages*b.N; got != want {
 		b.Fatalf("the fake took %d messages, want %d", got, want)
 	}
 }
