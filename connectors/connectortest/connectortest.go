@@ -126,14 +126,15 @@ func (e *env) restart() {
 // waitRunning waits until the instance and all its tasks run.
 func (e *env) waitRunning(name string) {
 	e.t.Helper()
-	var last worker.Status
-	require.Eventually(e.t, func() bool {
-		st, err := e.rt.Status(name)
-		if err != nil {
-			return false
-		}
-		last = st
-		if st.Connector.State != worker.StateRunning || len(st.Tasks) == 0 {
+	waitRunning(e.t, e.rt, name)
+}
+
+// waitRunning waits until instance name of rt and all its tasks run.
+func waitRunning(t *testing.T, rt *worker.Runtime, name string) {
+	t.Helper()
+	require.Eventually(t, func() bool {
+		st, err := rt.Status(name)
+		if err != nil || st.Connector.State != worker.StateRunning || len(st.Tasks) == 0 {
 			return false
 		}
 		for _, ts := range st.Tasks {
@@ -143,7 +144,6 @@ func (e *env) waitRunning(name string) {
 		}
 		return true
 	}, wait, tick, "connector %s should be RUNNING", name)
-	_ = last
 }
 
 // collector reads every event of a topic from its start.
@@ -199,17 +199,6 @@ func keys(prefix string, n int) []string {
 	out := make([]string, n)
 	for i := range out {
 		out[i] = fmt.Sprintf("%s-%03d", prefix, i)
-	}
-	return out
-}
-
-func withFields(base map[string]any, kv ...any) map[string]any {
-	out := maps.Clone(base)
-	if out == nil {
-		out = map[string]any{}
-	}
-	for i := 0; i < len(kv); i += 2 {
-		out[kv[i].(string)] = kv[i+1]
 	}
 	return out
 }

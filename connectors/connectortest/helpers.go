@@ -2,6 +2,7 @@ package connectortest
 
 import (
 	"log/slog"
+	"maps"
 	"testing"
 
 	"github.com/meshd/meshd/bridge/cehttp"
@@ -38,4 +39,16 @@ func Config(t testing.TB, spec connectors.Spec, fieldValues ...any) connectors.C
 		t.Fatalf("validating a %s config: %v", spec.Name, err)
 	}
 	return cfg
+}
+
+// With returns a copy of base with the field, value pairs kv set.
+func With(base map[string]any, kv ...any) map[string]any {
+	out := maps.Clone(base)
+	if out == nil {
+		out = map[string]any{}
+	}
+	for i := 0; i+1 < len(kv); i += 2 {
+		out[kv[i].(string)] = kv[i+1]
+	}
+	return out
 }

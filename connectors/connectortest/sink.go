@@ -20,7 +20,7 @@ import (
 func RunSink(t *testing.T, s Sink) {
 	require.Equal(t, connectors.KindSink, s.Spec.Kind, "RunSink needs a sink spec")
 	const name, topic = "snk", "connectortest.sink"
-	cfg := withFields(s.Config, connectors.FieldConnectorType, s.Spec.Name, connectors.FieldTopic, topic,
+	cfg := With(s.Config, connectors.FieldConnectorType, s.Spec.Name, connectors.FieldTopic, topic,
 		connectors.FieldBatchSize, 10, connectors.FieldBatchWait, "20ms", connectors.FieldAttempts, 1000)
 
 	start := func(t *testing.T) *env {

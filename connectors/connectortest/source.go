@@ -23,7 +23,7 @@ func RunSource(t *testing.T, s Source) {
 		s.Key = func(e *event.Event) string { return e.ID() }
 	}
 	const name, topic = "src", "connectortest.source"
-	cfg := withFields(s.Config, connectors.FieldConnectorType, s.Spec.Name, connectors.FieldTopic, topic)
+	cfg := With(s.Config, connectors.FieldConnectorType, s.Spec.Name, connectors.FieldTopic, topic)
 
 	t.Run("StartsAndStops", func(t *testing.T) {
 		e := newEnv(t, s.Spec, s.Options)

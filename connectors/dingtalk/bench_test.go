@@ -40,7 +40,7 @@ func BenchmarkSinkPut(b *testing.B) {
 	f.limit = 1 << 30
 	note := "Grüße aus Köln, 你好 " + strings.Repeat("x", 170)
 	client := &http.Client{Timeout: 10 * time.Second}
-	s := &settings{webhook: f.webhook(), secret: f.secret}
+	s := &settings{Settings: chatbot.Settings{Webhook: f.webhook(), Secret: f.secret}}
 	bare := func(bodies [][]byte) time.Duration {
 		start := time.Now()
 		for _, body := range bodies {
@@ -86,7 +86,7 @@ func BenchmarkSinkPut(b *testing.B) {
 		b.ReportMetric(bareMPS, "bare_mps")
 		b.ReportMetric(sinkMPS/bareMPS, "ratio")
 	}
-	if got, want := len(f.messages()), 400+2*benchMessages*b.N; got != want {
+	if got, want := len(f.Messages()), 400+2*benchMessages*b.N; got != want {
 		b.Fatalf("the fake took %d messages, want %d", got, want)
 	}
 }

@@ -18,7 +18,6 @@ import (
 	"net/url"
 	"slices"
 	"strconv"
-	"strings"
 	"time"
 
 	"github.com/meshd/meshd/connectors"
@@ -30,16 +29,16 @@ const Type = "dingtalk-sink"
 
 // Config field names (besides chatbot's common ones).
 const (
-	FieldMode           = "mode"
-	FieldWebhook        = "webhook"
-	FieldSecret         = "secret"
+	FieldMode           = chatbot.FieldMode
+	FieldWebhook        = chatbot.FieldWebhook
+	FieldSecret         = chatbot.FieldSecret
 	FieldAppKey         = "app.key"
-	FieldAppSecret      = "app.secret"
+	FieldAppSecret      = chatbot.FieldAppSecret
 	FieldRobotCode      = "robot.code"
 	FieldConversationID = "conversation.id"
 	FieldCoolAppCode    = "coolapp.code"
-	FieldAPIURL         = "api.url"
-	FieldMsgType        = "msg.type"
+	FieldAPIURL         = chatbot.FieldAPIURL
+	FieldMsgType        = chatbot.FieldMsgType
 	FieldTitle          = "title"
 	FieldText           = "text"
 	FieldURL            = "url"
@@ -48,13 +47,13 @@ const (
 	FieldContent        = "content"
 	FieldAtMobiles      = "at.mobiles"
 	FieldAtUserIDs      = "at.user.ids"
-	FieldAtAll          = "at.all"
+	FieldAtAll          = chatbot.FieldAtAll
 )
 
 // Robot modes.
 const (
-	ModeWebhook = "webhook" // a custom robot's webhook
-	ModeApp     = "app"     // an internal app's robot (groupMessages/send)
+	ModeWebhook = chatbot.ModeWebhook // a custom robot's webhook
+	ModeApp     = chatbot.ModeApp     // an internal app's robot (groupMessages/send)
 )
 
 // Message types (DingTalk's msgtype values).
@@ -133,64 +132,44 @@ func init() { connectors.Register(Spec) }
 // settings is a config ready to use.
 type settings struct {
 	chatbot.Settings
-	mode      string
-	webhook   string
-	secret    string
 	appKey    string
-	appSecret string
 	robotCode string
 	convID    string
 	coolApp   string
-	apiURL    string
-	msgType   string
-	atAll     bool
-	tmpl      map[string]*chatbot.Template
+}
+
+// modes are what the robot modes need.
+var modes = chatbot.Modes{
+	App:         []string{FieldAppKey, FieldAppSecret, FieldRobotCode, FieldConversationID},
+	AppOptional: []string{FieldCoolAppCode},
+	WebhookOnly: []string{FieldAtMobiles, FieldAtUserIDs, FieldAtAll},
+	WebhookNote: "(app robots cannot @)",
+	CheckWebhook: func(u *url.URL) string {
+		if u.Query().Get("access_token") == "" {
+			return "want the webhook with its access_token query parameter, as DingTalk shows it"
+		}
+		return ""
+	},
+	Templates: []string{FieldTitle, FieldText, FieldURL, FieldPicURL, FieldButtonTitle, FieldContent, FieldAtMobiles, FieldAtUserIDs},
 }
 
 // parseConfig turns a config into settings, or names every bad field. It
 // does no network I/O; it reads tls.ca.file.
 func parseConfig(cfg connectors.Config) (*settings, []connectors.FieldError) {
-	common, errs := chatbot.ParseSettings(cfg)
+	common, errs := chatbot.ParseSettings(cfg, modes)
 	bad := func(field, reason string) { errs = append(errs, connectors.FieldError{Field: field, Reason: reason}) }
 	s := &settings{
 		Settings:  common,
-		mode:      cfg.String(FieldMode),
-		webhook:   cfg.String(FieldWebhook),
-		secret:    cfg.String(FieldSecret),
 		appKey:    cfg.String(FieldAppKey),
-		appSecret: cfg.String(FieldAppSecret),
 		robotCode: cfg.String(FieldRobotCode),
 		convID:    cfg.String(FieldConversationID),
 		coolApp:   cfg.String(FieldCoolAppCode),
-		apiURL:    strings.TrimRight(cfg.String(FieldAPIURL), "/"),
-		msgType:   cfg.String(FieldMsgType),
-		atAll:     cfg.Bool(FieldAtAll),
 	}
-	var terrs []connectors.FieldError
-	s.tmpl, terrs = chatbot.Templates(cfg, FieldTitle, FieldText, FieldURL, FieldPicURL, FieldButtonTitle, FieldContent, FieldAtMobiles, FieldAtUserIDs)
-	errs = append(errs, terrs...)
-	switch s.mode {
-	case ModeWebhook:
-		if s.webhook == "" {
-			errs = append(errs, chatbot.Required(cfg, "with mode webhook", FieldWebhook)...)
-		} else if u, ferr := chatbot.CheckURL(FieldWebhook, s.webhook); ferr != nil {
-			errs = append(errs, *ferr)
-		} else if u.Query().Get("access_token") == "" {
-			bad(FieldWebhook, "want the webhook with its access_token query parameter, as DingTalk shows it")
-		}
-		errs = append(errs, chatbot.Unused(cfg, "with mode app", FieldAppKey, FieldAppSecret, FieldRobotCode, FieldConversationID, FieldCoolAppCode)...)
-	case ModeApp:
-		errs = append(errs, chatbot.Required(cfg, "with mode app", FieldAppKey, FieldAppSecret, FieldRobotCode, FieldConversationID)...)
-		if _, ferr := chatbot.CheckURL(FieldAPIURL, s.apiURL); ferr != nil {
-			errs = append(errs, *ferr)
-		}
-		errs = append(errs, chatbot.Unused(cfg, "with mode webhook (app robots cannot @)", FieldWebhook, FieldSecret, FieldAtMobiles, FieldAtUserIDs, FieldAtAll)...)
-		if _, ok := appMsgKeys[s.msgType]; !ok {
-			bad(FieldMsgType, s.msgType+" is not sent by app robots (text, markdown, link, actionCard)")
-		}
+	if _, ok := appMsgKeys[s.MsgType]; s.Mode == ModeApp && !ok {
+		bad(FieldMsgType, s.MsgType+" is not sent by app robots (text, markdown, link, actionCard)")
 	}
-	if slices.Contains([]string{MsgLink, MsgActionCard, MsgFeedCard}, s.msgType) && s.tmpl[FieldURL] == nil && s.tmpl[FieldContent] == nil {
-		bad(FieldURL, "required with msg.type "+s.msgType+" (or content)")
+	if slices.Contains([]string{MsgLink, MsgActionCard, MsgFeedCard}, s.MsgType) && s.Tmpl[FieldURL] == nil && s.Tmpl[FieldContent] == nil {
+		bad(FieldURL, "required with msg.type "+s.MsgType+" (or content)")
 	}
 	if len(errs) > 0 {
 		return nil, errs
@@ -202,14 +181,14 @@ func parseConfig(cfg connectors.Config) (*settings, []connectors.FieldError) {
 // milliseconds): timestamp and sign, the signature URL-encoded once, after
 // the webhook's own access_token.
 func (s *settings) webhookURL(ms int64) string {
-	if s.secret == "" {
-		return s.webhook
+	if s.Secret == "" {
+		return s.Webhook
 	}
-	u, err := url.Parse(s.webhook)
+	u, err := url.Parse(s.Webhook)
 	if err != nil { // checked by parseConfig
-		return s.webhook
+		return s.Webhook
 	}
 	ts := strconv.FormatInt(ms, 10)
-	u.RawQuery += "&timestamp=" + ts + "&sign=" + url.QueryEscape(Sign(s.secret, ts))
+	u.RawQuery += "&timestamp=" + ts + "&sign=" + url.QueryEscape(Sign(s.Secret, ts))
 	return u.String()
 }

@@ -3,11 +3,9 @@ package dingtalk
 import (
 	"encoding/json"
 	"encoding/pem"
-	"errors"
 	"fmt"
 	"io"
 	"log"
-	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -39,24 +37,24 @@ var (
 
 // DingTalk's documented signing, pinned to the vector of issue 14.
 func TestSignVector(t *testing.T) {
-	s := &settings{webhook: "https://oapi.dingtalk.com/robot/send?access_token=abc", secret: "SECtestsecret0123456789"}
+	s := &settings{Settings: chatbot.Settings{Webhook: "https://oapi.dingtalk.com/robot/send?access_token=abc", Secret: "SECtestsecret0123456789"}}
 	assert.Equal(t, "zrLWzK97t62y5CpqN8Ok9UIdPvX+jL1PNoW8nKT5a9k=", Sign("SECtestsecret0123456789", "1700000000000"))
 	assert.Equal(t,
 		"https://oapi.dingtalk.com/robot/send?access_token=abc&timestamp=1700000000000&sign=zrLWzK97t62y5CpqN8Ok9UIdPvX%2BjL1PNoW8nKT5a9k%3D",
 		s.webhookURL(1700000000000), "the signature goes into the query URL-encoded once")
-	s.secret = ""
+	s.Secret = ""
 	assert.Equal(t, "https://oapi.dingtalk.com/robot/send?access_token=abc", s.webhookURL(1700000000000), "no secret, no signature")
 }
 
 // webhookFields are the fields of an instance on f's webhook robot.
 func webhookFields(f *fakeDingTalk, kv ...any) map[string]any {
-	return chatbottest.With(map[string]any{FieldWebhook: f.webhook(), FieldSecret: f.secret, chatbot.FieldRateLimits: "1000/1s"}, kv...)
+	return connectortest.With(map[string]any{FieldWebhook: f.webhook(), FieldSecret: f.secret, chatbot.FieldRateLimits: "1000/1s"}, kv...)
 }
 
 func appFields(f *fakeDingTalk, kv ...any) map[string]any {
-	return chatbottest.With(map[string]any{
+	return connectortest.With(map[string]any{
 		FieldMode: ModeApp, FieldAppKey: f.appKey, FieldAppSecret: f.appSecret, FieldRobotCode: f.robotCode,
-		FieldConversationID: f.convID, FieldAPIURL: f.srv.URL, chatbot.FieldRateLimits: "1000/1s",
+		FieldConversationID: f.convID, FieldAPIURL: f.Srv.URL, chatbot.FieldRateLimits: "1000/1s",
 	}, kv...)
 }
 
@@ -82,7 +80,7 @@ func TestSinkSuite(t *testing.T) {
 			}
 			connectortest.RunSink(t, connectortest.Sink{
 				Spec: Spec, Config: cfg, Received: received,
-				SetFailing: func(failing bool) { f.set(func(f *fakeDingTalk) { f.failing = failing }) },
+				SetFailing: func(failing bool) { f.Do(func() { f.failing = failing }) },
 			})
 		})
 	}
@@ -100,7 +98,7 @@ func TestWebhookMessageTypes(t *testing.T) {
 		evs = append(evs, ev(t, typ, MsgTypeExtension, typ))
 	}
 	require.NoError(t, sink.Put(t.Context(), discard, evs))
-	got := f.messages()
+	got := f.Messages()
 	require.Len(t, got, 5)
 	assert.Equal(t, "text", got[0].MsgType)
 	assert.Equal(t, map[string]any{"content": "**t1** shipped"}, got[0].Body)
@@ -119,7 +117,7 @@ func TestWebhookContentTemplate(t *testing.T) {
 	sink := newSink(t, webhookFields(f, FieldMsgType, MsgActionCard,
 		FieldContent, `{"title": {{json .Subject}}, "text": "pick", "btnOrientation": "1", "btns": [{"title": "Yes", "actionURL": {{json .Data.url}}}, {"title": "No", "actionURL": "https://example.org/no"}]}`), nil)
 	require.NoError(t, sink.Put(t.Context(), discard, []event.Event{ev(t, "c1")}))
-	got := f.messages()
+	got := f.Messages()
 	require.Len(t, got, 1)
 	assert.Equal(t, "order-c1", got[0].Body["title"])
 	assert.Len(t, got[0].Body["btns"], 2)
@@ -132,7 +130,7 @@ func TestWebhookAt(t *testing.T) {
 	sink := newSink(t, webhookFields(f, FieldText, "Order {{.Data.id}} for @{{.Data.mobile}}",
 		FieldAtMobiles, "{{.Data.mobile}}, 13900000000", FieldAtUserIDs, "manager01", FieldAtAll, true), nil)
 	require.NoError(t, sink.Put(t.Context(), discard, []event.Event{ev(t, "a1")}))
-	got := f.messages()
+	got := f.Messages()
 	require.Len(t, got, 1)
 	assert.Equal(t, "Order a1 for @13800000000 @13900000000 @manager01", got[0].Body["content"])
 	assert.Equal(t, map[string]any{"atMobiles": []any{"13800000000", "13900000000"}, "atUserIds": []any{"manager01"}, "isAtAll": true}, got[0].AtInfo)
@@ -147,7 +145,7 @@ func TestWebhookIdempotent(t *testing.T) {
 	require.NoError(t, sink.Put(t.Context(), discard, []event.Event{e}))
 	require.NoError(t, sink.Put(t.Context(), discard, []event.Event{e}))
 	assert.Equal(t, []string{"same-1"}, f.uuidsPosted())
-	assert.Equal(t, 2, f.count(func(f *fakeDingTalk) int { return f.requests }))
+	assert.Equal(t, 2, f.Requests())
 }
 
 // A template that fails fails its event alone, for good.
@@ -179,7 +177,7 @@ func TestSignatureWindow(t *testing.T) {
 	sink = newSink(t, webhookFields(f, FieldSecret, "SECwrong"), nil)
 	err = sink.Put(t.Context(), discard, []event.Event{ev(t, "wrong")})
 	assert.Contains(t, failedOf(t, err)[0].Error(), "310000: sign not match")
-	assert.Len(t, f.messages(), 2)
+	assert.Len(t, f.Messages(), 2)
 }
 
 // A robot without signing sends the webhook as it is.
@@ -197,9 +195,9 @@ func TestWebhookUnsigned(t *testing.T) {
 func TestRuntimeBackoff(t *testing.T) {
 	f := newFake(t)
 	f.answers = []int{130101}
-	env := chatbottest.NewEnv(t, Spec)
+	env := connectortest.NewRuntime(t, Spec)
 	dead := env.DeadLetters(t)
-	env.Create(t, Spec, "dt", webhookFields(f, FieldText, "{{.ID}}", chatbot.FieldBackoff, "400ms", connectors.FieldAttempts, 1))
+	env.Create(t, "dt", webhookFields(f, FieldText, "{{.ID}}", chatbot.FieldBackoff, "400ms", connectors.FieldAttempts, 1))
 	start := time.Now()
 	env.Publish(t, ev(t, "bo-1"), ev(t, "bo-2"))
 	require.Eventually(t, func() bool { return len(f.uuidsPosted()) == 2 }, wait, tick, "both arrive after the backoff")
@@ -214,9 +212,9 @@ func TestRuntimeBackoff(t *testing.T) {
 func TestRuntimePermanentCodes(t *testing.T) {
 	f := newFake(t)
 	f.keyword = "ALERT"
-	env := chatbottest.NewEnv(t, Spec)
+	env := connectortest.NewRuntime(t, Spec)
 	dead := env.DeadLetters(t)
-	env.Create(t, Spec, "dt", webhookFields(f, FieldText, "{{.ID}}"))
+	env.Create(t, "dt", webhookFields(f, FieldText, "{{.ID}}"))
 	env.Publish(t, ev(t, "kw-1"))
 	e, reason := dead.Next(t)
 	assert.Equal(t, "kw-1", e.ID())
@@ -226,16 +224,16 @@ func TestRuntimePermanentCodes(t *testing.T) {
 	require.NoError(t, env.RT.Delete(t.Context(), "dt"))
 
 	wrong := webhookFields(f, FieldText, "ALERT {{.ID}}")
-	wrong[FieldWebhook] = f.srv.URL + "/robot/send?access_token=not-the-robots-" + f.token[:4]
-	env.Create(t, Spec, "dt2", wrong)
+	wrong[FieldWebhook] = f.Srv.URL + "/robot/send?access_token=not-the-robots-" + f.token[:4]
+	env.Create(t, "dt2", wrong)
 	env.Publish(t, ev(t, "tok-1"))
 	e, reason = dead.Next(t)
 	assert.Equal(t, "tok-1", e.ID())
 	assert.Equal(t, "DingTalk answered errcode 300005: token is not exist", reason)
 	shown += env.Shown(t, "dt2") + reason
-	chatbottest.NoSecret(t, shown, f.token, f.secret, "not-the-robots-"+f.token[:4])
+	connectortest.NoSecret(t, shown, f.token, f.secret, "not-the-robots-"+f.token[:4])
 	assert.Contains(t, shown, connectors.Mask)
-	assert.Empty(t, f.messages())
+	assert.Empty(t, f.Messages())
 }
 
 // Through the runtime: a webhook that cannot be reached holds the events
@@ -243,27 +241,20 @@ func TestRuntimePermanentCodes(t *testing.T) {
 // back. The error shows neither the token nor the URL.
 func TestRuntimeUnreachableHeld(t *testing.T) {
 	f := newFake(t)
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	require.NoError(t, err)
-	addr := l.Addr().String()
-	require.NoError(t, l.Close())
+	addr := chatbottest.ClosedAddr(t)
 	fields := webhookFields(f, connectors.FieldAttempts, 1)
 	fields[FieldWebhook] = "http://" + addr + "/robot/send?access_token=" + f.token
-	env := chatbottest.NewEnv(t, Spec)
+	env := connectortest.NewRuntime(t, Spec)
 	dead := env.DeadLetters(t)
-	env.Create(t, Spec, "dt", fields)
+	env.Create(t, "dt", fields)
 	env.Publish(t, ev(t, "held-1"))
 	require.Eventually(t, func() bool { return strings.Contains(env.Logs.String(), "holding events") }, wait, tick)
 	dead.None(t, 300*time.Millisecond)
 	shown := env.Shown(t, "dt")
 	assert.Contains(t, shown, "connection refused")
-	chatbottest.NoSecret(t, shown, f.token, f.secret, addr+"/robot")
+	connectortest.NoSecret(t, shown, f.token, f.secret, addr+"/robot")
 
-	back, err := net.Listen("tcp", addr)
-	require.NoError(t, err, "the port is free again")
-	srv := &http.Server{Handler: f.srv.Config.Handler, ReadHeaderTimeout: time.Second}
-	go func() { _ = srv.Serve(back) }()
-	t.Cleanup(func() { _ = srv.Close() })
+	f.ServeAt(t, addr)
 	require.Eventually(t, func() bool { return len(f.uuidsPosted()) == 1 }, wait, tick, "the held event goes once the webhook is back")
 }
 
@@ -272,7 +263,7 @@ func TestRuntimeUnreachableHeld(t *testing.T) {
 func TestRedirectRefused(t *testing.T) {
 	f := newFake(t)
 	redirect := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		http.Redirect(w, r, f.srv.URL+r.URL.RequestURI(), http.StatusTemporaryRedirect)
+		http.Redirect(w, r, f.Srv.URL+r.URL.RequestURI(), http.StatusTemporaryRedirect)
 	}))
 	t.Cleanup(redirect.Close)
 	fields := webhookFields(f)
@@ -281,8 +272,8 @@ func TestRedirectRefused(t *testing.T) {
 	err := sink.Put(t.Context(), discard, []event.Event{ev(t, "r1")})
 	assert.Equal(t, bridge.Permanent, classOf(failedOf(t, err)[0]))
 	assert.Contains(t, err.Error(), "307")
-	chatbottest.NoSecret(t, err.Error(), f.token, f.secret)
-	assert.Empty(t, f.messages())
+	connectortest.NoSecret(t, err.Error(), f.token, f.secret)
+	assert.Empty(t, f.Messages())
 }
 
 // A batch above the robot's rate waits instead of failing: DingTalk (the
@@ -305,9 +296,9 @@ func TestLimiterBatchWaits(t *testing.T) {
 	// between windows.
 	f2 := newFake(t)
 	f2.limit, f2.window, f2.lockFor = 3, time.Second, time.Hour
-	env := chatbottest.NewEnv(t, Spec)
+	env := connectortest.NewRuntime(t, Spec)
 	dead := env.DeadLetters(t)
-	env.Create(t, Spec, "dt", webhookFields(f2, chatbot.FieldRateLimits, "3/1s", chatbot.FieldRateWait, "0s", connectors.FieldAttempts, 1))
+	env.Create(t, "dt", webhookFields(f2, chatbot.FieldRateLimits, "3/1s", chatbot.FieldRateWait, "0s", connectors.FieldAttempts, 1))
 	env.Publish(t, evs...)
 	require.Eventually(t, func() bool { return len(f2.uuidsPosted()) == 7 }, wait, tick)
 	dead.None(t, 100*time.Millisecond)
@@ -318,10 +309,10 @@ func TestLimiterBatchWaits(t *testing.T) {
 func TestAppTokenRefresh(t *testing.T) {
 	f := newFake(t)
 	c := chatbottest.NewClock()
-	f.now = c.Now
+	f.Now = c.Now
 	f.expireIn = 3600
 	sink := newSink(t, appFields(f, FieldText, "{{.ID}}"), c.Now)
-	fetches := func() int { return f.count(func(f *fakeDingTalk) int { return f.fetches }) }
+	fetches := f.Fetches
 	put := func(id string) error { return sink.Put(t.Context(), discard, []event.Event{ev(t, id)}) }
 
 	require.NoError(t, put("k1"))
@@ -332,25 +323,20 @@ func TestAppTokenRefresh(t *testing.T) {
 	require.NoError(t, put("k3"))
 	assert.Equal(t, 2, fetches(), "refreshed before expireIn")
 
-	f.set(func(f *fakeDingTalk) { clear(f.tokens) }) // DingTalk no longer takes it
+	f.DropTokens() // DingTalk no longer takes it
 	require.NoError(t, put("k4"))
 	assert.Equal(t, 3, fetches(), "refreshed on InvalidAuthentication, and the message sent")
 	assert.Equal(t, []string{"k1", "k2", "k3", "k4"}, f.texts())
 
-	f.set(func(f *fakeDingTalk) { f.revoked = true }) // DingTalk refuses every token
+	f.RevokeTokens() // DingTalk refuses every token
 	before := fetches()
 	err := put("k5")
 	assert.Equal(t, bridge.Unavailable, classOf(err), "a new token refused too: held, not dead")
 	assert.Contains(t, err.Error(), "InvalidAuthentication")
 	assert.Equal(t, before+1, fetches(), "one new token, not a loop")
-	f.mu.Lock()
-	var all []string
-	for tok := range f.tokens {
-		all = append(all, tok)
-	}
-	f.mu.Unlock()
+	all := f.Tokens()
 	require.NotEmpty(t, all)
-	chatbottest.NoSecret(t, err.Error(), append(all, f.appSecret)...)
+	connectortest.NoSecret(t, err.Error(), append(all, f.appSecret)...)
 	assert.Equal(t, "x ********", sink.Redact("x "+all[0]), "the robot masks the tokens it fetched")
 }
 
@@ -358,18 +344,18 @@ func TestAppTokenRefresh(t *testing.T) {
 // the secret shows nowhere.
 func TestAppWrongCredentials(t *testing.T) {
 	f := newFake(t)
-	env := chatbottest.NewEnv(t, Spec)
+	env := connectortest.NewRuntime(t, Spec)
 	dead := env.DeadLetters(t)
 	// maxAttempts stays at its default: a held event handed back when the
 	// instance is reconfigured comes back as a new delivery, which counts.
-	env.Create(t, Spec, "dt", appFields(f, FieldAppSecret, "wrong-app-secret-value"))
+	env.Create(t, "dt", appFields(f, FieldAppSecret, "wrong-app-secret-value"))
 	env.Publish(t, ev(t, "cred-1"))
 	require.Eventually(t, func() bool {
-		return strings.Count(env.Logs.String(), "invalidClientIdOrSecret") >= 1 && f.count(func(f *fakeDingTalk) int { return f.requests }) >= 3
+		return strings.Count(env.Logs.String(), "invalidClientIdOrSecret") >= 1 && f.Requests() >= 3
 	}, wait, tick,
 		"the token is asked for again and again while the events are held")
 	dead.None(t, 200*time.Millisecond)
-	chatbottest.NoSecret(t, env.Shown(t, "dt"), "wrong-app-secret-value", f.appSecret)
+	connectortest.NoSecret(t, env.Shown(t, "dt"), "wrong-app-secret-value", f.appSecret)
 
 	info, err := env.RT.Get("dt")
 	require.NoError(t, err)
@@ -377,9 +363,9 @@ func TestAppWrongCredentials(t *testing.T) {
 	cfg[FieldAppSecret] = f.appSecret
 	_, _, err = env.RT.Put(t.Context(), "dt", cfg)
 	require.NoError(t, err)
-	require.Eventually(t, func() bool { return len(f.messages()) == 1 }, wait, tick, "the held event goes with the fixed secret")
+	require.Eventually(t, func() bool { return len(f.Messages()) == 1 }, wait, tick, "the held event goes with the fixed secret")
 	dead.None(t, 100*time.Millisecond)
-	chatbottest.NoSecret(t, env.Shown(t, "dt"), f.appSecret)
+	connectortest.NoSecret(t, env.Shown(t, "dt"), f.appSecret)
 }
 
 // App robots: text, markdown, link and actionCard as msgKey and msgParam.
@@ -393,7 +379,7 @@ func TestAppMessageTypes(t *testing.T) {
 	failed := failedOf(t, sink.Put(t.Context(), discard, evs))
 	require.Len(t, failed, 1)
 	assert.Contains(t, failed[4].Error(), `"feedCard" is not one of text, markdown, link, actionCard`)
-	got := f.messages()
+	got := f.Messages()
 	require.Len(t, got, 4)
 	assert.Equal(t, []string{"sampleText", "sampleMarkdown", "sampleLink", "sampleActionCard"}, []string{got[0].MsgType, got[1].MsgType, got[2].MsgType, got[3].MsgType})
 	assert.Equal(t, map[string]any{"content": "x p1"}, got[0].Body)
@@ -409,21 +395,11 @@ func TestAppMessageTooLarge(t *testing.T) {
 	err := sink.Put(t.Context(), discard, []event.Event{big})
 	assert.Equal(t, bridge.Permanent, classOf(failedOf(t, err)[0]))
 	assert.Contains(t, err.Error(), "above the vendor's limit of 15000")
-	assert.Zero(t, f.count(func(f *fakeDingTalk) int { return f.requests }))
+	assert.Zero(t, f.Requests())
 }
 
 func TestConfigCheck(t *testing.T) {
-	base := map[string]any{connectors.FieldConnectorType: Type, connectors.FieldTopic: "t"}
-	with := func(kv ...any) map[string]any {
-		m := map[string]any{}
-		for k, v := range base {
-			m[k] = v
-		}
-		for i := 0; i+1 < len(kv); i += 2 {
-			m[kv[i].(string)] = kv[i+1]
-		}
-		return m
-	}
+	with := func(kv ...any) map[string]any { return chatbottest.Raw(Spec, kv...) }
 	const hook = "https://oapi.dingtalk.com/robot/send?access_token=tok-value-123"
 	for _, c := range []struct {
 		raw   map[string]any
@@ -442,11 +418,7 @@ func TestConfigCheck(t *testing.T) {
 		{with(FieldMode, ModeApp, FieldAppKey, "k", FieldAppSecret, "s", FieldRobotCode, "r", FieldConversationID, "c", FieldAtAll, true), FieldAtAll},
 		{with(FieldMode, ModeApp, FieldAppKey, "k", FieldAppSecret, "s", FieldRobotCode, "r", FieldConversationID, "c", FieldWebhook, hook), FieldWebhook},
 	} {
-		_, err := Spec.Validate(c.raw)
-		var ve *connectors.ValidationError
-		require.True(t, errors.As(err, &ve), "%v should be refused", c.raw)
-		assert.NotEmpty(t, ve.Field(c.field), "%v: %v", c.raw, err)
-		assert.NotContains(t, err.Error(), "tok-value-123", "the webhook is not echoed")
+		chatbottest.Refused(t, Spec, c.raw, c.field, "tok-value-123")
 	}
 	_, err := Spec.Validate(with(FieldWebhook, hook))
 	assert.NoError(t, err)
@@ -462,7 +434,7 @@ func TestFakeRefusesDeviations(t *testing.T) {
 	f := newFake(t)
 	post := func(rawQuery string, body any) map[string]any {
 		b, _ := json.Marshal(body)
-		resp, err := http.Post(f.srv.URL+"/robot/send?"+rawQuery, "application/json", strings.NewReader(string(b)))
+		resp, err := http.Post(f.Srv.URL+"/robot/send?"+rawQuery, "application/json", strings.NewReader(string(b)))
 		require.NoError(t, err)
 		defer resp.Body.Close()
 		var a map[string]any
@@ -483,7 +455,7 @@ func TestFakeRefusesDeviations(t *testing.T) {
 // certificate is refused (and the event retried, not dead).
 func TestTLS(t *testing.T) {
 	f := newFake(t)
-	srv := httptest.NewUnstartedServer(f.srv.Config.Handler)
+	srv := httptest.NewUnstartedServer(f.Srv.Config.Handler)
 	srv.Config.ErrorLog = log.New(io.Discard, "", 0) // the refused handshake below
 	srv.StartTLS()
 	t.Cleanup(srv.Close)
@@ -499,7 +471,7 @@ func TestTLS(t *testing.T) {
 	failed := failedOf(t, sink.Put(t.Context(), discard, []event.Event{ev(t, "tls-2")}))
 	assert.Equal(t, bridge.Retry, classOf(failed[0]))
 	assert.Contains(t, failed[0].Error(), "certificate")
-	chatbottest.NoSecret(t, failed[0].Error(), f.token)
+	connectortest.NoSecret(t, failed[0].Error(), f.token)
 	assert.Equal(t, []string{"tls-1"}, f.uuidsPosted())
 }
 
@@ -522,7 +494,7 @@ func TestServerGoneMidRequest(t *testing.T) {
 	require.Len(t, failed, 2, "each event is tried and fails on its own")
 	for _, err := range failed {
 		assert.Equal(t, bridge.Retry, classOf(err))
-		chatbottest.NoSecret(t, err.Error(), f.token, f.secret)
+		connectortest.NoSecret(t, err.Error(), f.token, f.secret)
 	}
 }
 

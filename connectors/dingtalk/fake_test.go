@@ -2,15 +2,11 @@ package dingtalk
 
 import (
 	"encoding/json"
-	"io"
-	"mime"
 	"net/http"
-	"net/http/httptest"
 	"net/url"
 	"slices"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -38,9 +34,7 @@ import (
 // exist", 400 InvalidAuthentication "不合法的access_token", 400
 // invalidClientIdOrSecret).
 type fakeDingTalk struct {
-	*chatbottest.Checks
-	srv *httptest.Server
-	now func() time.Time
+	*chatbottest.Fake[posted]
 
 	// webhook robot
 	token   string // the webhook's access_token
@@ -54,17 +48,11 @@ type fakeDingTalk struct {
 	appKey, appSecret, robotCode, convID string
 	expireIn                             int64 // seconds
 
-	mu         sync.Mutex
-	posted     []posted             // messages DingTalk took, in order
-	uuids      map[string]bool      // msgUuid seen
-	sent       []time.Time          // times of posted messages, for the rate
-	lockedTill time.Time            // 130101 until then
-	answers    []int                // errcodes to answer next, then normal
-	failing    bool                 // errcode -1 (system busy) / 500
-	revoked    bool                 // every app token is refused
-	tokens     map[string]time.Time // app access tokens and their expiry
-	fetches    int
-	requests   int
+	// guarded by Fake's lock
+	uuids      map[string]bool // msgUuid seen
+	lockedTill time.Time       // 130101 until then
+	answers    []int           // errcodes to answer next, then normal
+	failing    bool            // errcode -1 (system busy) / 500
 }
 
 // posted is a message DingTalk took.
@@ -78,34 +66,23 @@ type posted struct {
 
 func newFake(t testing.TB) *fakeDingTalk {
 	f := &fakeDingTalk{
-		Checks: chatbottest.NewChecks(t, "DingTalk"), now: time.Now,
 		token: "dt-robot-token-" + randHex(8), secret: "SEC" + randHex(16),
 		limit: 20, window: time.Minute, lockFor: 10 * time.Minute,
 		appKey: "dingappkey" + randHex(4), appSecret: "app-secret-" + randHex(12),
 		robotCode: "dingrobot" + randHex(4), convID: "cid" + randHex(8) + "==",
 		expireIn: 7200,
-		uuids:    map[string]bool{}, tokens: map[string]time.Time{},
+		uuids:    map[string]bool{},
 	}
-	f.srv = httptest.NewServer(http.HandlerFunc(f.serve))
-	t.Cleanup(f.srv.Close)
+	f.Fake = chatbottest.NewFake[posted](t, "DingTalk", f.serve)
 	return f
 }
 
 var randHex = chatbottest.RandHex
 
 // webhook is the robot's webhook as DingTalk shows it.
-func (f *fakeDingTalk) webhook() string { return f.srv.URL + "/robot/send?access_token=" + f.token }
+func (f *fakeDingTalk) webhook() string { return f.Srv.URL + "/robot/send?access_token=" + f.token }
 
-func (f *fakeDingTalk) serve(w http.ResponseWriter, r *http.Request) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	f.requests++
-	body, _ := io.ReadAll(r.Body)
-	if r.Method != http.MethodPost {
-		f.Violate("%s %s: want POST", r.Method, r.URL.Path)
-		w.WriteHeader(http.StatusMethodNotAllowed)
-		return
-	}
+func (f *fakeDingTalk) serve(w http.ResponseWriter, r *http.Request, body []byte) {
 	switch r.URL.Path {
 	case "/robot/send":
 		f.robotSend(w, r, body)
@@ -127,19 +104,9 @@ func errcode(w http.ResponseWriter, code int, msg string) {
 	writeJSON(w, http.StatusOK, map[string]any{"errcode": code, "errmsg": msg})
 }
 
-// jsonType checks a JSON Content-Type.
-func (f *fakeDingTalk) jsonType(r *http.Request) bool {
-	mt, _, err := mime.ParseMediaType(r.Header.Get("Content-Type"))
-	if err != nil || mt != "application/json" {
-		f.Violate("%s: Content-Type %q, want application/json", r.URL.Path, r.Header.Get("Content-Type"))
-		return false
-	}
-	return true
-}
-
 // robotSend is the custom robot webhook.
 func (f *fakeDingTalk) robotSend(w http.ResponseWriter, r *http.Request, body []byte) {
-	if !f.jsonType(r) {
+	if !f.JSONType(r, "") {
 		errcode(w, 40035, "缺少参数 json")
 		return
 	}
@@ -179,7 +146,7 @@ func (f *fakeDingTalk) robotSend(w http.ResponseWriter, r *http.Request, body []
 			errcode(w, 310000, "invalid timestamp")
 			return
 		}
-		if d := f.now().Sub(time.UnixMilli(ms)); d > time.Hour || d < -time.Hour {
+		if d := f.Now().Sub(time.UnixMilli(ms)); d > time.Hour || d < -time.Hour {
 			errcode(w, 310000, "invalid timestamp")
 			return
 		}
@@ -213,8 +180,8 @@ func (f *fakeDingTalk) robotSend(w http.ResponseWriter, r *http.Request, body []
 		errcode(w, code, map[int]string{130101: "send too fast, exceed 20 times per minute", 310000: "keywords not in content, more: [https://ding-doc.dingtalk.com/doc#/serverapi2/qf2nxq]", -1: "系统繁忙"}[code])
 		return
 	}
-	now := f.now()
-	if now.Before(f.lockedTill) || f.inWindow(now) >= f.limit {
+	now := f.Now()
+	if now.Before(f.lockedTill) || f.SentWithin(now, f.window) >= f.limit {
 		if !now.Before(f.lockedTill) {
 			f.lockedTill = now.Add(f.lockFor)
 		}
@@ -228,20 +195,10 @@ func (f *fakeDingTalk) robotSend(w http.ResponseWriter, r *http.Request, body []
 	if !f.uuids[m.UUID] {
 		f.uuids[m.UUID] = true
 		m.At = now
-		f.posted = append(f.posted, m)
-		f.sent = append(f.sent, now)
+		f.Posted = append(f.Posted, m)
+		f.Sent = append(f.Sent, now)
 	}
 	errcode(w, 0, "ok")
-}
-
-func (f *fakeDingTalk) inWindow(now time.Time) int {
-	n := 0
-	for _, t := range f.sent {
-		if now.Sub(t) < f.window {
-			n++
-		}
-	}
-	return n
 }
 
 // webhook message shapes: the keys of each type's object, required ones
@@ -319,7 +276,7 @@ func (f *fakeDingTalk) checkWebhookMessage(msg map[string]json.RawMessage) (post
 
 // accessToken is POST /v1.0/oauth2/accessToken.
 func (f *fakeDingTalk) accessToken(w http.ResponseWriter, r *http.Request, body []byte) {
-	if !f.jsonType(r) {
+	if !f.JSONType(r, "") {
 		writeJSON(w, http.StatusBadRequest, map[string]any{"code": "invalidParameter", "message": "参数错误", "requestid": randHex(8)})
 		return
 	}
@@ -335,9 +292,8 @@ func (f *fakeDingTalk) accessToken(w http.ResponseWriter, r *http.Request, body 
 		writeJSON(w, http.StatusBadRequest, map[string]any{"requestid": randHex(8), "code": "invalidClientIdOrSecret", "message": "无效的clientId或者clientSecret"})
 		return
 	}
-	f.fetches++
 	tok := randHex(16)
-	f.tokens[tok] = f.now().Add(time.Duration(f.expireIn) * time.Second)
+	f.IssueToken(tok, time.Duration(f.expireIn)*time.Second)
 	writeJSON(w, http.StatusOK, map[string]any{"accessToken": tok, "expireIn": f.expireIn})
 }
 
@@ -360,11 +316,11 @@ func (f *fakeDingTalk) groupSend(w http.ResponseWriter, r *http.Request, body []
 		refuse("AuthenticationFailed.MissingParameter", "缺少参数：x-acs-dingtalk-access-token")
 		return
 	}
-	if exp, ok := f.tokens[tok]; !ok || !f.now().Before(exp) || f.revoked {
+	if !f.TokenValid(tok) {
 		refuse("InvalidAuthentication", "不合法的access_token")
 		return
 	}
-	if !f.jsonType(r) {
+	if !f.JSONType(r, "") {
 		refuse("invalidParameter.param.invalid", "参数不合法")
 		return
 	}
@@ -411,22 +367,16 @@ func (f *fakeDingTalk) groupSend(w http.ResponseWriter, r *http.Request, body []
 		writeJSON(w, http.StatusInternalServerError, map[string]any{"code": "unknownError", "message": "未知错误", "requestid": randHex(8)})
 		return
 	}
-	f.posted = append(f.posted, posted{At: f.now(), MsgType: key, Body: obj})
+	f.Posted = append(f.Posted, posted{At: f.Now(), MsgType: key, Body: obj})
 	writeJSON(w, http.StatusOK, map[string]any{"processQueryKey": randHex(16)})
 }
 
 // Views for the tests.
 
-func (f *fakeDingTalk) messages() []posted {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	return slices.Clone(f.posted)
-}
-
 // texts are the text of each posted message (content, or text).
 func (f *fakeDingTalk) texts() []string {
 	var out []string
-	for _, m := range f.messages() {
+	for _, m := range f.Messages() {
 		s, ok := m.Body["content"].(string)
 		if !ok {
 			s, _ = m.Body["text"].(string)
@@ -438,20 +388,8 @@ func (f *fakeDingTalk) texts() []string {
 
 func (f *fakeDingTalk) uuidsPosted() []string {
 	var out []string
-	for _, m := range f.messages() {
+	for _, m := range f.Messages() {
 		out = append(out, m.UUID)
 	}
 	return out
-}
-
-func (f *fakeDingTalk) set(fn func(f *fakeDingTalk)) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	fn(f)
-}
-
-func (f *fakeDingTalk) count(fn func(f *fakeDingTalk) int) int {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	return fn(f)
 }

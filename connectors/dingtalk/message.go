@@ -79,18 +79,18 @@ type (
 // object, and whom to @ (webhook mode).
 func (s *settings) message(e *event.Event) (typ string, obj []byte, who *at, err error) {
 	allowed := msgTypes
-	if s.mode == ModeApp {
+	if s.Mode == ModeApp {
 		allowed = []string{MsgText, MsgMarkdown, MsgLink, MsgActionCard}
 	}
-	typ, err = chatbot.MsgType(e, MsgTypeExtension, s.msgType, allowed)
+	typ, err = chatbot.MsgType(e, MsgTypeExtension, s.MsgType, allowed)
 	if err != nil {
 		return "", nil, nil, err
 	}
-	r := chatbot.NewRenderer(e, s.tmpl)
-	if s.mode == ModeWebhook && (typ == MsgText || typ == MsgMarkdown) {
+	r := chatbot.NewRenderer(e, s.Tmpl)
+	if s.Mode == ModeWebhook && (typ == MsgText || typ == MsgMarkdown) {
 		who = s.at(r)
 	}
-	if s.tmpl[FieldContent] != nil {
+	if s.Tmpl[FieldContent] != nil {
 		obj = r.Object(FieldContent)
 		return typ, obj, who, r.Err
 	}
@@ -118,10 +118,10 @@ func (s *settings) message(e *event.Event) (typ string, obj []byte, who *at, err
 // at renders whom to @; nil for no one.
 func (s *settings) at(r *chatbot.Renderer) *at {
 	mobiles, users := r.List(FieldAtMobiles), r.List(FieldAtUserIDs)
-	if len(mobiles) == 0 && len(users) == 0 && !s.atAll {
+	if len(mobiles) == 0 && len(users) == 0 && !s.AtAll {
 		return nil
 	}
-	return &at{AtMobiles: mobiles, AtUserIDs: users, IsAtAll: s.atAll}
+	return &at{AtMobiles: mobiles, AtUserIDs: users, IsAtAll: s.AtAll}
 }
 
 // withAt appends "@who" for each mobile or user id the text does not

@@ -44,10 +44,10 @@ type robot struct {
 
 func newRobot(s *settings, c chatbot.Client) chatbot.Robot {
 	r := &robot{Client: c, s: s}
-	if u, err := url.Parse(s.webhook); err == nil {
+	if u, err := url.Parse(s.Webhook); err == nil {
 		r.Hide = append(r.Hide, u.Query().Get("access_token"))
 	}
-	if s.mode == ModeApp {
+	if s.Mode == ModeApp {
 		r.Tokens = chatbot.NewTokenSource(r.fetchToken, c.Now)
 	}
 	return r
@@ -55,18 +55,12 @@ func newRobot(s *settings, c chatbot.Client) chatbot.Robot {
 
 // Prepare builds the message of e for the robot's mode.
 func (r *robot) Prepare(e *event.Event) (func(ctx context.Context) error, error) {
-	if r.s.mode == ModeApp {
+	if r.s.Mode == ModeApp {
 		body, err := r.s.appBody(e)
-		if err != nil {
-			return nil, err
-		}
-		return func(ctx context.Context) error { return r.sendApp(ctx, body) }, nil
+		return chatbot.SendLater(body, err, r.sendApp)
 	}
 	body, err := r.s.webhookBody(e)
-	if err != nil {
-		return nil, err
-	}
-	return func(ctx context.Context) error { return r.sendWebhook(ctx, body) }, nil
+	return chatbot.SendLater(body, err, r.sendWebhook)
 }
 
 // webhookAnswer is a custom robot webhook's answer.
@@ -103,13 +97,9 @@ func (r *robot) sendWebhook(ctx context.Context, body []byte) error {
 // sendApp posts body with the app's access token, fetching a new token
 // once if DingTalk refuses the cached one.
 func (r *robot) sendApp(ctx context.Context, body []byte) error {
-	for try := 0; ; try++ {
-		tok, err := r.Tokens.Token(ctx)
-		if err != nil {
-			return err
-		}
+	return r.SendWithToken(ctx, "access token", func(ctx context.Context, tok string) error {
 		h := http.Header{headerToken: {tok}}
-		_, err = chatbot.PostJSON(ctx, r.HTTP, r.s.apiURL+pathGroupSend, h, body)
+		_, err := chatbot.PostJSON(ctx, r.HTTP, r.s.APIURL+pathGroupSend, h, body)
 		if err == nil {
 			return nil
 		}
@@ -121,11 +111,8 @@ func (r *robot) sendApp(ctx context.Context, body []byte) error {
 		msg, _ := chatbot.Field(ans, "message")
 		verr := fmt.Errorf("DingTalk answered %d %s: %s", status, code, msg)
 		switch {
-		case code == codeInvalidToken && try == 0:
-			r.Tokens.Invalidate(tok)
-			continue
 		case code == codeInvalidToken:
-			return bridge.UnavailableError(fmt.Errorf("%w (with a new access token)", verr), 0)
+			return chatbot.TokenRefused(verr)
 		case status == http.StatusTooManyRequests, strings.HasPrefix(code, "Forbidden.AccessDenied.Qp"):
 			// The API's QPS/QPM limits: a short wait, not the custom
 			// robot's ten-minute lock.
@@ -133,7 +120,7 @@ func (r *robot) sendApp(ctx context.Context, body []byte) error {
 			return bridge.RetryError(verr, after)
 		}
 		return bridge.PermanentError(verr)
-	}
+	})
 }
 
 // tokenAnswer is the answer of POST /v1.0/oauth2/accessToken.
@@ -145,10 +132,10 @@ type tokenAnswer struct {
 // fetchToken asks DingTalk for the app's access token. A refusal of the
 // app's key or secret holds the events until the config is fixed.
 func (r *robot) fetchToken(ctx context.Context) (string, time.Duration, error) {
-	body, _ := json.Marshal(map[string]string{"appKey": r.s.appKey, "appSecret": r.s.appSecret})
-	resp, err := chatbot.PostJSON(ctx, r.HTTP, r.s.apiURL+pathAccessToken, nil, body)
+	body, _ := json.Marshal(map[string]string{"appKey": r.s.appKey, "appSecret": r.s.AppSecret})
+	resp, err := chatbot.PostJSON(ctx, r.HTTP, r.s.APIURL+pathAccessToken, nil, body)
 	if err != nil {
-		if status, ans, ok := chatbot.Refused(err); ok && status < 500 && status != http.StatusTooManyRequests {
+		if status, ans, ok := chatbot.CredentialsRefused(err); ok {
 			code, _ := chatbot.Field(ans, "code")
 			msg, _ := chatbot.Field(ans, "message")
 			return "", 0, bridge.UnavailableError(fmt.Errorf("DingTalk refused the app's credentials (app.key, app.secret): %d %s: %s", status, code, msg), 0)

@@ -14,6 +14,8 @@ import (
 	"unicode/utf8"
 
 	"github.com/cloudevents/sdk-go/v2/event"
+
+	"github.com/meshd/meshd/connectors/internal/eventtmpl"
 )
 
 // Headers meshd adds to every mail, from the event's attributes.
@@ -41,9 +43,9 @@ type message struct {
 // that fails, an address that does not parse, data that is not text):
 // retrying cannot help.
 func (s *settings) build(e *event.Event, now time.Time) (*message, error) {
-	f := fieldsOf(e)
+	f := eventtmpl.Of(e)
 	t := s.tmpl
-	fromText, err := render(t.from, f)
+	fromText, err := eventtmpl.Render(t.from, f)
 	if err != nil {
 		return nil, err
 	}
@@ -58,7 +60,7 @@ func (s *settings) build(e *event.Event, now time.Time) (*message, error) {
 	var lists [3][]*mail.Address
 	seen := map[string]bool{}
 	for i, field := range []string{FieldTo, FieldCc, FieldBcc} {
-		text, err := render([]executor{t.to, t.cc, t.bcc}[i], f)
+		text, err := eventtmpl.Render([]eventtmpl.Template{t.to, t.cc, t.bcc}[i], f)
 		if err != nil {
 			return nil, err
 		}
@@ -75,11 +77,11 @@ func (s *settings) build(e *event.Event, now time.Time) (*message, error) {
 	if len(m.rcpts) == 0 {
 		return nil, errNoRecipients
 	}
-	subject, err := render(t.subject, f)
+	subject, err := eventtmpl.Render(t.subject, f)
 	if err != nil {
 		return nil, err
 	}
-	body, err := t.bodyOf(f, e.Data())
+	body, err := t.bodyOf(f)
 	if err != nil {
 		return nil, err
 	}

@@ -18,6 +18,7 @@ import (
 
 	"github.com/meshd/meshd/connectors"
 	"github.com/meshd/meshd/connectors/connectortest"
+	"github.com/meshd/meshd/connectors/internal/eventtmpl"
 )
 
 func testSettings(t *testing.T, kv ...any) *settings {
@@ -170,7 +171,8 @@ func TestBuildBodyFromData(t *testing.T) {
 
 	require.NoError(t, e.SetData("application/octet-stream", []byte{0xff, 0xfe, 0x00}))
 	_, err = body(e)
-	assert.ErrorIs(t, err, errNotText)
+	assert.ErrorIs(t, err, eventtmpl.ErrNotText)
+	assert.EqualError(t, err, "the event data is not UTF-8 text; give a body template")
 }
 
 func TestBuildHTML(t *testing.T) {

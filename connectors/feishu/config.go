@@ -18,7 +18,6 @@ package feishu
 
 import (
 	"slices"
-	"strings"
 	"time"
 
 	"github.com/meshd/meshd/connectors"
@@ -30,15 +29,15 @@ const Type = "feishu-sink"
 
 // Config field names (besides chatbot's common ones).
 const (
-	FieldMode          = "mode"
-	FieldWebhook       = "webhook"
-	FieldSecret        = "secret"
+	FieldMode          = chatbot.FieldMode
+	FieldWebhook       = chatbot.FieldWebhook
+	FieldSecret        = chatbot.FieldSecret
 	FieldAppID         = "app.id"
-	FieldAppSecret     = "app.secret"
+	FieldAppSecret     = chatbot.FieldAppSecret
 	FieldReceiveID     = "receive.id"
 	FieldReceiveIDType = "receive.id.type"
-	FieldAPIURL        = "api.url"
-	FieldMsgType       = "msg.type"
+	FieldAPIURL        = chatbot.FieldAPIURL
+	FieldMsgType       = chatbot.FieldMsgType
 	FieldTitle         = "title"
 	FieldText          = "text"
 	FieldContent       = "content"
@@ -46,13 +45,13 @@ const (
 	FieldImageKey      = "image.key"
 	FieldPostLocale    = "post.locale"
 	FieldAtUserIDs     = "at.user.ids"
-	FieldAtAll         = "at.all"
+	FieldAtAll         = chatbot.FieldAtAll
 )
 
 // Bot modes.
 const (
-	ModeWebhook = "webhook" // a custom bot's webhook
-	ModeApp     = "app"     // an app bot (im/v1/messages)
+	ModeWebhook = chatbot.ModeWebhook // a custom bot's webhook
+	ModeApp     = chatbot.ModeApp     // an app bot (im/v1/messages)
 )
 
 // Message types (FeiShu's msg_type values).
@@ -121,60 +120,33 @@ func init() { connectors.Register(Spec) }
 // settings is a config ready to use.
 type settings struct {
 	chatbot.Settings
-	mode        string
-	webhook     string
-	secret      string
 	appID       string
-	appSecret   string
 	receiveType string
-	apiURL      string
-	msgType     string
 	locale      string
-	atAll       bool
-	tmpl        map[string]*chatbot.Template
+}
+
+// modes are what the bot modes need.
+var modes = chatbot.Modes{
+	App:       []string{FieldAppID, FieldAppSecret, FieldReceiveID},
+	Templates: []string{FieldTitle, FieldText, FieldContent, FieldChatID, FieldImageKey, FieldAtUserIDs, FieldReceiveID},
 }
 
 // parseConfig turns a config into settings, or names every bad field. It
 // does no network I/O; it reads tls.ca.file.
 func parseConfig(cfg connectors.Config) (*settings, []connectors.FieldError) {
-	common, errs := chatbot.ParseSettings(cfg)
+	common, errs := chatbot.ParseSettings(cfg, modes)
 	bad := func(field, reason string) { errs = append(errs, connectors.FieldError{Field: field, Reason: reason}) }
 	s := &settings{
 		Settings:    common,
-		mode:        cfg.String(FieldMode),
-		webhook:     cfg.String(FieldWebhook),
-		secret:      cfg.String(FieldSecret),
 		appID:       cfg.String(FieldAppID),
-		appSecret:   cfg.String(FieldAppSecret),
 		receiveType: cfg.String(FieldReceiveIDType),
-		apiURL:      strings.TrimRight(cfg.String(FieldAPIURL), "/"),
-		msgType:     cfg.String(FieldMsgType),
 		locale:      cfg.String(FieldPostLocale),
-		atAll:       cfg.Bool(FieldAtAll),
 	}
-	var terrs []connectors.FieldError
-	s.tmpl, terrs = chatbot.Templates(cfg, FieldTitle, FieldText, FieldContent, FieldChatID, FieldImageKey, FieldAtUserIDs, FieldReceiveID)
-	errs = append(errs, terrs...)
-	switch s.mode {
-	case ModeWebhook:
-		if s.webhook == "" {
-			errs = append(errs, chatbot.Required(cfg, "with mode webhook", FieldWebhook)...)
-		} else if _, ferr := chatbot.CheckURL(FieldWebhook, s.webhook); ferr != nil {
-			errs = append(errs, *ferr)
-		}
-		errs = append(errs, chatbot.Unused(cfg, "with mode app", FieldAppID, FieldAppSecret, FieldReceiveID)...)
-	case ModeApp:
-		errs = append(errs, chatbot.Required(cfg, "with mode app", FieldAppID, FieldAppSecret, FieldReceiveID)...)
-		if _, ferr := chatbot.CheckURL(FieldAPIURL, s.apiURL); ferr != nil {
-			errs = append(errs, *ferr)
-		}
-		errs = append(errs, chatbot.Unused(cfg, "with mode webhook", FieldWebhook, FieldSecret)...)
-	}
-	if s.tmpl[FieldContent] == nil {
-		if s.msgType == MsgShareChat && s.tmpl[FieldChatID] == nil {
+	if s.Tmpl[FieldContent] == nil {
+		if s.MsgType == MsgShareChat && s.Tmpl[FieldChatID] == nil {
 			bad(FieldChatID, "required with msg.type share_chat (or content)")
 		}
-		if s.msgType == MsgImage && s.tmpl[FieldImageKey] == nil {
+		if s.MsgType == MsgImage && s.Tmpl[FieldImageKey] == nil {
 			bad(FieldImageKey, "required with msg.type image (or content)")
 		}
 	}

@@ -2,14 +2,10 @@ package feishu
 
 import (
 	"encoding/json"
-	"io"
-	"mime"
 	"net/http"
-	"net/http/httptest"
 	"slices"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -39,9 +35,7 @@ import (
 // an hour; text content at most 150 KB, post and card 30 KB) and "Send
 // message content" (post {locale: ...}, share_chat {chat_id}).
 type fakeFeiShu struct {
-	*chatbottest.Checks
-	srv *httptest.Server
-	now func() time.Time
+	*chatbottest.Fake[posted]
 
 	// custom bot
 	hook    string // the webhook's token
@@ -54,16 +48,10 @@ type fakeFeiShu struct {
 	appID, appSecret, chatID string
 	expire                   int64 // seconds
 
-	mu       sync.Mutex
-	posted   []posted
-	uuids    map[string]bool
-	sent     []time.Time
-	answers  []answer // to answer next (webhook), then normal
-	failing  bool     // 503 from the gateway
-	revoked  bool     // every tenant token is refused
-	tokens   map[string]time.Time
-	fetches  int
-	requests int
+	// guarded by Fake's lock
+	uuids   map[string]bool
+	answers []answer // to answer next (webhook), then normal
+	failing bool     // 503 from the gateway
 }
 
 // posted is a message FeiShu took.
@@ -76,34 +64,23 @@ type posted struct {
 
 func newFake(t *testing.T) *fakeFeiShu {
 	f := &fakeFeiShu{
-		Checks: chatbottest.NewChecks(t, "FeiShu"), now: time.Now,
 		hook: randHex(16), secret: "fs-secret-" + randHex(8), perSec: 5, perMin: 100,
 		appID: "cli_" + randHex(8), appSecret: "app-secret-" + randHex(12), chatID: "oc_" + randHex(16),
-		expire: 7200, uuids: map[string]bool{}, tokens: map[string]time.Time{},
+		expire: 7200, uuids: map[string]bool{},
 	}
-	f.srv = httptest.NewServer(http.HandlerFunc(f.serve))
-	t.Cleanup(f.srv.Close)
+	f.Fake = chatbottest.NewFake[posted](t, "FeiShu", f.serve)
 	return f
 }
 
 var randHex = chatbottest.RandHex
 
-func (f *fakeFeiShu) webhook() string { return f.srv.URL + "/open-apis/bot/v2/hook/" + f.hook }
+func (f *fakeFeiShu) webhook() string { return f.Srv.URL + "/open-apis/bot/v2/hook/" + f.hook }
 
 func writeJSON(w http.ResponseWriter, status int, v any) {
 	chatbottest.WriteJSON(w, contentType, status, v)
 }
 
-func (f *fakeFeiShu) serve(w http.ResponseWriter, r *http.Request) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	f.requests++
-	body, _ := io.ReadAll(r.Body)
-	if r.Method != http.MethodPost {
-		f.Violate("%s %s: want POST", r.Method, r.URL.Path)
-		w.WriteHeader(http.StatusMethodNotAllowed)
-		return
-	}
+func (f *fakeFeiShu) serve(w http.ResponseWriter, r *http.Request, body []byte) {
 	if f.failing {
 		http.Error(w, "Service Unavailable", http.StatusServiceUnavailable)
 		return
@@ -121,23 +98,6 @@ func (f *fakeFeiShu) serve(w http.ResponseWriter, r *http.Request) {
 	}
 }
 
-func (f *fakeFeiShu) contentType(r *http.Request, exact string) bool {
-	ct := r.Header.Get("Content-Type")
-	if exact != "" {
-		if ct != exact {
-			f.Violate("%s: Content-Type %q, want %q", r.URL.Path, ct, exact)
-			return false
-		}
-		return true
-	}
-	mt, _, err := mime.ParseMediaType(ct)
-	if err != nil || mt != "application/json" {
-		f.Violate("%s: Content-Type %q, want application/json", r.URL.Path, ct)
-		return false
-	}
-	return true
-}
-
 // hookSend is the custom bot webhook.
 func (f *fakeFeiShu) hookSend(w http.ResponseWriter, r *http.Request, body []byte) {
 	code := func(c int, msg string) {
@@ -147,7 +107,7 @@ func (f *fakeFeiShu) hookSend(w http.ResponseWriter, r *http.Request, body []byt
 		code(19001, "param invalid: incoming webhook access token invalid")
 		return
 	}
-	if !f.contentType(r, "") || len(body) > 20*1024 {
+	if !f.JSONType(r, "") || len(body) > 20*1024 {
 		if len(body) > 20*1024 {
 			f.Violate("a request body of %d bytes: FeiShu takes 20 KB", len(body))
 		}
@@ -172,7 +132,7 @@ func (f *fakeFeiShu) hookSend(w http.ResponseWriter, r *http.Request, body []byt
 			f.Violate("timestamp %q: want Unix seconds", ts)
 		}
 		_ = json.Unmarshal(msg["sign"], &sign)
-		if d := f.now().Sub(time.Unix(sec, 0)); d > time.Hour || d < -time.Hour || sign != Sign(f.secret, ts) {
+		if d := f.Now().Sub(time.Unix(sec, 0)); d > time.Hour || d < -time.Hour || sign != Sign(f.secret, ts) {
 			code(19021, "sign match fail or timestamp is not within one hour from current time")
 			return
 		}
@@ -190,8 +150,8 @@ func (f *fakeFeiShu) hookSend(w http.ResponseWriter, r *http.Request, body []byt
 		code(*a.Code, a.Msg)
 		return
 	}
-	now := f.now()
-	if f.count(now, time.Second) >= f.perSec || f.count(now, time.Minute) >= f.perMin {
+	now := f.Now()
+	if f.SentWithin(now, time.Second) >= f.perSec || f.SentWithin(now, time.Minute) >= f.perMin {
 		code(11232, "frequency limited psm[lark.oapi.app_platform_runtime]appID[1]")
 		return
 	}
@@ -200,19 +160,9 @@ func (f *fakeFeiShu) hookSend(w http.ResponseWriter, r *http.Request, body []byt
 		return
 	}
 	m.At = now
-	f.posted = append(f.posted, m)
-	f.sent = append(f.sent, now)
+	f.Posted = append(f.Posted, m)
+	f.Sent = append(f.Sent, now)
 	writeJSON(w, http.StatusOK, map[string]any{"StatusCode": 0, "StatusMessage": "success", "code": 0, "data": map[string]any{}, "msg": "success"})
-}
-
-func (f *fakeFeiShu) count(now time.Time, per time.Duration) int {
-	n := 0
-	for _, t := range f.sent {
-		if now.Sub(t) < per {
-			n++
-		}
-	}
-	return n
 }
 
 // checkMessage checks msg_type and its content (webhook: an object, card
@@ -319,7 +269,7 @@ func (f *fakeFeiShu) checkMessage(msg map[string]json.RawMessage, webhook bool) 
 
 // tenantToken is POST /open-apis/auth/v3/tenant_access_token/internal.
 func (f *fakeFeiShu) tenantToken(w http.ResponseWriter, r *http.Request, body []byte) {
-	f.contentType(r, contentType)
+	f.JSONType(r, contentType)
 	var req map[string]string
 	if err := json.Unmarshal(body, &req); err != nil || len(req) != 2 {
 		f.Violate("tenant_access_token body %s: want {app_id, app_secret}", body)
@@ -332,9 +282,8 @@ func (f *fakeFeiShu) tenantToken(w http.ResponseWriter, r *http.Request, body []
 		writeJSON(w, http.StatusOK, map[string]any{"code": 10014, "msg": "app secret invalid"})
 		return
 	}
-	f.fetches++
 	tok := "t-" + randHex(20)
-	f.tokens[tok] = f.now().Add(time.Duration(f.expire) * time.Second)
+	f.IssueToken(tok, time.Duration(f.expire)*time.Second)
 	writeJSON(w, http.StatusOK, map[string]any{"code": 0, "msg": "ok", "tenant_access_token": tok, "expire": f.expire})
 }
 
@@ -350,11 +299,11 @@ func (f *fakeFeiShu) messagesCreate(w http.ResponseWriter, r *http.Request, body
 		refuse(http.StatusBadRequest, 99991661, "Missing access token for authorization. Please make a request with token attached.")
 		return
 	}
-	if exp, ok := f.tokens[tok]; !ok || !f.now().Before(exp) || f.revoked {
+	if !f.TokenValid(tok) {
 		refuse(http.StatusBadRequest, 99991663, "Invalid access token for authorization. Please make a request with token attached.")
 		return
 	}
-	if !f.contentType(r, contentType) {
+	if !f.JSONType(r, contentType) {
 		refuse(http.StatusBadRequest, 230001, "Your request contains an invalid request parameter.")
 		return
 	}
@@ -397,8 +346,8 @@ func (f *fakeFeiShu) messagesCreate(w http.ResponseWriter, r *http.Request, body
 	}
 	if !f.uuids[uuid] {
 		f.uuids[uuid] = true
-		m.At, m.UUID = f.now(), uuid
-		f.posted = append(f.posted, m)
+		m.At, m.UUID = f.Now(), uuid
+		f.Posted = append(f.Posted, m)
 	}
 	writeJSON(w, http.StatusOK, map[string]any{"code": 0, "msg": "success", "data": map[string]any{
 		"message_id": "om_" + randHex(16), "msg_type": typ, "chat_id": f.chatID, "body": map[string]any{"content": content},
@@ -407,30 +356,12 @@ func (f *fakeFeiShu) messagesCreate(w http.ResponseWriter, r *http.Request, body
 
 // Views for the tests.
 
-func (f *fakeFeiShu) messages() []posted {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	return slices.Clone(f.posted)
-}
-
 // texts are the text of each posted text message.
 func (f *fakeFeiShu) texts() []string {
 	var out []string
-	for _, m := range f.messages() {
+	for _, m := range f.Messages() {
 		s, _ := m.Content["text"].(string)
 		out = append(out, s)
 	}
 	return out
-}
-
-func (f *fakeFeiShu) set(fn func(f *fakeFeiShu)) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	fn(f)
-}
-
-func (f *fakeFeiShu) get(fn func(f *fakeFeiShu) int) int {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	return fn(f)
 }

@@ -3,9 +3,7 @@ package feishu
 import (
 	"bytes"
 	"encoding/json"
-	"errors"
 	"fmt"
-	"net"
 	"net/http"
 	"strings"
 	"testing"
@@ -41,13 +39,13 @@ func TestSignVector(t *testing.T) {
 func ans(code int, msg string) answer { return answer{Code: &code, Msg: msg} }
 
 func webhookFields(f *fakeFeiShu, kv ...any) map[string]any {
-	return chatbottest.With(map[string]any{FieldWebhook: f.webhook(), FieldSecret: f.secret, chatbot.FieldRateLimits: "1000/1s"}, kv...)
+	return connectortest.With(map[string]any{FieldWebhook: f.webhook(), FieldSecret: f.secret, chatbot.FieldRateLimits: "1000/1s"}, kv...)
 }
 
 func appFields(f *fakeFeiShu, kv ...any) map[string]any {
-	return chatbottest.With(map[string]any{
+	return connectortest.With(map[string]any{
 		FieldMode: ModeApp, FieldAppID: f.appID, FieldAppSecret: f.appSecret, FieldReceiveID: f.chatID,
-		FieldAPIURL: f.srv.URL, chatbot.FieldRateLimits: "1000/1s",
+		FieldAPIURL: f.Srv.URL, chatbot.FieldRateLimits: "1000/1s",
 	}, kv...)
 }
 
@@ -72,7 +70,7 @@ func TestSinkSuite(t *testing.T) {
 			}
 			connectortest.RunSink(t, connectortest.Sink{
 				Spec: Spec, Config: cfg, Received: f.texts,
-				SetFailing: func(failing bool) { f.set(func(f *fakeFeiShu) { f.failing = failing }) },
+				SetFailing: func(failing bool) { f.Do(func() { f.failing = failing }) },
 			})
 		})
 	}
@@ -95,7 +93,7 @@ func TestMessageTypes(t *testing.T) {
 				evs = append(evs, ev(t, typ, MsgTypeExtension, typ))
 			}
 			require.NoError(t, sink.Put(t.Context(), discard, evs))
-			got := f.messages()
+			got := f.Messages()
 			require.Len(t, got, 5)
 			const user = "ou_7d8a6e6df7621556ce0d21922b676706ccs"
 			assert.Equal(t, map[string]any{"text": `<at user_id="` + user + `"></at> <at user_id="all"></at> **t1** shipped`}, got[0].Content)
@@ -133,7 +131,7 @@ func TestContentTemplate(t *testing.T) {
 	sink := newSink(t, webhookFields(f, FieldMsgType, MsgInteractive,
 		FieldContent, `{"schema": "2.0", "body": {"elements": [{"tag": "markdown", "content": {{json .Subject}}}]}}`), nil)
 	require.NoError(t, sink.Put(t.Context(), discard, []event.Event{ev(t, "c1")}))
-	got := f.messages()
+	got := f.Messages()
 	require.Len(t, got, 1)
 	assert.Equal(t, "2.0", got[0].Content["schema"])
 }
@@ -147,7 +145,7 @@ func TestAppIdempotent(t *testing.T) {
 	for range 2 {
 		require.NoError(t, sink.Put(t.Context(), discard, []event.Event{ev(t, "same-1"), ev(t, long)}))
 	}
-	got := f.messages()
+	got := f.Messages()
 	require.Len(t, got, 2)
 	assert.Equal(t, "same-1", got[0].UUID)
 	assert.Len(t, got[1].UUID, 36)
@@ -166,13 +164,13 @@ func TestTooLarge(t *testing.T) {
 	require.Len(t, failed, 1)
 	assert.Equal(t, bridge.Permanent, classOf(failed[0]))
 	assert.Contains(t, failed[0].Error(), "above the vendor's limit of 20480")
-	assert.Len(t, f.messages(), 1)
+	assert.Len(t, f.Messages(), 1)
 
 	app := newSink(t, appFields(f, FieldMsgType, MsgPost), nil)
 	big = chatbottest.Event(t, "big2", strings.Repeat("x", 31*1024))
 	err = app.Put(t.Context(), discard, []event.Event{big})
 	assert.Contains(t, failedOf(t, err)[0].Error(), "above the vendor's limit of 30720")
-	assert.Equal(t, 1, f.get(func(f *fakeFeiShu) int { return f.requests }), "nothing was sent for the large ones")
+	assert.Equal(t, 1, f.Requests(), "nothing was sent for the large ones")
 }
 
 // A template that fails fails its event alone, for good.
@@ -203,10 +201,10 @@ func TestSignatureWindow(t *testing.T) {
 	failed = failedOf(t, sink.Put(t.Context(), discard, []event.Event{ev(t, "wrong")}))
 	assert.Contains(t, failed[0].Error(), "19021")
 
-	f.set(func(f *fakeFeiShu) { f.secret = "" })
+	f.Do(func() { f.secret = "" })
 	sink = newSink(t, webhookFields(f), nil)
 	require.NoError(t, sink.Put(t.Context(), discard, []event.Event{ev(t, "unsigned")}), "a bot without verification gets no timestamp or sign")
-	assert.Len(t, f.messages(), 3)
+	assert.Len(t, f.Messages(), 3)
 }
 
 // Through the runtime: 11232, and 9499 "too many request", hold the event
@@ -215,12 +213,12 @@ func TestSignatureWindow(t *testing.T) {
 func TestRuntimeBackoff(t *testing.T) {
 	f := newFake(t)
 	f.answers = []answer{ans(11232, "frequency limited psm[lark.oapi.app_platform_runtime]appID[1]"), ans(9499, "too many request")}
-	env := chatbottest.NewEnv(t, Spec)
+	env := connectortest.NewRuntime(t, Spec)
 	dead := env.DeadLetters(t)
-	env.Create(t, Spec, "fs", webhookFields(f, FieldText, "{{.ID}}", chatbot.FieldBackoff, "300ms", connectors.FieldAttempts, 1))
+	env.Create(t, "fs", webhookFields(f, FieldText, "{{.ID}}", chatbot.FieldBackoff, "300ms", connectors.FieldAttempts, 1))
 	start := time.Now()
 	env.Publish(t, ev(t, "bo-1"), ev(t, "bo-2"))
-	require.Eventually(t, func() bool { return len(f.messages()) == 2 }, wait, tick)
+	require.Eventually(t, func() bool { return len(f.Messages()) == 2 }, wait, tick)
 	assert.GreaterOrEqual(t, time.Since(start), 600*time.Millisecond, "two backoffs")
 	assert.Equal(t, []string{"bo-1", "bo-2"}, f.texts())
 	dead.None(t, 100*time.Millisecond)
@@ -232,9 +230,9 @@ func TestRuntimePermanentCodes(t *testing.T) {
 	f := newFake(t)
 	f.keyword = "ALERT"
 	f.answers = []answer{ans(9499, "Bad Request")}
-	env := chatbottest.NewEnv(t, Spec)
+	env := connectortest.NewRuntime(t, Spec)
 	dead := env.DeadLetters(t)
-	env.Create(t, Spec, "fs", webhookFields(f, FieldText, "{{.ID}}"))
+	env.Create(t, "fs", webhookFields(f, FieldText, "{{.ID}}"))
 	env.Publish(t, ev(t, "bad-1"), ev(t, "kw-1"))
 	e, reason := dead.Next(t)
 	assert.Equal(t, "bad-1", e.ID())
@@ -247,15 +245,15 @@ func TestRuntimePermanentCodes(t *testing.T) {
 	require.NoError(t, env.RT.Delete(t.Context(), "fs"))
 
 	wrong := webhookFields(f, FieldText, "ALERT {{.ID}}")
-	wrong[FieldWebhook] = f.srv.URL + "/open-apis/bot/v2/hook/not-the-bots-" + f.hook[:6]
-	env.Create(t, Spec, "fs2", wrong)
+	wrong[FieldWebhook] = f.Srv.URL + "/open-apis/bot/v2/hook/not-the-bots-" + f.hook[:6]
+	env.Create(t, "fs2", wrong)
 	env.Publish(t, ev(t, "hook-1"))
 	_, reason = dead.Next(t)
 	assert.Equal(t, "FeiShu answered code 19001: param invalid: incoming webhook access token invalid", reason)
 	shown += env.Shown(t, "fs2")
-	chatbottest.NoSecret(t, shown, f.hook, f.secret, "not-the-bots-"+f.hook[:6])
+	connectortest.NoSecret(t, shown, f.hook, f.secret, "not-the-bots-"+f.hook[:6])
 	assert.Contains(t, shown, connectors.Mask)
-	assert.Empty(t, f.messages())
+	assert.Empty(t, f.Messages())
 }
 
 // Through the runtime: a webhook that cannot be reached holds the events
@@ -263,26 +261,19 @@ func TestRuntimePermanentCodes(t *testing.T) {
 // back.
 func TestRuntimeUnreachableHeld(t *testing.T) {
 	f := newFake(t)
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	require.NoError(t, err)
-	addr := l.Addr().String()
-	require.NoError(t, l.Close())
+	addr := chatbottest.ClosedAddr(t)
 	fields := webhookFields(f, FieldText, "{{.ID}}", connectors.FieldAttempts, 1)
 	fields[FieldWebhook] = "http://" + addr + "/open-apis/bot/v2/hook/" + f.hook
-	env := chatbottest.NewEnv(t, Spec)
+	env := connectortest.NewRuntime(t, Spec)
 	dead := env.DeadLetters(t)
-	env.Create(t, Spec, "fs", fields)
+	env.Create(t, "fs", fields)
 	env.Publish(t, ev(t, "held-1"))
 	require.Eventually(t, func() bool { return strings.Contains(env.Logs.String(), "holding events") }, wait, tick)
 	dead.None(t, 300*time.Millisecond)
-	chatbottest.NoSecret(t, env.Shown(t, "fs"), f.hook, f.secret)
+	connectortest.NoSecret(t, env.Shown(t, "fs"), f.hook, f.secret)
 
-	back, err := net.Listen("tcp", addr)
-	require.NoError(t, err, "the port is free again")
-	srv := &http.Server{Handler: f.srv.Config.Handler, ReadHeaderTimeout: time.Second}
-	go func() { _ = srv.Serve(back) }()
-	t.Cleanup(func() { _ = srv.Close() })
-	require.Eventually(t, func() bool { return len(f.messages()) == 1 }, wait, tick)
+	f.ServeAt(t, addr)
+	require.Eventually(t, func() bool { return len(f.Messages()) == 1 }, wait, tick)
 }
 
 // A batch above 5 a second waits instead of failing: FeiShu (the fake,
@@ -297,7 +288,7 @@ func TestLimiterBatchWaits(t *testing.T) {
 	start := time.Now()
 	require.NoError(t, sink.Put(t.Context(), discard, evs), "no 11232")
 	assert.GreaterOrEqual(t, time.Since(start), 2*time.Second, "12 messages at 5 a second span three windows")
-	assert.Len(t, f.messages(), 12)
+	assert.Len(t, f.Messages(), 12)
 }
 
 // The tenant access token is fetched once, reused, refreshed before it
@@ -305,9 +296,9 @@ func TestLimiterBatchWaits(t *testing.T) {
 func TestAppTokenRefresh(t *testing.T) {
 	f := newFake(t)
 	c := chatbottest.NewClock()
-	f.now = c.Now
+	f.Now = c.Now
 	sink := newSink(t, appFields(f, FieldText, "{{.ID}}"), c.Now)
-	fetches := func() int { return f.get(func(f *fakeFeiShu) int { return f.fetches }) }
+	fetches := f.Fetches
 	put := func(id string) error { return sink.Put(t.Context(), discard, []event.Event{ev(t, id)}) }
 
 	require.NoError(t, put("k1"))
@@ -316,23 +307,18 @@ func TestAppTokenRefresh(t *testing.T) {
 	c.Add(2*time.Hour - 5*time.Minute)
 	require.NoError(t, put("k3"))
 	assert.Equal(t, 2, fetches(), "refreshed five minutes before expire")
-	f.set(func(f *fakeFeiShu) { clear(f.tokens) })
+	f.DropTokens()
 	require.NoError(t, put("k4"))
 	assert.Equal(t, 3, fetches(), "refreshed on 99991663, and the message sent")
 	assert.Equal(t, []string{"k1", "k2", "k3", "k4"}, f.texts())
 
-	f.set(func(f *fakeFeiShu) { f.revoked = true })
+	f.RevokeTokens()
 	err := put("k5")
 	assert.Equal(t, bridge.Unavailable, classOf(err), "a new token refused too: held")
 	assert.Contains(t, err.Error(), "99991663")
 	assert.Equal(t, 4, fetches(), "one new token, not a loop")
-	f.mu.Lock()
-	var all []string
-	for tok := range f.tokens {
-		all = append(all, tok)
-	}
-	f.mu.Unlock()
-	chatbottest.NoSecret(t, err.Error(), append(all, f.appSecret)...)
+	all := f.Tokens()
+	connectortest.NoSecret(t, err.Error(), append(all, f.appSecret)...)
 	assert.Equal(t, "x ********", sink.Redact("x "+all[0]))
 }
 
@@ -345,22 +331,22 @@ func TestAppWrongCredentials(t *testing.T) {
 		err := sink.Put(t.Context(), discard, []event.Event{ev(t, "cred")})
 		assert.Equal(t, bridge.Unavailable, classOf(err))
 		assert.Contains(t, err.Error(), "FeiShu refused the app's credentials")
-		chatbottest.NoSecret(t, err.Error(), "wrong-app-secret-value", f.appSecret)
+		connectortest.NoSecret(t, err.Error(), "wrong-app-secret-value", f.appSecret)
 	}
 
-	env := chatbottest.NewEnv(t, Spec)
-	env.Create(t, Spec, "fs", appFields(f, FieldAppSecret, "wrong-app-secret-value"))
+	env := connectortest.NewRuntime(t, Spec)
+	env.Create(t, "fs", appFields(f, FieldAppSecret, "wrong-app-secret-value"))
 	env.Publish(t, ev(t, "cred-1"))
 	require.Eventually(t, func() bool { return strings.Contains(env.Logs.String(), "app secret invalid") }, wait, tick)
-	chatbottest.NoSecret(t, env.Shown(t, "fs"), "wrong-app-secret-value", f.appSecret)
+	connectortest.NoSecret(t, env.Shown(t, "fs"), "wrong-app-secret-value", f.appSecret)
 	info, err := env.RT.Get("fs")
 	require.NoError(t, err)
 	cfg := info.Config
 	cfg[FieldAppSecret] = f.appSecret
 	_, _, err = env.RT.Put(t.Context(), "fs", cfg)
 	require.NoError(t, err)
-	require.Eventually(t, func() bool { return len(f.messages()) == 1 }, wait, tick)
-	chatbottest.NoSecret(t, env.Shown(t, "fs"), f.appSecret)
+	require.Eventually(t, func() bool { return len(f.Messages()) == 1 }, wait, tick)
+	connectortest.NoSecret(t, env.Shown(t, "fs"), f.appSecret)
 }
 
 // A 5xx is retried; a 4xx code other than the token's is permanent.
@@ -373,19 +359,13 @@ func TestAppAnswers(t *testing.T) {
 
 	ok := newSink(t, appFields(f), nil)
 	require.NoError(t, ok.Put(t.Context(), discard, []event.Event{ev(t, "warm")}), "a token first")
-	f.set(func(f *fakeFeiShu) { f.failing = true })
+	f.Do(func() { f.failing = true })
 	failed = failedOf(t, ok.Put(t.Context(), discard, []event.Event{ev(t, "a2")}))
 	assert.Equal(t, bridge.Retry, classOf(failed[0]))
 }
 
 func TestConfigCheck(t *testing.T) {
-	with := func(kv ...any) map[string]any {
-		m := map[string]any{connectors.FieldConnectorType: Type, connectors.FieldTopic: "t"}
-		for i := 0; i+1 < len(kv); i += 2 {
-			m[kv[i].(string)] = kv[i+1]
-		}
-		return m
-	}
+	with := func(kv ...any) map[string]any { return chatbottest.Raw(Spec, kv...) }
 	const hook = "https://open.feishu.cn/open-apis/bot/v2/hook/hook-token-value"
 	app := []any{FieldMode, ModeApp, FieldAppID, "cli_x", FieldAppSecret, "s", FieldReceiveID, "oc_x"}
 	for _, c := range []struct {
@@ -404,11 +384,7 @@ func TestConfigCheck(t *testing.T) {
 		{with(append(app, FieldAPIURL, "nope")...), FieldAPIURL},
 		{with(append(app, FieldReceiveIDType, "phone")...), FieldReceiveIDType},
 	} {
-		_, err := Spec.Validate(c.raw)
-		var ve *connectors.ValidationError
-		require.True(t, errors.As(err, &ve), "%v should be refused", c.raw)
-		assert.NotEmpty(t, ve.Field(c.field), "%v: %v", c.raw, err)
-		assert.NotContains(t, err.Error(), "hook-token-value")
+		chatbottest.Refused(t, Spec, c.raw, c.field, "hook-token-value")
 	}
 	_, err := Spec.Validate(with(FieldWebhook, hook))
 	assert.NoError(t, err)

@@ -83,19 +83,19 @@ type (
 // the JSON object FeiShu takes as content (the card of an interactive
 // webhook message).
 func (s *settings) content(e *event.Event) (typ string, obj []byte, err error) {
-	typ, err = chatbot.MsgType(e, MsgTypeExtension, s.msgType, msgTypes)
+	typ, err = chatbot.MsgType(e, MsgTypeExtension, s.MsgType, msgTypes)
 	if err != nil {
 		return "", nil, err
 	}
-	r := chatbot.NewRenderer(e, s.tmpl)
-	if s.tmpl[FieldContent] != nil {
+	r := chatbot.NewRenderer(e, s.Tmpl)
+	if s.Tmpl[FieldContent] != nil {
 		obj = r.Object(FieldContent)
 		return typ, obj, r.Err
 	}
 	var users []string
 	if needsAt(typ) {
 		users = r.List(FieldAtUserIDs)
-		if s.atAll {
+		if s.AtAll {
 			users = append(users, "all")
 		}
 	}
@@ -113,7 +113,7 @@ func (s *settings) content(e *event.Event) (typ string, obj []byte, err error) {
 			line = append(line, postElem{Tag: "at", UserID: u})
 		}
 		post := map[string]postBody{s.locale: {Title: r.Render(FieldTitle), Content: [][]postElem{line}}}
-		if s.mode == ModeWebhook {
+		if s.Mode == ModeWebhook {
 			v = map[string]any{"post": post}
 		} else {
 			v = post
@@ -128,7 +128,7 @@ func (s *settings) content(e *event.Event) (typ string, obj []byte, err error) {
 			Elements: []cardElem{{Tag: "markdown", Content: b.String() + r.TextOr(FieldText)}},
 		}
 	case MsgShareChat:
-		if s.mode == ModeWebhook {
+		if s.Mode == ModeWebhook {
 			v = map[string]string{"share_chat_id": r.Required(FieldChatID)}
 		} else {
 			v = map[string]string{"chat_id": r.Required(FieldChatID)}
@@ -155,7 +155,7 @@ func (s *settings) webhookMessage(e *event.Event) (webhookMessage, error) {
 		m.Content, m.Card = nil, obj
 	}
 	probe := m
-	if s.secret != "" {
+	if s.Secret != "" {
 		probe.Timestamp, probe.Sign = tsPlaceholder, signPlaceholder
 	}
 	if b, _ := json.Marshal(probe); len(b) > maxWebhookBody {
@@ -164,26 +164,26 @@ func (s *settings) webhookMessage(e *event.Event) (webhookMessage, error) {
 	return m, nil
 }
 
-// appMessage is the app message of e: content within FeiShu's limits, the
-// event id as its uuid.
-func (s *settings) appMessage(e *event.Event) (appMessage, error) {
+// appBody is the JSON of the app message of e: content within FeiShu's
+// limits, the event id as its uuid.
+func (s *settings) appBody(e *event.Event) ([]byte, error) {
 	typ, obj, err := s.content(e)
 	if err != nil {
-		return appMessage{}, err
+		return nil, err
 	}
 	limit := maxRichContent
 	if typ == MsgText {
 		limit = maxTextContent
 	}
 	if len(obj) > limit {
-		return appMessage{}, chatbot.TooLarge("the content", len(obj), limit)
+		return nil, chatbot.TooLarge("the content", len(obj), limit)
 	}
-	r := chatbot.NewRenderer(e, s.tmpl)
+	r := chatbot.NewRenderer(e, s.Tmpl)
 	to := r.Required(FieldReceiveID)
 	if r.Err != nil {
-		return appMessage{}, r.Err
+		return nil, r.Err
 	}
-	return appMessage{ReceiveID: to, MsgType: typ, Content: string(obj), UUID: messageUUID(e.ID())}, nil
+	return json.Marshal(appMessage{ReceiveID: to, MsgType: typ, Content: string(obj), UUID: messageUUID(e.ID())})
 }
 
 // messageUUID is the uuid of the message of event id: the id itself, or,

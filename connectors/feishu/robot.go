@@ -54,10 +54,10 @@ type robot struct {
 
 func newRobot(s *settings, c chatbot.Client) chatbot.Robot {
 	r := &robot{Client: c, s: s}
-	if u, err := url.Parse(s.webhook); err == nil && s.webhook != "" {
+	if u, err := url.Parse(s.Webhook); err == nil && s.Webhook != "" {
 		r.Hide = append(r.Hide, path.Base(u.Path)) // the bot's token
 	}
-	if s.mode == ModeApp {
+	if s.Mode == ModeApp {
 		r.Tokens = chatbot.NewTokenSource(r.fetchToken, c.Now)
 	}
 	return r
@@ -65,22 +65,12 @@ func newRobot(s *settings, c chatbot.Client) chatbot.Robot {
 
 // Prepare builds the message of e for the bot's mode.
 func (r *robot) Prepare(e *event.Event) (func(ctx context.Context) error, error) {
-	if r.s.mode == ModeApp {
-		m, err := r.s.appMessage(e)
-		if err != nil {
-			return nil, err
-		}
-		body, err := json.Marshal(m)
-		if err != nil {
-			return nil, err
-		}
-		return func(ctx context.Context) error { return r.sendApp(ctx, body) }, nil
+	if r.s.Mode == ModeApp {
+		body, err := r.s.appBody(e)
+		return chatbot.SendLater(body, err, r.sendApp)
 	}
 	m, err := r.s.webhookMessage(e)
-	if err != nil {
-		return nil, err
-	}
-	return func(ctx context.Context) error { return r.sendWebhook(ctx, m) }, nil
+	return chatbot.SendLater(m, err, r.sendWebhook)
 }
 
 // answer is the code and msg of a FeiShu answer (StatusCode and
@@ -94,15 +84,15 @@ type answer struct {
 
 // sendWebhook signs m now, posts it and classifies FeiShu's code.
 func (r *robot) sendWebhook(ctx context.Context, m webhookMessage) error {
-	if r.s.secret != "" {
+	if r.s.Secret != "" {
 		m.Timestamp = strconv.FormatInt(r.Now().Unix(), 10)
-		m.Sign = Sign(r.s.secret, m.Timestamp)
+		m.Sign = Sign(r.s.Secret, m.Timestamp)
 	}
 	body, err := json.Marshal(m)
 	if err != nil {
 		return bridge.PermanentError(err)
 	}
-	resp, err := chatbot.PostJSON(ctx, r.HTTP, r.s.webhook, nil, body)
+	resp, err := chatbot.PostJSON(ctx, r.HTTP, r.s.Webhook, nil, body)
 	code, msg, known := codeOf(resp, err)
 	switch {
 	case !known && err != nil:
@@ -166,12 +156,8 @@ func codeOf(resp []byte, err error) (code int, msg string, ok bool) {
 // sendApp posts body with the tenant access token, fetching a new token
 // once if FeiShu refuses the cached one.
 func (r *robot) sendApp(ctx context.Context, body []byte) error {
-	target := r.s.apiURL + pathMessages + "?receive_id_type=" + url.QueryEscape(r.s.receiveType)
-	for try := 0; ; try++ {
-		tok, err := r.Tokens.Token(ctx)
-		if err != nil {
-			return err
-		}
+	target := r.s.APIURL + pathMessages + "?receive_id_type=" + url.QueryEscape(r.s.receiveType)
+	return r.SendWithToken(ctx, "tenant access token", func(ctx context.Context, tok string) error {
 		h := http.Header{"Authorization": {"Bearer " + tok}, "Content-Type": {contentType}}
 		resp, err := chatbot.PostJSON(ctx, r.HTTP, target, h, body)
 		code, msg, known := codeOf(resp, err)
@@ -182,14 +168,11 @@ func (r *robot) sendApp(ctx context.Context, body []byte) error {
 			return bridge.RetryError(errors.New("FeiShu answered 2xx without a code"), 0)
 		case code == codeOK && err == nil:
 			return nil
-		case code == codeInvalidToken && try == 0:
-			r.Tokens.Invalidate(tok)
-			continue
 		case code == codeInvalidToken:
-			return bridge.UnavailableError(fmt.Errorf("FeiShu answered code %d: %s (with a new tenant access token)", code, msg), 0)
+			return chatbot.TokenRefused(fmt.Errorf("FeiShu answered code %d: %s", code, msg))
 		}
 		return r.classify(code, msg, err)
-	}
+	})
 }
 
 // tokenAnswer is the answer of tenant_access_token/internal.
@@ -203,12 +186,12 @@ type tokenAnswer struct {
 // fetchToken asks FeiShu for the app's tenant access token. A refusal of
 // the app's id or secret holds the events until the config is fixed.
 func (r *robot) fetchToken(ctx context.Context) (string, time.Duration, error) {
-	body, _ := json.Marshal(map[string]string{"app_id": r.s.appID, "app_secret": r.s.appSecret})
-	resp, err := chatbot.PostJSON(ctx, r.HTTP, r.s.apiURL+pathTenantToken, http.Header{"Content-Type": {contentType}}, body)
+	body, _ := json.Marshal(map[string]string{"app_id": r.s.appID, "app_secret": r.s.AppSecret})
+	resp, err := chatbot.PostJSON(ctx, r.HTTP, r.s.APIURL+pathTenantToken, http.Header{"Content-Type": {contentType}}, body)
 	if err != nil {
-		status, _, refused := chatbot.Refused(err)
+		_, _, refused := chatbot.CredentialsRefused(err)
 		code, msg, known := codeOf(resp, err)
-		if refused && known && status < 500 && status != http.StatusTooManyRequests {
+		if refused && known {
 			return "", 0, bridge.UnavailableError(fmt.Errorf("FeiShu refused the app's credentials (app.id, app.secret): code %d: %s", code, msg), 0)
 		}
 		return "", 0, fmt.Errorf("fetching the FeiShu tenant access token: %w", err)

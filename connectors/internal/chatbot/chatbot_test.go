@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/url"
 	"strings"
 	"sync"
 	"testing"
@@ -16,6 +17,7 @@ import (
 
 	"github.com/meshd/meshd/bridge"
 	"github.com/meshd/meshd/connectors"
+	"github.com/meshd/meshd/connectors/internal/eventtmpl"
 )
 
 // clock is a fake clock that moves only when told.
@@ -201,7 +203,7 @@ func TestTemplates(t *testing.T) {
 	assert.Nil(t, tm["c"])
 	e := newEvent(t, "1", nil)
 	require.NoError(t, e.SetData(event.ApplicationJSON, []byte(`{"n": 12345678901234567890, "tags": ["x"]}`)))
-	f := FieldsOf(&e)
+	f := eventtmpl.Of(&e)
 	s, err := tm["a"].Render(f)
 	require.NoError(t, err)
 	assert.Equal(t, `dev.meshd.test order-1 eu 12345678901234567890 ["x"]`, s, "numbers keep their digits")
@@ -230,16 +232,21 @@ func TestTemplates(t *testing.T) {
 }
 
 func TestTextOr(t *testing.T) {
-	var none *Template
-	s, err := none.TextOr(FieldsOf(ptr(newEvent(t, "1", "plain words"))))
+	text := func(e event.Event) (string, error) {
+		r := NewRenderer(&e, nil)
+		s := r.TextOr("text")
+		return s, r.Err
+	}
+	s, err := text(newEvent(t, "1", "plain words"))
 	require.NoError(t, err)
 	assert.Equal(t, "plain words", s, "a JSON string is unquoted")
-	s, _ = none.TextOr(FieldsOf(ptr(newEvent(t, "1", map[string]int{"a": 1}))))
+	s, _ = text(newEvent(t, "1", map[string]int{"a": 1}))
 	assert.Equal(t, `{"a":1}`, s)
 	bin := newEvent(t, "1", nil)
 	require.NoError(t, bin.SetData("application/octet-stream", []byte{0xff, 0xfe}))
-	_, err = none.TextOr(FieldsOf(&bin))
-	assert.ErrorIs(t, err, errNotText)
+	_, err = text(bin)
+	assert.ErrorIs(t, err, eventtmpl.ErrNotText)
+	assert.EqualError(t, err, "the event data is not UTF-8 text; give a text template")
 }
 
 func TestMsgType(t *testing.T) {
@@ -254,8 +261,6 @@ func TestMsgType(t *testing.T) {
 	_, err = MsgType(&e, "chatmsgtype", "text", []string{"text", "markdown"})
 	assert.ErrorContains(t, err, `"video" is not one of text, markdown`)
 }
-
-func ptr[T any](v T) *T { return &v }
 
 // fakeRobot answers each send with the next error of answers (nil: ok).
 type fakeRobot struct {
@@ -396,4 +401,95 @@ func TestRendererEmptyText(t *testing.T) {
 	assert.Equal(t, []string{"x", "y"}, r.List("l"))
 	assert.Empty(t, r.Required("u"))
 	assert.EqualError(t, r.Err, "template u gave an empty value")
+}
+
+// ParseSettings checks the fields of each robot mode as the vendor's Modes
+// say: what a mode requires, and what it does not use.
+func TestParseSettingsModes(t *testing.T) {
+	m := Modes{
+		App: []string{"app.key", FieldAppSecret}, AppOptional: []string{"app.extra"},
+		WebhookOnly: []string{"at.ids"}, WebhookNote: "(no @ here)",
+		CheckWebhook: func(u *url.URL) string {
+			if u.Query().Get("token") == "" {
+				return "want its token"
+			}
+			return ""
+		},
+		Templates: []string{"title", "text"},
+	}
+	cfg := func(kv ...any) connectors.Config {
+		c := connectors.Config{FieldRateLimits: []string{"20/1m"}, FieldBackoff: time.Minute, FieldTimeout: time.Second}
+		for i := 0; i+1 < len(kv); i += 2 {
+			c[kv[i].(string)] = kv[i+1]
+		}
+		return c
+	}
+	reasons := func(errs []connectors.FieldError) map[string]string {
+		out := map[string]string{}
+		for _, e := range errs {
+			out[e.Field] = e.Reason
+		}
+		return out
+	}
+	const hook = "https://robot.example/send?token=tok-1"
+	for _, c := range []struct {
+		cfg  connectors.Config
+		want map[string]string
+	}{
+		{cfg(FieldMode, ModeWebhook), map[string]string{FieldWebhook: "required with mode webhook"}},
+		{cfg(FieldMode, ModeWebhook, FieldWebhook, "robot.example/send?token=x"), map[string]string{FieldWebhook: "want an absolute http or https URL with a host"}},
+		{cfg(FieldMode, ModeWebhook, FieldWebhook, "https://robot.example/send"), map[string]string{FieldWebhook: "want its token"}},
+		{cfg(FieldMode, ModeWebhook, FieldWebhook, hook, "app.key", "k", "app.extra", "x", "title", "{{.Nope"),
+			map[string]string{"app.key": "used only with mode app", "app.extra": "used only with mode app", "title": `template: title:1: unclosed action`}},
+		{cfg(FieldMode, ModeApp), map[string]string{"app.key": "required with mode app", FieldAppSecret: "required with mode app", FieldAPIURL: "want an absolute http or https URL with a host"}},
+		{cfg(FieldMode, ModeApp, "app.key", "k", FieldAppSecret, "s", FieldAPIURL, "https://api.example/", FieldWebhook, hook, FieldSecret, "x", "at.ids", "u1"),
+			map[string]string{FieldWebhook: "used only with mode webhook (no @ here)", FieldSecret: "used only with mode webhook (no @ here)", "at.ids": "used only with mode webhook (no @ here)"}},
+	} {
+		_, errs := ParseSettings(c.cfg, m)
+		assert.Equal(t, c.want, reasons(errs), "%v", c.cfg)
+	}
+
+	s, errs := ParseSettings(cfg(FieldMode, ModeApp, "app.key", "k", FieldAppSecret, "s", FieldAPIURL, "https://api.example/", FieldMsgType, "markdown", FieldAtAll, true, "text", "{{.ID}}"), m)
+	require.Empty(t, errs)
+	assert.Equal(t, "https://api.example", s.APIURL, "without its trailing slash")
+	assert.Equal(t, "s", s.AppSecret)
+	assert.Equal(t, "markdown", s.MsgType)
+	assert.True(t, s.AtAll)
+	assert.Nil(t, s.Tmpl["title"])
+	assert.NotNil(t, s.Tmpl["text"])
+}
+
+// SendWithToken sends with the cached token; a refused one is replaced
+// once, and a refused new one holds the events.
+func TestSendWithToken(t *testing.T) {
+	var fetched int
+	c := &Client{Tokens: NewTokenSource(func(context.Context) (string, time.Duration, error) {
+		fetched++
+		return fmt.Sprint("tok-", fetched), time.Hour, nil
+	}, nil)}
+	valid := map[string]bool{"tok-1": true}
+	var used []string
+	send := func(_ context.Context, tok string) error {
+		used = append(used, tok)
+		if !valid[tok] {
+			return TokenRefused(errors.New("vendor: bad token"))
+		}
+		return nil
+	}
+	require.NoError(t, c.SendWithToken(t.Context(), "access token", send))
+	require.NoError(t, c.SendWithToken(t.Context(), "access token", send))
+	assert.Equal(t, []string{"tok-1", "tok-1"}, used, "the token is cached")
+
+	valid = map[string]bool{"tok-2": true}
+	require.NoError(t, c.SendWithToken(t.Context(), "access token", send))
+	assert.Equal(t, []string{"tok-1", "tok-1", "tok-1", "tok-2"}, used, "a refused token is replaced and the message sent again")
+
+	valid = map[string]bool{}
+	err := c.SendWithToken(t.Context(), "access token", send)
+	assert.Equal(t, bridge.Unavailable, classOf(err))
+	assert.EqualError(t, err, "vendor: bad token (with a new access token)")
+	assert.Equal(t, 3, fetched, "one new token, not a loop")
+
+	plain := errors.New("other")
+	assert.Same(t, plain, c.SendWithToken(t.Context(), "access token", func(context.Context, string) error { return plain }), "other errors pass as they are")
 }

@@ -27,6 +27,15 @@ type Robot interface {
 	Redact(text string) string
 }
 
+// SendLater is what Prepare returns for the message m, made with err:
+// send bound to m, or err (the event's own failure).
+func SendLater[M any](m M, err error, send func(ctx context.Context, m M) error) (func(ctx context.Context) error, error) {
+	if err != nil {
+		return nil, err
+	}
+	return func(ctx context.Context) error { return send(ctx, m) }, nil
+}
+
 // BackoffError is the vendor's answer that the robot sends too fast: the
 // message was not posted; it and the rest of its batch are held (no
 // attempt spent) and the robot sends nothing for After.

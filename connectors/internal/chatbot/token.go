@@ -2,10 +2,14 @@ package chatbot
 
 import (
 	"context"
+	"errors"
+	"fmt"
+	"net/http"
 	"strings"
 	"sync"
 	"time"
 
+	"github.com/meshd/meshd/bridge"
 	"github.com/meshd/meshd/connectors"
 )
 
@@ -79,4 +83,47 @@ func (s *TokenSource) Redact(text string) string {
 		}
 	}
 	return text
+}
+
+// tokenRefused is the vendor's refusal of the access token a message was
+// sent with.
+type tokenRefused struct{ error }
+
+func (e *tokenRefused) Unwrap() error { return e.error }
+
+// TokenRefused marks err as the vendor's refusal of the access token a
+// message was sent with (SendWithToken then fetches a new one).
+func TokenRefused(err error) error { return &tokenRefused{err} }
+
+// SendWithToken calls send with the robot's access token. When the vendor
+// refuses the token (send returns a TokenRefused error), it fetches a new
+// one and sends again, once; a refusal of the new token too holds the
+// events (the app's rights are wrong, not the message). what names the
+// token in that error ("access token").
+func (c *Client) SendWithToken(ctx context.Context, what string, send func(ctx context.Context, token string) error) error {
+	for try := 0; ; try++ {
+		tok, err := c.Tokens.Token(ctx)
+		if err != nil {
+			return err
+		}
+		err = send(ctx, tok)
+		var refused *tokenRefused
+		switch {
+		case !errors.As(err, &refused):
+			return err
+		case try == 0:
+			c.Tokens.Invalidate(tok)
+			continue
+		}
+		return bridge.UnavailableError(fmt.Errorf("%w (with a new %s)", refused.error, what), 0)
+	}
+}
+
+// CredentialsRefused says whether err, the failure of a request for an
+// access token, is the vendor's refusal of the app's credentials (an
+// answer 4xx but 429), with the answer's status and the start of its body.
+// Such a refusal holds the events until the config is fixed.
+func CredentialsRefused(err error) (status int, body string, ok bool) {
+	status, body, ok = Refused(err)
+	return status, body, ok && status < 500 && status != http.StatusTooManyRequests
 }

@@ -4,15 +4,16 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"log/slog"
-	"maps"
 	"net/http"
 	"slices"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
 	"github.com/meshd/meshd/bridge"
@@ -46,18 +47,6 @@ func (c *Clock) Add(d time.Duration) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.now = c.now.Add(d)
-}
-
-// With returns a copy of base with the field, value pairs kv set.
-func With(base map[string]any, kv ...any) map[string]any {
-	out := maps.Clone(base)
-	if out == nil {
-		out = map[string]any{}
-	}
-	for i := 0; i+1 < len(kv); i += 2 {
-		out[kv[i].(string)] = kv[i+1]
-	}
-	return out
 }
 
 // Open validates fields against spec (with connector.type and a topic) and
@@ -161,4 +150,21 @@ func (c *Checks) Keys(what string, obj map[string]any, required, optional []stri
 		}
 	}
 	return ok
+}
+
+// Raw is a config of spec as a user writes it: its connector.type, a
+// topic, and the field, value pairs kv.
+func Raw(spec connectors.Spec, kv ...any) map[string]any {
+	return connectortest.With(map[string]any{connectors.FieldConnectorType: spec.Name, connectors.FieldTopic: "t"}, kv...)
+}
+
+// Refused checks that spec refuses raw, naming field, and that the error
+// does not show hidden (a credential in a URL).
+func Refused(t *testing.T, spec connectors.Spec, raw map[string]any, field, hidden string) {
+	t.Helper()
+	_, err := spec.Validate(raw)
+	var ve *connectors.ValidationError
+	require.True(t, errors.As(err, &ve), "%v should be refused", raw)
+	assert.NotEmpty(t, ve.Field(field), "%v: %v", raw, err)
+	assert.NotContains(t, err.Error(), hidden, "the webhook is not echoed")
 }
