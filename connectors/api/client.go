@@ -19,6 +19,9 @@ type Client struct {
 	BaseURL string
 	// HTTP defaults to http.DefaultClient.
 	HTTP *http.Client
+	// Token is the admin token (admin.token), sent as "Authorization:
+	// Bearer <token>" when set.
+	Token string
 }
 
 // Plugins lists the connector types.
@@ -102,6 +105,9 @@ func (c *Client) do(ctx context.Context, method, path string, in, out any) error
 	}
 	if in != nil {
 		req.Header.Set("Content-Type", "application/json")
+	}
+	if c.Token != "" {
+		req.Header.Set("Authorization", "Bearer "+c.Token)
 	}
 	hc := c.HTTP
 	if hc == nil {
