@@ -55,6 +55,10 @@ func (s *Sidecar) adminHandler() http.Handler {
 		problem.WriteJSON(w, http.StatusOK, map[string]string{"status": "ok"})
 	})
 	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Query().Has("verbose") {
+			s.readyVerbose(w, r) // ops.go
+			return
+		}
 		ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
 		defer cancel()
 		if err := s.engine.Ready(ctx); err != nil {
@@ -73,7 +77,9 @@ func (s *Sidecar) adminHandler() http.Handler {
 		mux.HandleFunc("GET /debug/pprof/trace", pprof.Trace)
 	}
 	s.mountConnectors(mux)
-	return problemFallback(mux, "the admin API serves /healthz, /readyz, /metrics, /v1/connectors and /v1/connector-plugins")
+	s.mountOps(mux) // ops.go
+	s.startOps()
+	return problemFallback(mux, "the admin API serves /healthz, /readyz, /metrics, /v1/connectors, /v1/connector-plugins, /v1/topics, /v1/subscriptions, /v1/deadletters, /v1/health and the dashboard at /ui/")
 }
 
 // notReadyDetail says in one short sentence why the mesh is not ready; the

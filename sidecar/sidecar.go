@@ -37,6 +37,7 @@ type Sidecar struct {
 	// connectors runs connector instances; nil until started.
 	connectors *worker.Runtime
 	endpoints  endpoints // WebSocket and MQTT (endpoints.go)
+	ops        *ops      // the operator's view (overview.go)
 
 	apiLn, adminLn   net.Listener
 	apiSrv, adminSrv *http.Server
@@ -309,6 +310,7 @@ func (s *Sidecar) Shutdown(ctx context.Context) error {
 			errs = append(errs, s.adminLn.Close())
 		}
 		s.serving.Wait()
+		s.ops.close()
 		if s.metrics != nil {
 			errs = append(errs, s.metrics.shutdown(ctx))
 		}
