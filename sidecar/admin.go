@@ -78,7 +78,9 @@ func (s *Sidecar) adminHandler() http.Handler {
 	}
 	s.mountConnectors(mux)
 	s.mountOps(mux) // ops.go
-	s.startOps()
+	if s.engine != nil && s.bridge != nil {
+		s.startOps() // overview.go; Shutdown stops it
+	}
 	return problemFallback(mux, "the admin API serves /healthz, /readyz, /metrics, /v1/connectors, /v1/connector-plugins, /v1/topics, /v1/subscriptions, /v1/deadletters, /v1/health and the dashboard at /ui/")
 }
 

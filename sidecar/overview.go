@@ -87,6 +87,9 @@ const (
 // startOps starts sampling the publish counters so that GET /v1/topics
 // has rates from its first call on.
 func (s *Sidecar) startOps() {
+	if err := s.registerGauges(); err != nil { // gauges.go
+		s.logger.Warn("the backlog and topic gauges are not on /metrics", "error", err)
+	}
 	ctx, cancel := context.WithCancel(context.Background())
 	s.ops = &ops{stop: cancel, done: make(chan struct{})}
 	go func() {

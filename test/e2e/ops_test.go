@@ -118,6 +118,14 @@ connectors:
 	assert.Equal(t, "PAUSED", st["state"])
 	assert.Equal(t, 2.0, st["backlog"])
 	assert.EqualValues(t, 8, s.ok.Load())
+	_, metrics := m.adminCall(http.MethodGet, "/metrics", nil)
+	for _, want := range []string{
+		`meshd_subscription_paused{subscription="good",topic="orders"} 1`,
+		`meshd_subscription_backlog{subscription="good",topic="orders"} 2`,
+		`meshd_topic_events{topic="orders-dead"} 5`, // bad gave up on all five
+	} {
+		assert.True(t, strings.Contains(metrics, want), "/metrics lacks %s", want)
+	}
 
 	// Update in place on the app API keeps it paused.
 	req, _ := http.NewRequest(http.MethodPut, "http://"+m.api+"/v1/subscriptions/good", strings.NewReader(`{"topic":"orders","sink":"`+srv.URL+`/ok","maxInFlight":4}`))
