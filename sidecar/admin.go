@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/http/pprof"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -26,6 +27,9 @@ type metrics struct {
 	registry *prometheus.Registry
 	provider *sdkmetric.MeterProvider
 	meter    metric.Meter
+	// scrapes counts the /metrics requests being answered: the gauges
+	// that ask the mesh refresh only for them (gauges.go).
+	scrapes atomic.Int32
 }
 
 // newMetrics builds the MeterProvider behind /metrics; extra adds readers
@@ -68,7 +72,7 @@ func (s *Sidecar) adminHandler() http.Handler {
 		}
 		problem.WriteJSON(w, http.StatusOK, map[string]string{"status": "ready"})
 	})
-	mux.Handle("GET /metrics", promhttp.HandlerFor(s.metrics.registry, promhttp.HandlerOpts{}))
+	mux.Handle("GET /metrics", s.metrics.scraping(promhttp.HandlerFor(s.metrics.registry, promhttp.HandlerOpts{})))
 	if s.cfg.Admin.Pprof {
 		mux.HandleFunc("GET /debug/pprof/", pprof.Index)
 		mux.HandleFunc("GET /debug/pprof/cmdline", pprof.Cmdline)

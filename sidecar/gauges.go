@@ -3,6 +3,7 @@ package sidecar
 import (
 	"context"
 	"errors"
+	"net/http"
 	"sync"
 	"time"
 
@@ -21,8 +22,10 @@ const (
 	MetricTopicEvents         = "meshd.topic.events"         // gauge {event}; attr topic: events stored
 )
 
-// gaugeEvery is how long one reading of the mesh serves the gauges: the
-// dashboard gathers them every second, Prometheus every scrape.
+// gaugeEvery is how long one reading of the mesh serves the gauges. They
+// are read afresh only for a scrape of /metrics: the dashboard and the rate
+// sampler gather the registry too, every second and every few seconds, and
+// must not cost a request per subscription each time.
 const gaugeEvery = 5 * time.Second
 
 type gaugeReading struct {
@@ -45,8 +48,8 @@ func (s *Sidecar) registerGauges() error {
 	read := func(ctx context.Context) gaugeReading {
 		mu.Lock()
 		defer mu.Unlock()
-		if time.Since(last.at) < gaugeEvery {
-			return last
+		if time.Since(last.at) < gaugeEvery || s.metrics.scrapes.Load() == 0 {
+			return last // the dashboard's and the rate sampler's reads reuse the last scrape's
 		}
 		ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 		defer cancel()
@@ -115,4 +118,14 @@ func (s *Sidecar) readGauges(ctx context.Context) gaugeReading {
 		r.subs = append(r.subs, sg)
 	}
 	return r
+}
+
+// scraping marks the requests of /metrics as scrapes while they are
+// answered.
+func (m *metrics) scraping(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		m.scrapes.Add(1)
+		defer m.scrapes.Add(-1)
+		next.ServeHTTP(w, r)
+	})
 }

@@ -117,6 +117,18 @@ func parseMixed(fs *flag.FlagSet, args []string, minArgs, maxArgs int, what stri
 	return positional, nil
 }
 
+// get calls GET path into out; with --json it prints the answer as well,
+// and done says the command has nothing more to print.
+func (a *adminFlags) get(ctx context.Context, path string, out any, stdout io.Writer) (done bool, err error) {
+	if err := a.client().Do(ctx, http.MethodGet, path, nil, out); err != nil {
+		return false, err
+	}
+	if a.json {
+		return true, printJSON(stdout, out)
+	}
+	return false, nil
+}
+
 func opsContext() (context.Context, context.CancelFunc) {
 	return context.WithTimeout(context.Background(), 60*time.Second)
 }
@@ -136,11 +148,8 @@ func topicsCmd(args []string, stdout, stderr io.Writer) error {
 	ctx, cancel := opsContext()
 	defer cancel()
 	var topics []TopicView
-	if err := a.client().Do(ctx, http.MethodGet, "/v1/topics", nil, &topics); err != nil {
+	if done, err := a.get(ctx, "/v1/topics", &topics, stdout); done || err != nil {
 		return err
-	}
-	if a.json {
-		return printJSON(stdout, topics)
 	}
 	tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "TOPIC\tEVENTS\tBYTES\tFIRST\tLAST\tRATE/S")
@@ -157,25 +166,34 @@ func cliTime(t time.Time) string {
 	return t.Local().Format(time.DateTime)
 }
 
-// subscriptionsCmd shows, pauses and resumes subscriptions.
-func subscriptionsCmd(args []string, stdout, stderr io.Writer) error {
+// subcommand starts "meshd GROUP COMMAND ...": the usage for -h (and
+// flag.ErrHelp) or without a command, else the command and its flag set
+// with the admin flags.
+func subcommand(group, usage string, args []string, stdout, stderr io.Writer) (string, *flag.FlagSet, *adminFlags, error) {
 	if len(args) == 0 {
-		fmt.Fprint(stderr, subscriptionsUsage)
-		return &usageError{cmd: "subscriptions", msg: "a command is required"}
+		fmt.Fprint(stderr, usage)
+		return "", nil, nil, &usageError{cmd: group, msg: "a command is required"}
 	}
 	if isHelp(args[0]) {
-		fmt.Fprint(stdout, subscriptionsUsage)
-		return nil
+		fmt.Fprint(stdout, usage)
+		return "", nil, nil, flag.ErrHelp
 	}
-	cmd := args[0]
-	fs := flag.NewFlagSet("meshd subscriptions "+cmd, flag.ContinueOnError)
+	fs := flag.NewFlagSet("meshd "+group+" "+args[0], flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	fs.Usage = func() { fmt.Fprint(stderr, subscriptionsUsage) }
-	var a adminFlags
+	fs.Usage = func() { fmt.Fprint(stderr, usage) }
+	a := &adminFlags{}
 	a.register(fs, true)
+	return args[0], fs, a, nil
+}
+
+// subscriptionsCmd shows, pauses and resumes subscriptions.
+func subscriptionsCmd(args []string, stdout, stderr io.Writer) error {
+	cmd, fs, a, err := subcommand("subscriptions", subscriptionsUsage, args, stdout, stderr)
+	if err != nil {
+		return err
+	}
 	ctx, cancel := opsContext()
 	defer cancel()
-	c := a.client()
 	switch cmd {
 	case "status":
 		pos, err := parseMixed(fs, args[1:], 0, 1, "at most one subscription id")
@@ -185,25 +203,17 @@ func subscriptionsCmd(args []string, stdout, stderr io.Writer) error {
 		var views []SubscriptionView
 		if len(pos) == 1 {
 			var v SubscriptionView
-			if err := c.Do(ctx, http.MethodGet, "/v1/subscriptions/"+url.PathEscape(pos[0])+"/status", nil, &v); err != nil {
+			if done, err := a.get(ctx, "/v1/subscriptions/"+url.PathEscape(pos[0])+"/status", &v, stdout); done || err != nil {
 				return err
-			}
-			if a.json {
-				return printJSON(stdout, v)
 			}
 			views = []SubscriptionView{v}
-		} else {
-			if err := c.Do(ctx, http.MethodGet, "/v1/subscriptions", nil, &views); err != nil {
-				return err
-			}
-			if a.json {
-				return printJSON(stdout, views)
-			}
+		} else if done, err := a.get(ctx, "/v1/subscriptions", &views, stdout); done || err != nil {
+			return err
 		}
 		tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
 		fmt.Fprintln(tw, "ID\tTOPIC\tSTATE\tBACKLOG\tUNACKED\tREDELIVERIES\tDELIVERED\tDEAD-LETTERED\tLAST ERROR")
 		for _, v := range views {
-			fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%d\t%d\t%.0f\t%.0f\t%s\n", v.ID, v.Topic, v.State, v.Backlog, v.Unacked, v.Redelivered, v.Delivered, v.DeadLettered, oneLine(v.LastError))
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%d\t%d\t%.0f\t%.0f\t%s\n", v.ID, v.Topic, v.State, v.Backlog, v.Unacked, v.Redelivered, v.Delivered, v.DeadLettered, printable(oneLine(v.LastError)))
 		}
 		return tw.Flush()
 	case "pause", "resume":
@@ -212,7 +222,7 @@ func subscriptionsCmd(args []string, stdout, stderr io.Writer) error {
 			return err
 		}
 		var v SubscriptionView
-		if err := c.Do(ctx, http.MethodPut, "/v1/subscriptions/"+url.PathEscape(pos[0])+"/"+cmd, nil, &v); err != nil {
+		if err := a.client().Do(ctx, http.MethodPut, "/v1/subscriptions/"+url.PathEscape(pos[0])+"/"+cmd, nil, &v); err != nil {
 			return err
 		}
 		if a.json {
@@ -243,20 +253,10 @@ func (l *seqList) Set(v string) error {
 
 // deadlettersCmd lists and re-drives dead letters.
 func deadlettersCmd(args []string, stdout, stderr io.Writer) error {
-	if len(args) == 0 {
-		fmt.Fprint(stderr, deadlettersUsage)
-		return &usageError{cmd: "deadletters", msg: "a command is required"}
+	cmd, fs, a, err := subcommand("deadletters", deadlettersUsage, args, stdout, stderr)
+	if err != nil {
+		return err
 	}
-	if isHelp(args[0]) {
-		fmt.Fprint(stdout, deadlettersUsage)
-		return nil
-	}
-	cmd := args[0]
-	fs := flag.NewFlagSet("meshd deadletters "+cmd, flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	fs.Usage = func() { fmt.Fprint(stderr, deadlettersUsage) }
-	var a adminFlags
-	a.register(fs, true)
 	by := fs.String("by", "", "only the copies given up on by this: subscription/ID, connector/NAME, mqtt/LINK")
 	ctx, cancel := opsContext()
 	defer cancel()
@@ -268,14 +268,10 @@ func deadlettersCmd(args []string, stdout, stderr io.Writer) error {
 		if err != nil {
 			return err
 		}
-		c := a.client()
 		if len(pos) == 0 {
 			var dls []DeadLetterTopic
-			if err := c.Do(ctx, http.MethodGet, "/v1/deadletters", nil, &dls); err != nil {
+			if done, err := a.get(ctx, "/v1/deadletters", &dls, stdout); done || err != nil {
 				return err
-			}
-			if a.json {
-				return printJSON(stdout, dls)
 			}
 			tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
 			fmt.Fprintln(tw, "TOPIC\tEVENTS\tWRITTEN BY")
@@ -291,16 +287,13 @@ func deadlettersCmd(args []string, stdout, stderr io.Writer) error {
 			q.Set("by", *by)
 		}
 		var page DeadLetterPage
-		if err := c.Do(ctx, http.MethodGet, "/v1/deadletters/"+url.PathEscape(pos[0])+"?"+q.Encode(), nil, &page); err != nil {
+		if done, err := a.get(ctx, "/v1/deadletters/"+url.PathEscape(pos[0])+"?"+q.Encode(), &page, stdout); done || err != nil {
 			return err
-		}
-		if a.json {
-			return printJSON(stdout, page)
 		}
 		tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
 		fmt.Fprintln(tw, "SEQ\tSTORED\tFROM\tBY\tATTEMPTS\tID\tERROR")
 		for _, e := range page.Events {
-			fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%d\t%s\t%s\n", e.Seq, cliTime(e.Time), e.Topic, e.By, e.Attempts, printable(e.ID), printable(oneLine(e.Error)))
+			fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%d\t%s\t%s\n", e.Seq, cliTime(e.Time), printable(e.Topic), printable(e.By), e.Attempts, printable(e.ID), printable(oneLine(e.Error)))
 		}
 		if err := tw.Flush(); err != nil {
 			return err

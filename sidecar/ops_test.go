@@ -38,3 +38,8 @@ func TestIsUIAsset(t *testing.T) {
 		assert.Equal(t, want, IsUIAsset(p), p)
 	}
 }
+
+func TestPrintable(t *testing.T) {
+	assert.Equal(t, "a?[2Jb?c", printable("a\x1b[2Jb\u009bc"))
+	assert.Equal(t, "ünïcode <b>", printable("ünïcode <b>"))
+}

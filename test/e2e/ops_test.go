@@ -234,6 +234,16 @@ connectors:
 		code, _, errOut := m.cli(args...)
 		assert.Equal(t, 2, code, "%v: %s", args, errOut)
 	}
+	// --admin wins over MESHD_ADMIN_URL.
+	cmd := exec.Command(meshdBin, "subscriptions", "status", "good", "--admin", "http://"+m.admin)
+	cmd.Env = append(cmd.Environ(), "MESHD_ADMIN_URL=http://127.0.0.1:1")
+	outb, err := cmd.CombinedOutput()
+	require.NoError(t, err, string(outb))
+	assert.Regexp(t, `(?m)^good\s+orders\s+RUNNING`, string(outb))
+	code, out, _ = m.cli("subscriptions", "-h")
+	assert.Equal(t, 0, code)
+	assert.Contains(t, out, "pause ID")
+
 	code, out, _ = m.cli("-h")
 	assert.Equal(t, 0, code)
 	for _, c := range []string{"meshd topics", "meshd subscriptions status|pause|resume", "meshd deadletters list|redrive", "meshd connectors tasks", "meshd version"} {
