@@ -215,10 +215,14 @@ func TestDashboard(t *testing.T) {
 	const token = "ui-test-token"
 	proxy := tokenProxy(t, admin, token)
 
-	shot := filepath.Join(t.TempDir(), "dashboard.png")
-	if dir := os.Getenv("UI_SCREENSHOT_DIR"); dir != "" {
-		shot = filepath.Join(dir, "dashboard.png")
+	// The screenshot outlives the test (t.TempDir would not): in
+	// UI_SCREENSHOT_DIR, or the system's temp dir.
+	dir := os.Getenv("UI_SCREENSHOT_DIR")
+	if dir == "" {
+		dir = filepath.Join(os.TempDir(), "meshd-ui-test")
 	}
+	require.NoError(t, os.MkdirAll(dir, 0o755))
+	shot := filepath.Join(dir, "dashboard.png")
 	cmd := exec.Command(node, "dashboard.cjs")
 	cmd.Env = append(os.Environ(),
 		"NODE_PATH="+modules,
