@@ -77,6 +77,9 @@ type Subscription struct {
 	StartAt string `json:"startAt,omitempty" yaml:"startAt,omitempty"`
 	// MaxInFlight bounds concurrent unacked deliveries (default 32).
 	MaxInFlight int `json:"maxInFlight,omitempty" yaml:"maxInFlight,omitempty"`
+	// Paused subscriptions deliver nothing; their group keeps its position
+	// (PauseSubscription, ResumeSubscription). UpdateSubscription keeps it.
+	Paused bool `json:"paused,omitempty" yaml:"paused,omitempty"`
 }
 
 // Sender delivers one event to a subscription's sink. A nil error acks;

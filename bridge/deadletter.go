@@ -3,6 +3,7 @@ package bridge
 import (
 	"context"
 	"log/slog"
+	"strconv"
 	"time"
 	"unicode/utf8"
 
@@ -36,8 +37,9 @@ func Settle(logger *slog.Logger, what string, f func(context.Context) error) {
 // terminates msg with a warning. If the publish fails, msg is naked for
 // another try after retryDelay, so the event is never lost, and DeadLetter
 // returns false. reason must already be free of secrets. by names who
-// gives up (ExtDeliveryBy): it is in the copy, and is its dedup key, so
-// copies of one event from two of them are both kept.
+// gives up (ExtDeliveryBy): it is in the copy, and with the event's stream
+// sequence its dedup key, so copies of one event from two of them are both
+// kept.
 func DeadLetter(eng mesh.Engine, logger *slog.Logger, msg mesh.Message, by, topic, reason string, retryDelay time.Duration) (gone bool) {
 	e := msg.Event()
 	attempt := msg.Attempt()
@@ -54,7 +56,10 @@ func DeadLetter(eng mesh.Engine, logger *slog.Logger, msg mesh.Message, by, topi
 	dl.SetExtension(ExtDeliveryBy, by)
 	dl.SetExtension(ExtDeliveryTopic, msg.Topic())
 	ctx, cancel := context.WithTimeout(context.Background(), settleTimeout)
-	err := eng.Publish(ctx, topic, []*event.Event{&dl}, mesh.WithDedupKey(by))
+	// The key names the stored event too: a retry of this dead-lettering
+	// is stored once, while the same event stored again (re-driven) and
+	// given up on again gets a copy of its own.
+	err := eng.Publish(ctx, topic, []*event.Event{&dl}, mesh.WithDedupKey(by+" "+strconv.FormatUint(msg.Seq(), 10)))
 	cancel()
 	if err != nil {
 		logger.Warn("publishing to the dead-letter topic; will retry",

@@ -27,6 +27,10 @@ type runner struct {
 // startRunner opens the consumer of sub and starts its loop. b.mu must be
 // held.
 func (b *Bridge) startRunner(ctx context.Context, sub Subscription, f Filter) error {
+	if sub.Paused {
+		b.runners[sub.ID] = pausedRunner(b, sub) // pause.go
+		return nil
+	}
 	cc, _ := startPosition(sub.StartAt) // validated
 	cc.Topic, cc.Group, cc.MaxInFlight, cc.AckWait = sub.Topic, sub.Group, sub.MaxInFlight, b.opts.AckWait
 	cc.MaxDeliver = 0 // the loop decides when to dead-letter
@@ -67,7 +71,12 @@ func (b *Bridge) startRunner(ctx context.Context, sub Subscription, f Filter) er
 // stop ends the loop: no new events are taken, in-flight deliveries may
 // finish until ctx is done, then they are cancelled and their events naked.
 // It reports whether deliveries had to be cancelled.
-func (r *runner) stop(ctx context.Context) (forced bool) { return r.loop.Stop(ctx) }
+func (r *runner) stop(ctx context.Context) (forced bool) {
+	if r.loop == nil { // paused
+		return false
+	}
+	return r.loop.Stop(ctx)
+}
 
 // deliver sends the one event of batch to the sink.
 func (r *runner) deliver(ctx context.Context, batch []mesh.Message) error {

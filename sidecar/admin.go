@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/http/pprof"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -26,6 +27,9 @@ type metrics struct {
 	registry *prometheus.Registry
 	provider *sdkmetric.MeterProvider
 	meter    metric.Meter
+	// scrapes counts the /metrics requests being answered: the gauges
+	// that ask the mesh refresh only for them (gauges.go).
+	scrapes atomic.Int32
 }
 
 // newMetrics builds the MeterProvider behind /metrics; extra adds readers
@@ -55,6 +59,10 @@ func (s *Sidecar) adminHandler() http.Handler {
 		problem.WriteJSON(w, http.StatusOK, map[string]string{"status": "ok"})
 	})
 	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Query().Has("verbose") {
+			s.readyVerbose(w, r) // ops.go
+			return
+		}
 		ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
 		defer cancel()
 		if err := s.engine.Ready(ctx); err != nil {
@@ -64,7 +72,7 @@ func (s *Sidecar) adminHandler() http.Handler {
 		}
 		problem.WriteJSON(w, http.StatusOK, map[string]string{"status": "ready"})
 	})
-	mux.Handle("GET /metrics", promhttp.HandlerFor(s.metrics.registry, promhttp.HandlerOpts{}))
+	mux.Handle("GET /metrics", s.metrics.scraping(promhttp.HandlerFor(s.metrics.registry, promhttp.HandlerOpts{})))
 	if s.cfg.Admin.Pprof {
 		mux.HandleFunc("GET /debug/pprof/", pprof.Index)
 		mux.HandleFunc("GET /debug/pprof/cmdline", pprof.Cmdline)
@@ -73,7 +81,11 @@ func (s *Sidecar) adminHandler() http.Handler {
 		mux.HandleFunc("GET /debug/pprof/trace", pprof.Trace)
 	}
 	s.mountConnectors(mux)
-	return problemFallback(mux, "the admin API serves /healthz, /readyz, /metrics, /v1/connectors and /v1/connector-plugins")
+	s.mountOps(mux) // ops.go
+	if s.engine != nil && s.bridge != nil {
+		s.startOps() // overview.go; Shutdown stops it
+	}
+	return problemFallback(mux, "the admin API serves /healthz, /readyz, /metrics, /v1/connectors, /v1/connector-plugins, /v1/topics, /v1/subscriptions, /v1/deadletters, /v1/health and the dashboard at /ui/")
 }
 
 // notReadyDetail says in one short sentence why the mesh is not ready; the

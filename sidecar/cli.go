@@ -38,11 +38,16 @@ Usage:
   meshd publish --topic T --type TYPE [--data JSON]   publish one event to a running meshd
   meshd subscribe --topic T                           print events of a topic as they arrive
   meshd connectors list|create|status|pause|resume|delete   manage connectors (see meshd connectors -h)
+  meshd connectors tasks|restart --task|stop|offsets NAME   tasks and offsets of a connector
+  meshd topics                                        list topics: stored events, bytes, publish rate
+  meshd subscriptions status|pause|resume [ID]        where subscriptions stand; pause and resume them
+  meshd deadletters list|redrive [TOPIC]              see dead letters and re-drive them
 `
 	usageTail = `  meshd version                                       print the version
 
 Every setting of 'meshd run' can come from the YAML file, a MESHD_* environment
-variable or a flag; 'meshd run -h' lists them all.
+variable or a flag; 'meshd run -h' lists them all. While meshd runs, its
+dashboard is at http://127.0.0.1:10106/ui/ (the admin port).
 `
 )
 
@@ -84,7 +89,13 @@ func Main(args []string, stdout, stderr io.Writer, extra ...Command) int {
 	case "subscribe":
 		err = subscribeCmd(args[1:], stdout, stderr)
 	case "connectors":
-		err = connectorsCmd(args[1:], stdout, stderr)
+		err = connectorsTopCmd(args[1:], stdout, stderr) // ops_cli.go
+	case "topics":
+		err = topicsCmd(args[1:], stdout, stderr)
+	case "subscriptions":
+		err = subscriptionsCmd(args[1:], stdout, stderr)
+	case "deadletters":
+		err = deadlettersCmd(args[1:], stdout, stderr)
 	case "version", "--version":
 		if len(args) > 1 {
 			err = &usageError{cmd: "version", msg: fmt.Sprintf("unexpected argument %q: version takes none", args[1])}

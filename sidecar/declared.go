@@ -71,6 +71,9 @@ func (s *Sidecar) applyDeclared(ctx context.Context) error {
 		return err
 	}
 	for i, sub := range s.cfg.Subscriptions {
+		if old, err := s.bridge.GetSubscription(ctx, sub.ID); err == nil && old.Paused {
+			sub.Paused = true // paused through the admin API: stays so until resumed there
+		}
 		if _, err := s.bridge.PutSubscription(ctx, sub); err != nil {
 			return fmt.Errorf("subscriptions[%d] (subscription %q): %w", i, sub.ID, err)
 		}

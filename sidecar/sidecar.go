@@ -37,6 +37,7 @@ type Sidecar struct {
 	// connectors runs connector instances; nil until started.
 	connectors *worker.Runtime
 	endpoints  endpoints // WebSocket and MQTT (endpoints.go)
+	ops        *ops      // the operator's view (overview.go)
 
 	apiLn, adminLn, probeLn    net.Listener
 	apiSrv, adminSrv, probeSrv *http.Server
@@ -346,6 +347,7 @@ func (s *Sidecar) Shutdown(ctx context.Context) error {
 			}
 		}
 		s.serving.Wait()
+		s.ops.close()
 		if s.metrics != nil {
 			errs = append(errs, s.metrics.shutdown(ctx))
 		}

@@ -55,6 +55,24 @@ go_server() {
 	rm -rf "$tmp"
 }
 
+# node_ui installs the browser driver of the dashboard test (test/ui:
+# playwright-core from the npm registry, pinned by its lockfile) into the
+# test cache, where dashboard_test.go looks for it, when it is not there.
+node_ui() {
+	local cache
+	case "$(uname -s)" in
+	Darwin) cache="$HOME/Library/Caches" ;;
+	*) cache="${XDG_CACHE_HOME:-$HOME/.cache}" ;;
+	esac
+	local dir="$cache/meshd/node/ui-$(sha256sum test/ui/package-lock.json | cut -c1-12)"
+	[ -f "$dir/node_modules/playwright-core/package.json" ] && return 0
+	command -v npm >/dev/null 2>&1 || apt_install nodejs npm
+	echo "install-deps: installing playwright-core for the dashboard test into $dir"
+	mkdir -p "$dir"
+	cp test/ui/package.json test/ui/package-lock.json "$dir/"
+	(cd "$dir" && npm ci --no-audit --no-fund --ignore-scripts --loglevel=error)
+}
+
 need_go
 # Debian packages the tests start as real servers (test/infra launchers).
 apt_install mosquitto postgresql mariadb-server mariadb-client clickhouse-server clickhouse-client
@@ -64,6 +82,9 @@ apt_install chromium
 # s3-source/s3-sink (each a few CPU-minutes, once).
 go_server mailpit github.com/axllent/mailpit v1.33.1
 go_server versitygw github.com/versity/versitygw v1.8.0 github.com/versity/versitygw/cmd/versitygw
+# Headless Chromium and its driver for the dashboard's browser test (test/ui).
+apt_install chromium
+node_ui
 go mod download
 
 echo "install-deps: ok"

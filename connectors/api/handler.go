@@ -49,6 +49,7 @@ func (h *Handler) Register(mux *http.ServeMux) {
 	mux.HandleFunc("POST /v1/connectors/{name}/restart", h.restart)
 	mux.HandleFunc("GET /v1/connectors/{name}/tasks", h.tasks)
 	mux.HandleFunc("GET /v1/connectors/{name}/offsets", h.offsets)
+	h.registerTasks(mux) // tasks.go
 }
 
 // ServeHTTP serves the API on its own mux.
@@ -297,9 +298,9 @@ func (h *Handler) fail(w http.ResponseWriter, r *http.Request, err error) {
 		p = problem.New(problem.CodeInvalidRequest, ve.Error())
 	case errors.Is(err, errBadRequest):
 		p = problem.New(problem.CodeInvalidRequest, err.Error())
-	case errors.Is(err, worker.ErrNotFound), errors.Is(err, errNotFound):
+	case errors.Is(err, worker.ErrNotFound), errors.Is(err, worker.ErrTaskNotFound), errors.Is(err, errNotFound):
 		p = problem.New(problem.CodeNotFound, err.Error())
-	case errors.Is(err, worker.ErrExists):
+	case errors.Is(err, worker.ErrExists), errors.Is(err, worker.ErrNotStopped), errors.Is(err, worker.ErrNotRunningState):
 		p = problem.New(problem.CodeConflict, err.Error())
 	case errors.Is(err, worker.ErrNotRunning):
 		p = problem.New(problem.CodeMeshUnavailable, err.Error())

@@ -69,6 +69,8 @@ type instance struct {
 	conn     UnitState
 	tasks    []TaskState
 	taskCfgs []connectors.Config
+	restarts map[int]context.CancelFunc // by task: ends its current run (tasks.go)
+	loops    map[*bridge.Loop]struct{}  // the delivery loops of a sink's tasks (tasks.go)
 }
 
 type run struct {
@@ -293,9 +295,16 @@ func (r *Runtime) runTask(ctx context.Context, inst *instance, conn connectors.C
 	failures := 0
 	for {
 		started := time.Now()
-		err := r.runTaskOnce(ctx, inst, conn, id, cfg, log)
+		tctx, restart := context.WithCancel(ctx) // RestartTask cancels it
+		inst.setRestart(id, restart)
+		err := r.runTaskOnce(tctx, inst, conn, id, cfg, log)
 		if ctx.Err() != nil {
+			restart()
 			return
+		}
+		if tctx.Err() != nil { // restarted on request: at once, not a failure
+			inst.setTask(id, StateUnassigned, "", false)
+			continue
 		}
 		if err == nil {
 			err = errors.New("task stopped by itself")
@@ -308,9 +317,10 @@ func (r *Runtime) runTask(ctx context.Context, inst *instance, conn connectors.C
 		r.metrics.taskFailed(inst.name)
 		wait := r.opts.RestartBackoff.Delay(failures)
 		log.Error("task failed; restarting", "error", inst.redact(err.Error()), "retry_in", wait)
-		if !bridge.Sleep(ctx, wait) {
+		if !bridge.Sleep(tctx, wait) && ctx.Err() != nil { // a restart request cuts the wait
 			return
 		}
+		restart()
 		inst.setTask(id, StateUnassigned, "", true)
 	}
 }

@@ -94,6 +94,10 @@ const (
 	StatePaused     State = "PAUSED"
 	StateFailed     State = "FAILED"
 	StateUnassigned State = "UNASSIGNED"
+
+	// StateStopped is PAUSED without tasks: their configs are dropped, and
+	// offsets may be changed (tasks.go).
+	StateStopped State = "STOPPED"
 )
 
 // Runtime runs connector instances. All methods are safe for concurrent use.
@@ -210,8 +214,8 @@ func (r *Runtime) Start(ctx context.Context) error {
 		} else {
 			inst = r.newInstance(sc.Name, sc.Config)
 		}
-		if st, ok := states[sc.Name]; ok && st == StatePaused {
-			inst.target = StatePaused
+		if st, ok := states[sc.Name]; ok && (st == StatePaused || st == StateStopped) {
+			inst.target = st
 		}
 		r.mu.Lock()
 		r.instances[sc.Name] = inst
@@ -445,7 +449,7 @@ func (r *Runtime) setTarget(ctx context.Context, name string, target State) erro
 		return err
 	}
 	inst.target = target
-	if target == StatePaused {
+	if target != StateRunning {
 		r.webhooks.hold(name) // its webhook paths answer 503 while it is paused
 	}
 	if err := inst.stopRun(ctx); err != nil {
@@ -455,7 +459,7 @@ func (r *Runtime) setTarget(ctx context.Context, name string, target State) erro
 		r.webhooks.unhold(name) // its tasks take their paths back as they start
 	}
 	r.apply(inst)
-	r.log.Info("connector "+map[State]string{StatePaused: "paused", StateRunning: "resumed"}[target], "connector", name)
+	r.log.Info("connector "+map[State]string{StatePaused: "paused", StateStopped: "stopped", StateRunning: "resumed"}[target], "connector", name)
 	return nil
 }
 
@@ -483,6 +487,8 @@ func (r *Runtime) apply(inst *instance) {
 		inst.setConnector(StateFailed, inst.redact(inst.invalid.Error()))
 	case inst.target == StatePaused:
 		inst.setPaused()
+	case inst.target == StateStopped:
+		inst.setStopped() // tasks.go
 	case r.running:
 		r.startRun(inst)
 	}
@@ -530,8 +536,12 @@ func (r *Runtime) Tasks(name string) ([]TaskInfo, error) {
 
 // Offsets lists the committed offsets of an instance, by partition.
 func (r *Runtime) Offsets(ctx context.Context, name string) ([]Offset, error) {
-	if r.lookup(name) == nil {
+	inst := r.lookup(name)
+	if inst == nil {
 		return nil, fmt.Errorf("%w: %q", ErrNotFound, name)
+	}
+	if inst.spec.Kind == connectors.KindSink {
+		return r.sinkOffsets(ctx, inst) // tasks.go
 	}
 	m, err := r.loadOffsets(ctx, name)
 	if err != nil {

@@ -71,6 +71,8 @@ func (r *Runtime) sinkLoop(ctx context.Context, inst *instance, task connectors.
 		Redact:          inst.redact,
 		Observer:        sinkObserver{m: r.metrics, name: inst.name},
 	})
+	inst.addLoop(loop) // tasks.go: its status shows in the connector's
+	defer inst.removeLoop(loop)
 	running()
 	<-loop.Done()
 	return loop.Err()

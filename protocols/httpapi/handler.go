@@ -51,6 +51,7 @@ type handler struct {
 //	GET    /v1/subscriptions
 //	POST   /v1/subscriptions
 //	GET    /v1/subscriptions/{id}
+//	PUT    /v1/subscriptions/{id}
 //	DELETE /v1/subscriptions/{id}
 //
 // Errors are application/problem+json from package problem.
@@ -91,7 +92,8 @@ func newHandler(b backend, cfg Config, logger *slog.Logger) *handler {
 	mux.HandleFunc("/v1/subscriptions", methodNotAllowed("GET, HEAD, POST"))
 	mux.HandleFunc("GET /v1/subscriptions/{id}", h.getSubscription)
 	mux.HandleFunc("DELETE /v1/subscriptions/{id}", h.deleteSubscription)
-	mux.HandleFunc("/v1/subscriptions/{id}", methodNotAllowed("GET, HEAD, DELETE"))
+	mux.HandleFunc("PUT /v1/subscriptions/{id}", h.updateSubscription) // update.go
+	mux.HandleFunc("/v1/subscriptions/{id}", methodNotAllowed("GET, HEAD, PUT, DELETE"))
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		problem.Write(w, problem.New(problem.CodeNotFound, "no API at "+r.Method+" "+r.URL.Path))
 	})
