@@ -64,10 +64,6 @@ MESHD_ADMIN_TOKEN).
 `
 )
 
-// adminTokenEnv is the variable of the admin token: the one that sets
-// admin.token for meshd run.
-const adminTokenEnv = "MESHD_ADMIN_TOKEN"
-
 // adminFlags are the flags of the commands that call the admin API.
 type adminFlags struct {
 	url, token string
@@ -76,7 +72,7 @@ type adminFlags struct {
 
 func (a *adminFlags) register(fs *flag.FlagSet, withJSON bool) {
 	fs.StringVar(&a.url, "admin", envOr("MESHD_ADMIN_URL", "http://127.0.0.1:10106"), "admin server of meshd (env MESHD_ADMIN_URL)")
-	fs.StringVar(&a.token, "admin-token", "", "admin token (default: env "+adminTokenEnv+")")
+	fs.StringVar(&a.token, "admin-token", "", "admin token (default: env "+EnvName("admin.token")+")")
 	if withJSON {
 		fs.BoolVar(&a.json, "json", false, "print the API's JSON answer")
 	}
@@ -85,7 +81,7 @@ func (a *adminFlags) register(fs *flag.FlagSet, withJSON bool) {
 func (a *adminFlags) client() *api.Client {
 	c := &api.Client{BaseURL: a.url, Token: a.token}
 	if c.Token == "" {
-		c.Token = os.Getenv(adminTokenEnv)
+		c.Token = os.Getenv(EnvName("admin.token"))
 	}
 	return c
 }

@@ -110,7 +110,7 @@ func (s *Sidecar) adminAuth(next http.Handler) http.Handler {
 			problem.Write(w, problem.New(problem.CodeForbidden, fmt.Sprintf("origin %q may not call the admin API", r.Header.Get("Origin"))))
 			return
 		}
-		if token.Required() && !s.openPath(r.URL.Path) && !token.Match(apitoken.Bearer(r)) {
+		if token.Required() && !s.openRequest(r) && !token.Match(apitoken.Bearer(r)) {
 			w.Header().Set("WWW-Authenticate", `Bearer realm="meshd-admin"`)
 			problem.Write(w, problem.New(problem.CodeUnauthorized, "send the admin token as \"Authorization: Bearer <token>\" (admin.token; the CLI reads MESHD_ADMIN_TOKEN)"))
 			return
@@ -119,8 +119,9 @@ func (s *Sidecar) adminAuth(next http.Handler) http.Handler {
 	})
 }
 
-// openPath says whether path is served without the admin token.
-func (s *Sidecar) openPath(path string) bool {
+// probePath says whether path is one of the probes, served without the
+// admin token and on the probe listener.
+func (s *Sidecar) probePath(path string) bool {
 	switch path {
 	case "/healthz", "/readyz":
 		return true
@@ -130,11 +131,22 @@ func (s *Sidecar) openPath(path string) bool {
 	return false
 }
 
+// openRequest says whether r is served without the admin token: the
+// probes (but /readyz?verbose, which names every subscription and
+// connector) and the dashboard's static files (a browser opening the page
+// cannot send a token; its API calls do).
+func (s *Sidecar) openRequest(r *http.Request) bool {
+	if r.URL.Path == "/readyz" && r.URL.Query().Has("verbose") {
+		return false
+	}
+	return s.probePath(r.URL.Path) || IsUIAsset(r.URL.Path)
+}
+
 // probeHandler serves the probe listener: the open paths of the admin API
 // and nothing else.
 func (s *Sidecar) probeHandler(admin http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if !s.openPath(r.URL.Path) {
+		if !s.probePath(r.URL.Path) || r.URL.Query().Has("verbose") {
 			open := "/healthz and /readyz"
 			if s.cfg.Admin.OpenMetrics {
 				open = "/healthz, /readyz and /metrics"

@@ -76,6 +76,16 @@ func TestAdminTokenAndProbeListener(t *testing.T) {
 				{probe + "/readyz", nil, 200},
 				{probe + "/metrics", nil, probeMetrics},
 				{probe + "/v1/connectors", bearer, 404},
+				// The dashboard's files hold no data: a browser opening
+				// the page cannot send the token. Its API calls need it.
+				{admin + "/ui/", nil, 200},
+				{admin + "/ui/app.js", nil, 200},
+				{admin + "/v1/overview", nil, 401},
+				{probe + "/ui/", nil, 404},
+				// /readyz?verbose names every subscription and connector.
+				{admin + "/readyz?verbose", nil, 401},
+				{admin + "/readyz?verbose", bearer, 200},
+				{probe + "/readyz?verbose", nil, 404},
 			} {
 				code, body := infra.Call(t, "GET", tc.url, tc.header, "")
 				assert.Equal(t, tc.want, code, "%s %v: %s", tc.url, tc.header, body)

@@ -76,14 +76,13 @@ node_ui() {
 need_go
 # Debian packages the tests start as real servers (test/infra launchers).
 apt_install mosquitto postgresql mariadb-server mariadb-client clickhouse-server clickhouse-client
-# Headless Chromium for the cross-origin test of the app API (test/e2e security_test.go).
+# Headless Chromium for the cross-origin test of the app API (test/e2e security_test.go)
+# and, with its driver, the dashboard's browser test (test/ui).
 apt_install chromium
 # Servers built from the Go module proxy: SMTP for email-sink, S3 for
 # s3-source/s3-sink (each a few CPU-minutes, once).
 go_server mailpit github.com/axllent/mailpit v1.33.1
 go_server versitygw github.com/versity/versitygw v1.8.0 github.com/versity/versitygw/cmd/versitygw
-# Headless Chromium and its driver for the dashboard's browser test (test/ui).
-apt_install chromium
 node_ui
 go mod download
 
