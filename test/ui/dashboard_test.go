@@ -12,8 +12,6 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
-	"net/http/httputil"
-	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -69,17 +67,6 @@ func nodeModules(t *testing.T) string {
 	return dir
 }
 
-func chromiumBinary(t *testing.T) string {
-	t.Helper()
-	for _, name := range []string{"chromium", "chromium-browser"} {
-		if p, err := exec.LookPath(name); err == nil {
-			return p
-		}
-	}
-	t.Fatalf("chromium is not installed: %s", missingDeps)
-	return ""
-}
-
 // sink counts the deliveries to /ok; /bad refuses each with 400 and an
 // error text full of markup, which ends up in deliveryerror.
 type sink struct {
@@ -102,25 +89,6 @@ func (s *sink) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 }
 
-// tokenProxy stands in front of the admin port as the admin authentication
-// does: every path but the dashboard's static files needs the token.
-func tokenProxy(t *testing.T, admin, token string) *httptest.Server {
-	target, err := url.Parse("http://" + admin)
-	require.NoError(t, err)
-	rp := httputil.NewSingleHostReverseProxy(target)
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if !sidecar.IsUIAsset(r.URL.Path) && r.Header.Get("Authorization") != "Bearer "+token {
-			w.Header().Set("Content-Type", "application/problem+json")
-			w.WriteHeader(http.StatusUnauthorized)
-			_, _ = io.WriteString(w, `{"title":"Unauthorized","status":401}`)
-			return
-		}
-		rp.ServeHTTP(w, r)
-	}))
-	t.Cleanup(srv.Close)
-	return srv
-}
-
 type lockedBuffer struct {
 	mu sync.Mutex
 	b  bytes.Buffer
@@ -138,6 +106,10 @@ func (l *lockedBuffer) String() string {
 	return l.b.String()
 }
 
+// adminToken is the admin.token of the meshd under test: the page asks for
+// it, and the test's own admin calls send it.
+const adminToken = "ui-test-token"
+
 // startMeshd runs meshd with config until the test ends.
 func startMeshd(t *testing.T, config string) (api, admin string) {
 	t.Helper()
@@ -147,6 +119,7 @@ func startMeshd(t *testing.T, config string) (api, admin string) {
 	require.NoError(t, os.WriteFile(cfgPath, []byte(config), 0o600))
 	cmd := exec.Command(meshdBin, "run", "--config", cfgPath, "--app.id", "ui-test", "--api.listen", api,
 		"--admin.listen", admin, "--data.dir", filepath.Join(dir, "data"))
+	cmd.Env = append(os.Environ(), sidecar.EnvName("admin.token")+"="+adminToken)
 	var log lockedBuffer
 	cmd.Stdout, cmd.Stderr = &log, &log
 	require.NoError(t, cmd.Start())
@@ -177,7 +150,9 @@ func startMeshd(t *testing.T, config string) (api, admin string) {
 
 func getJSON(t *testing.T, u string, v any) {
 	t.Helper()
-	resp, err := http.Get(u)
+	req, _ := http.NewRequest(http.MethodGet, u, nil)
+	req.Header.Set("Authorization", "Bearer "+adminToken)
+	resp, err := http.DefaultClient.Do(req)
 	require.NoError(t, err)
 	defer resp.Body.Close()
 	require.Equal(t, http.StatusOK, resp.StatusCode)
@@ -196,7 +171,7 @@ func TestDashboard(t *testing.T) {
 		t.Fatalf("node is not installed: %s", missingDeps)
 	}
 	modules := nodeModules(t)
-	browser := chromiumBinary(t)
+	browser := infra.ChromiumBinary(t)
 
 	var s sink
 	sinkSrv := httptest.NewServer(&s)
@@ -212,8 +187,6 @@ func TestDashboard(t *testing.T) {
     maxAttempts: 1
     deadLetterTopic: orders-dead
 `, sinkSrv.URL))
-	const token = "ui-test-token"
-	proxy := tokenProxy(t, admin, token)
 
 	// The screenshot outlives the test (t.TempDir would not): in
 	// UI_SCREENSHOT_DIR, or the system's temp dir.
@@ -227,8 +200,8 @@ func TestDashboard(t *testing.T) {
 	cmd.Env = append(os.Environ(),
 		"NODE_PATH="+modules,
 		"CHROMIUM="+browser,
-		"UI_URL="+proxy.URL+"/ui/",
-		"ADMIN_TOKEN="+token,
+		"UI_URL=http://"+admin+"/ui/",
+		"ADMIN_TOKEN="+adminToken,
 		"API_URL=http://"+api,
 		"SINK_URL="+sinkSrv.URL,
 		"SCREENSHOT="+shot,
@@ -255,6 +228,7 @@ func TestDashboard(t *testing.T) {
 
 	// Resuming delivers what the group kept.
 	req, _ := http.NewRequest(http.MethodPut, "http://"+admin+"/v1/subscriptions/good/resume", nil)
+	req.Header.Set("Authorization", "Bearer "+adminToken)
 	resp, err := http.DefaultClient.Do(req)
 	require.NoError(t, err)
 	resp.Body.Close()
