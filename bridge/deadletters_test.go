@@ -20,7 +20,8 @@ func TestDeadLettersListAndRedrive(t *testing.T) {
 	b := newTestBridge(t, eng, rec)
 	ctx := t.Context()
 	require.NoError(t, b.Start(ctx))
-	_, err := b.CreateSubscription(ctx, Subscription{ID: "billing", Topic: "orders", Sink: "http://127.0.0.1:1/x", MaxAttempts: 3, DeadLetterTopic: "orders-dead"})
+	_, err := b.CreateSubscription(ctx, Subscription{ID: "billing", Topic: "orders", Sink: "http://127.0.0.1:1/x", MaxAttempts: 3, DeadLetterTopic: "orders-dead",
+		MaxInFlight: 1}) // dead letters in the order published
 	require.NoError(t, err)
 	for i := range 4 {
 		e := mkEvent(t, fmt.Sprint("o", i), "order.created")
