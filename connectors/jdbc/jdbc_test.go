@@ -206,11 +206,15 @@ func testUpsert(t *testing.T, tg *target) {
 	}))
 	assert.Equal(t, []string{"a:3", "b:2"}, tg.strings(t, "SELECT "+concat(tg.d, "id", "n")+" FROM up ORDER BY id"))
 
-	// insert mode: a duplicate key fails the whole batch, nothing of it is written.
+	// insert mode: a duplicate key fails its event alone, for good; the
+	// rest of the batch is written.
 	ins := newSink(t, FieldURL, tg.url, FieldTable, "up")
 	err := ins.Put(t.Context(), []event.Event{ev("4", "", map[string]any{"id": "c", "n": 4}), ev("5", "", map[string]any{"id": "a", "n": 5})})
-	require.Error(t, err)
-	assert.Equal(t, []string{"a:3", "b:2"}, tg.strings(t, "SELECT "+concat(tg.d, "id", "n")+" FROM up ORDER BY id"), "one transaction per Put")
+	var pe *connectors.PartialError
+	require.ErrorAs(t, err, &pe)
+	require.Len(t, pe.Failed, 1)
+	assert.ErrorIs(t, pe.Failed[1], bridge.ErrPermanent)
+	assert.Equal(t, []string{"a:3", "b:2", "c:4"}, tg.strings(t, "SELECT "+concat(tg.d, "id", "n")+" FROM up ORDER BY id"))
 }
 
 // testLargePut writes a Put of more rows than one INSERT may bind.

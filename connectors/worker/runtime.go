@@ -84,6 +84,10 @@ const (
 	StatePaused     State = "PAUSED"
 	StateFailed     State = "FAILED"
 	StateUnassigned State = "UNASSIGNED"
+	// StateDegraded is a running sink task whose writes fail: its outside
+	// system is unavailable (events are held, none taken) or no write
+	// succeeded since the last failure (TaskState.LastError says why).
+	StateDegraded State = "DEGRADED"
 )
 
 // Runtime runs connector instances. All methods are safe for concurrent use.
@@ -196,6 +200,9 @@ func (r *Runtime) Start(ctx context.Context) error {
 		if st, ok := states[sc.Name]; ok && st == StatePaused {
 			inst.target = StatePaused
 		}
+		if err := r.openGroups(ctx, inst); err != nil {
+			r.log.Warn("creating the consumer groups of a restored connector; its tasks create them", "connector", sc.Name, "error", err)
+		}
 		r.mu.Lock()
 		r.instances[sc.Name] = inst
 		r.mu.Unlock()
@@ -289,6 +296,10 @@ func (r *Runtime) Create(ctx context.Context, name string, raw map[string]any) (
 		return Info{}, err
 	}
 	inst := r.newInstance(name, cfg.JSON())
+	if err := r.openGroups(ctx, inst); err != nil {
+		_ = r.deleteStored(context.WithoutCancel(ctx), name)
+		return Info{}, err
+	}
 	r.mu.Lock()
 	r.instances[name] = inst
 	r.mu.Unlock()
@@ -324,6 +335,10 @@ func (r *Runtime) Put(ctx context.Context, name string, raw map[string]any) (Inf
 			return Info{}, false, err
 		}
 		inst := r.newInstance(name, cfg.JSON())
+		if err := r.openGroups(ctx, inst); err != nil {
+			_ = r.deleteStored(context.WithoutCancel(ctx), name)
+			return Info{}, false, err
+		}
 		r.mu.Lock()
 		r.instances[name] = inst
 		r.mu.Unlock()
@@ -363,6 +378,9 @@ func (r *Runtime) Put(ctx context.Context, name string, raw map[string]any) (Inf
 	}
 	inst := r.newInstance(name, cfg.JSON())
 	inst.target = old.target
+	if err := r.openGroups(ctx, inst); err != nil {
+		r.log.Warn("creating the consumer groups of a reconfigured connector; its tasks create them", "connector", name, "error", err)
+	}
 	r.mu.Lock()
 	r.instances[name] = inst
 	r.mu.Unlock()
