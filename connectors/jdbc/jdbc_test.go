@@ -114,6 +114,7 @@ func runAll(t *testing.T, tg *target) {
 	t.Run("PutBeyondOneStatement", func(t *testing.T) { testLargePut(t, tg) })
 	t.Run("DeleteOnTombstone", func(t *testing.T) { testDelete(t, tg) })
 	t.Run("AutoCreate", func(t *testing.T) { testAutoCreate(t, tg) })
+	t.Run("BadRowsFailAlone", func(t *testing.T) { testBadRows(t, tg) })
 	if tg.typesTable != "" {
 		t.Run("Types", func(t *testing.T) { testTypes(t, tg) })
 	}
@@ -283,6 +284,45 @@ func testDelete(t *testing.T, tg *target) {
 	require.Len(t, pe.Failed, 1)
 	assert.ErrorIs(t, pe.Failed[0], bridge.ErrPermanent)
 	assert.Equal(t, []string{"b", "c"}, tg.strings(t, "SELECT id FROM del ORDER BY id"))
+}
+
+// One batch of 289 events of which 63 cannot be written: NaN or infinity
+// in a column of a database that stores neither (refused before the
+// database sees them; PostgreSQL stores them), or a value the table's
+// CHECK refuses (found by splitting the failed write). The 226 others are
+// written; only the bad ones fail, for good.
+func testBadRows(t *testing.T, tg *target) {
+	tg.exec(t, `CREATE TABLE badrows (id VARCHAR(20) PRIMARY KEY, f DOUBLE PRECISION, n INT CHECK (n >= 0))`)
+	task := newSink(t, FieldURL, tg.url, FieldTable, "badrows")
+	var evs []event.Event
+	bad := map[int]bool{}
+	for i := range 289 {
+		data := map[string]any{"id": strconv.Itoa(i), "f": 1.5, "n": i}
+		switch {
+		case i%7 == 3 && tg.d != dialectPostgres:
+			data["f"] = []string{"NaN", "Infinity", "-Infinity"}[i%3]
+			if tg.d == dialectSQLite && data["f"] != "NaN" {
+				data["n"] = -1 // SQLite stores infinities: refused by the CHECK instead
+			}
+			bad[i] = true
+		case i%7 == 3 || i%11 == 5:
+			data["n"] = -i
+			bad[i] = i != 0
+		}
+		evs = append(evs, ev(strconv.Itoa(i), "", data))
+	}
+	require.Len(t, bad, 63)
+	err := task.Put(t.Context(), evs)
+	var pe *connectors.PartialError
+	require.ErrorAs(t, err, &pe)
+	for i := range evs {
+		if bad[i] {
+			assert.ErrorIs(t, pe.Failed[i], bridge.ErrPermanent, "event %d", i)
+		} else {
+			assert.NotContains(t, pe.Failed, i, "event %d", i)
+		}
+	}
+	assert.Equal(t, []string{"226"}, tg.strings(t, "SELECT COUNT(*) FROM badrows"))
 }
 
 func testAutoCreate(t *testing.T, tg *target) {
