@@ -66,7 +66,7 @@ var SinkSpec = connectors.Spec{
 		connectors.Field{Name: FieldUpsert, Type: connectors.TypeBool, Default: false, Description: "Replace the document whose key.field equals the event's (insert it if none); off: insert every event."},
 	),
 	New: func() connectors.Connector {
-		return connectors.NewConnector(func() connectors.Task { return &SinkTask{} }, connectors.EveryTask)
+		return connectors.NewConnector(func() connectors.Task { return &SinkTask{} }, splitSink)
 	},
 	Check: checkSink,
 }
@@ -92,6 +92,15 @@ var SourceSpec = connectors.Spec{
 func init() {
 	connectors.Register(SinkSpec)
 	connectors.Register(SourceSpec)
+}
+
+// splitSink runs tasks.max tasks, or one when upserting: writes of one key
+// must land in order, and the tasks of a sink share one consumer group.
+func splitSink(cfg connectors.Config, maxTasks int) []connectors.Config {
+	if cfg.Bool(FieldUpsert) {
+		maxTasks = 1
+	}
+	return connectors.EveryTask(cfg, maxTasks)
 }
 
 func checkCommon(cfg connectors.Config) []connectors.FieldError {

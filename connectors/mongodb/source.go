@@ -3,6 +3,7 @@ package mongodb
 import (
 	"context"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/cloudevents/sdk-go/v2/event"
@@ -166,7 +167,7 @@ func (t *SourceTask) pollQuery(ctx context.Context) ([]connectors.Record, error)
 		if err != nil {
 			return nil, fmt.Errorf("encoding the offset: %w", err)
 		}
-		ev, err := t.newEvent(idString(id), doc)
+		ev, err := t.newEvent(t.eventID(id, v), doc)
 		if err != nil {
 			return nil, err
 		}
@@ -232,6 +233,22 @@ func (t *SourceTask) newEvent(id string, doc bson.Raw) (event.Event, error) {
 		return event.Event{}, fmt.Errorf("setting the event data: %w", err)
 	}
 	return ev, nil
+}
+
+// eventID identifies one version of a document: its _id, and with a
+// poll.field other than _id (a document read again after an update) the
+// value of that field, so the mesh's duplicate window, which drops a
+// second event of one id, keeps every update while a document read twice
+// (after a restart) has the same id both times.
+func (t *SourceTask) eventID(id, v bson.RawValue) string {
+	if t.field == "_id" {
+		return idString(id)
+	}
+	b, err := bson.MarshalExtJSON(bson.D{{Key: "v", Value: v}}, true, false)
+	if err != nil {
+		return idString(id) + "@" + v.String()
+	}
+	return idString(id) + "@" + strings.TrimSuffix(strings.TrimPrefix(string(b), `{"v":`), "}")
 }
 
 // idString renders a document _id for the event id: the hex of an
