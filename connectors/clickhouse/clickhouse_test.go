@@ -88,6 +88,7 @@ func TestClickHouse(t *testing.T) {
 	t.Run("SinkTypes", func(t *testing.T) { testSinkTypes(t, s) })
 	t.Run("SinkColumns", func(t *testing.T) { testSinkColumns(t, s) })
 	t.Run("SinkConfigErrors", func(t *testing.T) { testSinkConfigErrors(t, s) })
+	t.Run("SinkUnreachableHolds", func(t *testing.T) { testSinkUnreachable(t, s) })
 	t.Run("SourceTypes", func(t *testing.T) { testSourceTypes(t, s) })
 	t.Run("SourceOffsets", func(t *testing.T) { testSourceOffsets(t, s) })
 }
@@ -278,6 +279,24 @@ func testSinkConfigErrors(t *testing.T, s *server) {
 	cfg := connectortest.Config(t, SinkSpec, FieldURL, s.url("cfg"), FieldTable, "t")
 	assert.Equal(t, int64(DefaultBatchSize), cfg.Int(connectors.FieldBatchSize), "large batches by default")
 	assert.Equal(t, DefaultBatchWait, cfg.Duration(connectors.FieldBatchWait))
+}
+
+// A server that cannot be reached holds the batch (bridge.Unavailable: no
+// attempt spent) instead of failing its events one attempt at a time.
+func testSinkUnreachable(t *testing.T, s *server) {
+	s.database(t, "down", "CREATE TABLE $db.t (id UInt64) ENGINE = MergeTree ORDER BY id")
+	p := infra.StartProxy(t, s.addr)
+	task := newSink(t, FieldURL, "clickhouse://default@"+p.Addr+"/down?dial_timeout=1s", FieldTable, "t")
+	p.SetFailing(true)
+	failed := failedOf(t, task.Put(t.Context(), []event.Event{ev("1", `{"id": 1}`), ev("2", `{"id": 2}`)}))
+	require.Len(t, failed, 2)
+	for i, err := range failed {
+		class, _ := bridge.Classify(err)
+		assert.Equal(t, bridge.Unavailable, class, "event %d: %v", i, err)
+	}
+	p.SetFailing(false)
+	require.Eventually(t, func() bool { return task.Put(t.Context(), []event.Event{ev("3", `{"id": 3}`)}) == nil },
+		30*time.Second, 100*time.Millisecond, "writes again once the server is back")
 }
 
 // Rows become JSON with proper types.

@@ -126,7 +126,7 @@ func (t *SinkTask) Put(ctx context.Context, events []event.Event) error {
 	rows, failed := t.rows(events)
 	if t.unknownFields(failed) && time.Since(t.loaded) > reloadEvery {
 		if err := t.load(ctx); err != nil {
-			return err
+			return failure(err)
 		}
 		rows, failed = t.rows(events)
 	}
@@ -136,6 +136,7 @@ func (t *SinkTask) Put(ctx context.Context, events []event.Event) error {
 	var sendErr error
 	for _, block := range groupByColumns(rows) {
 		if err := t.insert(ctx, block, failed); err != nil {
+			err = failure(err)
 			sendErr = err
 			for _, r := range block {
 				if _, ok := failed[r.event]; !ok {
