@@ -334,6 +334,14 @@ func boolValue(d dialect, v any) (any, error) {
 // array (a JSON column read by a source that has no JSON type, like
 // MariaDB's) is that JSON; other strings are JSON strings.
 func jsonText(v any) (any, error) {
+	if r, ok := v.(rawJSON); ok {
+		if s, ok := decodeJSON(json.RawMessage(r)); ok == nil {
+			if str, isStr := s.(string); isStr {
+				return jsonText(str) // a string holding JSON: that JSON
+			}
+		}
+		return string(r), nil
+	}
 	if s, ok := v.(string); ok {
 		t := strings.TrimSpace(s)
 		if (strings.HasPrefix(t, "{") || strings.HasPrefix(t, "[")) && json.Valid([]byte(t)) {

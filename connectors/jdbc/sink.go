@@ -462,10 +462,8 @@ func (t *SinkTask) toOp(e *event.Event) (*op, error) {
 		}
 		return &op{del: true, vals: key}, nil
 	}
-	dec := json.NewDecoder(bytes.NewReader(data))
-	dec.UseNumber()
-	var m map[string]any
-	if err := dec.Decode(&m); err != nil {
+	var m map[string]json.RawMessage
+	if err := json.Unmarshal(data, &m); err != nil {
 		return nil, fmt.Errorf("data is not a JSON object: %v", err)
 	}
 	o := &op{}
@@ -482,21 +480,30 @@ func (t *SinkTask) toOp(e *event.Event) (*op, error) {
 		if col == t.version && col != "" {
 			continue // written from the event's position
 		}
+		raw, err := decodeJSON(m[k])
+		if err != nil {
+			return nil, fmt.Errorf("field %q: %v", k, err)
+		}
 		c, ok := t.cols[col]
 		if !ok {
 			if unknown == nil {
 				unknown = map[string]any{}
 			}
-			unknown[col] = m[k]
+			unknown[col] = raw
 			continue
 		}
-		v, err := c.value(t.d, m[k])
+		var v any
+		if c.fam == famJSON && raw != nil {
+			v, err = jsonText(rawJSON(m[k]))
+		} else {
+			v, err = c.value(t.d, raw)
+		}
 		if err != nil {
 			return nil, fmt.Errorf("field %q → column %q (%s): %w", k, col, c.typ, err)
 		}
 		o.cols = append(o.cols, col)
 		o.vals = append(o.vals, v)
-		o.raw = append(o.raw, m[k])
+		o.raw = append(o.raw, raw)
 	}
 	if len(unknown) > 0 {
 		t.unknown = append(t.unknown, unknown)
@@ -547,3 +554,16 @@ func (t *SinkTask) keyOf(subject string) ([]any, error) {
 	}
 	return out, nil
 }
+
+// decodeJSON decodes one JSON value, numbers as json.Number (exact).
+func decodeJSON(b json.RawMessage) (any, error) {
+	dec := json.NewDecoder(bytes.NewReader(b))
+	dec.UseNumber()
+	var v any
+	err := dec.Decode(&v)
+	return v, err
+}
+
+// rawJSON is JSON text kept as it came (its key order, its numbers) for a
+// JSON column.
+type rawJSON json.RawMessage
