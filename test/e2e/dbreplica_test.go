@@ -72,6 +72,14 @@ func TestMariaDBReplicatedIntoPostgres(t *testing.T) {
 			m.start()
 		}
 	}
+	defer func() {
+		if t.Failed() {
+			for _, n := range []string{"items-cdc", "items-pg"} {
+				_, body := m.adminCall(http.MethodGet, "/v1/connectors/"+n+"/status", nil)
+				t.Logf("status of %s: %s", n, body)
+			}
+		}
+	}()
 	require.EventuallyWithT(t, func(c *assert.CollectT) {
 		want, err := rowsOf(my, "SELECT id, name, price, big, f, at, data FROM items ORDER BY id")
 		require.NoError(c, err)
