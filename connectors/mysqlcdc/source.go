@@ -386,6 +386,16 @@ func (t *Task) takeSnapshot(ctx context.Context) (position, error) {
 			return position{}, err
 		}
 	}
+	// Streaming starts where the snapshot was taken — or, when this one
+	// retakes a snapshot cut short, where the first was: rows it sent may
+	// have been deleted or changed since, which only the binlog between the
+	// two says. (Changes replayed after the newer snapshot rows leave each
+	// row, once the stream passes this snapshot, as it is now.)
+	from := pos
+	if t.start.File != "" || t.start.GTID != "" {
+		from = t.start
+		from.Snapshot, from.Skip = false, 0
+	}
 	tables, err := t.selectedTables(ctx)
 	if err != nil {
 		return position{}, err
@@ -421,7 +431,7 @@ func (t *Task) takeSnapshot(ctx context.Context) (position, error) {
 				return err
 			}
 			rec := recs[0]
-			rec.Offset = offset(position{File: pos.File, Pos: pos.Pos, GTID: pos.GTID, Snapshot: true})
+			rec.Offset = offset(position{File: from.File, Pos: from.Pos, GTID: from.GTID, Snapshot: true})
 			if held != nil {
 				if sendErr = t.send(ctx, *held); sendErr != nil {
 					return sendErr
@@ -438,13 +448,13 @@ func (t *Task) takeSnapshot(ctx context.Context) (position, error) {
 		}
 	}
 	if held != nil {
-		held.Offset = offset(pos)
+		held.Offset = offset(from)
 		if err := t.send(ctx, *held); err != nil {
 			return position{}, err
 		}
 	}
 	_, _ = conn.Execute("COMMIT")
-	return pos, nil
+	return from, nil
 }
 
 func offset(p position) string {

@@ -78,6 +78,9 @@ func TestMariaDBReplicatedIntoPostgres(t *testing.T) {
 				_, body := m.adminCall(http.MethodGet, "/v1/connectors/"+n+"/status", nil)
 				t.Logf("status of %s: %s", n, body)
 			}
+			seqs, _ := rowsOf(pg, "SELECT id, seq FROM items ORDER BY id")
+			t.Logf("DEBUG pg seqs: %v", seqs)
+			t.Logf("DEBUG log: %s", m.logString())
 		}
 	}()
 	require.EventuallyWithT(t, func(c *assert.CollectT) {
