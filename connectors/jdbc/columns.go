@@ -461,3 +461,14 @@ func jsonKind(v any) string {
 	}
 	return fmt.Sprintf("%T", v)
 }
+
+// boolValue is a boolean as the dialect's driver writes it.
+func (d dialect) boolValue(b bool) any {
+	if d == dialectPostgres {
+		return b
+	}
+	if b {
+		return int64(1)
+	}
+	return int64(0)
+}

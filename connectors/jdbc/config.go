@@ -44,6 +44,7 @@ const (
 	FieldVersionColumn   = "version.column"
 	FieldAutoCreateTypes = "auto.create.types"
 	FieldTruncateEnabled = "truncate.enabled"
+	FieldDeletedColumn   = "deleted.column"
 )
 
 // Source modes.
@@ -105,6 +106,7 @@ var SinkSpec = connectors.Spec{
 		{Name: FieldDeleteEnabled, Type: connectors.TypeBool, Default: false, Description: "Delete the row of a tombstone (an event without data); the key is the event subject (several pk.fields: a JSON object)."},
 		{Name: FieldTruncateEnabled, Type: connectors.TypeBool, Default: false, Description: "Delete every row of the table on an event with the extension cdcop=t (mysql-cdc-source's TRUNCATE); off, such an event fails for good."},
 		{Name: FieldFieldsMapping, Type: connectors.TypeMap, Description: "Explicit mapping data field → column; only mapped fields are written. Default: every top-level field to the column of its name."},
+		{Name: FieldDeletedColumn, Type: connectors.TypeString, Description: "Boolean column: a tombstone marks the key's row deleted (true; written rows false) instead of deleting it, so no older write redelivered after a crash brings it back; needs version.column and insert.mode upsert. Read the table WHERE NOT <column>."},
 		{Name: FieldVersionColumn, Type: connectors.TypeString, Description: "Integer column written with each event's mesh sequence: upserts and deletes only move a row forward, so retries and tasks.max > 1 keep the latest write of each key. Without it, upserts and deletes run one task, in order."},
 	},
 	New: func() connectors.Connector {
@@ -172,6 +174,16 @@ func checkSink(cfg connectors.Config) []connectors.FieldError {
 	}
 	if v := cfg.String(FieldVersionColumn); v != "" && slices.Contains(pk, v) {
 		errs = append(errs, connectors.FieldError{Field: FieldVersionColumn, Reason: "must not be a key column"})
+	}
+	if d := cfg.String(FieldDeletedColumn); d != "" {
+		switch {
+		case cfg.String(FieldVersionColumn) == "":
+			errs = append(errs, connectors.FieldError{Field: FieldDeletedColumn, Reason: "needs " + FieldVersionColumn})
+		case cfg.String(FieldInsertMode) != InsertModeUpsert:
+			errs = append(errs, connectors.FieldError{Field: FieldDeletedColumn, Reason: "needs insert.mode upsert"})
+		case slices.Contains(pk, d) || d == cfg.String(FieldVersionColumn):
+			errs = append(errs, connectors.FieldError{Field: FieldDeletedColumn, Reason: "must be a column of its own"})
+		}
 	}
 	return errs
 }

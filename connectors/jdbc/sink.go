@@ -49,6 +49,7 @@ type SinkTask struct {
 	truncate bool
 	mapping  map[string]string
 	version  string // version.column
+	deleted  string // deleted.column
 	// ordered: upserts or deletes without a version column, whose order
 	// matters: every failure but a refused row holds the batch, so a
 	// retry never lands after a later write of its key.
@@ -72,6 +73,7 @@ func (t *SinkTask) Start(ctx context.Context, cfg connectors.Config) error {
 	t.truncate = cfg.Bool(FieldTruncateEnabled)
 	t.mapping = cfg.Map(FieldFieldsMapping)
 	t.version = cfg.String(FieldVersionColumn)
+	t.deleted = cfg.String(FieldDeletedColumn)
 	t.ordered = ordered(cfg)
 	d, db, err := open(ctx, cfg.String(FieldURL))
 	if err != nil {
@@ -87,10 +89,17 @@ func (t *SinkTask) Start(ctx context.Context, cfg connectors.Config) error {
 		return fmt.Errorf("%s: table %q does not exist (create it, or set %s)", FieldTable, t.table, FieldAutoCreate)
 	}
 	if t.cols != nil {
-		for _, k := range append(slices.Clone(t.pk), t.version) {
+		for _, k := range append(slices.Clone(t.pk), t.version, t.deleted) {
 			if _, ok := t.cols[k]; k != "" && !ok {
+				field := FieldPKFields
+				switch k {
+				case t.version:
+					field = FieldVersionColumn
+				case t.deleted:
+					field = FieldDeletedColumn
+				}
 				t.Stop(ctx) //nolint:errcheck
-				return fmt.Errorf("table %q has no column %q (named by %s)", t.table, k, map[bool]string{true: FieldVersionColumn, false: FieldPKFields}[k == t.version])
+				return fmt.Errorf("table %q has no column %q (named by %s)", t.table, k, field)
 			}
 		}
 	}
@@ -228,6 +237,19 @@ func (t *SinkTask) ops(events []event.Event, pos []connectors.Position) (ops []*
 		if pos != nil {
 			o.seq = pos[i].Sequence
 		}
+		tomb := o.del
+		if t.deleted != "" && o.del {
+			// A soft delete: the key's row marked deleted (kept, with
+			// its version, so no older write brings it back).
+			o.del = false
+			o.cols = slices.Clone(t.pk)
+			o.raw = make([]any, len(t.pk))
+		}
+		if t.deleted != "" && !o.truncate {
+			o.cols = append(o.cols, t.deleted)
+			o.vals = append(o.vals, t.d.boolValue(tomb))
+			o.raw = append(o.raw, nil)
+		}
 		if t.version != "" && !o.del && !o.truncate {
 			o.cols = append(o.cols, t.version)
 			o.vals = append(o.vals, int64(o.seq))
@@ -313,15 +335,18 @@ func (t *SinkTask) evolve(ctx context.Context, ops []*op, missing map[int]error)
 		}
 	}
 	t.unknown = nil
-	if _, ok := sample[t.version]; t.version != "" && !ok {
-		order = append(order, t.version)
-		sample[t.version] = nil
-		if _, ok := t.types[t.version]; !ok {
+	for col, typ := range map[string]string{t.version: "BIGINT", t.deleted: "BOOLEAN"} {
+		if _, ok := sample[col]; col == "" || ok {
+			continue
+		}
+		order = append(order, col)
+		sample[col] = nil
+		if _, ok := t.types[col]; !ok {
 			t.types = maps.Clone(t.types)
 			if t.types == nil {
 				t.types = map[string]string{}
 			}
-			t.types[t.version] = "BIGINT"
+			t.types[col] = typ
 		}
 	}
 	if t.cols == nil {
@@ -357,8 +382,20 @@ func (t *SinkTask) write(ctx context.Context, ops []*op) error {
 		var q string
 		var args []any
 		switch o := group[0]; {
+		case o.truncate && t.deleted != "":
+			v, d := t.d.quote(t.version), t.d.quote(t.deleted)
+			q = fmt.Sprintf("UPDATE %s SET %s = %s, %s = %s WHERE %s IS NULL OR %s < %s", t.d.quote(t.table),
+				d, t.d.placeholder(1), v, t.d.placeholder(2), v, v, t.d.placeholder(3))
+			args = []any{t.d.boolValue(true), int64(o.seq), int64(o.seq)}
 		case o.truncate:
 			q = "DELETE FROM " + t.d.quote(t.table)
+			if t.version != "" {
+				// Only rows written before the TRUNCATE: one redelivered
+				// after a crash must not wipe later rows.
+				v := t.d.quote(t.version)
+				q += fmt.Sprintf(" WHERE %s IS NULL OR %s < %s", v, v, t.d.placeholder(1))
+				args = []any{int64(o.seq)}
+			}
 		case o.del:
 			q, args = t.d.deleteSQL(t.table, t.pk, t.version), o.vals
 			if t.version != "" {
@@ -477,8 +514,8 @@ func (t *SinkTask) toOp(e *event.Event) (*op, error) {
 			}
 			col = c
 		}
-		if col == t.version && col != "" {
-			continue // written from the event's position
+		if col != "" && (col == t.version || col == t.deleted) {
+			continue // written by the sink
 		}
 		raw, err := decodeJSON(m[k])
 		if err != nil {
