@@ -79,10 +79,11 @@ func TestRoundTripEveryType(t *testing.T) {
 			tg.exec(t, "CREATE TABLE rt_src ("+rt.columns+")")
 			tg.exec(t, "CREATE TABLE rt_dst ("+rt.columns+")")
 			tg.exec(t, "INSERT INTO rt_src VALUES "+strings.Join(rt.rows, ", "))
-			e.create("rt-src-"+name, map[string]any{connectors.FieldConnectorType: SourceType, connectors.FieldTopic: "rt." + name,
-				FieldURL: urls[name], FieldTable: "rt_src", FieldMode: ModeIncrementing, FieldIncrementing: "id", FieldPollInterval: "50ms"})
+			// The sink first: its group starts at the events published after it.
 			e.create("rt-dst-"+name, map[string]any{connectors.FieldConnectorType: SinkType, connectors.FieldTopic: "rt." + name,
 				FieldURL: urls[name], FieldTable: "rt_dst"})
+			e.create("rt-src-"+name, map[string]any{connectors.FieldConnectorType: SourceType, connectors.FieldTopic: "rt." + name,
+				FieldURL: urls[name], FieldTable: "rt_src", FieldMode: ModeIncrementing, FieldIncrementing: "id", FieldPollInterval: "50ms"})
 			if !assert.Eventually(t, func() bool { return countOf(t, tg, "rt_dst") == len(rt.rows) }, 30*time.Second, 50*time.Millisecond, "the rows arrive") {
 				st, _ := e.rt.Status("rt-dst-" + name)
 				src, _ := e.rt.Status("rt-src-" + name)
