@@ -115,6 +115,7 @@ func runAll(t *testing.T, tg *target) {
 	t.Run("DeleteOnTombstone", func(t *testing.T) { testDelete(t, tg) })
 	t.Run("AutoCreate", func(t *testing.T) { testAutoCreate(t, tg) })
 	t.Run("BadRowsFailAlone", func(t *testing.T) { testBadRows(t, tg) })
+	t.Run("VersionGuard", func(t *testing.T) { testVersionGuard(t, tg) })
 	if tg.typesTable != "" {
 		t.Run("Types", func(t *testing.T) { testTypes(t, tg) })
 	}
@@ -323,6 +324,36 @@ func testBadRows(t *testing.T, tg *target) {
 		}
 	}
 	assert.Equal(t, []string{"226"}, tg.strings(t, "SELECT COUNT(*) FROM badrows"))
+}
+
+// With version.column a write only moves a row forward, whatever order
+// the events come in (a retry, a redelivery after a crash, another task);
+// with deleted.column too, a deleted row stays deleted against older
+// writes, and a TRUNCATE marks only the rows written before it.
+func testVersionGuard(t *testing.T, tg *target) {
+	tg.exec(t, `CREATE TABLE vg (id VARCHAR(20) PRIMARY KEY, n BIGINT, seq BIGINT, deleted BOOLEAN)`)
+	task := newSink(t, FieldURL, tg.url, FieldTable, "vg", FieldInsertMode, "upsert", FieldPKFields, "id", FieldDeleteEnabled, true,
+		FieldTruncateEnabled, true, FieldVersionColumn, "seq", FieldDeletedColumn, "deleted")
+	put := func(seq uint64, e event.Event) {
+		t.Helper()
+		require.NoError(t, task.PutPositions(t.Context(), []event.Event{e}, []connectors.Position{{Topic: "t", Sequence: seq}}))
+	}
+	rows := func() []string {
+		return tg.strings(t, "SELECT "+concat(tg.d, "id", concat(tg.d, "n", concat(tg.d, "seq", "CASE WHEN deleted THEN 'x' ELSE '-' END")))+" FROM vg ORDER BY id")
+	}
+	put(10, ev("a1", "", map[string]any{"id": "a", "n": 1}))
+	put(30, ev("a3", "", map[string]any{"id": "a", "n": 3}))
+	put(20, ev("a2", "", map[string]any{"id": "a", "n": 2})) // late: skipped
+	put(11, ev("b1", "", map[string]any{"id": "b", "n": 1}))
+	put(40, ev("bd", "b", nil))                              // tombstone: b marked deleted
+	put(11, ev("b1", "", map[string]any{"id": "b", "n": 1})) // redelivered: b stays deleted
+	assert.Equal(t, []string{"a:3:30:-", "b:1:40:x"}, rows())
+	truncate := ev("tr", "", nil)
+	truncate.SetExtension("cdcop", "t")
+	put(50, ev("c1", "", map[string]any{"id": "c", "n": 1}))
+	put(45, truncate)                                        // a TRUNCATE redelivered after c was written
+	put(30, ev("a3", "", map[string]any{"id": "a", "n": 3})) // and a redelivery from before it
+	assert.Equal(t, []string{"a:3:45:x", "b:1:45:x", "c:1:50:-"}, rows())
 }
 
 func testAutoCreate(t *testing.T, tg *target) {
