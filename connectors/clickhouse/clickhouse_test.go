@@ -316,7 +316,7 @@ func testSourceTypes(t *testing.T, s *server) {
 	require.NoError(t, err)
 	require.Len(t, recs, 1)
 	e := recs[0].Event
-	assert.JSONEq(t, `{"id": 1, "big": 18446744073709551615, "f": 1.5, "dec": "12.5", "dt": "2026-11-23T10:00:00Z",
+	assert.JSONEq(t, `{"id": 1, "big": 18446744073709551615, "f": 1.5, "dec": "12.5000", "dt": "2026-11-23T10:00:00Z",
 		"d": "2026-11-23T00:00:00Z", "u": "2b0e7a0a-0000-4000-8000-000000000001", "n": null, "arr": ["x", "y"], "e": "b", "s": "hé"}`, string(e.Data()))
 	assert.Equal(t, "1", e.Subject())
 	assert.Equal(t, "/clickhouse/t", e.Source())

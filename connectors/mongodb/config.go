@@ -36,6 +36,13 @@ const (
 	FieldPollInterval = "poll.interval"
 	FieldPollBatch    = "poll.batch"
 	FieldEventType    = "event.type"
+	FieldJSONFormat   = "json.format"
+)
+
+// Extended JSON formats of the source's events.
+const (
+	JSONRelaxed   = "relaxed"
+	JSONCanonical = "canonical"
 )
 
 // Source modes.
@@ -82,6 +89,7 @@ var SourceSpec = connectors.Spec{
 		connectors.Field{Name: FieldPollInterval, Type: connectors.TypeDuration, Default: time.Second, Description: "Pause between polls that found nothing."},
 		connectors.Field{Name: FieldPollBatch, Type: connectors.TypeInt, Default: int64(500), Description: "Most documents (or changes) per poll (1 to 10000)."},
 		connectors.Field{Name: FieldEventType, Type: connectors.TypeString, Default: DefaultEventType, Description: "CloudEvents type of the events."},
+		connectors.Field{Name: FieldJSONFormat, Type: connectors.TypeString, Default: JSONRelaxed, Enum: []string{JSONRelaxed, JSONCanonical}, Description: "MongoDB Extended JSON of the data: relaxed (numbers as plain JSON numbers: an Int64 that fits 32 bits comes back from mongodb-sink as an Int32) or canonical (every BSON type kept: {\"$numberLong\": \"5\"}, {\"$numberDouble\": \"2.0\"})."},
 	),
 	New: func() connectors.Connector {
 		return connectors.NewConnector(func() connectors.Task { return &SourceTask{} }, connectors.OneTask) // a collection is read by one task

@@ -303,3 +303,47 @@ func TestMongoDBSinkUnreachableHolds(t *testing.T) {
 	require.Eventually(t, func() bool { return task.Put(t.Context(), []event.Event{jsonEvent(t, "3", `{"v": 3}`)}) == nil },
 		30*time.Second, 100*time.Millisecond, "writes again once the server is back")
 }
+
+// With json.format canonical every BSON type survives mongodb-source →
+// mongodb-sink: Int64 stays Int64 (relaxed JSON brings a small one back as
+// Int32), a double 2.0 stays a double, a decimal keeps its trailing zero.
+func TestMongoDBCanonicalRoundTrip(t *testing.T) {
+	uri := infra.StartFerretDB(t)
+	db := client(t, uri).Database("meshd")
+	doc := bson.D{{Key: "_id", Value: "k"}, {Key: "i64", Value: int64(5)}, {Key: "i32", Value: int32(6)}, {Key: "d", Value: 2.0},
+		{Key: "at", Value: bson.DateTime(1_700_000_000_123)}, {Key: "arr", Value: bson.A{int64(1), "x"}}}
+	_, err := db.Collection("canon_src").InsertOne(t.Context(), doc)
+	require.NoError(t, err)
+	for _, c := range []struct {
+		format  string
+		wantI64 any
+	}{{"canonical", int64(5)}, {"relaxed", int32(5)}} {
+		t.Run(c.format, func(t *testing.T) {
+			cfg, err := mongodb.SourceSpec.Validate(map[string]any{"connector.type": mongodb.SourceType, "topic": "t",
+				"uri": uri, "database": "meshd", "collection": "canon_src", "json.format": c.format})
+			require.NoError(t, err)
+			src := &mongodb.SourceTask{}
+			src.Init(connectortest.TaskContext(nil))
+			require.NoError(t, src.Start(t.Context(), cfg))
+			defer src.Stop(context.Background())
+			recs, err := src.Poll(t.Context())
+			require.NoError(t, err)
+			require.Len(t, recs, 1)
+			sink := newSinkTask(t, map[string]any{"uri": uri, "database": "meshd", "collection": "canon_" + c.format})
+			require.NoError(t, sink.Put(t.Context(), []event.Event{recs[0].Event}))
+			var got bson.D
+			require.NoError(t, db.Collection("canon_"+c.format).FindOne(t.Context(), bson.D{}).Decode(&got))
+			m := bson.M{}
+			for _, e := range got {
+				m[e.Key] = e.Value
+			}
+			assert.Equal(t, c.wantI64, m["i64"])
+			assert.Equal(t, int32(6), m["i32"])
+			assert.Equal(t, 2.0, m["d"])
+			assert.Equal(t, bson.DateTime(1_700_000_000_123), m["at"])
+			if c.format == "canonical" {
+				assert.Equal(t, doc, got, "the document, type for type")
+			}
+		})
+	}
+}

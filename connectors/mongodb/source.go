@@ -41,6 +41,7 @@ type SourceTask struct {
 	field     string
 	interval  time.Duration
 	batch     int64
+	canonical bool // json.format canonical
 
 	// poll mode: the position after the last document returned.
 	lastV, lastID bson.RawValue
@@ -62,6 +63,7 @@ func (t *SourceTask) Start(ctx context.Context, cfg connectors.Config) error {
 	t.field = cfg.String(FieldPollField)
 	t.interval = cfg.Duration(FieldPollInterval)
 	t.batch = cfg.Int(FieldPollBatch)
+	t.canonical = cfg.String(FieldJSONFormat) == JSONCanonical
 	var offset string
 	if t.tc != nil {
 		offset = t.tc.Offsets()[t.partition]
@@ -220,7 +222,7 @@ func (t *SourceTask) pollStream(ctx context.Context) ([]connectors.Record, error
 }
 
 func (t *SourceTask) newEvent(id string, doc bson.Raw) (event.Event, error) {
-	data, err := bson.MarshalExtJSON(doc, false, false)
+	data, err := bson.MarshalExtJSON(doc, t.canonical, false)
 	if err != nil {
 		return event.Event{}, fmt.Errorf("encoding a document of %s as JSON: %w", t.partition, err)
 	}
