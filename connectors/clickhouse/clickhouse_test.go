@@ -89,6 +89,7 @@ func TestClickHouse(t *testing.T) {
 	t.Run("SinkColumns", func(t *testing.T) { testSinkColumns(t, s) })
 	t.Run("SinkConfigErrors", func(t *testing.T) { testSinkConfigErrors(t, s) })
 	t.Run("SinkUnreachableHolds", func(t *testing.T) { testSinkUnreachable(t, s) })
+	t.Run("SinkReplica", func(t *testing.T) { testSinkReplica(t, s) })
 	t.Run("SourceTypes", func(t *testing.T) { testSourceTypes(t, s) })
 	t.Run("SourceOffsets", func(t *testing.T) { testSourceOffsets(t, s) })
 }
@@ -297,6 +298,37 @@ func testSinkUnreachable(t *testing.T, s *server) {
 	p.SetFailing(false)
 	require.Eventually(t, func() bool { return task.Put(t.Context(), []event.Event{ev("3", `{"id": 3}`)}) == nil },
 		30*time.Second, 100*time.Millisecond, "writes again once the server is back")
+}
+
+// A replica table (ReplacingMergeTree by the version column): read FINAL
+// WHERE deleted = 0 it holds the latest write of every key, whatever order
+// the events come in; tombstones and a TRUNCATE hide older rows, even ones
+// that arrive after them.
+func testSinkReplica(t *testing.T, s *server) {
+	s.database(t, "replica", "CREATE TABLE $db.t (id Int32, n Int64, seq UInt64, deleted UInt8) ENGINE = ReplacingMergeTree(seq) ORDER BY id")
+	task := newSink(t, FieldURL, s.url("replica"), FieldTable, "t", FieldPKFields, "id", FieldDeleteEnabled, true,
+		FieldTruncateEnabled, true, FieldVersionColumn, "seq", FieldDeletedColumn, "deleted")
+	put := func(seq uint64, e event.Event) {
+		t.Helper()
+		require.NoError(t, task.PutPositions(t.Context(), []event.Event{e}, []connectors.Position{{Topic: "t", Sequence: seq}}))
+	}
+	rows := func() []string {
+		return s.strings(t, "SELECT concat(toString(id), ':', toString(n), ':', toString(seq)) FROM replica.t FINAL WHERE deleted = 0 ORDER BY id")
+	}
+	tomb := ev("bd", "")
+	tomb.SetSubject("2")
+	put(10, ev("a1", `{"id": 1, "n": 1}`))
+	put(30, ev("a3", `{"id": 1, "n": 3}`))
+	put(20, ev("a2", `{"id": 1, "n": 2}`)) // late
+	put(11, ev("b1", `{"id": 2, "n": 1}`))
+	put(40, tomb)
+	put(11, ev("b1", `{"id": 2, "n": 1}`)) // redelivered after its tombstone
+	assert.Equal(t, []string{"1:3:30"}, rows())
+	truncate := ev("tr", "")
+	truncate.SetExtension("cdcop", "t")
+	require.NoError(t, task.PutPositions(t.Context(), []event.Event{ev("c1", `{"id": 3, "n": 1}`), truncate, ev("a3", `{"id": 1, "n": 3}`)},
+		[]connectors.Position{{Sequence: 50}, {Sequence: 45}, {Sequence: 30}}), "a TRUNCATE redelivered after c was written, then a row from before it")
+	assert.Equal(t, []string{"3:1:50"}, rows())
 }
 
 // Rows become JSON with proper types.

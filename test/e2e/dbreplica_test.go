@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	_ "github.com/ClickHouse/clickhouse-go/v2"
 	_ "github.com/go-sql-driver/mysql"
 	_ "github.com/jackc/pgx/v5/stdlib"
 	"github.com/stretchr/testify/assert"
@@ -19,11 +20,13 @@ import (
 	"github.com/meshd/meshd/test/infra"
 )
 
-// A MariaDB table is replicated into PostgreSQL with two connector configs
-// and nothing else — mysql-cdc-source with unwrap, jdbc-sink upserting
-// with a version column and marking rows deleted on tombstones — through a
+// A MariaDB table is replicated into PostgreSQL and into ClickHouse with a
+// connector config each and nothing else — mysql-cdc-source with unwrap;
+// jdbc-sink upserting with a version column and marking rows deleted on
+// tombstones; clickhouse-sink into a ReplacingMergeTree by that version,
+// tombstones as rows marked deleted — through a
 // mixed workload of inserts, updates (the key too), deletes and a
-// TRUNCATE, with meshd killed -9 in the middle: at the end both tables
+// TRUNCATE, with meshd killed -9 in the middle: at the end the three tables
 // hold the same rows, byte for byte in every column (unicode, decimals,
 // unsigned 64-bit integers, floats, times, blobs).
 //
@@ -32,7 +35,7 @@ import (
 // late upsert from overwriting a newer one, the deleted column keeps it
 // from bringing a deleted row back (a hard delete could not: the row and
 // its version are gone).
-func TestMariaDBReplicatedIntoPostgres(t *testing.T) {
+func TestMariaDBReplicatedIntoPostgresAndClickHouse(t *testing.T) {
 	dsn := infra.StartMariaDB(t, true) // root@tcp(127.0.0.1:PORT)/meshd
 	addr := strings.TrimSuffix(strings.TrimPrefix(dsn, "root@tcp("), ")/"+infra.MariaDBDatabase)
 	my, err := sql.Open("mysql", dsn+"?parseTime=true&loc=UTC&charset=utf8mb4")
@@ -42,11 +45,18 @@ func TestMariaDBReplicatedIntoPostgres(t *testing.T) {
 	pg, err := sql.Open("pgx", pgURL)
 	require.NoError(t, err)
 	t.Cleanup(func() { pg.Close() })
+	chURL := "clickhouse://default@" + infra.StartClickHouse(t) + "/default"
+	ch, err := sql.Open("clickhouse", chURL)
+	require.NoError(t, err)
+	t.Cleanup(func() { ch.Close() })
 
 	mustExec(t, my, `CREATE TABLE items (id INT PRIMARY KEY, name VARCHAR(40) CHARACTER SET utf8mb4, price DECIMAL(12,2),
 		big BIGINT UNSIGNED, f DOUBLE, at DATETIME(6), data BLOB)`)
 	mustExec(t, pg, `CREATE TABLE items (id INT PRIMARY KEY, name TEXT, price NUMERIC(12,2), big NUMERIC(20),
 		f DOUBLE PRECISION, at TIMESTAMP(6), data BYTEA, seq BIGINT, deleted BOOLEAN)`)
+	// ClickHouse 18.16 has no DateTime64: the time as text, the blob as base64 text.
+	mustExec(t, ch, `CREATE TABLE items (id Int32, name String, price Decimal(12, 2), big UInt64, f Float64, at String, data String,
+		seq UInt64, deleted UInt8) ENGINE = ReplacingMergeTree(seq) ORDER BY id`)
 	// Rows before the connectors exist come with the snapshot.
 	w := &workload{db: my, rnd: rand.New(rand.NewPCG(1, 2))}
 	for range 30 {
@@ -59,12 +69,15 @@ func TestMariaDBReplicatedIntoPostgres(t *testing.T) {
 			"tables": "items", "snapshot": true, "unwrap": true},
 		"items-pg": {"connector.type": "jdbc-sink", "topic": "items", "url": pgURL, "table": "items",
 			"insert.mode": "upsert", "pk.fields": "id", "delete.enabled": true, "truncate.enabled": true, "version.column": "seq", "deleted.column": "deleted"},
+		"items-ch": {"connector.type": "clickhouse-sink", "topic": "items", "url": chURL, "table": "items", "batch.wait": "50ms",
+			"pk.fields": "id", "delete.enabled": true, "truncate.enabled": true, "version.column": "seq", "deleted.column": "deleted"},
 	} {
 		code, body := m.adminCall(http.MethodPost, "/v1/connectors", map[string]any{"name": name, "config": cfg})
 		require.Equal(t, http.StatusCreated, code, body)
 	}
 	m.waitConnector("items-cdc", "RUNNING")
 	m.waitConnector("items-pg", "RUNNING")
+	m.waitConnector("items-ch", "RUNNING")
 
 	for i := range 400 {
 		w.step(t)
@@ -78,7 +91,7 @@ func TestMariaDBReplicatedIntoPostgres(t *testing.T) {
 	}
 	defer func() {
 		if t.Failed() {
-			for _, n := range []string{"items-cdc", "items-pg"} {
+			for _, n := range []string{"items-cdc", "items-pg", "items-ch"} {
 				_, body := m.adminCall(http.MethodGet, "/v1/connectors/"+n+"/status", nil)
 				t.Logf("status of %s: %s", n, body)
 			}
@@ -107,9 +120,18 @@ func TestMariaDBReplicatedIntoPostgres(t *testing.T) {
 		require.NoError(c, err)
 		assert.Equal(c, want, got)
 	}, 90*time.Second, 200*time.Millisecond, "PostgreSQL holds what MariaDB holds")
-	code, body := m.adminCall(http.MethodGet, "/v1/connectors/items-pg/status", nil)
-	require.Equal(t, http.StatusOK, code, body)
-	assert.NotContains(t, body, "FAILED")
+	require.EventuallyWithT(t, func(c *assert.CollectT) {
+		want, err := rowsOf(my, "SELECT id, name, CAST(price AS CHAR), CAST(big AS CHAR), f, DATE_FORMAT(at, '%Y-%m-%d %H:%i:%s.%f'), TO_BASE64(data) FROM items ORDER BY id")
+		require.NoError(c, err)
+		got, err := rowsOf(ch, "SELECT id, name, toString(price), toString(big), f, at, data FROM items FINAL WHERE deleted = 0 ORDER BY id")
+		require.NoError(c, err)
+		assert.Equal(c, want, got)
+	}, 90*time.Second, 200*time.Millisecond, "ClickHouse holds what MariaDB holds")
+	for _, n := range []string{"items-pg", "items-ch"} {
+		code, body := m.adminCall(http.MethodGet, "/v1/connectors/"+n+"/status", nil)
+		require.Equal(t, http.StatusOK, code, body)
+		assert.NotContains(t, body, "FAILED")
+	}
 }
 
 // workload changes the items table at random: inserts, updates of values
@@ -186,7 +208,7 @@ func rowsOf(db *sql.DB, q string) ([]string, error) {
 						return nil, err
 					}
 					parts[i] = strconv.FormatFloat(f, 'g', -1, 64)
-				} else if i == len(vals)-1 {
+				} else if t == "BLOB" || t == "BYTEA" {
 					parts[i] = fmt.Sprintf("%x", x)
 				} else {
 					parts[i] = string(x)
