@@ -533,6 +533,9 @@ func TestBadConfigNamesTheField(t *testing.T) {
 		field string
 	}{
 		{SinkSpec, map[string]any{FieldURL: "oracle://x", FieldTable: "t"}, FieldURL},
+		{SinkSpec, map[string]any{FieldURL: "postgres://u:pw@localhost:99999/db", FieldTable: "t"}, FieldURL},
+		{SinkSpec, map[string]any{FieldURL: "sqlite:///x.db", FieldTable: "t", FieldInsertMode: "upsert", FieldPKFields: "id", FieldDeletedColumn: "d"}, FieldDeletedColumn},
+		{SinkSpec, map[string]any{FieldURL: "sqlite:///x.db", FieldTable: "t", FieldInsertMode: "upsert", FieldPKFields: "id", FieldVersionColumn: "id"}, FieldVersionColumn},
 		{SinkSpec, map[string]any{FieldURL: "sqlite:///x.db", FieldTable: "t", FieldInsertMode: "upsert"}, FieldPKFields},
 		{SinkSpec, map[string]any{FieldURL: "sqlite:///x.db", FieldTable: "t", FieldInsertMode: "merge"}, FieldInsertMode},
 		{SinkSpec, map[string]any{FieldURL: "sqlite:///x.db"}, FieldTable},
