@@ -45,8 +45,11 @@ const (
 //     connection, in transactions of 1000 rows, each a pgx.Batch of 1000
 //     single-row INSERTs (one round trip per batch).
 //
-// It reports sink_eps and pgx_eps (rows per second) and ratio =
-// sink_eps/pgx_eps. An iteration takes seconds; run it with -benchtime 1x
+//   - copy: the same rows copied into a third table with pgx's CopyFrom, 1000
+//     rows a transaction (what jdbc-sink does for PostgreSQL batches).
+//
+// It reports sink_eps, pgx_eps and copy_eps (rows per second), ratio =
+// sink_eps/pgx_eps and ratio_copy = sink_eps/copy_eps. An iteration takes seconds; run it with -benchtime 1x
 // (make bench does).
 func BenchmarkSinkPostgres(b *testing.B) {
 	url := infra.StartPostgres(b)
@@ -59,19 +62,46 @@ func BenchmarkSinkPostgres(b *testing.B) {
 	b.Cleanup(func() { _ = conn.Close(context.Background()) })
 	env := newBenchEnv(b)
 
-	var sinkTime, pgxTime time.Duration
+	var sinkTime, pgxTime, copyTime time.Duration
 	b.ResetTimer()
 	for i := range b.N {
 		rows := benchData(i)
 		pgxTime += benchPgx(b, conn, fmt.Sprintf("bench_pgx_%d", i), rows)
+		copyTime += benchCopy(b, conn, fmt.Sprintf("bench_copy_%d", i), rows)
 		sinkTime += env.run(b, conn, url, i, rows)
 	}
 	b.StopTimer()
 	total := float64(b.N * benchRows)
-	sinkEPS, pgxEPS := total/sinkTime.Seconds(), total/pgxTime.Seconds()
+	sinkEPS, pgxEPS, copyEPS := total/sinkTime.Seconds(), total/pgxTime.Seconds(), total/copyTime.Seconds()
 	b.ReportMetric(sinkEPS, "sink_eps")
 	b.ReportMetric(pgxEPS, "pgx_eps")
+	b.ReportMetric(copyEPS, "copy_eps")
 	b.ReportMetric(sinkEPS/pgxEPS, "ratio")
+	b.ReportMetric(sinkEPS/copyEPS, "ratio_copy")
+}
+
+// benchCopy copies rows into a new table with pgx's CopyFrom, in
+// transactions of benchBatch rows, and returns how long that took.
+func benchCopy(b *testing.B, conn *pgx.Conn, table string, rows []benchRow) time.Duration {
+	b.Helper()
+	ctx, cancel := context.WithTimeout(b.Context(), benchWait)
+	defer cancel()
+	if _, err := conn.Exec(ctx, fmt.Sprintf(benchTable, table)); err != nil {
+		b.Fatalf("copy: creating table %s: %v", table, err)
+	}
+	start := time.Now()
+	for from := 0; from < len(rows); from += benchBatch {
+		part := rows[from:min(from+benchBatch, len(rows))]
+		src := pgx.CopyFromSlice(len(part), func(i int) ([]any, error) { return []any{part[i].ID, part[i].N, part[i].S}, nil })
+		if _, err := conn.CopyFrom(ctx, pgx.Identifier{table}, []string{"id", "n", "s"}, src); err != nil {
+			b.Fatalf("copy: rows %d to %d into %s: %v", from, from+len(part), table, err)
+		}
+	}
+	elapsed := time.Since(start)
+	if n := countRows(b, conn, table); n != len(rows) {
+		b.Fatalf("copy: %s holds %d rows, want %d", table, n, len(rows))
+	}
+	return elapsed
 }
 
 // benchRow is one row of both tables and the data of one event.

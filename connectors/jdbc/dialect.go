@@ -145,12 +145,17 @@ func (d dialect) insertSQL(table string, cols, pk []string, upsert bool, version
 	for i := range values {
 		values[i] = "(" + d.placeholders(1+i*len(cols), len(cols)) + ")"
 	}
+	return d.insertFrom(table, cols, "VALUES "+strings.Join(values, ", "), pk, upsert, version)
+}
+
+// insertFrom is an INSERT of the rows of from (VALUES … or a SELECT) into
+// table's cols, with insertSQL's upsert.
+func (d dialect) insertFrom(table string, cols []string, from string, pk []string, upsert bool, version string) string {
 	target := d.quote(table)
 	if upsert && version != "" && d == dialectPostgres {
 		target += " AS t"
 	}
-	s := fmt.Sprintf("INSERT INTO %s (%s) VALUES %s", target,
-		strings.Join(d.quoteAll(cols), ", "), strings.Join(values, ", "))
+	s := fmt.Sprintf("INSERT INTO %s (%s) %s", target, strings.Join(d.quoteAll(cols), ", "), from)
 	if !upsert {
 		return s
 	}

@@ -231,6 +231,16 @@ func testLargePut(t *testing.T, tg *target) {
 	}
 	require.NoError(t, task.Put(t.Context(), evs))
 	assert.Equal(t, []string{strconv.Itoa(n)}, tg.strings(t, "SELECT COUNT(*) FROM large"))
+	if tg.d == dialectPostgres {
+		assert.Positive(t, task.copies, "PostgreSQL gets large inserts by COPY")
+		ups := newSink(t, FieldURL, tg.url, FieldTable, "large", FieldInsertMode, InsertModeUpsert, FieldPKFields, "id")
+		for i := range evs {
+			evs[i] = ev(strconv.Itoa(i), "", map[string]any{"id": strconv.Itoa(i), "n": -i})
+		}
+		require.NoError(t, ups.Put(t.Context(), evs))
+		assert.Positive(t, ups.copies, "and upserts by COPY into a temporary table")
+		assert.Equal(t, []string{strconv.Itoa(n)}, tg.strings(t, "SELECT COUNT(*) FROM large WHERE n <= 0"))
+	}
 }
 
 func TestStatementsGroupInserts(t *testing.T) {

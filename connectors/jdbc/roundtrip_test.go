@@ -78,18 +78,40 @@ func TestRoundTripEveryType(t *testing.T) {
 			tg := openTarget(t, urls[name])
 			tg.exec(t, "CREATE TABLE rt_src ("+rt.columns+")")
 			tg.exec(t, "CREATE TABLE rt_dst ("+rt.columns+")")
-			tg.exec(t, "INSERT INTO rt_src VALUES "+strings.Join(rt.rows, ", "))
-			// The sink first: its group starts at the events published after it.
+			tg.exec(t, "CREATE TABLE rt_ups ("+rt.columns+", seq BIGINT)")
+			// Each row six times (ids n, n+10, ...): batches large enough
+			// for PostgreSQL's COPY.
+			var rows []string
+			for k := range 6 {
+				for _, r := range rt.rows {
+					id, rest, _ := strings.Cut(strings.TrimPrefix(r, "("), ",")
+					var n int
+					_, err := fmt.Sscan(id, &n)
+					require.NoError(t, err)
+					rows = append(rows, fmt.Sprintf("(%d,%s", n+10*k, rest))
+				}
+			}
+			tg.exec(t, "INSERT INTO rt_src VALUES "+strings.Join(rows, ", "))
+			// The sinks first: their groups start at the events published
+			// after them. One inserts, one upserts with a version column.
 			e.create("rt-dst-"+name, map[string]any{connectors.FieldConnectorType: SinkType, connectors.FieldTopic: "rt." + name,
-				FieldURL: urls[name], FieldTable: "rt_dst"})
+				FieldURL: urls[name], FieldTable: "rt_dst", connectors.FieldBatchWait: "200ms"})
+			e.create("rt-ups-"+name, map[string]any{connectors.FieldConnectorType: SinkType, connectors.FieldTopic: "rt." + name,
+				FieldURL: urls[name], FieldTable: "rt_ups", connectors.FieldBatchWait: "200ms", FieldInsertMode: InsertModeUpsert,
+				FieldPKFields: "id", FieldVersionColumn: "seq"})
 			e.create("rt-src-"+name, map[string]any{connectors.FieldConnectorType: SourceType, connectors.FieldTopic: "rt." + name,
 				FieldURL: urls[name], FieldTable: "rt_src", FieldMode: ModeIncrementing, FieldIncrementing: "id", FieldPollInterval: "50ms"})
-			if !assert.Eventually(t, func() bool { return countOf(t, tg, "rt_dst") == len(rt.rows) }, 30*time.Second, 50*time.Millisecond, "the rows arrive") {
+			if !assert.Eventually(t, func() bool {
+				return countOf(t, tg, "rt_dst") == len(rows) && countOf(t, tg, "rt_ups") == len(rows)
+			}, 30*time.Second, 50*time.Millisecond, "the rows arrive") {
 				st, _ := e.rt.Status("rt-dst-" + name)
 				src, _ := e.rt.Status("rt-src-" + name)
 				t.Fatalf("sink: %+v\nsource: %+v\nlog: %s", st, src, e.log)
 			}
-			assert.Equal(t, tg.render(t, rt, "rt_src"), tg.render(t, rt, "rt_dst"))
+			want := tg.render(t, rt, "rt_src")
+			assert.Equal(t, want, tg.render(t, rt, "rt_dst"))
+			tg.exec(t, "ALTER TABLE rt_ups DROP COLUMN seq")
+			assert.Equal(t, want, tg.render(t, rt, "rt_ups"), "upserted")
 		})
 	}
 }

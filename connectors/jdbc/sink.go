@@ -56,6 +56,8 @@ type SinkTask struct {
 	ordered bool
 
 	cols    map[string]*sinkColumn // nil: the table does not exist (yet)
+	oids    map[string]uint32      // PostgreSQL: the type of each column COPY can write
+	copies  int                    // groups written by COPY (for tests)
 	loaded  time.Time
 	unknown []map[string]any // fields without a column of the events being prepared, for auto.create
 }
@@ -123,6 +125,9 @@ func (t *SinkTask) load(ctx context.Context) error {
 		t.cols = nil
 	}
 	t.loaded = time.Now()
+	if t.d == dialectPostgres && t.cols != nil {
+		return t.loadOIDs(ctx)
+	}
 	return nil
 }
 
@@ -371,7 +376,11 @@ func (t *SinkTask) evolve(ctx context.Context, ops []*op, missing map[int]error)
 	return t.load(ctx)
 }
 
+// write writes ops in one transaction.
 func (t *SinkTask) write(ctx context.Context, ops []*op) error {
+	if t.d == dialectPostgres {
+		return t.writePostgres(ctx, ops)
+	}
 	tx, err := t.db.BeginTx(ctx, nil)
 	if err != nil {
 		return fmt.Errorf("beginning a transaction: %w", err)
@@ -379,35 +388,7 @@ func (t *SinkTask) write(ctx context.Context, ops []*op) error {
 	defer tx.Rollback() //nolint:errcheck // after Commit it is a no-op
 	stmts := map[string]*sql.Stmt{}
 	for _, group := range t.statements(ops) {
-		var q string
-		var args []any
-		switch o := group[0]; {
-		case o.truncate && t.deleted != "":
-			v, d := t.d.quote(t.version), t.d.quote(t.deleted)
-			q = fmt.Sprintf("UPDATE %s SET %s = %s, %s = %s WHERE %s IS NULL OR %s < %s", t.d.quote(t.table),
-				d, t.d.placeholder(1), v, t.d.placeholder(2), v, v, t.d.placeholder(3))
-			args = []any{t.d.boolValue(true), int64(o.seq), int64(o.seq)}
-		case o.truncate:
-			q = "DELETE FROM " + t.d.quote(t.table)
-			if t.version != "" {
-				// Only rows written before the TRUNCATE: one redelivered
-				// after a crash must not wipe later rows.
-				v := t.d.quote(t.version)
-				q += fmt.Sprintf(" WHERE %s IS NULL OR %s < %s", v, v, t.d.placeholder(1))
-				args = []any{int64(o.seq)}
-			}
-		case o.del:
-			q, args = t.d.deleteSQL(t.table, t.pk, t.version), o.vals
-			if t.version != "" {
-				args = append(slices.Clone(args), int64(o.seq))
-			}
-		default:
-			q = t.d.insertSQL(t.table, o.cols, t.pk, t.upsert, t.version, len(group))
-			args = make([]any, 0, len(group)*len(o.cols))
-			for _, g := range group {
-				args = append(args, g.vals...)
-			}
-		}
+		q, args := t.statement(group)
 		st, ok := stmts[q]
 		if !ok {
 			if st, err = tx.PrepareContext(ctx, q); err != nil {
@@ -423,6 +404,38 @@ func (t *SinkTask) write(ctx context.Context, ops []*op) error {
 		return fmt.Errorf("committing to %q: %w", t.table, err)
 	}
 	return nil
+}
+
+// statement is the SQL and bind parameters of one group of statements().
+func (t *SinkTask) statement(group []*op) (q string, args []any) {
+	switch o := group[0]; {
+	case o.truncate && t.deleted != "":
+		v, d := t.d.quote(t.version), t.d.quote(t.deleted)
+		q = fmt.Sprintf("UPDATE %s SET %s = %s, %s = %s WHERE %s IS NULL OR %s < %s", t.d.quote(t.table),
+			d, t.d.placeholder(1), v, t.d.placeholder(2), v, v, t.d.placeholder(3))
+		args = []any{t.d.boolValue(true), int64(o.seq), int64(o.seq)}
+	case o.truncate:
+		q = "DELETE FROM " + t.d.quote(t.table)
+		if t.version != "" {
+			// Only rows written before the TRUNCATE: one redelivered
+			// after a crash must not wipe later rows.
+			v := t.d.quote(t.version)
+			q += fmt.Sprintf(" WHERE %s IS NULL OR %s < %s", v, v, t.d.placeholder(1))
+			args = []any{int64(o.seq)}
+		}
+	case o.del:
+		q, args = t.d.deleteSQL(t.table, t.pk, t.version), o.vals
+		if t.version != "" {
+			args = append(slices.Clone(args), int64(o.seq))
+		}
+	default:
+		q = t.d.insertSQL(t.table, o.cols, t.pk, t.upsert, t.version, len(group))
+		args = make([]any, 0, len(group)*len(o.cols))
+		for _, g := range group {
+			args = append(args, g.vals...)
+		}
+	}
+	return q, args
 }
 
 // maxParams bounds the bind parameters of one statement: SQLite's limit,
@@ -592,8 +605,24 @@ func (t *SinkTask) keyOf(subject string) ([]any, error) {
 	return out, nil
 }
 
-// decodeJSON decodes one JSON value, numbers as json.Number (exact).
+// decodeJSON decodes one JSON value (valid: checked by the decoding of
+// the whole data), numbers as json.Number (exact). Scalars, most fields,
+// take the short way.
 func decodeJSON(b json.RawMessage) (any, error) {
+	switch {
+	case len(b) == 0:
+		return nil, errors.New("no value")
+	case string(b) == "null":
+		return nil, nil
+	case string(b) == "true":
+		return true, nil
+	case string(b) == "false":
+		return false, nil
+	case b[0] == '-' || b[0] >= '0' && b[0] <= '9':
+		return json.Number(b), nil
+	case b[0] == '"' && bytes.IndexByte(b[1:len(b)-1], '\\') < 0 && bytes.IndexByte(b[1:len(b)-1], '"') < 0:
+		return string(b[1 : len(b)-1]), nil // no escapes: the text as is
+	}
 	dec := json.NewDecoder(bytes.NewReader(b))
 	dec.UseNumber()
 	var v any
