@@ -41,6 +41,7 @@ const (
 //     creation until SELECT count(*) of its table reaches benchRows. Its
 //     consumer group is created before the events are published: a new sink
 //     group starts at events published after it (StartAtNew).
+//
 //   - pgx: the same rows inserted into another table over one pgx
 //     connection, in transactions of 1000 rows, each a pgx.Batch of 1000
 //     single-row INSERTs (one round trip per batch).
