@@ -269,6 +269,16 @@ func intValue(d dialect, v any) (any, error) {
 	if !ok {
 		return nil, fmt.Errorf("want an integer, got %s", jsonKind(v))
 	}
+	if strings.ContainsAny(s, "eE") {
+		// An exponent (1e+21, how some encoders write large numbers):
+		// read as a float, taken when it is an exact integer. Never a
+		// big.Rat of it: 1e999999999 would take the memory of its digits.
+		f, err := strconv.ParseFloat(s, 64)
+		if err != nil || f != math.Trunc(f) || math.Abs(f) > 1<<53 {
+			return nil, fmt.Errorf("%s is not an integer (not rounded)", s)
+		}
+		s = strconv.FormatFloat(f, 'f', -1, 64)
+	}
 	r, ok := new(big.Rat).SetString(s)
 	if !ok || !r.IsInt() {
 		return nil, fmt.Errorf("%s is not an integer (not rounded)", s)

@@ -3,6 +3,7 @@ package jdbc
 import (
 	"context"
 	"database/sql"
+	"encoding/json"
 	"fmt"
 	"path/filepath"
 	"slices"
@@ -570,5 +571,18 @@ func TestBadConfigNamesTheField(t *testing.T) {
 		}
 		assert.Contains(t, fields, c.field, "%v: %v", c.raw, err)
 		assert.NotContains(t, err.Error(), "oracle://x", "the URL is not echoed")
+	}
+}
+
+func TestIntegerValues(t *testing.T) {
+	for in, want := range map[string]any{"5": int64(5), "2.0": int64(2), "1e3": int64(1000), "-9223372036854775808": int64(-9223372036854775808),
+		"18446744073709551615": "18446744073709551615", "1e+21": nil, "1.75": nil, "1e999999999": nil, "abc": nil} {
+		got, err := intValue(dialectPostgres, json.Number(in))
+		if want == nil {
+			assert.Error(t, err, in)
+			continue
+		}
+		require.NoError(t, err, in)
+		assert.Equal(t, want, got, in)
 	}
 }
