@@ -41,13 +41,13 @@ unit:
 	$(GO) test -count=1 ./...
 
 ## bench: the publish/delivery benchmark (prints a RESULT line), the Go micro-benchmarks and
-## the sink benchmarks (the runtime's delivery to a no-op sink beside a plain consumer; jdbc-sink into PostgreSQL beside plain pgx; clickhouse-sink's Put beside
+## the sink benchmarks (the runtime's delivery to a no-op sink beside a plain consumer; jdbc-sink into PostgreSQL beside plain pgx and pgx COPY; a PostgreSQL table copied by jdbc-source → jdbc-sink beside a COPY pipe; clickhouse-sink's Put beside
 ## the bare driver; s3-sink and s3-source beside the bare AWS SDK on versitygw; each with its ratio)
 bench: build build-lean deps
 	$(GO) run ./test/bench -lean bin/meshd-lean
 	$(GO) test -run '^$$' -bench . -benchmem ./mesh/... ./protocols/... ./bridge/...
 	$(GO) test -run '^$$' -bench SinkDelivery -benchtime 1x ./connectors/worker/
-	$(GO) test -run '^$$' -bench SinkPostgres -benchtime 1x ./connectors/jdbc/
+	$(GO) test -run '^$$' -bench 'SinkPostgres|TableCopyPostgres' -benchtime 1x ./connectors/jdbc/
 	$(GO) test -run '^$$' -bench SinkPut -benchtime 1x ./connectors/clickhouse/
 	$(GO) test -run '^$$' -bench SinkPut -benchtime 1x ./connectors/email/
 	$(GO) test -run '^$$' -bench . -benchtime 20x ./connectors/rocketmq/

@@ -88,6 +88,8 @@ func TestClickHouse(t *testing.T) {
 	t.Run("SinkTypes", func(t *testing.T) { testSinkTypes(t, s) })
 	t.Run("SinkColumns", func(t *testing.T) { testSinkColumns(t, s) })
 	t.Run("SinkConfigErrors", func(t *testing.T) { testSinkConfigErrors(t, s) })
+	t.Run("SinkUnreachableHolds", func(t *testing.T) { testSinkUnreachable(t, s) })
+	t.Run("SinkReplica", func(t *testing.T) { testSinkReplica(t, s) })
 	t.Run("SourceTypes", func(t *testing.T) { testSourceTypes(t, s) })
 	t.Run("SourceOffsets", func(t *testing.T) { testSourceOffsets(t, s) })
 }
@@ -280,6 +282,55 @@ func testSinkConfigErrors(t *testing.T, s *server) {
 	assert.Equal(t, DefaultBatchWait, cfg.Duration(connectors.FieldBatchWait))
 }
 
+// A server that cannot be reached holds the batch (bridge.Unavailable: no
+// attempt spent) instead of failing its events one attempt at a time.
+func testSinkUnreachable(t *testing.T, s *server) {
+	s.database(t, "down", "CREATE TABLE $db.t (id UInt64) ENGINE = MergeTree ORDER BY id")
+	p := infra.StartProxy(t, s.addr)
+	task := newSink(t, FieldURL, "clickhouse://default@"+p.Addr+"/down?dial_timeout=1s", FieldTable, "t")
+	p.SetFailing(true)
+	failed := failedOf(t, task.Put(t.Context(), []event.Event{ev("1", `{"id": 1}`), ev("2", `{"id": 2}`)}))
+	require.Len(t, failed, 2)
+	for i, err := range failed {
+		class, _ := bridge.Classify(err)
+		assert.Equal(t, bridge.Unavailable, class, "event %d: %v", i, err)
+	}
+	p.SetFailing(false)
+	require.Eventually(t, func() bool { return task.Put(t.Context(), []event.Event{ev("3", `{"id": 3}`)}) == nil },
+		30*time.Second, 100*time.Millisecond, "writes again once the server is back")
+}
+
+// A replica table (ReplacingMergeTree by the version column): read FINAL
+// WHERE deleted = 0 it holds the latest write of every key, whatever order
+// the events come in; tombstones and a TRUNCATE hide older rows, even ones
+// that arrive after them.
+func testSinkReplica(t *testing.T, s *server) {
+	s.database(t, "replica", "CREATE TABLE $db.t (id Int32, n Int64, seq UInt64, deleted UInt8) ENGINE = ReplacingMergeTree(seq) ORDER BY id")
+	task := newSink(t, FieldURL, s.url("replica"), FieldTable, "t", FieldPKFields, "id", FieldDeleteEnabled, true,
+		FieldTruncateEnabled, true, FieldVersionColumn, "seq", FieldDeletedColumn, "deleted")
+	put := func(seq uint64, e event.Event) {
+		t.Helper()
+		require.NoError(t, task.PutPositions(t.Context(), []event.Event{e}, []connectors.Position{{Topic: "t", Sequence: seq}}))
+	}
+	rows := func() []string {
+		return s.strings(t, "SELECT concat(toString(id), ':', toString(n), ':', toString(seq)) FROM replica.t FINAL WHERE deleted = 0 ORDER BY id")
+	}
+	tomb := ev("bd", "")
+	tomb.SetSubject("2")
+	put(10, ev("a1", `{"id": 1, "n": 1}`))
+	put(30, ev("a3", `{"id": 1, "n": 3}`))
+	put(20, ev("a2", `{"id": 1, "n": 2}`)) // late
+	put(11, ev("b1", `{"id": 2, "n": 1}`))
+	put(40, tomb)
+	put(11, ev("b1", `{"id": 2, "n": 1}`)) // redelivered after its tombstone
+	assert.Equal(t, []string{"1:3:30"}, rows())
+	truncate := ev("tr", "")
+	truncate.SetExtension("cdcop", "t")
+	require.NoError(t, task.PutPositions(t.Context(), []event.Event{ev("c1", `{"id": 3, "n": 1}`), truncate, ev("a3", `{"id": 1, "n": 3}`)},
+		[]connectors.Position{{Sequence: 50}, {Sequence: 45}, {Sequence: 30}}), "a TRUNCATE redelivered after c was written, then a row from before it")
+	assert.Equal(t, []string{"3:1:50"}, rows())
+}
+
 // Rows become JSON with proper types.
 func testSourceTypes(t *testing.T, s *server) {
 	s.database(t, "srctypes", "CREATE TABLE $db.t (id UInt64, big UInt64, f Float64, dec Decimal(18, 4), dt DateTime, d Date, "+
@@ -297,7 +348,7 @@ func testSourceTypes(t *testing.T, s *server) {
 	require.NoError(t, err)
 	require.Len(t, recs, 1)
 	e := recs[0].Event
-	assert.JSONEq(t, `{"id": 1, "big": 18446744073709551615, "f": 1.5, "dec": "12.5", "dt": "2026-11-23T10:00:00Z",
+	assert.JSONEq(t, `{"id": 1, "big": 18446744073709551615, "f": 1.5, "dec": "12.5000", "dt": "2026-11-23T10:00:00Z",
 		"d": "2026-11-23T00:00:00Z", "u": "2b0e7a0a-0000-4000-8000-000000000001", "n": null, "arr": ["x", "y"], "e": "b", "s": "hé"}`, string(e.Data()))
 	assert.Equal(t, "1", e.Subject())
 	assert.Equal(t, "/clickhouse/t", e.Source())

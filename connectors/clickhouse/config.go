@@ -42,6 +42,10 @@ const (
 	FieldEventType         = "type"
 	FieldPollInterval      = "poll.interval"
 	FieldBatchMaxRows      = "batch.max.rows"
+	FieldDeleteEnabled     = "delete.enabled"
+	FieldTruncateEnabled   = "truncate.enabled"
+	FieldVersionColumn     = "version.column"
+	FieldDeletedColumn     = "deleted.column"
 )
 
 // DefaultEventType is the CloudEvents type of source events.
@@ -66,6 +70,11 @@ var SinkSpec = connectors.Spec{
 		{Name: FieldTable, Type: connectors.TypeString, Required: true, Description: "Table written (database.table allowed; default database: the URL's)."},
 		{Name: FieldFieldsMapping, Type: connectors.TypeMap, Description: "Explicit mapping data field → column; only mapped fields are written. Default: every top-level field to the column of its name."},
 		{Name: FieldSkipUnknownFields, Type: connectors.TypeBool, Default: false, Description: "Ignore data fields that are not columns of the table (default: such an event is dead-lettered)."},
+		{Name: FieldVersionColumn, Type: connectors.TypeString, Description: "UInt64 column written with each event's mesh sequence: the version of a ReplacingMergeTree(version) table, so the latest write of each key wins whatever order rows arrive in."},
+		{Name: FieldPKFields, Type: connectors.TypeList, Description: "Key columns (the table's ORDER BY): the key of a tombstone, from the event subject (several: a JSON object). Needed by delete.enabled."},
+		{Name: FieldDeleteEnabled, Type: connectors.TypeBool, Default: false, Description: "A tombstone (an event without data) inserts a row of its key with deleted.column 1 and its version: read the table FINAL WHERE deleted = 0. Needs pk.fields, version.column, deleted.column."},
+		{Name: FieldDeletedColumn, Type: connectors.TypeString, Description: "UInt8 column: 1 on a tombstone's row, 0 on the others."},
+		{Name: FieldTruncateEnabled, Type: connectors.TypeBool, Default: false, Description: "On an event with the extension cdcop=t (mysql-cdc-source's TRUNCATE), mark deleted every key whose row is older. Needs what delete.enabled needs."},
 	},
 	Defaults: map[string]any{
 		connectors.FieldBatchSize: int64(DefaultBatchSize),
@@ -74,7 +83,7 @@ var SinkSpec = connectors.Spec{
 	New: func() connectors.Connector {
 		return connectors.NewConnector(func() connectors.Task { return &SinkTask{} }, connectors.EveryTask)
 	},
-	Check: checkURL,
+	Check: checkSink,
 }
 
 // SourceSpec is the registered spec of clickhouse-source.
@@ -108,6 +117,25 @@ func checkURL(cfg connectors.Config) []connectors.FieldError {
 		return []connectors.FieldError{{Field: FieldURL, Reason: err.Error()}}
 	}
 	return nil
+}
+
+func checkSink(cfg connectors.Config) []connectors.FieldError {
+	errs := checkURL(cfg)
+	deletes := cfg.Bool(FieldDeleteEnabled) || cfg.Bool(FieldTruncateEnabled)
+	if deletes {
+		for _, f := range []string{FieldVersionColumn, FieldDeletedColumn} {
+			if cfg.String(f) == "" {
+				errs = append(errs, connectors.FieldError{Field: f, Reason: "required by " + FieldDeleteEnabled + " and " + FieldTruncateEnabled})
+			}
+		}
+		if len(cfg.Strings(FieldPKFields)) == 0 {
+			errs = append(errs, connectors.FieldError{Field: FieldPKFields, Reason: "required by " + FieldDeleteEnabled + " and " + FieldTruncateEnabled})
+		}
+	}
+	if cfg.String(FieldDeletedColumn) != "" && cfg.String(FieldVersionColumn) == "" {
+		errs = append(errs, connectors.FieldError{Field: FieldDeletedColumn, Reason: "needs " + FieldVersionColumn})
+	}
+	return errs
 }
 
 func checkSource(cfg connectors.Config) []connectors.FieldError {

@@ -426,6 +426,9 @@ func jsonValue(v any) any {
 	case time.Time:
 		return x.UTC().Format(time.RFC3339Nano)
 	case decimal.Decimal:
+		if x.Exponent() < 0 { // the column's scale: 12.5000 of a Decimal(18, 4) keeps its zeros
+			return x.StringFixed(-x.Exponent())
+		}
 		return x.String()
 	case uuid.UUID:
 		return x.String()

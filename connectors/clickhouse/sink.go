@@ -19,7 +19,8 @@ import (
 )
 
 var (
-	_ connectors.SinkTask = (*SinkTask)(nil)
+	_ connectors.SinkTask       = (*SinkTask)(nil)
+	_ connectors.PositionedSink = (*SinkTask)(nil)
 )
 
 // reloadEvery bounds how often a sink rereads its table's columns after a
@@ -35,6 +36,12 @@ type SinkTask struct {
 	skipUnknown bool
 	cols        map[string]*sinkColumn
 	loaded      time.Time
+
+	// A replica of a keyed table (see the doc): pk, tombstones as rows
+	// marked deleted, each row versioned by its event's mesh sequence.
+	pk                []string
+	deletes, truncate bool
+	version, deleted  string
 }
 
 // sinkColumn is a column of the table with its conversion.
@@ -60,6 +67,9 @@ func (t *SinkTask) Start(ctx context.Context, cfg connectors.Config) error {
 	t.from = quote(t.table)
 	t.mapping = cfg.Map(FieldFieldsMapping)
 	t.skipUnknown = cfg.Bool(FieldSkipUnknownFields)
+	t.pk = cfg.Strings(FieldPKFields)
+	t.deletes, t.truncate = cfg.Bool(FieldDeleteEnabled), cfg.Bool(FieldTruncateEnabled)
+	t.version, t.deleted = cfg.String(FieldVersionColumn), cfg.String(FieldDeletedColumn)
 	if err := t.checkTable(ctx); err != nil {
 		_ = t.Stop(ctx)
 		return err
@@ -80,6 +90,11 @@ func (t *SinkTask) checkTable(ctx context.Context) error {
 		}
 		if c.convErr != nil {
 			return fmt.Errorf("%s maps field %q to %q: %w", FieldFieldsMapping, field, col, c.convErr)
+		}
+	}
+	for _, col := range append(slices.Clone(t.pk), t.version, t.deleted) {
+		if c, ok := t.cols[col]; col != "" && (!ok || c.convErr != nil) {
+			return fmt.Errorf("table %q has no column %q that an insert can name (named by %s, %s or %s)", t.table, col, FieldPKFields, FieldVersionColumn, FieldDeletedColumn)
 		}
 	}
 	return nil
@@ -113,36 +128,72 @@ func (t *SinkTask) Stop(context.Context) error {
 
 // row is one event as values of some columns, in table order.
 type row struct {
-	event int // index in the Put
-	cols  []*sinkColumn
-	vals  []any
+	event    int // index in the Put
+	cols     []*sinkColumn
+	vals     []any
+	seq      uint64
+	truncate bool // a TRUNCATE: no values
 }
 
-// Put inserts the events, one INSERT block per set of columns the events
-// carry (columns an event leaves out get the table's defaults). An event
-// that cannot become a row fails for good alone; a failed insert fails
-// the events of its block, which are retried; blocks sent are acked.
+// Put inserts the events (see PutPositions); without positions there is
+// no version to write.
 func (t *SinkTask) Put(ctx context.Context, events []event.Event) error {
-	rows, failed := t.rows(events)
+	return t.PutPositions(ctx, events, nil)
+}
+
+// PutPositions inserts the events, one INSERT block per set of columns the
+// events carry (columns an event leaves out get the table's defaults). An
+// event that cannot become a row fails for good alone; a failed insert
+// fails the events of its block, which are retried (held while the server
+// cannot be reached); blocks sent are acked. A TRUNCATE splits the batch:
+// the rows before it are sent first.
+func (t *SinkTask) PutPositions(ctx context.Context, events []event.Event, pos []connectors.Position) error {
+	if t.version != "" && len(pos) != len(events) {
+		return bridge.PermanentError(fmt.Errorf("%s needs the events' mesh positions", FieldVersionColumn))
+	}
+	rows, failed := t.rows(events, pos)
 	if t.unknownFields(failed) && time.Since(t.loaded) > reloadEvery {
 		if err := t.load(ctx); err != nil {
-			return err
+			return failure(err)
 		}
-		rows, failed = t.rows(events)
+		rows, failed = t.rows(events, pos)
 	}
 	for i, err := range failed {
 		failed[i] = fmt.Errorf("event %q: %w: %w", events[i].ID(), err, bridge.ErrPermanent)
 	}
 	var sendErr error
-	for _, block := range groupByColumns(rows) {
-		if err := t.insert(ctx, block, failed); err != nil {
-			sendErr = err
-			for _, r := range block {
-				if _, ok := failed[r.event]; !ok {
-					failed[r.event] = err
-				}
+	fail := func(rs []row, err error) {
+		sendErr = err
+		for _, r := range rs {
+			if _, ok := failed[r.event]; !ok {
+				failed[r.event] = err
 			}
 		}
+	}
+	for from := 0; from < len(rows); {
+		to := slices.IndexFunc(rows[from:], func(r row) bool { return r.truncate })
+		if to < 0 {
+			to = len(rows)
+		} else {
+			to += from
+		}
+		for _, block := range groupByColumns(rows[from:to]) {
+			if err := t.insert(ctx, block, failed); err != nil {
+				fail(block, failure(err))
+			}
+		}
+		if to == len(rows) {
+			break
+		}
+		if sendErr != nil {
+			fail(rows[to:], sendErr) // nothing after a failed block passes it
+			break
+		}
+		if err := t.markOlderDeleted(ctx, rows[to].seq); err != nil {
+			fail(rows[to:], failure(err))
+			break
+		}
+		from = to + 1
 	}
 	if sendErr != nil && time.Since(t.loaded) > reloadEvery {
 		_ = t.load(ctx) // a changed table; the next try uses what is there now
@@ -163,19 +214,117 @@ func (t *SinkTask) unknownFields(failed map[int]error) bool {
 }
 
 // rows converts events to rows; failed holds why the others cannot be.
-func (t *SinkTask) rows(events []event.Event) ([]row, map[int]error) {
+func (t *SinkTask) rows(events []event.Event, pos []connectors.Position) ([]row, map[int]error) {
 	rows := make([]row, 0, len(events))
 	failed := map[int]error{}
 	for i := range events {
-		r, err := t.toRow(&events[i])
+		var seq uint64
+		if pos != nil {
+			seq = pos[i].Sequence
+		}
+		r, err := t.toReplicaRow(&events[i], seq)
 		if err != nil {
 			failed[i] = err
 			continue
 		}
-		r.event = i
+		r.event, r.seq = i, seq
 		rows = append(rows, r)
 	}
 	return rows, failed
+}
+
+// toReplicaRow is toRow plus what a replica writes: the version and
+// deleted columns, tombstones as rows of their key, TRUNCATE markers.
+func (t *SinkTask) toReplicaRow(e *event.Event, seq uint64) (row, error) {
+	if op, _ := e.Extensions()["cdcop"].(string); op == "t" {
+		if !t.truncate {
+			return row{}, fmt.Errorf("a TRUNCATE of the source table (cdcop t) and %s is off", FieldTruncateEnabled)
+		}
+		return row{truncate: true}, nil
+	}
+	var r row
+	var err error
+	tomb := len(bytes.TrimSpace(e.Data())) == 0 || string(bytes.TrimSpace(e.Data())) == "null"
+	if tomb && t.deletes {
+		r, err = t.keyRow(e.Subject())
+	} else {
+		r, err = t.toRow(e)
+	}
+	if err != nil {
+		return row{}, err
+	}
+	extra := map[string]string{}
+	if t.version != "" {
+		extra[t.version] = strconv.FormatUint(seq, 10)
+	}
+	if t.deleted != "" {
+		extra[t.deleted] = map[bool]string{true: "1", false: "0"}[tomb]
+	}
+	for col, v := range extra {
+		sc := t.cols[col]
+		x, err := sc.conv(json.Number(v))
+		if err != nil {
+			return row{}, fmt.Errorf("column %q: %w", col, err)
+		}
+		if i := slices.Index(r.cols, sc); i >= 0 {
+			r.vals[i] = x // the sink's value, not the data's
+			continue
+		}
+		r.cols = append(r.cols, sc)
+		r.vals = append(r.vals, x)
+	}
+	sortRow(&r)
+	return r, nil
+}
+
+// keyRow is the row of a tombstone: its key, from the event subject (one
+// key column: the value; several: a JSON object).
+func (t *SinkTask) keyRow(subject string) (row, error) {
+	if subject == "" {
+		return row{}, errors.New("a tombstone without a subject (the key)")
+	}
+	key := map[string]any{}
+	if len(t.pk) == 1 {
+		key[t.pk[0]] = subject
+	} else {
+		dec := json.NewDecoder(strings.NewReader(subject))
+		dec.UseNumber()
+		if err := dec.Decode(&key); err != nil {
+			return row{}, fmt.Errorf("the subject of a tombstone is not a JSON object of %v", t.pk)
+		}
+	}
+	var r row
+	for _, k := range t.pk {
+		v, ok := key[k]
+		if !ok {
+			return row{}, fmt.Errorf("the subject of a tombstone has no %q", k)
+		}
+		sc := t.cols[k]
+		x, err := sc.conv(v)
+		if err != nil {
+			return row{}, fmt.Errorf("key %q of the tombstone: %w", k, err)
+		}
+		r.cols = append(r.cols, sc)
+		r.vals = append(r.vals, x)
+	}
+	return r, nil
+}
+
+// markOlderDeleted applies a TRUNCATE of version seq: every key whose
+// latest row is older gets a row marked deleted of that version, so a row
+// written before the TRUNCATE and arriving after it stays hidden.
+func (t *SinkTask) markOlderDeleted(ctx context.Context, seq uint64) error {
+	keys := make([]string, len(t.pk))
+	for i, k := range t.pk {
+		keys[i] = quoteIdent(k)
+	}
+	v, d := quoteIdent(t.version), quoteIdent(t.deleted)
+	q := fmt.Sprintf("INSERT INTO %s (%s, %s, %s) SELECT %s, toUInt64(%d), toUInt8(1) FROM %s FINAL WHERE %s < %d",
+		t.from, strings.Join(keys, ", "), v, d, strings.Join(keys, ", "), seq, t.from, v, seq)
+	if err := t.conn.Exec(ctx, q); err != nil {
+		return fmt.Errorf("marking the rows of %q deleted (a TRUNCATE): %w", t.table, err)
+	}
+	return nil
 }
 
 func (t *SinkTask) toRow(e *event.Event) (row, error) {

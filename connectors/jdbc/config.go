@@ -12,6 +12,7 @@
 package jdbc
 
 import (
+	"slices"
 	"time"
 
 	"github.com/meshd/meshd/connectors"
@@ -25,21 +26,25 @@ const (
 
 // Config field names.
 const (
-	FieldURL            = "url"
-	FieldTable          = "table"
-	FieldQuery          = "query"
-	FieldMode           = "mode"
-	FieldIncrementing   = "incrementing.column.name"
-	FieldTimestamp      = "timestamp.column.name"
-	FieldTimestampDelay = "timestamp.delay"
-	FieldPKFields       = "pk.fields"
-	FieldEventType      = "type"
-	FieldPollInterval   = "poll.interval"
-	FieldBatchMaxRows   = "batch.max.rows"
-	FieldInsertMode     = "insert.mode"
-	FieldAutoCreate     = "auto.create"
-	FieldDeleteEnabled  = "delete.enabled"
-	FieldFieldsMapping  = "fields.mapping"
+	FieldURL             = "url"
+	FieldTable           = "table"
+	FieldQuery           = "query"
+	FieldMode            = "mode"
+	FieldIncrementing    = "incrementing.column.name"
+	FieldTimestamp       = "timestamp.column.name"
+	FieldTimestampDelay  = "timestamp.delay"
+	FieldPKFields        = "pk.fields"
+	FieldEventType       = "type"
+	FieldPollInterval    = "poll.interval"
+	FieldBatchMaxRows    = "batch.max.rows"
+	FieldInsertMode      = "insert.mode"
+	FieldAutoCreate      = "auto.create"
+	FieldDeleteEnabled   = "delete.enabled"
+	FieldFieldsMapping   = "fields.mapping"
+	FieldVersionColumn   = "version.column"
+	FieldAutoCreateTypes = "auto.create.types"
+	FieldTruncateEnabled = "truncate.enabled"
+	FieldDeletedColumn   = "deleted.column"
 )
 
 // Source modes.
@@ -96,12 +101,16 @@ var SinkSpec = connectors.Spec{
 		{Name: FieldTable, Type: connectors.TypeString, Required: true, Description: "Table written (schema.table allowed)."},
 		{Name: FieldInsertMode, Type: connectors.TypeString, Default: InsertModeInsert, Enum: []string{InsertModeInsert, InsertModeUpsert}, Description: "insert, or upsert (ON CONFLICT / ON DUPLICATE KEY) on pk.fields."},
 		{Name: FieldPKFields, Type: connectors.TypeList, Description: "Primary-key columns: the upsert conflict target, the key of deletes and of auto-created tables."},
-		{Name: FieldAutoCreate, Type: connectors.TypeBool, Default: false, Description: "Create the table (IF NOT EXISTS) from the first event's fields."},
+		{Name: FieldAutoCreate, Type: connectors.TypeBool, Default: false, Description: "Create the table (IF NOT EXISTS) when it does not exist, and add the columns events name that it lacks: typed by auto.create.types, else numbers NUMERIC (MySQL DECIMAL(65,30)), booleans BOOLEAN, objects and arrays JSONB/JSON, the rest TEXT."},
+		{Name: FieldAutoCreateTypes, Type: connectors.TypeMap, Description: "Column → SQL type for auto.create, e.g. {\"id\": \"BIGINT\", \"price\": \"NUMERIC(12,2)\"}."},
 		{Name: FieldDeleteEnabled, Type: connectors.TypeBool, Default: false, Description: "Delete the row of a tombstone (an event without data); the key is the event subject (several pk.fields: a JSON object)."},
+		{Name: FieldTruncateEnabled, Type: connectors.TypeBool, Default: false, Description: "Delete every row of the table on an event with the extension cdcop=t (mysql-cdc-source's TRUNCATE); off, such an event fails for good."},
 		{Name: FieldFieldsMapping, Type: connectors.TypeMap, Description: "Explicit mapping data field → column; only mapped fields are written. Default: every top-level field to the column of its name."},
+		{Name: FieldDeletedColumn, Type: connectors.TypeString, Description: "Boolean column: a tombstone marks the key's row deleted (true; written rows false) instead of deleting it, so no older write redelivered after a crash brings it back; needs version.column and insert.mode upsert. Read the table WHERE NOT <column>."},
+		{Name: FieldVersionColumn, Type: connectors.TypeString, Description: "Integer column written with each event's mesh sequence: upserts and deletes only move a row forward, so retries and tasks.max > 1 keep the latest write of each key. Without it, upserts and deletes run one task, in order."},
 	},
 	New: func() connectors.Connector {
-		return connectors.NewConnector(func() connectors.Task { return &SinkTask{} }, connectors.EveryTask)
+		return connectors.NewConnector(func() connectors.Task { return &SinkTask{} }, splitSink)
 	},
 	Check: checkSink,
 }
@@ -145,6 +154,15 @@ func checkSource(cfg connectors.Config) []connectors.FieldError {
 	return errs
 }
 
+// splitSink runs tasks.max tasks, or one when the order of writes matters
+// and no version column guards it (see ordered).
+func splitSink(cfg connectors.Config, maxTasks int) []connectors.Config {
+	if ordered(cfg) {
+		maxTasks = 1
+	}
+	return connectors.EveryTask(cfg, maxTasks)
+}
+
 func checkSink(cfg connectors.Config) []connectors.FieldError {
 	errs := checkURL(cfg)
 	pk := cfg.Strings(FieldPKFields)
@@ -153,6 +171,19 @@ func checkSink(cfg connectors.Config) []connectors.FieldError {
 	}
 	if cfg.Bool(FieldDeleteEnabled) && len(pk) == 0 {
 		errs = append(errs, connectors.FieldError{Field: FieldPKFields, Reason: "required by delete.enabled"})
+	}
+	if v := cfg.String(FieldVersionColumn); v != "" && slices.Contains(pk, v) {
+		errs = append(errs, connectors.FieldError{Field: FieldVersionColumn, Reason: "must not be a key column"})
+	}
+	if d := cfg.String(FieldDeletedColumn); d != "" {
+		switch {
+		case cfg.String(FieldVersionColumn) == "":
+			errs = append(errs, connectors.FieldError{Field: FieldDeletedColumn, Reason: "needs " + FieldVersionColumn})
+		case cfg.String(FieldInsertMode) != InsertModeUpsert:
+			errs = append(errs, connectors.FieldError{Field: FieldDeletedColumn, Reason: "needs insert.mode upsert"})
+		case slices.Contains(pk, d) || d == cfg.String(FieldVersionColumn):
+			errs = append(errs, connectors.FieldError{Field: FieldDeletedColumn, Reason: "must be a column of its own"})
+		}
 	}
 	return errs
 }

@@ -3,6 +3,7 @@ package jdbc
 import (
 	"context"
 	"database/sql"
+	"encoding/json"
 	"fmt"
 	"net/url"
 	"strconv"
@@ -34,6 +35,11 @@ func parseURL(raw string) (dialect, string, error) {
 	u, err := url.Parse(raw)
 	if err != nil {
 		return dialect{}, "", fmt.Errorf("not a URL")
+	}
+	if p := u.Port(); p != "" {
+		if n, err := strconv.Atoi(p); err != nil || n < 1 || n > 65535 {
+			return dialect{}, "", fmt.Errorf("port %q: want 1 to 65535", p)
+		}
 	}
 	switch u.Scheme {
 	case "postgres", "postgresql":
@@ -132,14 +138,24 @@ func (d dialect) placeholders(from, n int) string {
 }
 
 // insertSQL is an INSERT of rows rows of cols (bind parameters row by
-// row); with upsert, rows whose key exists are updated instead.
-func (d dialect) insertSQL(table string, cols, pk []string, upsert bool, rows int) string {
+// row); with upsert, rows whose key exists are updated instead — with a
+// version column, only by a row of a greater version.
+func (d dialect) insertSQL(table string, cols, pk []string, upsert bool, version string, rows int) string {
 	values := make([]string, rows)
 	for i := range values {
 		values[i] = "(" + d.placeholders(1+i*len(cols), len(cols)) + ")"
 	}
-	s := fmt.Sprintf("INSERT INTO %s (%s) VALUES %s", d.quote(table),
-		strings.Join(d.quoteAll(cols), ", "), strings.Join(values, ", "))
+	return d.insertFrom(table, cols, "VALUES "+strings.Join(values, ", "), pk, upsert, version)
+}
+
+// insertFrom is an INSERT of the rows of from (VALUES … or a SELECT) into
+// table's cols, with insertSQL's upsert.
+func (d dialect) insertFrom(table string, cols []string, from string, pk []string, upsert bool, version string) string {
+	target := d.quote(table)
+	if upsert && version != "" && d == dialectPostgres {
+		target += " AS t"
+	}
+	s := fmt.Sprintf("INSERT INTO %s (%s) %s", target, strings.Join(d.quoteAll(cols), ", "), from)
 	if !upsert {
 		return s
 	}
@@ -148,13 +164,38 @@ func (d dialect) insertSQL(table string, cols, pk []string, upsert bool, rows in
 		isPK[k] = true
 	}
 	var sets []string
+	var newer string // the condition that the row written is newer than the stored one
+	if version != "" {
+		v := d.quote(version)
+		switch d {
+		case dialectMySQL:
+			newer = fmt.Sprintf("(%s IS NULL OR %s < VALUES(%s))", v, v, v)
+		case dialectPostgres:
+			newer = fmt.Sprintf("(t.%s IS NULL OR t.%s < EXCLUDED.%s)", v, v, v)
+		default:
+			newer = fmt.Sprintf("(%s.%s IS NULL OR %s.%s < excluded.%s)", d.quote(table), v, d.quote(table), v, v)
+		}
+	}
 	for _, c := range cols {
-		if isPK[c] {
+		if isPK[c] || c == version {
 			continue
 		}
 		q := d.quote(c)
-		if d == dialectMySQL {
+		switch {
+		case d == dialectMySQL && newer != "":
+			sets = append(sets, fmt.Sprintf("%s = IF(%s, VALUES(%s), %s)", q, newer, q, q))
+		case d == dialectMySQL:
 			sets = append(sets, q+" = VALUES("+q+")")
+		default:
+			sets = append(sets, q+" = EXCLUDED."+q)
+		}
+	}
+	if version != "" {
+		// Last: MySQL evaluates the assignments in order, each seeing the
+		// ones before.
+		q := d.quote(version)
+		if d == dialectMySQL {
+			sets = append(sets, fmt.Sprintf("%s = IF(%s, VALUES(%s), %s)", q, newer, q, q))
 		} else {
 			sets = append(sets, q+" = EXCLUDED."+q)
 		}
@@ -170,7 +211,11 @@ func (d dialect) insertSQL(table string, cols, pk []string, upsert bool, rows in
 	if len(sets) == 0 {
 		return s + conflict + " DO NOTHING"
 	}
-	return s + conflict + " DO UPDATE SET " + strings.Join(sets, ", ")
+	s += conflict + " DO UPDATE SET " + strings.Join(sets, ", ")
+	if newer != "" {
+		s += " WHERE " + newer
+	}
+	return s
 }
 
 // olderThan is the condition that column col (quoted) is older than the
@@ -207,32 +252,43 @@ func (d dialect) olderThan(col string, delay time.Duration) string {
 	return fmt.Sprintf("julianday(%s) < julianday('now', '-%s seconds')", col, strconv.FormatFloat(delay.Seconds(), 'f', 6, 64))
 }
 
-// deleteSQL deletes the row of a key.
-func (d dialect) deleteSQL(table string, pk []string) string {
+// deleteSQL deletes the row of a key; with a version column only a row
+// of a smaller version (the version is the last bind parameter).
+func (d dialect) deleteSQL(table string, pk []string, version string) string {
 	conds := make([]string, len(pk))
 	for i, k := range pk {
 		conds[i] = d.quote(k) + " = " + d.placeholder(i+1)
 	}
+	if version != "" {
+		v := d.quote(version)
+		conds = append(conds, fmt.Sprintf("(%s IS NULL OR %s < %s)", v, v, d.placeholder(len(pk)+1)))
+	}
 	return fmt.Sprintf("DELETE FROM %s WHERE %s", d.quote(table), strings.Join(conds, " AND "))
 }
 
-// columnType is the column type auto-create gives a JSON value.
-func (d dialect) columnType(v any, key bool) string {
-	switch v := v.(type) {
+// columnType is the column type auto.create gives column col: the one
+// auto.create.types names, else one that holds every value of the kind of
+// v without rounding — numbers are exact decimals (1 then 1.75 both fit),
+// objects and arrays JSON.
+func (d dialect) columnType(col string, v any, key bool, types map[string]string) string {
+	if t, ok := types[col]; ok {
+		return t
+	}
+	switch v.(type) {
 	case bool:
 		return "BOOLEAN"
-	case int64:
-		return "BIGINT"
-	case float64:
-		if d == dialectPostgres {
-			return "DOUBLE PRECISION"
+	case json.Number:
+		if d == dialectMySQL {
+			return "DECIMAL(65,30)"
 		}
-		if d == dialectSQLite {
-			return "REAL"
+		return "NUMERIC"
+	case map[string]any, []any:
+		switch d {
+		case dialectPostgres:
+			return "JSONB"
+		case dialectMySQL:
+			return "JSON"
 		}
-		return "DOUBLE"
-	case string:
-		_ = v
 	}
 	if d == dialectMySQL {
 		if key {
@@ -244,14 +300,14 @@ func (d dialect) columnType(v any, key bool) string {
 }
 
 // createSQL creates table with the columns of one row.
-func (d dialect) createSQL(table string, cols []string, vals []any, pk []string) string {
+func (d dialect) createSQL(table string, cols []string, vals []any, pk []string, types map[string]string) string {
 	isPK := map[string]bool{}
 	for _, k := range pk {
 		isPK[k] = true
 	}
 	defs := make([]string, len(cols))
 	for i, c := range cols {
-		defs[i] = d.quote(c) + " " + d.columnType(vals[i], isPK[c])
+		defs[i] = d.quote(c) + " " + d.columnType(c, vals[i], isPK[c], types)
 		if isPK[c] {
 			defs[i] += " NOT NULL"
 		}

@@ -332,6 +332,16 @@ func jsonValue(v any, dbType string) any {
 		return float64(v)
 	case []byte:
 		switch {
+		case typ == "JSON" || typ == "JSONB":
+			if json.Valid(v) {
+				return json.RawMessage(v)
+			}
+		case typ == "BIT" && len(v) <= 8: // MySQL: big-endian bits
+			var n uint64
+			for _, b := range v {
+				n = n<<8 | uint64(b)
+			}
+			return n
 		case isBinary(typ):
 			return base64.StdEncoding.EncodeToString(v)
 		case isInt(typ):
@@ -350,6 +360,9 @@ func jsonValue(v any, dbType string) any {
 		}
 		return string(v)
 	case string:
+		if (typ == "JSON" || typ == "JSONB") && json.Valid([]byte(v)) {
+			return json.RawMessage(v)
+		}
 		if typ == "DATETIME" || typ == "TIMESTAMP" {
 			if ts, err := toTime(v); err == nil {
 				return ts.UTC().Format(time.RFC3339Nano)

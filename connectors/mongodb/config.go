@@ -36,6 +36,13 @@ const (
 	FieldPollInterval = "poll.interval"
 	FieldPollBatch    = "poll.batch"
 	FieldEventType    = "event.type"
+	FieldJSONFormat   = "json.format"
+)
+
+// Extended JSON formats of the source's events.
+const (
+	JSONRelaxed   = "relaxed"
+	JSONCanonical = "canonical"
 )
 
 // Source modes.
@@ -66,7 +73,7 @@ var SinkSpec = connectors.Spec{
 		connectors.Field{Name: FieldUpsert, Type: connectors.TypeBool, Default: false, Description: "Replace the document whose key.field equals the event's (insert it if none); off: insert every event."},
 	),
 	New: func() connectors.Connector {
-		return connectors.NewConnector(func() connectors.Task { return &SinkTask{} }, connectors.EveryTask)
+		return connectors.NewConnector(func() connectors.Task { return &SinkTask{} }, splitSink)
 	},
 	Check: checkSink,
 }
@@ -82,6 +89,7 @@ var SourceSpec = connectors.Spec{
 		connectors.Field{Name: FieldPollInterval, Type: connectors.TypeDuration, Default: time.Second, Description: "Pause between polls that found nothing."},
 		connectors.Field{Name: FieldPollBatch, Type: connectors.TypeInt, Default: int64(500), Description: "Most documents (or changes) per poll (1 to 10000)."},
 		connectors.Field{Name: FieldEventType, Type: connectors.TypeString, Default: DefaultEventType, Description: "CloudEvents type of the events."},
+		connectors.Field{Name: FieldJSONFormat, Type: connectors.TypeString, Default: JSONRelaxed, Enum: []string{JSONRelaxed, JSONCanonical}, Description: "MongoDB Extended JSON of the data: relaxed (numbers as plain JSON numbers: an Int64 that fits 32 bits comes back from mongodb-sink as an Int32) or canonical (every BSON type kept: {\"$numberLong\": \"5\"}, {\"$numberDouble\": \"2.0\"})."},
 	),
 	New: func() connectors.Connector {
 		return connectors.NewConnector(func() connectors.Task { return &SourceTask{} }, connectors.OneTask) // a collection is read by one task
@@ -92,6 +100,15 @@ var SourceSpec = connectors.Spec{
 func init() {
 	connectors.Register(SinkSpec)
 	connectors.Register(SourceSpec)
+}
+
+// splitSink runs tasks.max tasks, or one when upserting: writes of one key
+// must land in order, and the tasks of a sink share one consumer group.
+func splitSink(cfg connectors.Config, maxTasks int) []connectors.Config {
+	if cfg.Bool(FieldUpsert) {
+		maxTasks = 1
+	}
+	return connectors.EveryTask(cfg, maxTasks)
 }
 
 func checkCommon(cfg connectors.Config) []connectors.FieldError {

@@ -15,6 +15,7 @@ import (
 	"go.mongodb.org/mongo-driver/v2/mongo"
 	"go.mongodb.org/mongo-driver/v2/mongo/options"
 
+	"github.com/meshd/meshd/bridge"
 	"github.com/meshd/meshd/connectors"
 	"github.com/meshd/meshd/connectors/connectortest"
 	"github.com/meshd/meshd/connectors/mongodb"
@@ -229,6 +230,120 @@ func TestMongoDBBadConfig(t *testing.T) {
 			require.ErrorAs(t, err, &ve)
 			assert.NotEmpty(t, ve.Field(tc.field), "error names %s: %v", tc.field, err)
 			assert.NotContains(t, err.Error(), "pw", "the URI is not echoed")
+		})
+	}
+}
+
+// Polling a timestamp field, each update of a document is an event of its
+// own id (the mesh drops a second event of one id within its duplicate
+// window, which lost every update made within two minutes of the last),
+// and a version read again after a restart has the same id.
+func TestMongoDBSourceUpdatesHaveTheirOwnIDs(t *testing.T) {
+	uri := infra.StartFerretDB(t)
+	coll := client(t, uri).Database("meshd").Collection("updates")
+	cfg, err := mongodb.SourceSpec.Validate(map[string]any{"connector.type": mongodb.SourceType, "topic": "t",
+		"uri": uri, "database": "meshd", "collection": "updates", "poll.field": "at", "poll.interval": "10ms"})
+	require.NoError(t, err)
+	start := func(offsets map[string]string) *mongodb.SourceTask {
+		task := &mongodb.SourceTask{}
+		task.Init(connectortest.TaskContext(offsets))
+		require.NoError(t, task.Start(t.Context(), cfg))
+		t.Cleanup(func() { _ = task.Stop(context.Background()) })
+		return task
+	}
+	task := start(nil)
+	at := time.UnixMilli(1_700_000_000_000)
+	_, err = coll.InsertOne(t.Context(), bson.D{{Key: "_id", Value: "doc"}, {Key: "at", Value: at}, {Key: "n", Value: 0}})
+	require.NoError(t, err)
+	var recs []connectors.Record
+	for i := 1; i <= 3; i++ {
+		got, err := task.Poll(t.Context())
+		require.NoError(t, err)
+		require.Len(t, got, 1)
+		recs = append(recs, got...)
+		_, err = coll.UpdateOne(t.Context(), bson.D{{Key: "_id", Value: "doc"}},
+			bson.D{{Key: "$set", Value: bson.D{{Key: "at", Value: at.Add(time.Duration(i) * time.Second)}, {Key: "n", Value: i}}}})
+		require.NoError(t, err)
+	}
+	got, err := task.Poll(t.Context())
+	require.NoError(t, err)
+	require.Len(t, got, 1)
+	recs = append(recs, got...)
+	ids := map[string]bool{}
+	for _, r := range recs {
+		ids[r.Event.ID()] = true
+		assert.Contains(t, r.Event.ID(), "doc@")
+	}
+	assert.Len(t, ids, 4, "each version has its own id: %v", ids)
+	restart := start(nil)
+	got, err = restart.Poll(t.Context())
+	require.NoError(t, err)
+	require.Len(t, got, 1)
+	assert.Equal(t, recs[3].Event.ID(), got[0].Event.ID(), "a version read again has the same id")
+}
+
+// A server that cannot be reached holds the batch (bridge.Unavailable:
+// no attempt spent) instead of failing its events one attempt at a time.
+func TestMongoDBSinkUnreachableHolds(t *testing.T) {
+	uri := infra.StartFerretDB(t)
+	u, err := url.Parse(uri)
+	require.NoError(t, err)
+	p := infra.StartProxy(t, u.Host)
+	task := newSinkTask(t, map[string]any{"uri": "mongodb://" + p.Addr + "/", "database": "meshd", "collection": "down", "timeout": "1s"})
+	p.SetFailing(true)
+	err = task.Put(t.Context(), []event.Event{jsonEvent(t, "1", `{"v": 1}`), jsonEvent(t, "2", `{"v": 2}`)})
+	require.Error(t, err)
+	var pe *connectors.PartialError
+	require.ErrorAs(t, err, &pe)
+	for i := range 2 {
+		class, _ := bridge.Classify(pe.Failed[i])
+		assert.Equal(t, bridge.Unavailable, class, "event %d: %v", i, pe.Failed[i])
+	}
+	p.SetFailing(false)
+	require.Eventually(t, func() bool { return task.Put(t.Context(), []event.Event{jsonEvent(t, "3", `{"v": 3}`)}) == nil },
+		30*time.Second, 100*time.Millisecond, "writes again once the server is back")
+}
+
+// With json.format canonical every BSON type survives mongodb-source →
+// mongodb-sink: Int64 stays Int64 (relaxed JSON brings a small one back as
+// Int32), a double 2.0 stays a double, a decimal keeps its trailing zero.
+func TestMongoDBCanonicalRoundTrip(t *testing.T) {
+	uri := infra.StartFerretDB(t)
+	db := client(t, uri).Database("meshd")
+	doc := bson.D{{Key: "_id", Value: "k"}, {Key: "i64", Value: int64(5)}, {Key: "i32", Value: int32(6)}, {Key: "d", Value: 2.0},
+		{Key: "at", Value: bson.DateTime(1_700_000_000_123)}, {Key: "arr", Value: bson.A{int64(1), "x"}}}
+	_, err := db.Collection("canon_src").InsertOne(t.Context(), doc)
+	require.NoError(t, err)
+	for _, c := range []struct {
+		format  string
+		wantI64 any
+	}{{"canonical", int64(5)}, {"relaxed", int32(5)}} {
+		t.Run(c.format, func(t *testing.T) {
+			cfg, err := mongodb.SourceSpec.Validate(map[string]any{"connector.type": mongodb.SourceType, "topic": "t",
+				"uri": uri, "database": "meshd", "collection": "canon_src", "json.format": c.format})
+			require.NoError(t, err)
+			src := &mongodb.SourceTask{}
+			src.Init(connectortest.TaskContext(nil))
+			require.NoError(t, src.Start(t.Context(), cfg))
+			defer src.Stop(context.Background())
+			recs, err := src.Poll(t.Context())
+			require.NoError(t, err)
+			require.Len(t, recs, 1)
+			sink := newSinkTask(t, map[string]any{"uri": uri, "database": "meshd", "collection": "canon_" + c.format})
+			require.NoError(t, sink.Put(t.Context(), []event.Event{recs[0].Event}))
+			var got bson.D
+			require.NoError(t, db.Collection("canon_"+c.format).FindOne(t.Context(), bson.D{}).Decode(&got))
+			m := bson.M{}
+			for _, e := range got {
+				m[e.Key] = e.Value
+			}
+			assert.Equal(t, c.wantI64, m["i64"])
+			assert.Equal(t, int32(6), m["i32"])
+			assert.Equal(t, 2.0, m["d"])
+			assert.Equal(t, bson.DateTime(1_700_000_000_123), m["at"])
+			if c.format == "canonical" {
+				assert.Equal(t, doc, got, "the document, type for type")
+			}
 		})
 	}
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 
 	"github.com/cloudevents/sdk-go/v2/event"
 	"go.mongodb.org/mongo-driver/v2/bson"
@@ -44,8 +45,11 @@ func (t *SinkTask) Stop(ctx context.Context) error {
 }
 
 // Put writes the batch in order. Events whose data is not a JSON object
-// (or lacks the key when upserting) fail permanently; a write error fails
-// its event and, the bulk write being ordered, every later one (retried).
+// (or lacks the key when upserting) fail for good; so does a write the
+// server refuses for good (a duplicate key, a validation), and the writes
+// after it are sent again at once. A server that cannot be reached holds
+// the batch; other failures are retried — held too when upserting, so a
+// retry never lands after a later write of its key.
 func (t *SinkTask) Put(ctx context.Context, events []event.Event) error {
 	failed := map[int]error{}
 	models := make([]mongo.WriteModel, 0, len(events))
@@ -53,44 +57,74 @@ func (t *SinkTask) Put(ctx context.Context, events []event.Event) error {
 	for i := range events {
 		m, err := t.model(&events[i])
 		if err != nil {
-			failed[i] = &bridge.DeliveryError{Class: bridge.Permanent, Err: err}
+			failed[i] = bridge.PermanentError(err)
 			continue
 		}
 		models = append(models, m)
 		index = append(index, i)
 	}
-	if len(models) > 0 {
-		_, err := t.coll.BulkWrite(ctx, models, options.BulkWrite().SetOrdered(true))
-		var bwe mongo.BulkWriteException
-		switch {
-		case err == nil:
-		case ctx.Err() != nil:
-			return ctx.Err()
-		case errors.As(err, &bwe) && len(bwe.WriteErrors) > 0 && bwe.WriteConcernError == nil:
-			first := len(models)
-			for _, we := range bwe.WriteErrors {
-				if we.Index < 0 || we.Index >= len(models) {
-					continue
-				}
-				failed[index[we.Index]] = &bridge.DeliveryError{
-					Class: classOf(we.Code),
-					Err:   fmt.Errorf("writing the document: %s (code %d)", we.Message, we.Code),
-				}
-				first = min(first, we.Index)
-			}
-			for j := first + 1; j < len(models); j++ {
-				if _, ok := failed[index[j]]; !ok {
-					failed[index[j]] = &bridge.DeliveryError{Err: errors.New("not written: an earlier write of the ordered batch failed")}
-				}
-			}
-		default:
-			return fmt.Errorf("writing %d document(s): %w", len(models), err)
+	for from := 0; from < len(models); {
+		_, err := t.coll.BulkWrite(ctx, models[from:], options.BulkWrite().SetOrdered(true))
+		if err == nil {
+			break
 		}
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		var bwe mongo.BulkWriteException
+		if errors.As(err, &bwe) && len(bwe.WriteErrors) > 0 && bwe.WriteConcernError == nil {
+			we := bwe.WriteErrors[0] // ordered: the first is the only one
+			at := from + we.Index
+			if we.Index >= 0 && at < len(models) && classOf(we.Code) == bridge.Permanent {
+				failed[index[at]] = bridge.PermanentError(fmt.Errorf("writing the document: %s (code %d)", we.Message, we.Code))
+				from = at + 1
+				continue
+			}
+			if we.Index >= 0 && at < len(models) {
+				from = at // written before it: acked
+			}
+		}
+		err = t.failure(fmt.Errorf("writing %d document(s): %w", len(models)-from, err))
+		for j := from; j < len(models); j++ {
+			failed[index[j]] = err
+		}
+		break
 	}
 	if len(failed) == 0 {
 		return nil
 	}
 	return &connectors.PartialError{Failed: failed}
+}
+
+// failure classifies a failed write: a server that cannot be reached or
+// cannot take writes now holds the batch, as does any failure of an
+// upserting sink (order); others are retried.
+func (t *SinkTask) failure(err error) error {
+	if t.upsert || unavailable(err) {
+		return bridge.UnavailableError(err, 0)
+	}
+	return err
+}
+
+// unavailable reports errors of the server as a whole: unreachable,
+// shutting down, not primary, not authorised.
+func unavailable(err error) bool {
+	if mongo.IsNetworkError(err) || mongo.IsTimeout(err) || errors.Is(err, context.DeadlineExceeded) ||
+		errors.Is(err, mongo.ErrClientDisconnected) {
+		return true
+	}
+	var se mongo.ServerError
+	if errors.As(err, &se) {
+		for _, code := range []int{6, 7, 13, 18, 89, 91, 189, 10107, 11600, 11602, 13435, 13436} {
+			if se.HasErrorCode(code) {
+				return true
+			}
+		}
+		if se.HasErrorLabel("RetryableWriteError") {
+			return true
+		}
+	}
+	return strings.Contains(err.Error(), "server selection")
 }
 
 // classOf says which write errors retrying cannot fix: duplicate keys

@@ -3,6 +3,7 @@ package mongodb
 import (
 	"context"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/cloudevents/sdk-go/v2/event"
@@ -40,6 +41,7 @@ type SourceTask struct {
 	field     string
 	interval  time.Duration
 	batch     int64
+	canonical bool // json.format canonical
 
 	// poll mode: the position after the last document returned.
 	lastV, lastID bson.RawValue
@@ -61,6 +63,7 @@ func (t *SourceTask) Start(ctx context.Context, cfg connectors.Config) error {
 	t.field = cfg.String(FieldPollField)
 	t.interval = cfg.Duration(FieldPollInterval)
 	t.batch = cfg.Int(FieldPollBatch)
+	t.canonical = cfg.String(FieldJSONFormat) == JSONCanonical
 	var offset string
 	if t.tc != nil {
 		offset = t.tc.Offsets()[t.partition]
@@ -166,7 +169,7 @@ func (t *SourceTask) pollQuery(ctx context.Context) ([]connectors.Record, error)
 		if err != nil {
 			return nil, fmt.Errorf("encoding the offset: %w", err)
 		}
-		ev, err := t.newEvent(idString(id), doc)
+		ev, err := t.newEvent(t.eventID(id, v), doc)
 		if err != nil {
 			return nil, err
 		}
@@ -219,7 +222,7 @@ func (t *SourceTask) pollStream(ctx context.Context) ([]connectors.Record, error
 }
 
 func (t *SourceTask) newEvent(id string, doc bson.Raw) (event.Event, error) {
-	data, err := bson.MarshalExtJSON(doc, false, false)
+	data, err := bson.MarshalExtJSON(doc, t.canonical, false)
 	if err != nil {
 		return event.Event{}, fmt.Errorf("encoding a document of %s as JSON: %w", t.partition, err)
 	}
@@ -232,6 +235,22 @@ func (t *SourceTask) newEvent(id string, doc bson.Raw) (event.Event, error) {
 		return event.Event{}, fmt.Errorf("setting the event data: %w", err)
 	}
 	return ev, nil
+}
+
+// eventID identifies one version of a document: its _id, and with a
+// poll.field other than _id (a document read again after an update) the
+// value of that field, so the mesh's duplicate window, which drops a
+// second event of one id, keeps every update while a document read twice
+// (after a restart) has the same id both times.
+func (t *SourceTask) eventID(id, v bson.RawValue) string {
+	if t.field == "_id" {
+		return idString(id)
+	}
+	b, err := bson.MarshalExtJSON(bson.D{{Key: "v", Value: v}}, true, false)
+	if err != nil {
+		return idString(id) + "@" + v.String()
+	}
+	return idString(id) + "@" + strings.TrimSuffix(strings.TrimPrefix(string(b), `{"v":`), "}")
 }
 
 // idString renders a document _id for the event id: the hex of an

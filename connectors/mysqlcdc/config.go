@@ -36,6 +36,7 @@ const (
 	FieldBatchSize = "batch.size"
 	FieldTimeout   = "connect.timeout"
 	FieldGTID      = "gtid"
+	FieldUnwrap    = "unwrap"
 )
 
 // Defaults.
@@ -60,6 +61,7 @@ var Spec = connectors.Spec{
 		{Name: FieldFlavor, Type: connectors.TypeString, Default: DefaultFlavor, Description: "mariadb or mysql."},
 		{Name: FieldBatchSize, Type: connectors.TypeInt, Default: int64(DefaultBatchSize), Description: "Most rows returned by one poll (and queued ahead of the mesh)."},
 		{Name: FieldGTID, Type: connectors.TypeBool, Default: false, Description: "Resume by GTID set instead of binlog file and position: survives a failover to another server of the replication topology (MariaDB GTIDs are always on; MySQL needs gtid_mode=ON)."},
+		{Name: FieldUnwrap, Type: connectors.TypeBool, Default: false, Description: "Debezium's ExtractNewRecordState: the data is the row after the change, a delete is a tombstone (no data) whose subject is the primary key (one column: its value; several: a JSON object), an update of the key is a tombstone of the old key then the row — what jdbc-sink and clickhouse-sink write as a replica of the table. Off: the data is {before, after}."},
 		{Name: FieldTimeout, Type: connectors.TypeDuration, Default: 10 * time.Second, Description: "Timeout of connecting and of reading the binlog stream before reconnecting."},
 	},
 	New: func() connectors.Connector {

@@ -74,7 +74,7 @@ func (m *mariaDB) Start() {
 	args := []string{"--no-defaults", "--datadir=" + filepath.Join(m.dir, "data"), "--tmpdir=" + filepath.Join(m.dir, "tmp"), "--port=" + strconv.Itoa(m.port),
 		"--bind-address=127.0.0.1", "--socket=" + filepath.Join(m.dir, "s.sock"), "--skip-name-resolve",
 		"--pid-file=" + filepath.Join(m.dir, "m.pid"), "--log-error=" + filepath.Join(m.dir, "error.log"),
-		"--log-bin=" + filepath.Join(m.dir, "binlog"), "--binlog-format=ROW", "--binlog-row-image=FULL", "--server-id=1",
+		"--log-bin=" + filepath.Join(m.dir, "binlog"), "--binlog-format=ROW", "--binlog-row-image=FULL", "--binlog-row-metadata=FULL", "--server-id=1",
 		"--innodb-flush-log-at-trx-commit=2"}
 	args = append(args, m.extra...)
 	if os.Geteuid() == 0 {

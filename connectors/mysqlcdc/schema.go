@@ -19,6 +19,7 @@ type column struct {
 	dataType string // lowercase, like int, varchar, json
 	unsigned bool
 	enum     []string // values of an enum or set column, for the binlog's indexes
+	charset  string   // of a character column, lowercase, like utf8mb4, latin1
 }
 
 // table is the shape of a captured table.
@@ -34,9 +35,10 @@ type schemas struct {
 	d       dsn
 	timeout time.Duration
 
-	mu     sync.Mutex
-	conn   *client.Conn
-	tables map[string]*table // by db.table
+	mu         sync.Mutex
+	conn       *client.Conn
+	tables     map[string]*table // by db.table
+	collations map[uint64]string // collation id → charset
 }
 
 func (s *schemas) connect(ctx context.Context) (*client.Conn, error) {
@@ -45,9 +47,9 @@ func (s *schemas) connect(ctx context.Context) (*client.Conn, error) {
 	if s.conn != nil {
 		return s.conn, nil
 	}
-	c, err := client.ConnectWithContext(ctx, s.d.addr(), s.d.user, s.d.password, "", s.timeout, s.d.options()...)
+	c, err := connect(ctx, s.d, s.timeout)
 	if err != nil {
-		return nil, fmt.Errorf("connecting to %s: %w", s.d.addr(), err)
+		return nil, err
 	}
 	s.conn = c
 	return c, nil
@@ -92,6 +94,24 @@ func (s *schemas) Close() {
 // forget drops the cached shapes (after DDL).
 func (s *schemas) forget() { s.tables = nil }
 
+// charsetOf returns the charset of a collation id ("" if unknown).
+func (s *schemas) charsetOf(ctx context.Context, id uint64) string {
+	if cs, ok := s.collations[id]; ok {
+		return cs
+	}
+	rows, err := s.execute(ctx, "SELECT ID, CHARACTER_SET_NAME FROM information_schema.COLLATIONS")
+	if err != nil {
+		return ""
+	}
+	s.collations = map[uint64]string{}
+	for _, r := range rows {
+		var n uint64
+		_, _ = fmt.Sscan(str(r[0]), &n)
+		s.collations[n] = strings.ToLower(str(r[1]))
+	}
+	return s.collations[id]
+}
+
 // table returns the shape of db.tb, reading it again when the binlog's
 // column count differs from the cached one (cols < 0: any count).
 func (s *schemas) table(ctx context.Context, db, tb string, cols int) (*table, error) {
@@ -99,7 +119,7 @@ func (s *schemas) table(ctx context.Context, db, tb string, cols int) (*table, e
 	if t, ok := s.tables[key]; ok && (cols < 0 || len(t.cols) == cols) {
 		return t, nil
 	}
-	rows, err := s.execute(ctx, `SELECT COLUMN_NAME, DATA_TYPE, COLUMN_TYPE, COLUMN_KEY FROM information_schema.COLUMNS
+	rows, err := s.execute(ctx, `SELECT COLUMN_NAME, DATA_TYPE, COLUMN_TYPE, COLUMN_KEY, CHARACTER_SET_NAME FROM information_schema.COLUMNS
 		WHERE TABLE_SCHEMA = ? AND TABLE_NAME = ? ORDER BY ORDINAL_POSITION`, db, tb)
 	if err != nil {
 		return nil, fmt.Errorf("reading the columns of %s: %w", key, err)
@@ -110,7 +130,7 @@ func (s *schemas) table(ctx context.Context, db, tb string, cols int) (*table, e
 	t := &table{}
 	for i, r := range rows {
 		ct := strings.ToLower(str(r[2]))
-		c := column{name: str(r[0]), dataType: strings.ToLower(str(r[1])), unsigned: strings.Contains(ct, "unsigned")}
+		c := column{name: str(r[0]), dataType: strings.ToLower(str(r[1])), unsigned: strings.Contains(ct, "unsigned"), charset: strings.ToLower(str(r[4]))}
 		if c.dataType == "enum" || c.dataType == "set" {
 			c.enum = enumValues(ct)
 		}
@@ -155,8 +175,31 @@ func enumValues(ct string) []string {
 }
 
 // value turns a value decoded from the binlog or a snapshot row into a
-// JSON-ready value of the column's type.
-func (c column) value(v any) any {
+// JSON-ready value of the column's type. Text from the binlog is in the
+// column's charset and decoded from it; a snapshot reads UTF-8 (its
+// connection's utf8mb4).
+func (c column) value(v any, binlog bool) (any, error) {
+	if x, ok := v.(string); ok && binlog && c.isText() {
+		s, err := decodeCharset(c.charset, []byte(x))
+		if err != nil {
+			return nil, fmt.Errorf("column %q: %w", c.name, err)
+		}
+		v = s
+	}
+	return c.convert(v), nil
+}
+
+// isText says whether the column holds character data (text the binlog
+// writes in the column's charset).
+func (c column) isText() bool {
+	switch c.dataType {
+	case "char", "varchar", "tinytext", "text", "mediumtext", "longtext", "json":
+		return c.charset != "" && c.charset != "binary"
+	}
+	return false
+}
+
+func (c column) convert(v any) any {
 	switch x := v.(type) {
 	case nil:
 		return nil

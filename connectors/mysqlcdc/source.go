@@ -6,12 +6,13 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"regexp"
+	"slices"
 	"strings"
 	"sync"
 	"time"
 
 	"github.com/cloudevents/sdk-go/v2/event"
-	"github.com/go-mysql-org/go-mysql/client"
 	gomysql "github.com/go-mysql-org/go-mysql/mysql"
 	"github.com/go-mysql-org/go-mysql/replication"
 	"github.com/google/uuid"
@@ -57,16 +58,18 @@ type Task struct {
 	tc  connectors.TaskContext
 	log *slog.Logger
 
-	d         dsn
-	tables    map[string]bool // db.table; empty: every table of allDB
-	allDB     string
-	prefix    string
-	flavor    string
-	serverID  uint32
-	batchSize int
-	timeout   time.Duration
-	partition string
-	gtid      bool
+	d          dsn
+	tables     map[string]bool // db.table; empty: every table of allDB
+	allDB      string
+	prefix     string
+	flavor     string
+	serverID   uint32
+	batchSize  int
+	timeout    time.Duration
+	partition  string
+	gtid       bool
+	unwrap     bool
+	warnedMeta bool // warned that the binlog carries no column names
 
 	start    position
 	snapshot bool
@@ -115,6 +118,7 @@ func (t *Task) Start(ctx context.Context, cfg connectors.Config) error {
 	t.batchSize = int(cfg.Int(FieldBatchSize))
 	t.timeout = cfg.Duration(FieldTimeout)
 	t.gtid = cfg.Bool(FieldGTID)
+	t.unwrap = cfg.Bool(FieldUnwrap)
 	t.partition = d.addr()
 	t.schemas = &schemas{d: d, timeout: t.timeout}
 	t.items = make(chan item, t.batchSize)
@@ -330,9 +334,9 @@ func quoteIdent(s string) string { return "`" + strings.ReplaceAll(s, "`", "``")
 // MariaDB reports the snapshot's exact position; for MySQL the position is
 // read just before the snapshot, so rows changed meanwhile may come twice.
 func (t *Task) takeSnapshot(ctx context.Context) (position, error) {
-	conn, err := client.ConnectWithContext(ctx, t.d.addr(), t.d.user, t.d.password, "", t.timeout, t.d.options()...)
+	conn, err := connect(ctx, t.d, t.timeout)
 	if err != nil {
-		return position{}, fmt.Errorf("connecting to %s for the snapshot: %w", t.partition, err)
+		return position{}, fmt.Errorf("the snapshot: %w", err)
 	}
 	defer conn.Close()
 	stop := context.AfterFunc(ctx, func() { _ = conn.Close() })
@@ -382,6 +386,16 @@ func (t *Task) takeSnapshot(ctx context.Context) (position, error) {
 			return position{}, err
 		}
 	}
+	// Streaming starts where the snapshot was taken — or, when this one
+	// retakes a snapshot cut short, where the first was: rows it sent may
+	// have been deleted or changed since, which only the binlog between the
+	// two says. (Changes replayed after the newer snapshot rows leave each
+	// row, once the stream passes this snapshot, as it is now.)
+	from := pos
+	if t.start.File != "" || t.start.GTID != "" {
+		from = t.start
+		from.Snapshot, from.Skip = false, 0
+	}
 	tables, err := t.selectedTables(ctx)
 	if err != nil {
 		return position{}, err
@@ -412,8 +426,12 @@ func (t *Task) takeSnapshot(ctx context.Context) (position, error) {
 				vals[i] = row[i].Value()
 			}
 			n++
-			rec := t.record(shape, db, tb, "snapshot", fmt.Sprintf("snapshot:%s:%d:%s.%s:%d", pos.File, pos.Pos, db, tb, n), nil, vals, time.Now(), "", pos)
-			rec.Offset = offset(position{File: pos.File, Pos: pos.Pos, GTID: pos.GTID, Snapshot: true})
+			recs, err := t.records(shape, db, tb, "snapshot", fmt.Sprintf("snapshot:%s:%d:%s.%s:%d", pos.File, pos.Pos, db, tb, n), nil, vals, false, time.Now(), "", pos)
+			if err != nil {
+				return err
+			}
+			rec := recs[0]
+			rec.Offset = offset(position{File: from.File, Pos: from.Pos, GTID: from.GTID, Snapshot: true})
 			if held != nil {
 				if sendErr = t.send(ctx, *held); sendErr != nil {
 					return sendErr
@@ -430,13 +448,13 @@ func (t *Task) takeSnapshot(ctx context.Context) (position, error) {
 		}
 	}
 	if held != nil {
-		held.Offset = offset(pos)
+		held.Offset = offset(from)
 		if err := t.send(ctx, *held); err != nil {
 			return position{}, err
 		}
 	}
 	_, _ = conn.Execute("COMMIT")
-	return pos, nil
+	return from, nil
 }
 
 func offset(p position) string {
@@ -548,6 +566,17 @@ func (t *Task) stream(ctx context.Context, pos position) error {
 			default: // DDL: shapes may have changed
 				t.schemas.forget()
 				inTx = false
+				if db, tb, ok := truncated(string(e.Schema), string(e.Query)); ok && t.selected(db, tb) {
+					p := position{File: file, Pos: h.LogPos}
+					if t.gtid {
+						p.GTID = gset.String()
+					}
+					rec := t.truncateRecord(db, tb, fmt.Sprintf("%s:%d:truncate", file, h.LogPos-h.EventSize), time.Unix(int64(h.Timestamp), 0), xid, position{File: file, Pos: h.LogPos})
+					rec.Offset = offset(p)
+					if err := t.send(ctx, rec); err != nil {
+						return err
+					}
+				}
 			}
 		case *replication.XIDEvent:
 			inTx = false
@@ -573,7 +602,7 @@ func (t *Task) stream(ctx context.Context, pos position) error {
 			want := t.selected(db, tb)
 			var shape *table
 			if want {
-				if shape, err = t.schemas.table(ctx, db, tb, int(e.ColumnCount)); err != nil {
+				if shape, err = t.shape(ctx, db, tb, e.Table); err != nil {
 					return err
 				}
 			}
@@ -592,58 +621,253 @@ func (t *Task) stream(ctx context.Context, pos position) error {
 					before, after = e.Rows[i], e.Rows[i+1]
 				}
 				id := fmt.Sprintf("%s:%d:%d", file, txStart, row)
-				p := position{File: file, Pos: txStart, GTID: txSet, Skip: row}
-				rec := t.record(shape, db, tb, op, id, before, after, time.Unix(int64(h.Timestamp), 0), xid, position{File: file, Pos: h.LogPos})
-				rec.Offset = offset(p)
-				if err := t.send(ctx, rec); err != nil {
-					return err
+				recs, err := t.records(shape, db, tb, op, id, before, after, true, time.Unix(int64(h.Timestamp), 0), xid, position{File: file, Pos: h.LogPos})
+				if err != nil {
+					return fmt.Errorf("decoding row %s of %s.%s: %w", id, db, tb, err)
+				}
+				for i := range recs {
+					// A record before the row's last (the tombstone of an
+					// old key) leaves the row to be read again.
+					recs[i].Offset = offset(position{File: file, Pos: txStart, GTID: txSet, Skip: row - (len(recs) - 1 - i)})
+					if err := t.send(ctx, recs[i]); err != nil {
+						return err
+					}
 				}
 			}
 		}
 	}
 }
 
-// record builds the event of one row change. at is the binlog position
-// shown in the cdcpos extension.
-func (t *Task) record(shape *table, db, tb, op, id string, before, after []any, ts time.Time, xid string, at position) connectors.Record {
-	e := event.New()
-	e.SetID(id)
-	e.SetSource(fmt.Sprintf("mysql://%s/%s/%s", t.partition, db, tb))
-	e.SetType(t.prefix + ".row." + op)
-	e.SetTime(ts)
-	img := func(vals []any) map[string]any {
+// shape is the shape of db.tb that a rows event was written with. With
+// binlog_row_metadata=FULL its table map names the columns: each is
+// matched by name to the table's current columns (types, charsets, enum
+// values, JSON), and a column dropped since is described from the table
+// map alone — so a row written before an ALTER TABLE keeps its values in
+// their columns. Without names, the current columns are taken when their
+// count matches (a warning says to turn FULL on).
+func (t *Task) shape(ctx context.Context, db, tb string, tm *replication.TableMapEvent) (*table, error) {
+	cur, err := t.schemas.table(ctx, db, tb, -1)
+	if err != nil {
+		return nil, err
+	}
+	names := tm.ColumnNameString()
+	if len(names) != int(tm.ColumnCount) {
+		if !t.warnedMeta {
+			t.warnedMeta = true
+			t.log.Warn("the binlog carries no column names: rows written before an ALTER TABLE may be decoded with the columns of after it; set binlog_row_metadata=FULL on the server")
+		}
+		if len(cur.cols) != int(tm.ColumnCount) {
+			return t.schemas.table(ctx, db, tb, int(tm.ColumnCount))
+		}
+		return cur, nil
+	}
+	if len(cur.cols) == len(names) {
+		same := true
+		for i, n := range names {
+			same = same && cur.cols[i].name == n
+		}
+		if same {
+			return cur, nil
+		}
+	}
+	byName := make(map[string]column, len(cur.cols))
+	for _, c := range cur.cols {
+		byName[c.name] = c
+	}
+	unsigned, collations := tm.UnsignedMap(), tm.CollationMap()
+	enums, sets := tm.EnumStrValueMap(), tm.SetStrValueMap()
+	out := &table{}
+	for i, n := range names {
+		c, ok := byName[n]
+		if !ok {
+			c = column{name: n, dataType: binlogType(tm.ColumnType[i], collations[i] != 0), unsigned: unsigned[i]}
+			if id, ok := collations[i]; ok {
+				c.charset = t.schemas.charsetOf(ctx, id)
+			}
+			if v, ok := enums[i]; ok {
+				c.dataType, c.enum = "enum", v
+			}
+			if v, ok := sets[i]; ok {
+				c.dataType, c.enum = "set", v
+			}
+		}
+		out.cols = append(out.cols, c)
+	}
+	if len(tm.PrimaryKey) > 0 {
+		for _, k := range tm.PrimaryKey {
+			out.pk = append(out.pk, int(k))
+		}
+	} else {
+		for _, k := range cur.pk {
+			if j := slices.Index(names, cur.cols[k].name); j >= 0 {
+				out.pk = append(out.pk, j)
+			}
+		}
+	}
+	return out, nil
+}
+
+// binlogType names the type of a column known only from a table map.
+func binlogType(typ byte, text bool) string {
+	switch typ {
+	case gomysql.MYSQL_TYPE_TINY:
+		return "tinyint"
+	case gomysql.MYSQL_TYPE_SHORT:
+		return "smallint"
+	case gomysql.MYSQL_TYPE_INT24:
+		return "mediumint"
+	case gomysql.MYSQL_TYPE_LONG:
+		return "int"
+	case gomysql.MYSQL_TYPE_LONGLONG:
+		return "bigint"
+	case gomysql.MYSQL_TYPE_FLOAT:
+		return "float"
+	case gomysql.MYSQL_TYPE_DOUBLE:
+		return "double"
+	case gomysql.MYSQL_TYPE_JSON:
+		return "json"
+	case gomysql.MYSQL_TYPE_BLOB, gomysql.MYSQL_TYPE_VARCHAR, gomysql.MYSQL_TYPE_VAR_STRING, gomysql.MYSQL_TYPE_STRING:
+		if text {
+			return "text"
+		}
+		return "blob"
+	}
+	return "unknown"
+}
+
+// Debezium's op codes, in the cdcop extension of every event.
+var opCodes = map[string]string{"inserted": "c", "updated": "u", "deleted": "d", "snapshot": "r"}
+
+// records builds the events of one row change: one, or with unwrap an
+// update that changed the primary key, a tombstone of the old key then
+// the row. at is the binlog position shown in the cdcpos extension;
+// binlog says the values come from the binlog (text in the columns'
+// charsets) rather than a snapshot.
+func (t *Task) records(shape *table, db, tb, op, id string, before, after []any, binlog bool, ts time.Time, xid string, at position) ([]connectors.Record, error) {
+	img := func(vals []any) (map[string]any, error) {
 		if vals == nil {
-			return nil
+			return nil, nil
 		}
 		m := make(map[string]any, len(vals))
 		for i, v := range vals {
 			if i < len(shape.cols) {
-				m[shape.cols[i].name] = shape.cols[i].value(v)
+				x, err := shape.cols[i].value(v, binlog)
+				if err != nil {
+					return nil, err
+				}
+				m[shape.cols[i].name] = x
 			}
 		}
-		return m
+		return m, nil
 	}
-	key := after
+	b, err := img(before)
+	if err != nil {
+		return nil, err
+	}
+	a, err := img(after)
+	if err != nil {
+		return nil, err
+	}
+	key := a
 	if key == nil {
-		key = before
+		key = b
 	}
-	if len(shape.pk) > 0 {
-		parts := make([]string, 0, len(shape.pk))
-		for _, i := range shape.pk {
-			if i < len(key) {
-				parts = append(parts, fmt.Sprint(derefJSON(shape.cols[i].value(key[i]))))
-			}
+	mk := func(id, typ, cdcop, subject string) event.Event {
+		e := event.New()
+		e.SetID(id)
+		e.SetSource(fmt.Sprintf("mysql://%s/%s/%s", t.partition, db, tb))
+		e.SetType(typ)
+		e.SetTime(ts)
+		if subject != "" {
+			e.SetSubject(subject)
 		}
-		e.SetSubject(strings.Join(parts, ","))
+		e.SetExtension("cdcdb", db)
+		e.SetExtension("cdctable", tb)
+		e.SetExtension("cdcpos", fmt.Sprintf("%s:%d", at.File, at.Pos))
+		e.SetExtension("cdcop", cdcop)
+		if xid != "" {
+			e.SetExtension("cdcxid", xid)
+		}
+		return e
 	}
+	typ := t.prefix + ".row." + op
+	if !t.unwrap {
+		e := mk(id, typ, opCodes[op], t.subject(shape, key, false))
+		if err := e.SetData(event.ApplicationJSON, map[string]any{"before": b, "after": a}); err != nil {
+			return nil, fmt.Errorf("encoding the change: %w", err)
+		}
+		return []connectors.Record{{Event: e, Partition: t.partition}}, nil
+	}
+	var out []connectors.Record
+	if op == "updated" && len(shape.pk) > 0 {
+		if old := t.subject(shape, b, true); old != t.subject(shape, a, true) {
+			out = append(out, connectors.Record{Event: mk(id+":oldkey", t.prefix+".row.deleted", "d", old), Partition: t.partition})
+		}
+	}
+	e := mk(id, typ, opCodes[op], t.subject(shape, key, true))
+	if a != nil {
+		if err := e.SetData(event.ApplicationJSON, a); err != nil {
+			return nil, fmt.Errorf("encoding the row: %w", err)
+		}
+	}
+	return append(out, connectors.Record{Event: e, Partition: t.partition}), nil
+}
+
+// subject is the primary key of a row image: its values joined by commas,
+// or with unwrap what sinks read as a tombstone's key — the value of a
+// one-column key, a JSON object of several.
+func (t *Task) subject(shape *table, img map[string]any, unwrap bool) string {
+	if len(shape.pk) == 0 || img == nil {
+		return ""
+	}
+	if unwrap && len(shape.pk) > 1 {
+		m := make(map[string]any, len(shape.pk))
+		for _, i := range shape.pk {
+			m[shape.cols[i].name] = img[shape.cols[i].name]
+		}
+		b, _ := json.Marshal(m)
+		return string(b)
+	}
+	parts := make([]string, 0, len(shape.pk))
+	for _, i := range shape.pk {
+		parts = append(parts, fmt.Sprint(derefJSON(img[shape.cols[i].name])))
+	}
+	return strings.Join(parts, ",")
+}
+
+// truncateRecord is the event of a TRUNCATE TABLE: type
+// <prefix>.table.truncated, no data, cdcop t.
+func (t *Task) truncateRecord(db, tb, id string, ts time.Time, xid string, at position) connectors.Record {
+	e := event.New()
+	e.SetID(id)
+	e.SetSource(fmt.Sprintf("mysql://%s/%s/%s", t.partition, db, tb))
+	e.SetType(t.prefix + ".table.truncated")
+	e.SetTime(ts)
 	e.SetExtension("cdcdb", db)
 	e.SetExtension("cdctable", tb)
 	e.SetExtension("cdcpos", fmt.Sprintf("%s:%d", at.File, at.Pos))
+	e.SetExtension("cdcop", "t")
 	if xid != "" {
 		e.SetExtension("cdcxid", xid)
 	}
-	_ = e.SetData(event.ApplicationJSON, map[string]any{"before": img(before), "after": img(after)})
 	return connectors.Record{Event: e, Partition: t.partition}
+}
+
+var truncateRe = regexp.MustCompile("(?i)^TRUNCATE\\s+(?:TABLE\\s+)?(?:`((?:[^`]|``)+)`|([\\w$]+))(?:\\.(?:`((?:[^`]|``)+)`|([\\w$]+)))?\\s*;?$")
+
+// truncated reads the table of a TRUNCATE statement run in database
+// schema.
+func truncated(schema, query string) (db, tb string, ok bool) {
+	m := truncateRe.FindStringSubmatch(strings.TrimSpace(query))
+	if m == nil {
+		return "", "", false
+	}
+	first := strings.ReplaceAll(m[1]+m[2], "``", "`")
+	second := strings.ReplaceAll(m[3]+m[4], "``", "`")
+	if second == "" {
+		return schema, first, true
+	}
+	return first, second, true
 }
 
 func derefJSON(v any) any {

@@ -7,6 +7,7 @@ import (
 	"strings"
 	"testing"
 	"time"
+	"unicode/utf8"
 
 	"github.com/cloudevents/sdk-go/v2/event"
 	"github.com/go-mysql-org/go-mysql/client"
@@ -194,12 +195,20 @@ func TestMySQLCDCChanges(t *testing.T) {
 		assert.Equal(t, "shop.db.row.deleted", del[0].Event.Type())
 		require.NoError(t, task.Stop(t.Context()))
 
-		// A snapshot stored only in part is taken again.
+		// A snapshot stored only in part is taken again, and the changes
+		// since the first are streamed after it: the delete of row 20,
+		// which the first snapshot sent and the second cannot know of.
 		task = startTask(t, snap, map[string]string{got[0].Partition: got[0].Offset})
-		again := pollN(t, task, 2)
-		assert.Equal(t, "21", again[0].Event.Subject())
-		assert.Equal(t, "22", again[1].Event.Subject())
-		assert.Equal(t, "shop.db.row.snapshot", again[1].Event.Type())
+		again := pollN(t, task, 4)
+		assert.Equal(t, []string{"snapshot:21", "snapshot:22", "inserted:22", "deleted:20"},
+			[]string{strings.TrimPrefix(subjects(again)[0], "shop.db.row."), strings.TrimPrefix(subjects(again)[1], "shop.db.row."),
+				strings.TrimPrefix(subjects(again)[2], "shop.db.row."), strings.TrimPrefix(subjects(again)[3], "shop.db.row.")})
+		require.NoError(t, task.Stop(t.Context()))
+
+		// Cut short again (after one row): the retaken snapshot still
+		// streams from the first snapshot's position.
+		task = startTask(t, snap, map[string]string{again[0].Partition: again[0].Offset})
+		assert.Len(t, pollN(t, task, 4), 4)
 	})
 }
 
@@ -277,4 +286,100 @@ func TestMySQLCDCConfig(t *testing.T) {
 		assert.NotEmpty(t, ve.Field(field), name)
 		assert.NotContains(t, err.Error(), "secret", name)
 	}
+}
+
+// execUTF8 runs statements as the application user over a utf8mb4
+// connection (the client library's default utf8 has no emoji).
+func (m *mariaDB) execUTF8(t *testing.T, stmts ...string) {
+	t.Helper()
+	c, err := client.Connect(m.addr(), "app", "app", "meshd")
+	require.NoError(t, err)
+	defer c.Close()
+	_, err = c.Execute("SET NAMES utf8mb4")
+	require.NoError(t, err)
+	for _, s := range stmts {
+		_, err := c.Execute(s)
+		require.NoError(t, err, "%s", s)
+	}
+}
+
+// Text arrives as it was written, whatever the column's charset: the
+// snapshot reads over utf8mb4 (the server's latin1 default turned
+// "ü 日本 🚀" into "� ?? ?"), and binlog text is decoded from each column's
+// own charset (latin1 came out as U+FFFD).
+func TestMySQLCDCCharsets(t *testing.T) {
+	db := startMariaDBBinlog(t, "--character-set-server=latin1", "--collation-server=latin1_swedish_ci")
+	db.execUTF8(t, "CREATE TABLE cs (id INT PRIMARY KEY, u VARCHAR(40) CHARACTER SET utf8mb4, l VARCHAR(40) CHARACTER SET latin1, "+
+		"g VARCHAR(40) CHARACTER SET cp1251, doc JSON) DEFAULT CHARSET latin1",
+		`INSERT INTO cs VALUES (1, 'ü 日本 🚀', 'Grüße €', 'Жук', '{"k": "日本 🚀"}')`)
+	want := map[string]any{"id": 1.0, "u": "ü 日本 🚀", "l": "Grüße €", "g": "Жук", "doc": map[string]any{"k": "日本 🚀"}}
+	task := startTask(t, map[string]any{"url": db.URL(), "tables": "cs", "snapshot": true}, nil)
+	snap := pollN(t, task, 1)
+	assert.Equal(t, want, imagesOf(t, snap[0]).After, "the snapshot")
+	db.execUTF8(t, `INSERT INTO cs VALUES (2, 'ü 日本 🚀', 'Grüße €', 'Жук', '{"k": "日本 🚀"}')`)
+	ins := pollN(t, task, 1)
+	want["id"] = 2.0
+	assert.Equal(t, want, imagesOf(t, ins[0]).After, "the binlog")
+	for _, r := range append(snap, ins...) {
+		assert.True(t, utf8.Valid(r.Event.Data()), "valid UTF-8: %q", r.Event.Data())
+	}
+}
+
+// A connector lagging behind an ALTER TABLE ... DROP COLUMN decodes the
+// rows written before it with the columns they were written with (the
+// binlog's column names), not the table's current ones.
+func TestMySQLCDCDecodesRowsWithTheirOwnColumns(t *testing.T) {
+	db := startMariaDBBinlog(t)
+	db.exec(t, "CREATE TABLE shape (id INT PRIMARY KEY, a VARCHAR(10), b VARCHAR(10), c INT)")
+	task := startTask(t, map[string]any{"url": db.URL(), "tables": "shape"}, nil)
+	db.exec(t, "INSERT INTO shape VALUES (0, 'a0', 'b0', 0)")
+	first := pollN(t, task, 1)
+	require.NoError(t, task.Stop(t.Context()))
+
+	db.exec(t, "INSERT INTO shape VALUES (1, 'a1', 'b1', 1)",
+		"ALTER TABLE shape DROP COLUMN b",
+		"INSERT INTO shape VALUES (2, 'a2', 2)",
+		"ALTER TABLE shape ADD COLUMN d VARCHAR(10) DEFAULT 'dd' AFTER a",
+		"INSERT INTO shape (id, a, c) VALUES (3, 'a3', 3)")
+	// Resumed after the first row: every later row is read after the DDL.
+	lagging := startTask(t, map[string]any{"url": db.URL(), "tables": "shape"}, map[string]string{first[0].Partition: first[0].Offset})
+	got := pollN(t, lagging, 3)
+	assert.Equal(t, map[string]any{"id": 1.0, "a": "a1", "b": "b1", "c": 1.0}, imagesOf(t, got[0]).After)
+	assert.Equal(t, map[string]any{"id": 2.0, "a": "a2", "c": 2.0}, imagesOf(t, got[1]).After)
+	assert.Equal(t, map[string]any{"id": 3.0, "a": "a3", "d": "dd", "c": 3.0}, imagesOf(t, got[2]).After)
+}
+
+// unwrap: the data is the row after the change; a delete is a tombstone
+// keyed by the primary key; an update of the key deletes the old key
+// first. Every event says its operation in cdcop, and a TRUNCATE is an
+// event of its own.
+func TestMySQLCDCUnwrap(t *testing.T) {
+	db := startMariaDBBinlog(t)
+	db.exec(t, "CREATE TABLE u1 (id INT PRIMARY KEY, name VARCHAR(20))", "CREATE TABLE u2 (a INT, b VARCHAR(5), v INT, PRIMARY KEY (a, b))")
+	task := startTask(t, map[string]any{"url": db.URL(), "tables": "u1,u2", "unwrap": true}, nil)
+	db.exec(t, "INSERT INTO u1 VALUES (1, 'one')", "UPDATE u1 SET name = 'uno' WHERE id = 1", "UPDATE u1 SET id = 2 WHERE id = 1",
+		"DELETE FROM u1 WHERE id = 2", "INSERT INTO u2 VALUES (1, 'x', 7)", "DELETE FROM u2", "TRUNCATE TABLE u1")
+	recs := pollN(t, task, 8)
+	type got struct{ typ, op, subject, data string }
+	var all []got
+	for _, r := range recs {
+		op, _ := r.Event.Extensions()["cdcop"].(string)
+		all = append(all, got{strings.TrimPrefix(r.Event.Type(), "meshd.mysql."), op, r.Event.Subject(), string(r.Event.Data())})
+	}
+	assert.Equal(t, []got{
+		{"row.inserted", "c", "1", `{"id":1,"name":"one"}`},
+		{"row.updated", "u", "1", `{"id":1,"name":"uno"}`},
+		{"row.deleted", "d", "1", ""},
+		{"row.updated", "u", "2", `{"id":2,"name":"uno"}`},
+		{"row.deleted", "d", "2", ""},
+		{"row.inserted", "c", `{"a":1,"b":"x"}`, `{"a":1,"b":"x","v":7}`},
+		{"row.deleted", "d", `{"a":1,"b":"x"}`, ""},
+		{"table.truncated", "t", "", ""},
+	}, all)
+	ids := map[string]bool{}
+	for _, r := range recs {
+		require.NoError(t, r.Event.Validate())
+		ids[r.Event.ID()] = true
+	}
+	assert.Len(t, ids, len(recs), "every event has its own id")
 }

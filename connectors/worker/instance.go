@@ -48,7 +48,17 @@ type TaskState struct {
 	Trace    string `json:"trace,omitempty"`
 	// Restarts counts restarts after failures since the instance started.
 	Restarts int `json:"restarts"`
+	// LastError is a running sink task's latest failed delivery (secrets
+	// masked) and LastErrorAt its time; the task is DEGRADED while its
+	// outside system is unavailable (events held) or no write succeeded
+	// since that failure.
+	LastError   string    `json:"last_error,omitempty"`
+	LastErrorAt time.Time `json:"last_error_at,omitzero"`
 }
+
+// probe reports a running sink task's delivery loop and when its last
+// fully successful write was.
+type probe func() (bridge.LoopStatus, time.Time)
 
 // instance is one connector instance. name, spec, cfg, raw and invalid are
 // set at creation and read-only; target and run are guarded by
@@ -68,6 +78,7 @@ type instance struct {
 	mu       sync.Mutex
 	conn     UnitState
 	tasks    []TaskState
+	probes   []probe // by task, set while a sink task's loop runs
 	taskCfgs []connectors.Config
 	restarts map[int]context.CancelFunc // by task: ends its current run (tasks.go)
 	loops    map[*bridge.Loop]struct{}  // the delivery loops of a sink's tasks (tasks.go)
@@ -137,10 +148,33 @@ func (inst *instance) status(worker string) Status {
 	for i := range st.Tasks {
 		st.Tasks[i].WorkerID = worker
 	}
+	for i := range st.Tasks {
+		if i >= len(inst.probes) || inst.probes[i] == nil {
+			continue
+		}
+		ls, lastOK := inst.probes[i]()
+		if ls.LastError == "" {
+			continue
+		}
+		ts := &st.Tasks[i]
+		ts.LastError, ts.LastErrorAt = inst.redact(ls.LastError), ls.LastErrorAt
+		if ts.State == StateRunning && (ls.Holding || ls.LastErrorAt.After(lastOK)) {
+			ts.State = StateDegraded
+		}
+	}
 	if st.Tasks == nil {
 		st.Tasks = []TaskState{}
 	}
 	return st
+}
+
+// setProbe sets (nil: clears) the probe of a sink task.
+func (inst *instance) setProbe(id int, p probe) {
+	inst.mu.Lock()
+	defer inst.mu.Unlock()
+	if id < len(inst.probes) {
+		inst.probes[id] = p
+	}
 }
 
 func (inst *instance) setConnector(s State, trace string) {
@@ -164,6 +198,7 @@ func (inst *instance) setTasks(cfgs []connectors.Config) {
 	inst.conn = UnitState{State: StateRunning}
 	inst.taskCfgs = cfgs
 	inst.tasks = make([]TaskState, len(cfgs))
+	inst.probes = make([]probe, len(cfgs))
 	for i := range inst.tasks {
 		inst.tasks[i] = TaskState{ID: i, State: StateUnassigned}
 	}
@@ -373,7 +408,7 @@ func (r *Runtime) runTaskOnce(ctx context.Context, inst *instance, conn connecto
 		if inst.spec.Kind != connectors.KindSink {
 			break
 		}
-		return r.sinkLoop(ctx, inst, t, log, running)
+		return r.sinkLoop(ctx, inst, id, t, log, running)
 	}
 	return fmt.Errorf("task of connector type %q (%s) is a %T, which is not a %s task", inst.spec.Name, inst.spec.Kind, task, inst.spec.Kind)
 }

@@ -98,6 +98,10 @@ const (
 	// StateStopped is PAUSED without tasks: their configs are dropped, and
 	// offsets may be changed (tasks.go).
 	StateStopped State = "STOPPED"
+	// StateDegraded is a running sink task whose writes fail: its outside
+	// system is unavailable (events are held, none taken) or no write
+	// succeeded since the last failure (TaskState.LastError says why).
+	StateDegraded State = "DEGRADED"
 )
 
 // Runtime runs connector instances. All methods are safe for concurrent use.
@@ -217,6 +221,9 @@ func (r *Runtime) Start(ctx context.Context) error {
 		if st, ok := states[sc.Name]; ok && (st == StatePaused || st == StateStopped) {
 			inst.target = st
 		}
+		if err := r.openGroups(ctx, inst); err != nil {
+			r.log.Warn("creating the consumer groups of a restored connector; its tasks create them", "connector", sc.Name, "error", err)
+		}
 		r.mu.Lock()
 		r.instances[sc.Name] = inst
 		r.mu.Unlock()
@@ -310,6 +317,10 @@ func (r *Runtime) Create(ctx context.Context, name string, raw map[string]any) (
 		return Info{}, err
 	}
 	inst := r.newInstance(name, cfg.JSON())
+	if err := r.openGroups(ctx, inst); err != nil {
+		_ = r.deleteStored(context.WithoutCancel(ctx), name)
+		return Info{}, err
+	}
 	r.mu.Lock()
 	r.instances[name] = inst
 	r.mu.Unlock()
@@ -345,6 +356,10 @@ func (r *Runtime) Put(ctx context.Context, name string, raw map[string]any) (Inf
 			return Info{}, false, err
 		}
 		inst := r.newInstance(name, cfg.JSON())
+		if err := r.openGroups(ctx, inst); err != nil {
+			_ = r.deleteStored(context.WithoutCancel(ctx), name)
+			return Info{}, false, err
+		}
 		r.mu.Lock()
 		r.instances[name] = inst
 		r.mu.Unlock()
@@ -384,6 +399,9 @@ func (r *Runtime) Put(ctx context.Context, name string, raw map[string]any) (Inf
 	}
 	inst := r.newInstance(name, cfg.JSON())
 	inst.target = old.target
+	if err := r.openGroups(ctx, inst); err != nil {
+		r.log.Warn("creating the consumer groups of a reconfigured connector; its tasks create them", "connector", name, "error", err)
+	}
 	r.mu.Lock()
 	r.instances[name] = inst
 	r.mu.Unlock()

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"sync/atomic"
 	"time"
 
 	"github.com/cloudevents/sdk-go/v2/event"
@@ -26,22 +27,15 @@ const minMaxInFlight = 256
 //
 // running is called once the consumers are open: from then on every event
 // published to the topics reaches the task, even for a new group.
-func (r *Runtime) sinkLoop(ctx context.Context, inst *instance, task connectors.SinkTask, log *slog.Logger, running func()) error {
+func (r *Runtime) sinkLoop(ctx context.Context, inst *instance, id int, task connectors.SinkTask, log *slog.Logger, running func()) error {
 	cfg := inst.cfg
 	filter, err := connectors.SinkFilter(cfg)
 	if err != nil {
 		return fmt.Errorf("compiling filters: %w", err)
 	}
-	batchSize := int(cfg.Int(connectors.FieldBatchSize))
 	var consumers []mesh.Consumer
 	for _, topic := range cfg.Strings(connectors.FieldTopic) {
-		c, err := r.opts.Engine.Consume(ctx, mesh.ConsumerConfig{
-			Topic:       topic,
-			Group:       GroupName(inst.name),
-			MaxInFlight: max(minMaxInFlight, 2*batchSize*int(cfg.Int(connectors.FieldTasksMax))),
-			AckWait:     r.opts.AckWait,
-			StartAtNew:  true,
-		})
+		c, err := r.opts.Engine.Consume(ctx, r.groupConfig(inst, topic))
 		if err != nil {
 			for _, c := range consumers {
 				_ = c.Close()
@@ -61,7 +55,7 @@ func (r *Runtime) sinkLoop(ctx context.Context, inst *instance, task connectors.
 		Consumers:       consumers,
 		Handler:         d.put,
 		Filter:          filter,
-		BatchSize:       batchSize,
+		BatchSize:       int(cfg.Int(connectors.FieldBatchSize)),
 		BatchWait:       cfg.Duration(connectors.FieldBatchWait),
 		MaxAttempts:     int(cfg.Int(connectors.FieldAttempts)),
 		DeadLetterTopic: cfg.String(connectors.FieldDeadLetter),
@@ -73,9 +67,45 @@ func (r *Runtime) sinkLoop(ctx context.Context, inst *instance, task connectors.
 	})
 	inst.addLoop(loop) // tasks.go: its status shows in the connector's
 	defer inst.removeLoop(loop)
+	inst.setProbe(id, func() (bridge.LoopStatus, time.Time) { return loop.Status(), d.lastOK() })
+	defer inst.setProbe(id, nil)
 	running()
 	<-loop.Done()
 	return loop.Err()
+}
+
+// groupConfig is the consumer group of a sink instance on one topic. A new
+// group starts at events published after it was made (StartAtNew).
+func (r *Runtime) groupConfig(inst *instance, topic string) mesh.ConsumerConfig {
+	cfg := inst.cfg
+	return mesh.ConsumerConfig{
+		Topic:       topic,
+		Group:       GroupName(inst.name),
+		MaxInFlight: max(minMaxInFlight, 2*int(cfg.Int(connectors.FieldBatchSize))*int(cfg.Int(connectors.FieldTasksMax))),
+		AckWait:     r.opts.AckWait,
+		StartAtNew:  true,
+	}
+}
+
+// openGroups makes the consumer groups of a sink instance exist, when it
+// is created or its topics change, before any task runs: events published
+// from then on are kept for it even while its tasks cannot start (its
+// outside system is unreachable, a task fails), and delivered once they
+// run.
+func (r *Runtime) openGroups(ctx context.Context, inst *instance) error {
+	if inst.invalid != nil || inst.spec.Kind != connectors.KindSink {
+		return nil
+	}
+	for _, topic := range inst.cfg.Strings(connectors.FieldTopic) {
+		c, err := r.opts.Engine.Consume(ctx, r.groupConfig(inst, topic))
+		if err != nil {
+			return fmt.Errorf("creating the consumer group of %q on topic %q: %w", inst.name, topic, err)
+		}
+		if err := c.Close(); err != nil {
+			r.log.Warn("closing a new consumer group", "connector", inst.name, "topic", topic, "error", err)
+		}
+	}
+	return nil
 }
 
 type sinkDelivery struct {
@@ -83,6 +113,14 @@ type sinkDelivery struct {
 	inst    *instance
 	task    connectors.SinkTask
 	flusher connectors.Flusher
+	ok      atomic.Int64 // unix nanoseconds of the last Put that wrote its whole batch
+}
+
+func (d *sinkDelivery) lastOK() time.Time {
+	if n := d.ok.Load(); n != 0 {
+		return time.Unix(0, n)
+	}
+	return time.Time{}
 }
 
 // put hands one batch to the task: Put, then Flush. A panic in either
@@ -115,6 +153,9 @@ func (d *sinkDelivery) put(ctx context.Context, batch []mesh.Message) error {
 			spanErr = errors.New(d.inst.redact(err.Error()))
 		}
 		bridge.EndSpan(span, spanErr)
+	}
+	if err == nil {
+		d.ok.Store(time.Now().UnixNano())
 	}
 	var p *PanicError
 	if errors.As(err, &p) {

@@ -3,6 +3,7 @@ package infra
 import (
 	"net"
 	"os/exec"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -18,6 +19,8 @@ type server struct {
 	name string
 	// startTimeout and stopTimeout default to dbStartTimeout and dbStopTimeout.
 	startTimeout, stopTimeout time.Duration
+	// stopSignal asks the server to stop (default SIGTERM).
+	stopSignal syscall.Signal
 	// diagnostics, when set, adds to failure messages what the server logs
 	// outside its stdout and stderr.
 	diagnostics func() string
@@ -34,11 +37,23 @@ func startDBProc(t testing.TB, name string, cmd *exec.Cmd, addr string) *syncBuf
 // (SIGTERM, then SIGKILL after the stop timeout).
 func (s server) start(t testing.TB, cmd *exec.Cmd, addr string) *syncBuffer {
 	t.Helper()
+	log, _ := s.startStoppable(t, cmd, addr)
+	return log
+}
+
+// startStoppable is start that also returns a function stopping the
+// server at once (the same way; idempotent, and the cleanup then does
+// nothing).
+func (s server) startStoppable(t testing.TB, cmd *exec.Cmd, addr string) (*syncBuffer, func()) {
+	t.Helper()
 	if s.startTimeout == 0 {
 		s.startTimeout = dbStartTimeout
 	}
 	if s.stopTimeout == 0 {
 		s.stopTimeout = dbStopTimeout
+	}
+	if s.stopSignal == 0 {
+		s.stopSignal = syscall.SIGTERM
 	}
 	log := &syncBuffer{}
 	cmd.Stdout, cmd.Stderr = log, log
@@ -51,15 +66,19 @@ func (s server) start(t testing.TB, cmd *exec.Cmd, addr string) *syncBuffer {
 	}
 	exited := make(chan error, 1)
 	go func() { exited <- cmd.Wait() }()
-	t.Cleanup(func() {
-		_ = cmd.Process.Signal(syscall.SIGTERM)
-		select {
-		case <-exited:
-		case <-time.After(s.stopTimeout):
-			_ = cmd.Process.Kill()
-			<-exited
-		}
-	})
+	var once sync.Once
+	stop := func() {
+		once.Do(func() {
+			_ = cmd.Process.Signal(s.stopSignal)
+			select {
+			case <-exited:
+			case <-time.After(s.stopTimeout):
+				_ = cmd.Process.Kill()
+				<-exited
+			}
+		})
+	}
+	t.Cleanup(stop)
 	output := func() string {
 		if s.diagnostics == nil {
 			return log.String()
@@ -71,7 +90,7 @@ func (s server) start(t testing.TB, cmd *exec.Cmd, addr string) *syncBuffer {
 		c, err := net.DialTimeout("tcp", addr, 200*time.Millisecond)
 		if err == nil {
 			c.Close()
-			return log
+			return log, stop
 		}
 		select {
 		case err := <-exited:

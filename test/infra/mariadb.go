@@ -65,7 +65,7 @@ func StartMariaDB(t testing.TB, binlog bool) (dsn string) {
 		sargs = append(sargs, user)
 	}
 	if binlog {
-		sargs = append(sargs, "--log-bin="+filepath.Join(dir, "binlog"), "--binlog-format=ROW", "--server-id=1")
+		sargs = append(sargs, "--log-bin="+filepath.Join(dir, "binlog"), "--binlog-format=ROW", "--binlog-row-metadata=FULL", "--server-id=1")
 	} else {
 		sargs = append(sargs, "--skip-log-bin")
 	}

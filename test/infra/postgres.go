@@ -28,6 +28,29 @@ const postgresTestUser = "meshd-test"
 // missing). It is stopped by PID when the test ends.
 func StartPostgres(t testing.TB) (dsn string) {
 	t.Helper()
+	return StartPostgresServer(t).URL
+}
+
+// Postgres is a PostgreSQL server a test can stop and start again, on the
+// same data dir and port: a database that goes away and comes back.
+type Postgres struct {
+	// URL is the pgx URL of the server (see StartPostgres).
+	URL string
+
+	t        testing.TB
+	bins     []string
+	postgres string
+	dir      string
+	data     string
+	port     int
+	cred     *syscall.Credential
+	stop     func() // nil while stopped
+}
+
+// StartPostgresServer is StartPostgres returning the server, to Stop and
+// Start it.
+func StartPostgresServer(t testing.TB) *Postgres {
+	t.Helper()
 	bins, _ := filepath.Glob("/usr/lib/postgresql/*/bin")
 	initdb, ok1 := lookBin("initdb", bins...)
 	postgres, ok2 := lookBin("postgres", bins...)
@@ -53,26 +76,47 @@ func StartPostgres(t testing.TB) (dsn string) {
 	if out, err := cmd.CombinedOutput(); err != nil {
 		t.Fatalf("initdb: %v: %s", err, out)
 	}
-	port := FreePort(t)
-	addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
-	srv := exec.Command(postgres, "-D", data, "-p", strconv.Itoa(port), "-k", dir,
+	p := &Postgres{t: t, bins: bins, postgres: postgres, dir: dir, data: data, port: FreePort(t), cred: cred}
+	p.URL = fmt.Sprintf("postgres://postgres@%s/postgres?sslmode=disable", p.addr())
+	p.Start()
+	return p
+}
+
+func (p *Postgres) addr() string { return net.JoinHostPort("127.0.0.1", strconv.Itoa(p.port)) }
+
+// Start starts the server (again) and waits until it accepts sessions.
+func (p *Postgres) Start() {
+	p.t.Helper()
+	if p.stop != nil {
+		return
+	}
+	srv := exec.Command(p.postgres, "-D", p.data, "-p", strconv.Itoa(p.port), "-k", p.dir,
 		"-c", "listen_addresses=127.0.0.1", "-c", "fsync=off", "-c", "synchronous_commit=off",
 		"-c", "full_page_writes=off", "-c", "max_connections=200")
-	srv.SysProcAttr = &syscall.SysProcAttr{Credential: cred}
-	log := startDBProc(t, "postgres", srv, addr)
+	srv.SysProcAttr = &syscall.SysProcAttr{Credential: p.cred}
+	log, stop := server{name: "postgres", stopSignal: syscall.SIGINT}.startStoppable(p.t, srv, p.addr())
+	p.stop = stop
 	// The port opens before the server accepts sessions ("starting up").
-	if isready, ok := lookBin("pg_isready", bins...); ok {
+	if isready, ok := lookBin("pg_isready", p.bins...); ok {
 		for deadline := time.Now().Add(dbStartTimeout); ; {
-			if exec.Command(isready, "-q", "-h", "127.0.0.1", "-p", strconv.Itoa(port), "-U", "postgres").Run() == nil {
+			if exec.Command(isready, "-q", "-h", "127.0.0.1", "-p", strconv.Itoa(p.port), "-U", "postgres").Run() == nil {
 				break
 			}
 			if time.Now().After(deadline) {
-				t.Fatalf("postgres not ready within %s: %s", dbStartTimeout, log.String())
+				p.t.Fatalf("postgres not ready within %s: %s", dbStartTimeout, log.String())
 			}
 			time.Sleep(50 * time.Millisecond) // polling pg_isready
 		}
 	}
-	return fmt.Sprintf("postgres://postgres@%s/postgres?sslmode=disable", addr)
+}
+
+// Stop stops the server (SIGINT, a fast shutdown: sessions are cut) and waits
+// until it exited. Start brings it back with its data.
+func (p *Postgres) Stop() {
+	if p.stop != nil {
+		p.stop()
+		p.stop = nil
+	}
 }
 
 // postgresCredential returns the uid/gid of meshd-test, creating the user
