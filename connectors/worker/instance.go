@@ -67,6 +67,7 @@ type instance struct {
 	mu       sync.Mutex
 	conn     UnitState
 	tasks    []TaskState
+	here     []bool // task i runs on this sidecar
 	taskCfgs []connectors.Config
 }
 
@@ -140,18 +141,46 @@ func (inst *instance) taskInfos() []TaskInfo {
 	return out
 }
 
-func (inst *instance) status(worker string) Status {
+// status is the instance's state as this sidecar runs it: the worker of a
+// task that runs elsewhere is left empty (group.view fills it in).
+func (inst *instance) status(worker string) (Status, []bool) {
 	inst.mu.Lock()
 	defer inst.mu.Unlock()
 	st := Status{Name: inst.name, Connector: inst.conn, Tasks: slices.Clone(inst.tasks), Type: inst.spec.Kind}
 	st.Connector.WorkerID = worker
 	for i := range st.Tasks {
-		st.Tasks[i].WorkerID = worker
+		if inst.here[i] {
+			st.Tasks[i].WorkerID = worker
+		}
 	}
 	if st.Tasks == nil {
 		st.Tasks = []TaskState{}
 	}
-	return st
+	return st, slices.Clone(inst.here)
+}
+
+// taskState is task id's state on this sidecar.
+func (inst *instance) taskState(id int) TaskState {
+	inst.mu.Lock()
+	defer inst.mu.Unlock()
+	if id >= len(inst.tasks) {
+		return TaskState{ID: id, State: StateUnassigned}
+	}
+	return inst.tasks[id]
+}
+
+// setHere records that task id starts (true) or stopped (false) running on
+// this sidecar; a task that left is UNASSIGNED here.
+func (inst *instance) setHere(id int, here bool) {
+	inst.mu.Lock()
+	defer inst.mu.Unlock()
+	if id >= len(inst.tasks) {
+		return
+	}
+	inst.here[id] = here
+	if !here {
+		inst.tasks[id].State, inst.tasks[id].Trace = StateUnassigned, ""
+	}
 }
 
 func (inst *instance) setConnector(s State, trace string) {
@@ -175,6 +204,7 @@ func (inst *instance) setTasks(cfgs []connectors.Config) {
 	inst.conn = UnitState{State: StateRunning}
 	inst.taskCfgs = cfgs
 	inst.tasks = make([]TaskState, len(cfgs))
+	inst.here = make([]bool, len(cfgs))
 	for i := range inst.tasks {
 		inst.tasks[i] = TaskState{ID: i, State: StateUnassigned}
 	}
@@ -197,11 +227,12 @@ func (r *Runtime) startRun(inst *instance) {
 	ctx, cancel := context.WithCancel(context.Background())
 	rn := &run{cancel: cancel, done: make(chan struct{})}
 	inst.run = rn
+	g := r.group.Load()
 	r.wg.Add(1)
 	go func() {
 		defer r.wg.Done()
 		defer close(rn.done)
-		r.supervise(ctx, inst)
+		r.supervise(ctx, inst, g)
 	}()
 }
 
@@ -232,11 +263,11 @@ func (inst *instance) cancelRun() {
 
 // supervise runs the connector and its tasks until ctx is done, restarting
 // the connector with backoff when it fails.
-func (r *Runtime) supervise(ctx context.Context, inst *instance) {
+func (r *Runtime) supervise(ctx context.Context, inst *instance, g *group) {
 	failures := 0
 	for {
 		started := time.Now()
-		err := r.runConnector(ctx, inst)
+		err := r.runConnector(ctx, inst, g)
 		if ctx.Err() != nil {
 			return
 		}
@@ -257,9 +288,11 @@ func (r *Runtime) supervise(ctx context.Context, inst *instance) {
 	}
 }
 
-// runConnector starts the connector, then one goroutine per task config,
-// and waits for them until ctx is done.
-func (r *Runtime) runConnector(ctx context.Context, inst *instance) (err error) {
+// runConnector starts the connector and splits its work into tasks. Tasks
+// of every sidecar (connectors.EverySidecar) run here, one goroutine each;
+// the others join the worker group g, which runs here those this sidecar
+// holds the lease of. It returns once ctx is done and the tasks stopped.
+func (r *Runtime) runConnector(ctx context.Context, inst *instance, g *group) (err error) {
 	var conn connectors.Connector
 	if err := safe("New", func() error { conn = inst.spec.New(); return nil }); err != nil {
 		return err
@@ -292,21 +325,33 @@ func (r *Runtime) runConnector(ctx context.Context, inst *instance) (err error) 
 		cfgs[i] = cfgs[i].Clone()
 	}
 	inst.setTasks(cfgs)
-	var wg sync.WaitGroup
-	for i, tc := range cfgs {
-		wg.Go(func() { r.runTask(ctx, inst, conn, i, tc) })
+	var everySidecar bool
+	if err := safe("NewTask", func() error { _, everySidecar = conn.NewTask().(connectors.EverySidecar); return nil }); err != nil {
+		return err
 	}
-	wg.Wait()
+	if everySidecar || g == nil {
+		var wg sync.WaitGroup
+		for i, tc := range cfgs {
+			inst.setHere(i, true)
+			wg.Go(func() { r.runTask(ctx, inst, conn, i, tc, nil) })
+		}
+		wg.Wait()
+		return nil
+	}
+	u := g.join(inst, len(cfgs), func(tctx context.Context, l *lease, id int) { r.runTask(tctx, inst, conn, id, cfgs[id], l) })
+	<-ctx.Done()
+	g.leave(u)
 	return nil
 }
 
-// runTask runs one task until ctx is done, restarting it with backoff.
-func (r *Runtime) runTask(ctx context.Context, inst *instance, conn connectors.Connector, id int, cfg connectors.Config) {
+// runTask runs one task until ctx is done, restarting it with backoff. l
+// is the task's lease (nil for a task of every sidecar).
+func (r *Runtime) runTask(ctx context.Context, inst *instance, conn connectors.Connector, id int, cfg connectors.Config, l *lease) {
 	log := inst.log.With("task", id)
 	failures := 0
 	for {
 		started := time.Now()
-		err := r.runTaskOnce(ctx, inst, conn, id, cfg, log)
+		err := r.runTaskOnce(ctx, inst, conn, id, cfg, l, log)
 		if ctx.Err() != nil {
 			return
 		}
@@ -328,7 +373,7 @@ func (r *Runtime) runTask(ctx context.Context, inst *instance, conn connectors.C
 	}
 }
 
-func (r *Runtime) runTaskOnce(ctx context.Context, inst *instance, conn connectors.Connector, id int, cfg connectors.Config, log *slog.Logger) error {
+func (r *Runtime) runTaskOnce(ctx context.Context, inst *instance, conn connectors.Connector, id int, cfg connectors.Config, l *lease, log *slog.Logger) error {
 	var task connectors.Task
 	if err := safe("NewTask", func() error { task = conn.NewTask(); return nil }); err != nil {
 		return err
@@ -336,7 +381,7 @@ func (r *Runtime) runTaskOnce(ctx context.Context, inst *instance, conn connecto
 	if task == nil {
 		return errors.New("NewTask returned nil")
 	}
-	tc := &taskContext{name: inst.name, id: id, log: log, webhooks: r.webhooks.For(inst.name), maxEvent: r.opts.Engine.MaxEventBytes()}
+	tc := &taskContext{name: inst.name, id: id, log: log, webhooks: r.webhooks.For(inst.name), maxEvent: r.opts.Engine.MaxEventBytes(), lease: l}
 	if inst.spec.Kind == connectors.KindSource {
 		offs, err := r.loadOffsets(ctx, inst.name)
 		if err != nil {
@@ -376,7 +421,7 @@ func (r *Runtime) runTaskOnce(ctx context.Context, inst *instance, conn connecto
 		if inst.spec.Kind != connectors.KindSink {
 			break
 		}
-		return r.sinkLoop(ctx, inst, t, log, running)
+		return r.sinkLoop(ctx, inst, t, l, log, running)
 	}
 	return fmt.Errorf("task of connector type %q (%s) is a %T, which is not a %s task", inst.spec.Name, inst.spec.Kind, task, inst.spec.Kind)
 }
@@ -389,6 +434,7 @@ type taskContext struct {
 	webhooks connectors.Webhooks
 	offsets  map[string]string // read-only after Init
 	maxEvent int64
+	lease    *lease // nil for a task of every sidecar
 }
 
 func (tc *taskContext) Connector() string             { return tc.name }
