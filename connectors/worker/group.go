@@ -76,6 +76,9 @@ const (
 	keyTask   = "task."
 	// maxLeaseTrace bounds the trace a lease carries to the other members.
 	maxLeaseTrace = 4 << 10
+	// forgetMembers: a member record not renewed for this many lease
+	// times is deleted.
+	forgetMembers = 6
 	// releaseTimeout bounds the write that frees a lease.
 	releaseTimeout = 5 * time.Second
 )
@@ -196,11 +199,19 @@ func (g *group) poke() {
 	}
 }
 
+// run steps every heartbeat, when poked, and as soon as a member or lease
+// expires, so that a task is taken over without waiting another beat.
 func (g *group) run(ctx context.Context) {
-	t := time.NewTicker(g.beat)
+	t := time.NewTimer(g.beat)
 	defer t.Stop()
 	for {
+		started := time.Now()
 		g.step(ctx)
+		wait := g.beat - time.Since(started)
+		if next, ok := g.nextExpiry(); ok {
+			wait = min(wait, time.Until(next))
+		}
+		t.Reset(max(wait, time.Millisecond))
 		select {
 		case <-ctx.Done():
 			return
@@ -208,6 +219,32 @@ func (g *group) run(ctx context.Context) {
 		case <-g.kick:
 		}
 	}
+}
+
+// nextExpiry is the earliest time another member's record or a lease held
+// by another member expires, as observed.
+func (g *group) nextExpiry() (time.Time, bool) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	var next time.Time
+	now := time.Now()
+	consider := func(o observed) {
+		if at := o.since.Add(g.lease); at.After(now) && (next.IsZero() || at.Before(next)) {
+			next = at
+		}
+	}
+	for k, o := range g.members {
+		if k != memberKey(g.self) {
+			consider(o)
+		}
+	}
+	for _, o := range g.leases {
+		var rec leaseRecord
+		if json.Unmarshal(o.value, &rec) == nil && rec.Worker != "" && rec.Worker != g.self {
+			consider(o)
+		}
+	}
+	return next, !next.IsZero()
 }
 
 // step renews this member's leases and record, reads the group, and
@@ -285,9 +322,24 @@ func (g *group) scan(ctx context.Context) error {
 	}
 	now := time.Now()
 	g.mu.Lock()
-	defer g.mu.Unlock()
 	g.leases = observe(g.leases, leases, now)
 	g.members = observe(g.members, members, now)
+	var gone []string
+	for k, o := range g.members {
+		if now.Sub(o.since) > forgetMembers*g.lease {
+			gone = append(gone, k)
+		}
+	}
+	g.mu.Unlock()
+	for _, k := range gone {
+		// A member silent this long is dead (one that comes back writes its
+		// record again): keep the bucket from filling up with pods gone.
+		if err := g.kv.Delete(ctx, k); err != nil {
+			return err
+		}
+	}
+	g.mu.Lock()
+	defer g.mu.Unlock()
 	if o, ok := g.members[memberKey(g.self)]; ok {
 		var rec memberRecord
 		if json.Unmarshal(o.value, &rec) == nil && rec.Inc != g.inc && now.Sub(g.dupWarned) > time.Minute {
@@ -634,6 +686,14 @@ type lease struct {
 	sent   time.Time  // when that write was sent
 	lost   bool
 	onLost context.CancelFunc // stops the task
+}
+
+// changed tells the group that the task's state changed, so that the
+// lease carries it to the other members at once.
+func (l *lease) changed() {
+	if l != nil {
+		l.g.poke()
+	}
 }
 
 func (l *lease) isLost() bool {

@@ -363,6 +363,7 @@ func (r *Runtime) runTask(ctx context.Context, inst *instance, conn connectors.C
 		}
 		failures++
 		inst.setTask(id, StateFailed, inst.redact(traceOf(err)), false)
+		l.changed()
 		r.metrics.taskFailed(inst.name)
 		wait := r.opts.RestartBackoff.Delay(failures)
 		log.Error("task failed; restarting", "error", inst.redact(err.Error()), "retry_in", wait)
@@ -409,7 +410,7 @@ func (r *Runtime) runTaskOnce(ctx context.Context, inst *instance, conn connecto
 	if err := safe("Start", func() error { return task.Start(ctx, cfg.Clone()) }); err != nil {
 		return fmt.Errorf("starting task: %w", err)
 	}
-	running := func() { inst.setTask(id, StateRunning, "", false) }
+	running := func() { inst.setTask(id, StateRunning, "", false); l.changed() }
 	switch t := task.(type) {
 	case connectors.SourceTask:
 		if inst.spec.Kind != connectors.KindSource {
