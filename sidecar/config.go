@@ -16,6 +16,7 @@ import (
 
 	"github.com/meshd/meshd/bridge"
 	"github.com/meshd/meshd/bridge/tlsconf"
+	"github.com/meshd/meshd/connectors/worker"
 	"github.com/meshd/meshd/mesh"
 	"github.com/meshd/meshd/mesh/natsjs"
 	"github.com/meshd/meshd/protocols/mqtt"
@@ -32,6 +33,7 @@ type Config struct {
 	Admin         AdminConfig           `yaml:"admin"`
 	Mesh          MeshConfig            `yaml:"mesh"`
 	Secrets       SecretsConfig         `yaml:"secrets"`
+	Worker        WorkerConfig          `yaml:"worker"`
 	Delivery      DeliveryConfig        `yaml:"delivery"`
 	Subscriptions []bridge.Subscription `yaml:"subscriptions"`
 	Webhook       WebhookConfig         `yaml:"webhook"`
@@ -132,6 +134,14 @@ type SecretsConfig struct {
 	Key string `yaml:"key" usage:"base64 of the 32-byte key encrypting connector secrets stored in the mesh (default: generated into data.dir/secrets.key); sidecars of one app sharing a cluster need the same key" secret:"true"`
 }
 
+// WorkerConfig places this sidecar in the worker group of its app: the
+// sidecars sharing app.id and the mesh share the tasks of its connectors,
+// each task running on one of them at a time.
+type WorkerConfig struct {
+	ID        string        `yaml:"id" usage:"name of this sidecar among the sidecars of its app, the worker_id of connector statuses; unique among them (default: hostname:admin port)"`
+	LeaseTime time.Duration `yaml:"leaseTime" usage:"how long a sidecar may go silent before the other sidecars of its app take its connector tasks over; the same on every sidecar of the app"`
+}
+
 type DeliveryConfig struct {
 	Timeout        time.Duration `yaml:"timeout" usage:"timeout of one delivery to a subscriber"`
 	AckWait        time.Duration `yaml:"ackWait" usage:"time before an unfinished delivery is redelivered"`
@@ -160,6 +170,7 @@ func Defaults() Config {
 		Webhook: defaultWebhook(),
 		Mesh: MeshConfig{Stream: "MESHD", Replicas: 1, MaxAge: 72 * time.Hour, ConnectTimeout: 5 * time.Second,
 			DuplicateWindow: natsjs.DefaultDuplicateWindow, MaxConsumers: natsjs.DefaultMaxConsumers},
+		Worker: WorkerConfig{LeaseTime: worker.DefaultLeaseTime},
 		Delivery: DeliveryConfig{
 			Timeout:        10 * time.Second,
 			AckWait:        30 * time.Second,
@@ -262,6 +273,12 @@ func (c *Config) Validate() error {
 	case "text", "json":
 	default:
 		return fmt.Errorf("log.format: %q is not text or json", c.Log.Format)
+	}
+	if c.Worker.LeaseTime < worker.MinLeaseTime {
+		return fmt.Errorf("worker.leaseTime: %s must be at least %s", c.Worker.LeaseTime, worker.MinLeaseTime)
+	}
+	if strings.ContainsAny(c.Worker.ID, "\n\r") {
+		return errors.New("worker.id: must be one line")
 	}
 	if c.Delivery.Timeout <= 0 || c.Delivery.AckWait <= c.Delivery.Timeout {
 		return fmt.Errorf("delivery.ackWait (%s) must exceed delivery.timeout (%s), which must be positive", c.Delivery.AckWait, c.Delivery.Timeout)

@@ -65,6 +65,7 @@ func TestBadValuesNameTheSetting(t *testing.T) {
 		"mesh both":        {yaml: "mesh:\n  url: nats://x:4222\n  listen: 127.0.0.1:4222\n", want: "mesh.listen"},
 		"url scheme":       {yaml: "mesh:\n  url: x:4222\n", want: "mesh.url"},
 		"ackWait":          {yaml: "delivery:\n  timeout: 30s\n  ackWait: 10s\n", want: "delivery.ackWait"},
+		"lease too short":  {env: map[string]string{"MESHD_WORKER_LEASE_TIME": "200ms"}, want: "worker.leaseTime"},
 		"dup sub":          {yaml: "subscriptions:\n  - {id: a, topic: t, sink: 'http://x'}\n  - {id: a, topic: t, sink: 'http://x'}\n", want: "subscriptions[1].id"},
 	}
 	for name, tc := range cases {
