@@ -82,6 +82,11 @@ type MeshConfig struct {
 	MaxAge     time.Duration `yaml:"maxAge" usage:"how long events are kept"`
 	SyncAlways bool          `yaml:"syncAlways" usage:"embedded mesh: fsync every write (survives power loss, slower)"`
 
+	// Edge mode: the embedded mesh as a leaf node of a hub (leaf.go).
+	Leaf       string `yaml:"leaf" usage:"embedded mesh: run it as a NATS leaf node of the hub at these URLs (nats://hub:7422, comma separated): events are stored here and copied to the hub's stream whenever the link is up; mesh.creds, mesh.user, mesh.token, mesh.tls... authenticate the link"`
+	LeafDomain string `yaml:"leafDomain" usage:"mesh.leaf: this edge's JetStream domain, unique among the hub's edges and kept for the life of data.dir (default: generated into data.dir/leaf.domain)"`
+	HubDomain  string `yaml:"hubDomain" usage:"mesh.leaf: the hub's JetStream domain"`
+
 	// Credentials meshd presents to mesh.url: at most one kind.
 	Creds     string        `yaml:"creds" usage:"mesh.url: NATS credentials file (user JWT and NKey seed)"`
 	NKeyFile  string        `yaml:"nkeyFile" usage:"mesh.url: file holding a user NKey seed (SU...)"`
@@ -168,7 +173,7 @@ func Defaults() Config {
 		API:     APIConfig{Listen: "127.0.0.1:10105", MaxBodyBytes: 4 << 20, DefaultType: "meshd.raw"},
 		Admin:   AdminConfig{Listen: "127.0.0.1:10106"},
 		Webhook: defaultWebhook(),
-		Mesh: MeshConfig{Stream: "MESHD", Replicas: 1, MaxAge: 72 * time.Hour, ConnectTimeout: 5 * time.Second,
+		Mesh: MeshConfig{Stream: "MESHD", Replicas: 1, MaxAge: 72 * time.Hour, ConnectTimeout: 5 * time.Second, HubDomain: natsjs.DefaultHubDomain,
 			DuplicateWindow: natsjs.DefaultDuplicateWindow, MaxConsumers: natsjs.DefaultMaxConsumers},
 		Worker: WorkerConfig{LeaseTime: worker.DefaultLeaseTime},
 		Delivery: DeliveryConfig{
@@ -233,6 +238,9 @@ func (c *Config) Validate() error {
 		if !strings.Contains(u, "://") {
 			return fmt.Errorf("mesh.url: %q needs a scheme, e.g. nats://%s", u, u)
 		}
+	}
+	if err := c.validateLeaf(); err != nil {
+		return err
 	}
 	if err := c.validateMeshSecurity(); err != nil {
 		return err

@@ -12,6 +12,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/meshd/meshd/bridge/tlsconf"
 	"github.com/meshd/meshd/mesh"
 	"github.com/meshd/meshd/mesh/meshtest"
 	"github.com/meshd/meshd/mesh/natsjs"
@@ -150,4 +151,27 @@ func TestLeafEdgeConformance(t *testing.T) {
 			},
 		}
 	})
+}
+
+// The link to the hub can use mutual TLS; an edge that does not trust the
+// hub's certificate does not link.
+func TestLeafEdgeTLS(t *testing.T) {
+	ca := infra.NewTestCA(t)
+	leafAddr := infra.FreeAddr(t)
+	infra.StartNATSConf(t, fmt.Sprintf("jetstream { domain: hub }\nleafnodes {\n  listen: %q\n  tls { cert_file: %q, key_file: %q, ca_file: %q, verify: true }\n}\n",
+		leafAddr, ca.ServerCert, ca.ServerKey, ca.CAFile))
+	edge := func(c tlsconf.Client) *Engine {
+		tc, err := c.Config()
+		require.NoError(t, err)
+		e, err := Open(t.Context(), Config{DataDir: t.TempDir(),
+			Leaf: &LeafConfig{URLs: []string{"tls://" + leafAddr}, Domain: "edge-tls", TLS: tc}})
+		require.NoError(t, err)
+		t.Cleanup(func() { _ = e.Close() })
+		return e
+	}
+	untrusting := edge(tlsconf.Client{CAFile: ca.OtherCAFile, CertFile: ca.ClientCert, KeyFile: ca.ClientKey})
+	require.Never(t, untrusting.LeafConnected, 2*time.Second, 50*time.Millisecond, "an edge that does not trust the hub does not link")
+	require.NoError(t, untrusting.Close())
+	trusting := edge(tlsconf.Client{CAFile: ca.CAFile, CertFile: ca.ClientCert, KeyFile: ca.ClientKey})
+	require.Eventually(t, trusting.HubSynced, 10*time.Second, 10*time.Millisecond, "an edge with the CA and a client certificate links")
 }
