@@ -31,7 +31,7 @@ func hub(t *testing.T) (clientURL, leafAddr string) {
 
 func openEdge(t *testing.T, dir, hubLeaf, domain string, window time.Duration) *Engine {
 	t.Helper()
-	e, err := Open(t.Context(), Config{DataDir: dir, Mesh: natsjs.Config{DuplicateWindow: window}, 
+	e, err := Open(t.Context(), Config{DataDir: dir, Mesh: natsjs.Config{DuplicateWindow: window},
 		Leaf: &LeafConfig{URLs: []string{"nats://" + hubLeaf}, Domain: domain, User: "edge", Password: "s3cret", SyncEvery: 200 * time.Millisecond}})
 	require.NoError(t, err)
 	t.Cleanup(func() { _ = e.Close() })
