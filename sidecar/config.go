@@ -330,9 +330,12 @@ func (c *Config) stateBucket(base string) string {
 }
 
 // MeshURLs splits mesh.url.
-func (c *Config) MeshURLs() []string {
+func (c *Config) MeshURLs() []string { return splitURLs(c.Mesh.URL) }
+
+// splitURLs splits a comma-separated list of URLs.
+func splitURLs(list string) []string {
 	var urls []string
-	for _, u := range strings.Split(c.Mesh.URL, ",") {
+	for _, u := range strings.Split(list, ",") {
 		if u = strings.TrimSpace(u); u != "" {
 			urls = append(urls, u)
 		}

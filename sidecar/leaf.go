@@ -24,15 +24,7 @@ import (
 const leafDomainFile = "leaf.domain"
 
 // leafURLs splits mesh.leaf.
-func (c *Config) leafURLs() []string {
-	var urls []string
-	for _, u := range strings.Split(c.Mesh.Leaf, ",") {
-		if u = strings.TrimSpace(u); u != "" {
-			urls = append(urls, u)
-		}
-	}
-	return urls
-}
+func (c *Config) leafURLs() []string { return splitURLs(c.Mesh.Leaf) }
 
 // validateLeaf checks mesh.leaf, mesh.leafDomain and mesh.hubDomain.
 func (c *Config) validateLeaf() error {

@@ -115,9 +115,9 @@ func (o observed) expired(now time.Time, lease time.Duration) bool {
 // group is this sidecar's membership in the worker group of its app and
 // the leases of the tasks it runs.
 //
-// Lock order: lease.mu is never held while taking group.mu; group.mu is
-// held only around map updates, never during KV calls. instance.mu may be
-// taken under group.mu.
+// Lock order: group.mu, then lease.mu, then instance.mu. group.mu is held
+// only around map updates, never during KV calls; lease.mu is held during
+// a lease's own writes, which read the task's state (instance.mu).
 type group struct {
 	kv          mesh.KV
 	self, inc   string // worker id; incarnation (random per start)

@@ -17,7 +17,6 @@ import (
 	"fmt"
 	"log/slog"
 	"net/url"
-	"strings"
 	"time"
 
 	"github.com/nats-io/nats-server/v2/server"
@@ -85,23 +84,13 @@ func (c *LeafConfig) validate() error {
 			errs = append(errs, err)
 		}
 	}
-	var kinds []string
-	for _, k := range []struct {
-		name string
-		set  bool
-	}{{"credsFile", c.CredsFile != ""}, {"nkeySeed", c.NKeySeed != ""}, {"user", c.User != ""}, {"token", c.Token != ""}} {
-		if k.set {
-			kinds = append(kinds, k.name)
-		}
+	// The credentials follow natsjs's rules (the seed stands for a file).
+	client := natsjs.Config{CredsFile: c.CredsFile, User: c.User, Password: c.Password, Token: c.Token,
+		Edge: &natsjs.EdgeConfig{Domain: c.Domain, HubDomain: c.HubDomain}}
+	if c.NKeySeed != "" {
+		client.NKeyFile = "(seed)"
 	}
-	if len(kinds) > 1 {
-		errs = append(errs, fmt.Errorf("%s: set one kind of credentials, not several", strings.Join(kinds, ", ")))
-	}
-	if c.Password != "" && c.User == "" {
-		errs = append(errs, errors.New("password: needs user"))
-	}
-	edge := natsjs.Config{Edge: &natsjs.EdgeConfig{Domain: c.Domain, HubDomain: c.HubDomain}}
-	if err := edge.Validate(); err != nil {
+	if err := client.Validate(); err != nil {
 		errs = append(errs, err)
 	}
 	return errors.Join(errs...)

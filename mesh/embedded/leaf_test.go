@@ -175,3 +175,17 @@ func TestLeafEdgeTLS(t *testing.T) {
 	trusting := edge(tlsconf.Client{CAFile: ca.CAFile, CertFile: ca.ClientCert, KeyFile: ca.ClientKey})
 	require.Eventually(t, trusting.HubSynced, 10*time.Second, 10*time.Millisecond, "an edge with the CA and a client certificate links")
 }
+
+func TestLeafConfigIsChecked(t *testing.T) {
+	for want, leaf := range map[string]LeafConfig{
+		"one kind":            {URLs: []string{"nats://hub:7422"}, Domain: "e1", User: "u", Password: "p", Token: "t"},
+		"want nats":           {URLs: []string{"http://hub:7422"}, Domain: "e1"},
+		"at least one hub":    {Domain: "e1"},
+		"edge domain":         {URLs: []string{"nats://hub:7422"}, Domain: "a.b"},
+		"must differ":         {URLs: []string{"nats://hub:7422"}, Domain: "hub"},
+		"password: needs use": {URLs: []string{"nats://hub:7422"}, Domain: "e1", Password: "p"},
+	} {
+		_, err := Open(t.Context(), Config{DataDir: t.TempDir(), Leaf: &leaf})
+		require.ErrorContains(t, err, want)
+	}
+}
