@@ -8,8 +8,9 @@
 //
 // Small core interfaces, optional extras as separate interfaces checked with
 // a type assertion: Initializer (the task's context: offsets, logger,
-// webhook listener), Committer (ack upstream once the mesh stored records)
-// and Flusher (make Put's writes durable).
+// webhook listener), Committer (ack upstream once the mesh stored records),
+// Flusher (make Put's writes durable) and EverySidecar (run on every sidecar
+// of the app, not on one).
 package connectors
 
 import (
@@ -107,6 +108,15 @@ type Position struct {
 type PositionedSink interface {
 	SinkTask
 	PutPositions(ctx context.Context, events []event.Event, pos []Position) error
+}
+
+// EverySidecar is implemented by tasks that run on every sidecar of an app
+// instead of on one member of its worker group: webhook sources, each of
+// which takes the requests that reach its own sidecar. Other tasks are
+// spread over the sidecars, each running on exactly one at a time.
+type EverySidecar interface {
+	Task
+	EverySidecar()
 }
 
 // Flusher is implemented by sink tasks whose Put may buffer. Flush is

@@ -16,6 +16,7 @@ import (
 
 	"github.com/meshd/meshd/bridge"
 	"github.com/meshd/meshd/bridge/tlsconf"
+	"github.com/meshd/meshd/connectors/worker"
 	"github.com/meshd/meshd/mesh"
 	"github.com/meshd/meshd/mesh/natsjs"
 	"github.com/meshd/meshd/protocols/mqtt"
@@ -32,6 +33,7 @@ type Config struct {
 	Admin         AdminConfig           `yaml:"admin"`
 	Mesh          MeshConfig            `yaml:"mesh"`
 	Secrets       SecretsConfig         `yaml:"secrets"`
+	Worker        WorkerConfig          `yaml:"worker"`
 	Delivery      DeliveryConfig        `yaml:"delivery"`
 	Memory        MemoryConfig          `yaml:"memory"`
 	Subscriptions []bridge.Subscription `yaml:"subscriptions"`
@@ -98,6 +100,11 @@ type MeshConfig struct {
 	MaxAge     time.Duration `yaml:"maxAge" usage:"how long events are kept"`
 	SyncAlways bool          `yaml:"syncAlways" usage:"embedded mesh: fsync every write (survives power loss, slower)"`
 
+	// Edge mode: the embedded mesh as a leaf node of a hub (leaf.go).
+	Leaf       string `yaml:"leaf" usage:"embedded mesh: run it as a NATS leaf node of the hub at these URLs (nats://hub:7422, comma separated): events are stored here and copied to the hub's stream whenever the link is up; mesh.creds, mesh.user, mesh.token, mesh.tls... authenticate the link"`
+	LeafDomain string `yaml:"leafDomain" usage:"mesh.leaf: this edge's JetStream domain, unique among the hub's edges and kept for the life of data.dir (default: generated into data.dir/leaf.domain)"`
+	HubDomain  string `yaml:"hubDomain" usage:"mesh.leaf: the hub's JetStream domain"`
+
 	// Credentials meshd presents to mesh.url: at most one kind.
 	Creds     string        `yaml:"creds" usage:"mesh.url: NATS credentials file (user JWT and NKey seed)"`
 	NKeyFile  string        `yaml:"nkeyFile" usage:"mesh.url: file holding a user NKey seed (SU...)"`
@@ -150,6 +157,14 @@ type SecretsConfig struct {
 	Key string `yaml:"key" usage:"base64 of the 32-byte key encrypting connector secrets stored in the mesh (default: generated into data.dir/secrets.key); sidecars of one app sharing a cluster need the same key" secret:"true"`
 }
 
+// WorkerConfig places this sidecar in the worker group of its app: the
+// sidecars sharing app.id and the mesh share the tasks of its connectors,
+// each task running on one of them at a time.
+type WorkerConfig struct {
+	ID        string        `yaml:"id" usage:"name of this sidecar among the sidecars of its app, the worker_id of connector statuses; unique among them (default: hostname:admin port)"`
+	LeaseTime time.Duration `yaml:"leaseTime" usage:"how long a sidecar may go silent before the other sidecars of its app take its connector tasks over; the same on every sidecar of the app"`
+}
+
 type DeliveryConfig struct {
 	Timeout        time.Duration `yaml:"timeout" usage:"timeout of one delivery to a subscriber"`
 	AckWait        time.Duration `yaml:"ackWait" usage:"time before an unfinished delivery is redelivered"`
@@ -183,8 +198,9 @@ func Defaults() Config {
 			ReadHeaderTimeout: 10 * time.Second, ReadTimeout: time.Minute, IdleTimeout: 2 * time.Minute, MaxConns: 1024},
 		Admin:   AdminConfig{Listen: "127.0.0.1:10106"},
 		Webhook: defaultWebhook(),
-		Mesh: MeshConfig{Stream: "MESHD", Replicas: 1, MaxAge: 72 * time.Hour, ConnectTimeout: 5 * time.Second,
+		Mesh: MeshConfig{Stream: "MESHD", Replicas: 1, MaxAge: 72 * time.Hour, ConnectTimeout: 5 * time.Second, HubDomain: natsjs.DefaultHubDomain,
 			DuplicateWindow: natsjs.DefaultDuplicateWindow, MaxConsumers: natsjs.DefaultMaxConsumers},
+		Worker: WorkerConfig{LeaseTime: worker.DefaultLeaseTime},
 		Delivery: DeliveryConfig{
 			Timeout:        10 * time.Second,
 			AckWait:        30 * time.Second,
@@ -251,6 +267,9 @@ func (c *Config) Validate() error {
 			return fmt.Errorf("mesh.url: %q needs a scheme, e.g. nats://%s", u, u)
 		}
 	}
+	if err := c.validateLeaf(); err != nil {
+		return err
+	}
 	if err := c.validateMeshSecurity(); err != nil {
 		return err
 	}
@@ -294,6 +313,12 @@ func (c *Config) Validate() error {
 	default:
 		return fmt.Errorf("log.format: %q is not text or json", c.Log.Format)
 	}
+	if c.Worker.LeaseTime < worker.MinLeaseTime {
+		return fmt.Errorf("worker.leaseTime: %s must be at least %s", c.Worker.LeaseTime, worker.MinLeaseTime)
+	}
+	if strings.ContainsAny(c.Worker.ID, "\n\r") {
+		return errors.New("worker.id: must be one line")
+	}
 	if c.Delivery.Timeout <= 0 || c.Delivery.AckWait <= c.Delivery.Timeout {
 		return fmt.Errorf("delivery.ackWait (%s) must exceed delivery.timeout (%s), which must be positive", c.Delivery.AckWait, c.Delivery.Timeout)
 	}
@@ -336,9 +361,12 @@ func (c *Config) stateBucket(base string) string {
 }
 
 // MeshURLs splits mesh.url.
-func (c *Config) MeshURLs() []string {
+func (c *Config) MeshURLs() []string { return splitURLs(c.Mesh.URL) }
+
+// splitURLs splits a comma-separated list of URLs.
+func splitURLs(list string) []string {
 	var urls []string
-	for _, u := range strings.Split(c.Mesh.URL, ",") {
+	for _, u := range strings.Split(list, ",") {
 		if u = strings.TrimSpace(u); u != "" {
 			urls = append(urls, u)
 		}

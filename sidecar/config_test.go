@@ -65,6 +65,12 @@ func TestBadValuesNameTheSetting(t *testing.T) {
 		"mesh both":        {yaml: "mesh:\n  url: nats://x:4222\n  listen: 127.0.0.1:4222\n", want: "mesh.listen"},
 		"url scheme":       {yaml: "mesh:\n  url: x:4222\n", want: "mesh.url"},
 		"ackWait":          {yaml: "delivery:\n  timeout: 30s\n  ackWait: 10s\n", want: "delivery.ackWait"},
+		"lease too short":  {env: map[string]string{"MESHD_WORKER_LEASE_TIME": "200ms"}, want: "worker.leaseTime"},
+		"leaf and url":     {yaml: "mesh:\n  url: nats://x:4222\n  leaf: nats://hub:7422\n", want: "mesh.leaf"},
+		"leaf no scheme":   {yaml: "mesh:\n  leaf: hub:7422\n", want: "mesh.leaf"},
+		"leafDomain alone": {yaml: "mesh:\n  leafDomain: edge1\n", want: "mesh.leafDomain"},
+		"leafDomain = hub": {yaml: "mesh:\n  leaf: nats://hub:7422\n  leafDomain: hub\n", want: "mesh.leafDomain"},
+		"token no url":     {yaml: "mesh:\n  token: abc\n", want: "mesh.token"},
 		"dup sub":          {yaml: "subscriptions:\n  - {id: a, topic: t, sink: 'http://x'}\n  - {id: a, topic: t, sink: 'http://x'}\n", want: "subscriptions[1].id"},
 	}
 	for name, tc := range cases {

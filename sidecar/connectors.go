@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"os"
 	"time"
 
 	"github.com/meshd/meshd/bridge/cehttp"
@@ -117,13 +118,15 @@ func (s *Sidecar) startConnectors(ctx context.Context, guard *cehttp.Guard) erro
 		Logger:        s.logger.With("component", "connectors"),
 		Meter:         s.metrics.meter,
 		Tracer:        s.telemetry.tracer,
-		WorkerID:      s.cfg.App.ID,
+		WorkerID:      s.workerID(),
 		Backoff:       s.cfg.Delivery.backoff(),
 		AckWait:       s.cfg.Delivery.AckWait,
 		WebhookListen: s.cfg.Webhook.Listen,
 		Webhook:       s.cfg.Webhook.options(),
 		ConfigBucket:  s.cfg.stateBucket(worker.DefaultConfigBucket),
 		OffsetBucket:  s.cfg.stateBucket(worker.DefaultOffsetBucket),
+		GroupBucket:   s.cfg.stateBucket(worker.DefaultGroupBucket),
+		LeaseTime:     s.cfg.Worker.LeaseTime,
 		SecretsKey:    s.cfg.secretsKey(s.logger),
 		Guard:         guard,
 	})
@@ -135,6 +138,22 @@ func (s *Sidecar) startConnectors(ctx context.Context, guard *cehttp.Guard) erro
 	}
 	s.connectors = rt
 	return nil
+}
+
+// workerID is worker.id, or hostname:port of the admin listener: unique
+// among live sidecars, as no two processes of a host hold one port, and
+// the same when this sidecar restarts, so it takes its own tasks back at
+// once.
+func (s *Sidecar) workerID() string {
+	if s.cfg.Worker.ID != "" {
+		return s.cfg.Worker.ID
+	}
+	host, _ := os.Hostname()
+	if host == "" {
+		host = "meshd"
+	}
+	_, port, _ := net.SplitHostPort(s.AdminAddr())
+	return net.JoinHostPort(host, port)
 }
 
 // stopConnectors stops the connector tasks (sinks flush) and the webhook

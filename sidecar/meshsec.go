@@ -67,8 +67,8 @@ func (c *Config) meshListenSettings() []named {
 // naming the setting to fix. It reads the files they name.
 func (c *Config) validateMeshSecurity() error {
 	for _, s := range c.meshClientSettings() {
-		if s.set && c.Mesh.URL == "" {
-			return fmt.Errorf("%s: only for mesh.url (the embedded mesh's own listener takes mesh.listenToken, mesh.listenTLS...)", s.name)
+		if s.set && c.Mesh.URL == "" && c.Mesh.Leaf == "" {
+			return fmt.Errorf("%s: only for mesh.url or mesh.leaf (the embedded mesh's own listener takes mesh.listenToken, mesh.listenTLS...)", s.name)
 		}
 	}
 	for _, s := range c.meshListenSettings() {

@@ -182,17 +182,24 @@ func meshDescription(cfg Config) string {
 	if cfg.Mesh.URL != "" {
 		return redactedMeshURL(cfg)
 	}
+	desc := "embedded"
 	if cfg.Mesh.Listen != "" {
-		return "embedded, listening on " + cfg.Mesh.Listen
+		desc += ", listening on " + cfg.Mesh.Listen
 	}
-	return "embedded"
+	if cfg.Mesh.Leaf != "" {
+		desc += ", leaf node of " + redactedURLs(cfg.leafURLs())
+	}
+	return desc
 }
 
 // redactedMeshURL is mesh.url with any password replaced by "xxxxx", for
 // logs and errors.
-func redactedMeshURL(cfg Config) string {
+func redactedMeshURL(cfg Config) string { return redactedURLs(cfg.MeshURLs()) }
+
+// redactedURLs joins urls with any password replaced by "xxxxx".
+func redactedURLs(urls []string) string {
 	var out []string
-	for _, u := range cfg.MeshURLs() {
+	for _, u := range urls {
 		if p, err := url.Parse(u); err == nil {
 			u = p.Redacted()
 		}
@@ -246,6 +253,9 @@ func openEngine(ctx context.Context, cfg Config, logger *slog.Logger) (mesh.Engi
 		Logger:     logger,
 	}
 	if err := cfg.meshListen(&ecfg, dir, logger); err != nil {
+		return nil, err
+	}
+	if ecfg.Leaf, err = cfg.leafConfig(dir, logger); err != nil {
 		return nil, err
 	}
 	eng, err := embedded.Open(ctx, ecfg)

@@ -79,6 +79,7 @@ type instance struct {
 	conn     UnitState
 	tasks    []TaskState
 	probes   []probe // by task, set while a sink task's loop runs
+	here     []bool  // task i runs on this sidecar
 	taskCfgs []connectors.Config
 	restarts map[int]context.CancelFunc // by task: ends its current run (tasks.go)
 	loops    map[*bridge.Loop]struct{}  // the delivery loops of a sink's tasks (tasks.go)
@@ -140,13 +141,17 @@ func (inst *instance) taskInfos() []TaskInfo {
 	return out
 }
 
-func (inst *instance) status(worker string) Status {
+// status is the instance's state as this sidecar runs it: the worker of a
+// task that runs elsewhere is left empty (group.view fills it in).
+func (inst *instance) status(worker string) (Status, []bool) {
 	inst.mu.Lock()
 	defer inst.mu.Unlock()
 	st := Status{Name: inst.name, Connector: inst.conn, Tasks: slices.Clone(inst.tasks), Type: inst.spec.Kind}
 	st.Connector.WorkerID = worker
 	for i := range st.Tasks {
-		st.Tasks[i].WorkerID = worker
+		if inst.here[i] {
+			st.Tasks[i].WorkerID = worker
+		}
 	}
 	for i := range st.Tasks {
 		if i >= len(inst.probes) || inst.probes[i] == nil {
@@ -165,7 +170,31 @@ func (inst *instance) status(worker string) Status {
 	if st.Tasks == nil {
 		st.Tasks = []TaskState{}
 	}
-	return st
+	return st, slices.Clone(inst.here)
+}
+
+// taskState is task id's state on this sidecar.
+func (inst *instance) taskState(id int) TaskState {
+	inst.mu.Lock()
+	defer inst.mu.Unlock()
+	if id >= len(inst.tasks) {
+		return TaskState{ID: id, State: StateUnassigned}
+	}
+	return inst.tasks[id]
+}
+
+// setHere records that task id starts (true) or stopped (false) running on
+// this sidecar; a task that left is UNASSIGNED here.
+func (inst *instance) setHere(id int, here bool) {
+	inst.mu.Lock()
+	defer inst.mu.Unlock()
+	if id >= len(inst.tasks) {
+		return
+	}
+	inst.here[id] = here
+	if !here {
+		inst.tasks[id].State, inst.tasks[id].Trace = StateUnassigned, ""
+	}
 }
 
 // setProbe sets (nil: clears) the probe of a sink task.
@@ -175,6 +204,13 @@ func (inst *instance) setProbe(id int, p probe) {
 	if id < len(inst.probes) {
 		inst.probes[id] = p
 	}
+}
+
+// connState is the state of the connector itself.
+func (inst *instance) connState() State {
+	inst.mu.Lock()
+	defer inst.mu.Unlock()
+	return inst.conn.State
 }
 
 func (inst *instance) setConnector(s State, trace string) {
@@ -199,6 +235,7 @@ func (inst *instance) setTasks(cfgs []connectors.Config) {
 	inst.taskCfgs = cfgs
 	inst.tasks = make([]TaskState, len(cfgs))
 	inst.probes = make([]probe, len(cfgs))
+	inst.here = make([]bool, len(cfgs))
 	for i := range inst.tasks {
 		inst.tasks[i] = TaskState{ID: i, State: StateUnassigned}
 	}
@@ -221,11 +258,12 @@ func (r *Runtime) startRun(inst *instance) {
 	ctx, cancel := context.WithCancel(context.Background())
 	rn := &run{cancel: cancel, done: make(chan struct{})}
 	inst.run = rn
+	g := r.group.Load()
 	r.wg.Add(1)
 	go func() {
 		defer r.wg.Done()
 		defer close(rn.done)
-		r.supervise(ctx, inst)
+		r.supervise(ctx, inst, g)
 	}()
 }
 
@@ -256,11 +294,11 @@ func (inst *instance) cancelRun() {
 
 // supervise runs the connector and its tasks until ctx is done, restarting
 // the connector with backoff when it fails.
-func (r *Runtime) supervise(ctx context.Context, inst *instance) {
+func (r *Runtime) supervise(ctx context.Context, inst *instance, g *group) {
 	failures := 0
 	for {
 		started := time.Now()
-		err := r.runConnector(ctx, inst)
+		err := r.runConnector(ctx, inst, g)
 		if ctx.Err() != nil {
 			return
 		}
@@ -281,9 +319,11 @@ func (r *Runtime) supervise(ctx context.Context, inst *instance) {
 	}
 }
 
-// runConnector starts the connector, then one goroutine per task config,
-// and waits for them until ctx is done.
-func (r *Runtime) runConnector(ctx context.Context, inst *instance) (err error) {
+// runConnector starts the connector and splits its work into tasks. Tasks
+// of every sidecar (connectors.EverySidecar) run here, one goroutine each;
+// the others join the worker group g, which runs here those this sidecar
+// holds the lease of. It returns once ctx is done and the tasks stopped.
+func (r *Runtime) runConnector(ctx context.Context, inst *instance, g *group) (err error) {
 	var conn connectors.Connector
 	if err := safe("New", func() error { conn = inst.spec.New(); return nil }); err != nil {
 		return err
@@ -316,23 +356,35 @@ func (r *Runtime) runConnector(ctx context.Context, inst *instance) (err error) 
 		cfgs[i] = cfgs[i].Clone()
 	}
 	inst.setTasks(cfgs)
-	var wg sync.WaitGroup
-	for i, tc := range cfgs {
-		wg.Go(func() { r.runTask(ctx, inst, conn, i, tc) })
+	var everySidecar bool
+	if err := safe("NewTask", func() error { _, everySidecar = conn.NewTask().(connectors.EverySidecar); return nil }); err != nil {
+		return err
 	}
-	wg.Wait()
+	if everySidecar || g == nil {
+		var wg sync.WaitGroup
+		for i, tc := range cfgs {
+			inst.setHere(i, true)
+			wg.Go(func() { r.runTask(ctx, inst, conn, i, tc, nil) })
+		}
+		wg.Wait()
+		return nil
+	}
+	u := g.join(inst, len(cfgs), func(tctx context.Context, l *lease, id int) { r.runTask(tctx, inst, conn, id, cfgs[id], l) })
+	<-ctx.Done()
+	g.leave(u)
 	return nil
 }
 
-// runTask runs one task until ctx is done, restarting it with backoff.
-func (r *Runtime) runTask(ctx context.Context, inst *instance, conn connectors.Connector, id int, cfg connectors.Config) {
+// runTask runs one task until ctx is done, restarting it with backoff. l
+// is the task's lease (nil for a task of every sidecar).
+func (r *Runtime) runTask(ctx context.Context, inst *instance, conn connectors.Connector, id int, cfg connectors.Config, l *lease) {
 	log := inst.log.With("task", id)
 	failures := 0
 	for {
 		started := time.Now()
 		tctx, restart := context.WithCancel(ctx) // RestartTask cancels it
 		inst.setRestart(id, restart)
-		err := r.runTaskOnce(tctx, inst, conn, id, cfg, log)
+		err := r.runTaskOnce(tctx, inst, conn, id, cfg, l, log)
 		if ctx.Err() != nil {
 			restart()
 			return
@@ -349,6 +401,7 @@ func (r *Runtime) runTask(ctx context.Context, inst *instance, conn connectors.C
 		}
 		failures++
 		inst.setTask(id, StateFailed, inst.redact(traceOf(err)), false)
+		l.changed()
 		r.metrics.taskFailed(inst.name)
 		wait := r.opts.RestartBackoff.Delay(failures)
 		log.Error("task failed; restarting", "error", inst.redact(err.Error()), "retry_in", wait)
@@ -360,7 +413,7 @@ func (r *Runtime) runTask(ctx context.Context, inst *instance, conn connectors.C
 	}
 }
 
-func (r *Runtime) runTaskOnce(ctx context.Context, inst *instance, conn connectors.Connector, id int, cfg connectors.Config, log *slog.Logger) error {
+func (r *Runtime) runTaskOnce(ctx context.Context, inst *instance, conn connectors.Connector, id int, cfg connectors.Config, l *lease, log *slog.Logger) error {
 	var task connectors.Task
 	if err := safe("NewTask", func() error { task = conn.NewTask(); return nil }); err != nil {
 		return err
@@ -368,7 +421,7 @@ func (r *Runtime) runTaskOnce(ctx context.Context, inst *instance, conn connecto
 	if task == nil {
 		return errors.New("NewTask returned nil")
 	}
-	tc := &taskContext{name: inst.name, id: id, log: log, webhooks: r.webhooks.For(inst.name), maxEvent: r.opts.Engine.MaxEventBytes(), guard: r.opts.Guard}
+	tc := &taskContext{name: inst.name, id: id, log: log, webhooks: r.webhooks.For(inst.name), maxEvent: r.opts.Engine.MaxEventBytes(), guard: r.opts.Guard, lease: l}
 	if inst.spec.Kind == connectors.KindSource {
 		offs, err := r.loadOffsets(ctx, inst.name)
 		if err != nil {
@@ -396,7 +449,7 @@ func (r *Runtime) runTaskOnce(ctx context.Context, inst *instance, conn connecto
 	if err := safe("Start", func() error { return task.Start(ctx, cfg.Clone()) }); err != nil {
 		return fmt.Errorf("starting task: %w", err)
 	}
-	running := func() { inst.setTask(id, StateRunning, "", false) }
+	running := func() { inst.setTask(id, StateRunning, "", false); l.changed() }
 	switch t := task.(type) {
 	case connectors.SourceTask:
 		if inst.spec.Kind != connectors.KindSource {
@@ -408,7 +461,7 @@ func (r *Runtime) runTaskOnce(ctx context.Context, inst *instance, conn connecto
 		if inst.spec.Kind != connectors.KindSink {
 			break
 		}
-		return r.sinkLoop(ctx, inst, id, t, log, running)
+		return r.sinkLoop(ctx, inst, id, t, l, log, running)
 	}
 	return fmt.Errorf("task of connector type %q (%s) is a %T, which is not a %s task", inst.spec.Name, inst.spec.Kind, task, inst.spec.Kind)
 }
@@ -422,6 +475,7 @@ type taskContext struct {
 	offsets  map[string]string // read-only after Init
 	maxEvent int64
 	guard    *cehttp.Guard
+	lease    *lease // nil for a task of every sidecar
 }
 
 func (tc *taskContext) Connector() string             { return tc.name }

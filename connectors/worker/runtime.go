@@ -4,10 +4,14 @@
 // consumer groups with retry, backoff and dead-lettering, restarts failed
 // tasks with backoff, and keeps instance configs, target states and offsets
 // in the mesh KV (layout in store.go) so a restarted meshd resumes them.
+// The runtimes of one app's sidecars form a worker group (group.go): each
+// task runs on one of them at a time, under a lease in the mesh KV, and
+// moves to another when its sidecar stops or dies.
 //
 // Lock order: Runtime.opMu (serialises changes to instances; held while
 // they stop and start), then Runtime.mu (the instance map), then
 // instance.mu (an instance's status). Task goroutines take only instance.mu.
+// group.mu may be taken before instance.mu, never after; see group.go.
 package worker
 
 import (
@@ -18,6 +22,7 @@ import (
 	"maps"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"go.opentelemetry.io/otel/metric"
@@ -51,11 +56,18 @@ type Options struct {
 	// and "put <connector>" per sink batch, linked through the events'
 	// distributed-tracing extension. nil: no spans.
 	Tracer trace.Tracer
-	// WorkerID names this meshd in statuses (the app id).
+	// WorkerID names this sidecar among the sidecars of its app (the
+	// members of the worker group sharing ConfigBucket) and in statuses.
+	// It must differ between live sidecars (default: random per Start).
 	WorkerID string
-	// ConfigBucket and OffsetBucket are the mesh KV buckets (defaults
-	// DefaultConfigBucket, DefaultOffsetBucket).
-	ConfigBucket, OffsetBucket string
+	// ConfigBucket, OffsetBucket and GroupBucket are the mesh KV buckets
+	// (defaults DefaultConfigBucket, DefaultOffsetBucket,
+	// DefaultGroupBucket; layouts in store.go and group.go).
+	ConfigBucket, OffsetBucket, GroupBucket string
+	// LeaseTime is how long a sidecar of the worker group may go silent
+	// before the others take its tasks over (default DefaultLeaseTime, at
+	// least MinLeaseTime). Every sidecar of an app should use the same.
+	LeaseTime time.Duration
 	// Backoff is the retry schedule of sink deliveries and of publishing
 	// polled records (zero: bridge.DefaultBackoff).
 	Backoff bridge.Backoff
@@ -114,10 +126,11 @@ type Runtime struct {
 	webhooks *webhookServer
 	secrets  *secretBox
 
-	opMu    sync.Mutex // serialises changes; taken before mu
-	running bool       // between Start and Stop; guarded by opMu
-	configs mesh.KV    // set by Start
-	offsets mesh.KV    // set by Start
+	opMu    sync.Mutex            // serialises changes; taken before mu
+	running bool                  // between Start and Stop; guarded by opMu
+	configs mesh.KV               // set by Start
+	offsets mesh.KV               // set by Start
+	group   atomic.Pointer[group] // set by Start, cleared by Stop
 
 	mu        sync.RWMutex // guards instances
 	instances map[string]*instance
@@ -141,6 +154,15 @@ func New(opts Options) (*Runtime, error) {
 	}
 	if opts.OffsetBucket == "" {
 		opts.OffsetBucket = DefaultOffsetBucket
+	}
+	if opts.GroupBucket == "" {
+		opts.GroupBucket = DefaultGroupBucket
+	}
+	if opts.LeaseTime == 0 {
+		opts.LeaseTime = DefaultLeaseTime
+	}
+	if opts.LeaseTime < MinLeaseTime {
+		return nil, fmt.Errorf("connector runtime: LeaseTime %s is below the minimum %s", opts.LeaseTime, MinLeaseTime)
 	}
 	if opts.Backoff == (bridge.Backoff{}) {
 		opts.Backoff = bridge.DefaultBackoff
@@ -205,11 +227,22 @@ func (r *Runtime) Start(ctx context.Context) error {
 	if r.offsets, err = r.opts.Engine.KV(ctx, r.opts.OffsetBucket); err != nil {
 		return fmt.Errorf("opening offset bucket: %w", err)
 	}
+	groupKV, err := r.opts.Engine.KV(ctx, r.opts.GroupBucket)
+	if err != nil {
+		return fmt.Errorf("opening worker group bucket: %w", err)
+	}
 	stored, states, err := r.loadAll(ctx)
 	if err != nil {
 		return err
 	}
 	r.webhooks.reopen()
+	id := r.opts.WorkerID
+	if id == "" {
+		id = "worker-" + randomID()[:8]
+	}
+	g := newGroup(groupKV, id, r.opts.LeaseTime, r.log)
+	g.start()
+	r.group.Store(g)
 	r.running = true
 	for _, sc := range stored {
 		var inst *instance
@@ -251,10 +284,19 @@ func (r *Runtime) Stop(ctx context.Context) error {
 	done := make(chan struct{})
 	go func() { r.wg.Wait(); close(done) }()
 	var err error
+	g := r.group.Swap(nil)
 	select {
 	case <-done:
+		// Every task stopped and freed its lease: leaving the group now
+		// lets the other sidecars take them over at their next heartbeat.
+		if g != nil {
+			err = g.close(ctx)
+		}
 	case <-ctx.Done():
 		err = fmt.Errorf("stopping connectors: %w", ctx.Err())
+		if g != nil {
+			g.stopLoop() // tasks still running stop renewing and fence themselves
+		}
 	}
 	return errors.Join(err, r.webhooks.close(ctx))
 }
@@ -426,6 +468,9 @@ func (r *Runtime) Delete(ctx context.Context, name string) error {
 	if err := r.deleteStored(ctx, name); err != nil {
 		return err
 	}
+	if err := r.group.Load().forget(ctx, name); err != nil {
+		r.log.Warn("deleting the task leases of a deleted connector", "connector", name, "error", err)
+	}
 	r.mu.Lock()
 	delete(r.instances, name)
 	r.mu.Unlock()
@@ -540,7 +585,16 @@ func (r *Runtime) Status(name string) (Status, error) {
 	if inst == nil {
 		return Status{}, fmt.Errorf("%w: %q", ErrNotFound, name)
 	}
-	return inst.status(r.opts.WorkerID), nil
+	g := r.group.Load()
+	self := r.opts.WorkerID
+	if g != nil {
+		self = g.self
+	}
+	st, here := inst.status(self)
+	if g != nil {
+		g.view(name, st.Tasks, here)
+	}
+	return st, nil
 }
 
 // Tasks lists an instance's tasks with their masked configs.

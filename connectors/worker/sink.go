@@ -27,7 +27,7 @@ const minMaxInFlight = 256
 //
 // running is called once the consumers are open: from then on every event
 // published to the topics reaches the task, even for a new group.
-func (r *Runtime) sinkLoop(ctx context.Context, inst *instance, id int, task connectors.SinkTask, log *slog.Logger, running func()) error {
+func (r *Runtime) sinkLoop(ctx context.Context, inst *instance, id int, task connectors.SinkTask, l *lease, log *slog.Logger, running func()) error {
 	cfg := inst.cfg
 	filter, err := connectors.SinkFilter(cfg)
 	if err != nil {
@@ -47,7 +47,7 @@ func (r *Runtime) sinkLoop(ctx context.Context, inst *instance, id int, task con
 		}
 		consumers = append(consumers, c)
 	}
-	d := &sinkDelivery{r: r, inst: inst, task: task}
+	d := &sinkDelivery{r: r, inst: inst, task: task, lease: l}
 	d.flusher, _ = task.(connectors.Flusher)
 	loop := bridge.StartLoop(ctx, bridge.LoopConfig{
 		Name:            "connector/" + inst.name,
@@ -113,6 +113,7 @@ type sinkDelivery struct {
 	inst    *instance
 	task    connectors.SinkTask
 	flusher connectors.Flusher
+	lease   *lease
 	ok      atomic.Int64 // unix nanoseconds of the last Put that wrote its whole batch
 }
 
@@ -126,6 +127,13 @@ func (d *sinkDelivery) lastOK() time.Time {
 // put hands one batch to the task: Put, then Flush. A panic in either
 // aborts the loop, which fails the task.
 func (d *sinkDelivery) put(ctx context.Context, batch []mesh.Message) error {
+	if err := d.lease.confirm(ctx); isFenced(err) {
+		// Another sidecar runs this task now: the batch goes back to the
+		// group, and the task stops.
+		return fmt.Errorf("%w: %w", bridge.ErrAbort, err)
+	} else if err != nil {
+		return fmt.Errorf("%w: confirming the task's lease: %w", bridge.ErrUnavailable, err)
+	}
 	evs := make([]event.Event, len(batch))
 	for i, m := range batch {
 		evs[i] = m.Event().Clone()

@@ -55,6 +55,12 @@ func (r *Runtime) pollLoop(ctx context.Context, inst *instance, tc *taskContext,
 				offsets[recs[i].Partition] = recs[i].Offset
 			}
 		}
+		// A task whose lease another sidecar took over (this process was
+		// paused, or cut off from the mesh) stops here: nothing of this
+		// poll is published or committed, the new holder polls it again.
+		if err := r.retry(ctx, inst, "confirming the task's lease", func() error { return tc.lease.confirm(ctx) }); err != nil {
+			return nil
+		}
 		pctx, span := r.startSpan(ctx, "poll", inst, evs, trace.SpanKindProducer, pollStart)
 		err = r.publish(pctx, inst, topic, evs)
 		if span != nil {
@@ -68,7 +74,13 @@ func (r *Runtime) pollLoop(ctx context.Context, inst *instance, tc *taskContext,
 		}
 		r.metrics.published(inst.name, len(evs))
 		if len(offsets) > 0 {
-			if err := r.retry(ctx, inst, "committing offsets", func() error { return r.commitOffsets(ctx, inst.name, offsets) }); err != nil {
+			commit := func() error {
+				if err := tc.lease.confirm(ctx); err != nil {
+					return err
+				}
+				return r.commitOffsets(ctx, inst.name, offsets)
+			}
+			if err := r.retry(ctx, inst, "committing offsets", commit); err != nil {
 				return nil // stopping; the records are stored and will be polled again
 			}
 		}

@@ -59,12 +59,16 @@ func (r *Runtime) RestartTask(ctx context.Context, name string, id int) error {
 		return fmt.Errorf("%w: %q", ErrNotFound, name)
 	}
 	if inst.run == nil || inst.target != StateRunning {
-		return fmt.Errorf("%w: %q is %s; resume it first", ErrNotRunningState, name, inst.status("").Connector.State)
+		return fmt.Errorf("%w: %q is %s; resume it first", ErrNotRunningState, name, inst.connState())
 	}
 	inst.mu.Lock()
 	restart := inst.restarts[id]
 	n := len(inst.tasks)
+	elsewhere := id >= 0 && id < n && id < len(inst.here) && !inst.here[id]
 	inst.mu.Unlock()
+	if elsewhere {
+		return fmt.Errorf("%w: task %d of %q runs on another sidecar of the app (its worker_id in the status); restart it there", ErrNotRunningState, id, name)
+	}
 	if id < 0 || id >= n || restart == nil {
 		return fmt.Errorf("%w: %q has no task %d", ErrTaskNotFound, name, id)
 	}
@@ -126,7 +130,7 @@ func (r *Runtime) stoppedInstance(name string) (*instance, error) {
 		return nil, fmt.Errorf("%w: %q", ErrNotFound, name)
 	}
 	if inst.target != StateStopped {
-		return nil, fmt.Errorf("%w: %q is %s; stop it first (PUT /v1/connectors/%s/stop)", ErrNotStopped, name, inst.status("").Connector.State, name)
+		return nil, fmt.Errorf("%w: %q is %s; stop it first (PUT /v1/connectors/%s/stop)", ErrNotStopped, name, inst.connState(), name)
 	}
 	return inst, nil
 }

@@ -66,6 +66,9 @@ type Config struct {
 	TLS *tls.Config `json:"-"`
 	// SyncAlways makes the store fsync every write instead of periodically.
 	SyncAlways bool
+	// Leaf, if set, makes the server a leaf node of a hub with its own
+	// JetStream domain (edge mode, see leaf.go).
+	Leaf *LeafConfig
 	// Mesh configures the stream, subjects and limits. URLs and the auth
 	// and TLS fields are ignored. Mesh.Logger defaults to Logger.
 	Mesh natsjs.Config
@@ -99,6 +102,11 @@ func (cfg Config) Validate() error {
 	if err := cfg.Mesh.Validate(); err != nil {
 		errs = append(errs, fmt.Errorf("mesh: %w", err))
 	}
+	if cfg.Leaf != nil {
+		if err := cfg.Leaf.validate(); err != nil {
+			errs = append(errs, fmt.Errorf("leaf: %w", err))
+		}
+	}
 	return errors.Join(errs...)
 }
 
@@ -126,7 +134,9 @@ type Engine struct {
 	log       *slog.Logger
 	srvLog    *serverLog
 	dir       string
-	stop      chan struct{} // closed by Close: ends watchStore
+	stop      chan struct{}      // closed by Close: ends watchStore
+	stopSync  context.CancelFunc // ends syncHub (edge mode)
+	hubSynced atomic.Bool        // see HubSynced
 	watch     sync.WaitGroup
 	closeOnce sync.Once
 }
@@ -173,6 +183,12 @@ func Open(ctx context.Context, cfg Config) (*Engine, error) {
 		opts.Host, opts.Port, _ = splitListen(cfg.Listen)
 	}
 	opts.Authorization, opts.Username, opts.Password = cfg.Token, cfg.User, cfg.Password
+	if cfg.Leaf != nil {
+		if err := cfg.Leaf.apply(opts, cfg.Mesh); err != nil {
+			return nil, fmt.Errorf("embedded config: leaf: %w", err)
+		}
+		cfg.Mesh.Edge = &natsjs.EdgeConfig{Domain: cfg.Leaf.Domain, HubDomain: cfg.Leaf.HubDomain}
+	}
 	if cfg.TLS != nil {
 		opts.TLS, opts.TLSConfig = true, cfg.TLS.Clone()
 		opts.TLSVerify = cfg.TLS.ClientAuth == tls.RequireAndVerifyClientCert
@@ -250,6 +266,11 @@ func Open(ctx context.Context, cfg Config) (*Engine, error) {
 	e := &Engine{Engine: eng, srv: srv, nc: nc, cc: cc, log: log, srvLog: srvLog, stop: make(chan struct{}), dir: dir}
 	e.watch.Add(1)
 	go e.watchStore()
+	if cfg.Leaf != nil {
+		ctx, cancel := context.WithCancel(context.Background())
+		e.stopSync = cancel
+		e.watch.Go(func() { e.syncHub(ctx, cfg.Leaf.syncEvery()) })
+	}
 	return e, nil
 }
 
@@ -333,6 +354,9 @@ func (e *Engine) ClientURL() string {
 func (e *Engine) Close() error {
 	e.closeOnce.Do(func() {
 		close(e.stop)
+		if e.stopSync != nil {
+			e.stopSync()
+		}
 		e.watch.Wait()
 		_ = e.Engine.Close()
 		for _, c := range []*nats.Conn{e.cc, e.nc} {

@@ -60,6 +60,9 @@ type Config struct {
 	ConnectTimeout time.Duration
 	// Name is the NATS client name, shown in server monitoring.
 	Name string
+	// Edge, if set, makes this the store of an edge whose server is a leaf
+	// node of a hub (mesh/embedded sets it; see edge.go).
+	Edge *EdgeConfig
 
 	// Credentials (Connect only; at most one kind). CredsFile is a NATS
 	// credentials file (user JWT and NKey seed).
@@ -156,6 +159,11 @@ func (cfg Config) Validate() error {
 	}
 	if cfg.PublishTimeout < 0 {
 		errs = append(errs, fmt.Errorf("publishTimeout %s: must not be negative", cfg.PublishTimeout))
+	}
+	if cfg.Edge != nil {
+		if err := cfg.Edge.validate(); err != nil {
+			errs = append(errs, err)
+		}
 	}
 	if kinds := cfg.credentialKinds(); len(kinds) > 1 {
 		errs = append(errs, fmt.Errorf("%s: set one kind of credentials, not several", strings.Join(kinds, ", ")))

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -81,12 +82,17 @@ func (e *Engine) Consume(ctx context.Context, cfg mesh.ConsumerConfig) (mesh.Con
 	}
 	create := jetstream.ConsumerConfig{
 		Description:   fmt.Sprintf("meshd group %q on topic %q", cfg.Group, cfg.Topic),
-		FilterSubject: subject,
 		AckPolicy:     jetstream.AckExplicitPolicy,
 		AckWait:       ackWait,
 		MaxDeliver:    maxDeliver,
 		MaxAckPending: maxInFlight,
 		DeliverPolicy: deliver,
+	}
+	filters := e.filterSubjects(subject)
+	if len(filters) == 1 {
+		create.FilterSubject = subject
+	} else {
+		create.FilterSubjects = filters
 	}
 	switch deliver {
 	case jetstream.DeliverByStartSequencePolicy:
@@ -110,6 +116,9 @@ func (e *Engine) Consume(ctx context.Context, cfg mesh.ConsumerConfig) (mesh.Con
 		c, err = e.openConsumer(ctx, create.Durable, func(cc *jetstream.ConsumerConfig) bool {
 			changed := cc.MaxAckPending != maxInFlight || cc.AckWait != ackWait || cc.MaxDeliver != maxDeliver
 			cc.MaxAckPending, cc.AckWait, cc.MaxDeliver = maxInFlight, ackWait, maxDeliver
+			if len(filters) > 1 && !slices.Equal(cc.FilterSubjects, filters) { // a group made before edge mode
+				cc.FilterSubject, cc.FilterSubjects, changed = "", filters, true
+			}
 			return changed
 		}, create)
 	}
@@ -212,6 +221,10 @@ func (c *consumer) Next(ctx context.Context) (mesh.Message, error) {
 		if err != nil {
 			c.log.Warn("terminating message without metadata", "subject", m.Subject(), "error", err)
 			_ = m.Term()
+			continue
+		}
+		if c.eng.echo(m) {
+			_ = m.Ack()
 			continue
 		}
 		ev, err := decode(m.Headers(), m.Data())

@@ -144,11 +144,25 @@ func newEngine(ctx context.Context, nc *nats.Conn, cfg Config, own bool) (*Engin
 
 // ensureStream creates the stream or updates its limits, keeping its data.
 func (e *Engine) ensureStream(ctx context.Context) error {
+	ctx, cancel := e.withTimeout(ctx)
+	defer cancel()
+	sc := e.streamConfig()
+	if e.cfg.Edge != nil {
+		sc.Sources = e.edgeSources(ctx)
+	}
+	if _, err := e.js.CreateOrUpdateStream(ctx, sc); err != nil {
+		return fmt.Errorf("creating stream %q: %w", e.cfg.Stream, e.classify(ctx, err))
+	}
+	return nil
+}
+
+// streamConfig is the configuration of the events stream.
+func (e *Engine) streamConfig() jetstream.StreamConfig {
 	maxAge := e.cfg.MaxAge
 	if maxAge < 0 {
 		maxAge = 0
 	}
-	sc := jetstream.StreamConfig{
+	return jetstream.StreamConfig{
 		Name:         e.cfg.Stream,
 		Description:  "meshd events",
 		Subjects:     []string{e.prefix + ">"},
@@ -162,12 +176,6 @@ func (e *Engine) ensureStream(ctx context.Context) error {
 		Duplicates:   e.cfg.DuplicateWindow,
 		MaxConsumers: e.cfg.MaxConsumers,
 	}
-	ctx, cancel := e.withTimeout(ctx)
-	defer cancel()
-	if _, err := e.js.CreateOrUpdateStream(ctx, sc); err != nil {
-		return fmt.Errorf("creating stream %q: %w", e.cfg.Stream, e.classify(ctx, err))
-	}
-	return nil
 }
 
 // withTimeout bounds ctx by the publish timeout unless it has a deadline.

@@ -101,6 +101,7 @@ func (e *Engine) encode(subject, topic string, ev *event.Event, dedupKey string)
 	if dedupKey != "" {
 		m.Header[hdrMsgID] = []string{m.Header.Get(hdrMsgID) + " " + dedupKey}
 	}
+	e.markOrigin(m)
 	return m, nil
 }
 

@@ -50,6 +50,7 @@ func freeAddr(t *testing.T) string { return infra.FreeAddr(t) }
 type meshd struct {
 	t       *testing.T
 	name    string
+	app     string // app.id; "" for name
 	dir     string
 	config  string
 	api     string
@@ -71,8 +72,15 @@ func newMeshd(t *testing.T, name, extraYAML string) *meshd {
 // newMeshdEnv is newMeshd with extra environment variables (NAME=value).
 func newMeshdEnv(t *testing.T, name, extraYAML string, env []string) *meshd {
 	t.Helper()
+	return newAppMeshd(t, name, "", extraYAML, env)
+}
+
+// newAppMeshd is newMeshdEnv for a sidecar of app (several sidecars of one
+// app share it); "" is name.
+func newAppMeshd(t *testing.T, name, app, extraYAML string, env []string) *meshd {
+	t.Helper()
 	dir := t.TempDir()
-	m := &meshd{t: t, name: name, dir: dir, api: freeAddr(t), admin: freeAddr(t), env: env, log: &bytes.Buffer{}, logMu: &sync.Mutex{}}
+	m := &meshd{t: t, name: name, app: app, dir: dir, api: freeAddr(t), admin: freeAddr(t), env: env, log: &bytes.Buffer{}, logMu: &sync.Mutex{}}
 	m.config = filepath.Join(dir, "meshd.yaml")
 	require.NoError(t, os.WriteFile(m.config, []byte(extraYAML), 0o600))
 	m.start()
@@ -101,7 +109,11 @@ func (l lockedWriter) Write(p []byte) (int, error) {
 func (m *meshd) start() {
 	m.t.Helper()
 	// Addresses and paths go in flags, so the YAML is free to set any section.
-	m.cmd = exec.Command(meshdBin, "run", "--config", m.config, "--app.id", m.name, "--api.listen", m.api,
+	app := m.app
+	if app == "" {
+		app = m.name
+	}
+	m.cmd = exec.Command(meshdBin, "run", "--config", m.config, "--app.id", app, "--api.listen", m.api,
 		"--admin.listen", m.admin, "--data.dir", filepath.Join(m.dir, "data"), "--log.level", "debug")
 	w := lockedWriter{mu: m.logMu, w: m.log}
 	m.cmd.Stdout, m.cmd.Stderr = w, w

@@ -173,7 +173,7 @@ connectors:
 
 	// Connectors: tasks, offsets, stop, positions.
 	out = m.cliOK("connectors", "tasks", "snk")
-	assert.Regexp(t, `(?m)^0\s+RUNNING\s+ops\s+0`, out)
+	assert.Regexp(t, `(?m)^0\s+RUNNING\s+\S+:\d+\s+0`, out) // the member: host:admin-port
 	out = m.cliOK("connectors", "offsets", "snk")
 	assert.Regexp(t, `(?m)^orders\s+[1-9]\d*$`, out)
 	code, _, errOut := m.cli("connectors", "offsets", "snk", "--reset")

@@ -45,6 +45,11 @@ type Endpoint struct {
 // Init keeps the task context.
 func (e *Endpoint) Init(tc connectors.TaskContext) { e.tc = tc }
 
+// EverySidecar makes the task run on every sidecar of the app
+// (connectors.EverySidecar): webhooks reach whichever sidecar the load
+// balancer picks, and each must serve them.
+func (*Endpoint) EverySidecar() {}
+
 // TaskContext is the context Init kept (nil before Init).
 func (e *Endpoint) TaskContext() connectors.TaskContext { return e.tc }
 
