@@ -137,6 +137,26 @@ type KV interface {
 	Delete(ctx context.Context, key string) error
 	// Keys lists the keys that have a value, filtered by prefix ("" for all).
 	Keys(ctx context.Context, prefix string) ([]string, error)
+	// Watch reports the keys that start with prefix ("" for all), from
+	// every client of the bucket, on the returned channel in revision
+	// order: first the current value of each (and possibly the deletion of
+	// keys that have none), then one Change with an empty Key saying the
+	// current values are all reported, then every put and delete as it
+	// happens. A watch outlives losses of the connection: what changed
+	// meanwhile is reported once the storage is reachable again (a key
+	// that changed several times at least with its latest value). The
+	// channel is closed when ctx is done or the engine is closed. The
+	// receiver must keep reading: changes wait for it.
+	Watch(ctx context.Context, prefix string) (<-chan Change, error)
+}
+
+// Change is a put or a delete of a key, as Watch reports it. The zero
+// Change (empty Key) marks the end of the current values.
+type Change struct {
+	Key      string
+	Value    []byte // nil for a deletion
+	Revision uint64
+	Deleted  bool
 }
 
 // Entry is a stored value and its revision.

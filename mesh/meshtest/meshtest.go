@@ -85,6 +85,7 @@ func Run(t *testing.T, open Opener) {
 			{"Ephemeral", testEphemeral},
 			{"KV", testKV},
 			{"KVEmptyBucket", testKVEmpty},
+			{"KVWatch", testKVWatch},
 			{"Ready", testReady},
 		}
 		for _, tc := range tests {
@@ -799,6 +800,83 @@ func testKV(t *testing.T, eng mesh.Engine) {
 	require.ErrorIs(t, err, mesh.ErrKeyNotFound)
 }
 
+func testKVWatch(t *testing.T, eng mesh.Engine) {
+	ctx := t.Context()
+	kv, err := eng.KV(ctx, "meshtest-watch")
+	require.NoError(t, err)
+	ra, err := kv.Put(ctx, "sub.a", []byte("a1"))
+	require.NoError(t, err)
+	_, err = kv.Put(ctx, "other.x", []byte("x"))
+	require.NoError(t, err)
+	rb, err := kv.Put(ctx, "sub.b", []byte("b1"))
+	require.NoError(t, err)
+	_, err = kv.Put(ctx, "sub.gone", []byte("g"))
+	require.NoError(t, err)
+	require.NoError(t, kv.Delete(ctx, "sub.gone"))
+
+	wctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	changes, err := kv.Watch(wctx, "sub.")
+	require.NoError(t, err)
+	all, err := kv.Watch(wctx, "")
+	require.NoError(t, err)
+	recv := func(ch <-chan mesh.Change) mesh.Change {
+		t.Helper()
+		for {
+			select {
+			case c, ok := <-ch:
+				require.True(t, ok, "watch channel closed")
+				if c.Deleted && c.Key == "sub.gone" {
+					continue // a deletion before the watch: it may be reported
+				}
+				return c
+			case <-time.After(waitFor):
+				t.Fatal("no change reported")
+			}
+		}
+	}
+
+	// The current values, in revision order, then the marker.
+	require.Equal(t, mesh.Change{Key: "sub.a", Value: []byte("a1"), Revision: ra}, recv(changes))
+	require.Equal(t, mesh.Change{Key: "sub.b", Value: []byte("b1"), Revision: rb}, recv(changes))
+	require.Equal(t, mesh.Change{}, recv(changes), "the end of the current values")
+	var keys []string
+	for c := recv(all); c.Key != ""; c = recv(all) {
+		keys = append(keys, c.Key)
+	}
+	require.Equal(t, []string{"sub.a", "other.x", "sub.b"}, keys)
+
+	// Then every change, as it happens, of the watched keys only.
+	ra2, err := kv.Update(ctx, "sub.a", []byte("a2"), ra)
+	require.NoError(t, err)
+	require.Equal(t, mesh.Change{Key: "sub.a", Value: []byte("a2"), Revision: ra2}, recv(changes))
+	_, err = kv.Put(ctx, "other.y", []byte("y"))
+	require.NoError(t, err)
+	require.NoError(t, kv.Delete(ctx, "sub.b"))
+	del := recv(changes)
+	require.Equal(t, "sub.b", del.Key)
+	require.True(t, del.Deleted)
+	require.Nil(t, del.Value)
+	require.Greater(t, del.Revision, ra2)
+	rc, err := kv.Create(ctx, "sub.c", []byte("c"))
+	require.NoError(t, err)
+	require.Equal(t, mesh.Change{Key: "sub.c", Value: []byte("c"), Revision: rc}, recv(changes))
+	for _, want := range []string{"sub.a", "other.y", "sub.b", "sub.c"} {
+		require.Equal(t, want, recv(all).Key)
+	}
+
+	// Ending ctx closes the channel.
+	cancel()
+	require.Eventually(t, func() bool {
+		select {
+		case _, ok := <-changes:
+			return !ok
+		default:
+			return false
+		}
+	}, waitFor, pollEvery, "the channel is closed once ctx is done")
+}
+
 func testKVEmpty(t *testing.T, eng mesh.Engine) {
 	kv, err := eng.KV(t.Context(), "meshtest-empty")
 	require.NoError(t, err)
@@ -850,6 +928,10 @@ func testEngineClose(t *testing.T, inst Instance) {
 	eng := inst.Engine
 	tp := topic(t)
 	c := consume(t, eng, mesh.ConsumerConfig{Topic: tp, Group: "g"})
+	kv, err := eng.KV(t.Context(), "close")
+	require.NoError(t, err)
+	changes, err := kv.Watch(t.Context(), "")
+	require.NoError(t, err)
 	errc := make(chan error, 1)
 	go func() {
 		_, err := c.Next(t.Context())
@@ -863,9 +945,21 @@ func testEngineClose(t *testing.T, inst Instance) {
 	case <-time.After(waitFor):
 		t.Fatal("Next still blocked after engine Close")
 	}
-	_, err := c.Next(t.Context())
+	_, err = c.Next(t.Context())
 	require.ErrorIs(t, err, mesh.ErrClosed)
 	require.ErrorIs(t, eng.Publish(t.Context(), tp, []*event.Event{newEvent(t, "late")}), mesh.ErrClosed)
+	require.Eventually(t, func() bool {
+		for {
+			select {
+			case _, ok := <-changes:
+				if !ok {
+					return true
+				}
+			default:
+				return false
+			}
+		}
+	}, waitFor, pollEvery, "a watch ends when its engine is closed")
 	_, err = eng.Consume(t.Context(), mesh.ConsumerConfig{Topic: tp, Group: "g"})
 	require.ErrorIs(t, err, mesh.ErrClosed)
 	require.Error(t, eng.Ready(t.Context()))

@@ -117,8 +117,8 @@ func (b *kvBucket) Keys(ctx context.Context, prefix string) ([]string, error) {
 		kl  jetstream.KeyLister
 		err error
 	)
-	if strings.HasSuffix(prefix, ".") && !strings.HasPrefix(prefix, ".") && !strings.Contains(prefix, "..") {
-		kl, err = b.kv.ListKeysFiltered(ctx, prefix+">")
+	if f := keyFilter(prefix); f != jetstream.AllKeys {
+		kl, err = b.kv.ListKeysFiltered(ctx, f)
 	} else {
 		kl, err = b.kv.ListKeys(ctx)
 	}
@@ -136,6 +136,15 @@ func (b *kvBucket) Keys(ctx context.Context, prefix string) ([]string, error) {
 		return nil, b.wrap(ctx, "listing", prefix+"*", err)
 	}
 	return keys, nil
+}
+
+// keyFilter is the subject filter the server applies for prefix: prefix>
+// for a prefix that ends a token, else every key (the caller filters).
+func keyFilter(prefix string) string {
+	if strings.HasSuffix(prefix, ".") && !strings.HasPrefix(prefix, ".") && !strings.Contains(prefix, "..") {
+		return prefix + ">"
+	}
+	return jetstream.AllKeys
 }
 
 func (b *kvBucket) wrap(ctx context.Context, what, key string, err error) error {
