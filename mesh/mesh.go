@@ -34,6 +34,15 @@ type Engine interface {
 	// its position and unacked events. Deleting a missing group is not an error.
 	DeleteGroup(ctx context.Context, topic, group string) error
 
+	// ResetGroup starts the group cfg.Group on cfg.Topic over at the start
+	// cfg gives a new group (StartSeq, else StartTime, else StartAtNew,
+	// else the oldest stored event), creating it if it does not exist. Its
+	// position and unacked events are dropped; members open at the time
+	// carry on with the reset group (their unsettled messages of before
+	// are settled into nothing). A member that creates the group while it
+	// is being reset cannot make it start elsewhere.
+	ResetGroup(ctx context.Context, cfg ConsumerConfig) error
+
 	// KV opens (creating if needed) the key/value bucket with the given name.
 	KV(ctx context.Context, bucket string) (KV, error)
 

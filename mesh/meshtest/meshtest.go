@@ -79,6 +79,7 @@ func Run(t *testing.T, open Opener) {
 			{"MaxInFlight", testMaxInFlight},
 			{"ReconfigureGroup", testReconfigure},
 			{"DeleteGroup", testDeleteGroup},
+			{"ResetGroup", testResetGroup},
 			{"ConsumerClose", testConsumerClose},
 			{"InvalidTopic", testInvalidTopic},
 			{"ValuesRoundTrip", testValuesRoundTrip},
@@ -681,6 +682,54 @@ func testDeleteGroup(t *testing.T, eng mesh.Engine) {
 	// Recreated, the group starts over.
 	c = consume(t, eng, mesh.ConsumerConfig{Topic: tp, Group: "g"})
 	require.Len(t, collect(t, 2, c)[0], 2)
+}
+
+// A reset group starts over at the position given, whatever it had
+// delivered and acked.
+func testResetGroup(t *testing.T, eng mesh.Engine) {
+	tp := topic(t)
+	require.NoError(t, eng.Publish(t.Context(), tp, newEvents(t, "r", 4)))
+	cfg := mesh.ConsumerConfig{Topic: tp, Group: "g", StartAtNew: true}
+	c := consume(t, eng, cfg)
+	require.NoError(t, eng.Publish(t.Context(), tp, newEvents(t, "n", 3)))
+	var seqs []uint64
+	for _, want := range []string{"n-0", "n-1", "n-2"} {
+		m := next(t, c)
+		require.Equal(t, want, m.Event().ID())
+		seqs = append(seqs, m.Seq())
+		ack(t, m)
+	}
+	require.NoError(t, c.Close())
+
+	reset := cfg
+	reset.StartSeq = seqs[1]
+	require.NoError(t, eng.ResetGroup(t.Context(), reset))
+	// A member opened afterwards with the group's usual settings (a
+	// sidecar that did not reset it) joins the reset group.
+	c = consume(t, eng, cfg)
+	got := collect(t, 2, c)[0]
+	require.Equal(t, []string{"n-1", "n-2"}, got, "delivered again from the sequence, in order")
+	noNext(t, c)
+	require.NoError(t, c.Close())
+
+	// From the oldest event, and a missing group is created.
+	require.NoError(t, eng.ResetGroup(t.Context(), mesh.ConsumerConfig{Topic: tp, Group: "g"}))
+	require.NoError(t, eng.ResetGroup(t.Context(), mesh.ConsumerConfig{Topic: tp, Group: "fresh", StartSeq: seqs[2]}))
+	c = consume(t, eng, cfg)
+	require.Equal(t, []string{"r-0", "r-1", "r-2", "r-3", "n-0", "n-1", "n-2"}, collect(t, 7, c)[0])
+	fresh := consume(t, eng, mesh.ConsumerConfig{Topic: tp, Group: "fresh", StartAtNew: true})
+	m := next(t, fresh)
+	require.Equal(t, "n-2", m.Event().ID())
+	ack(t, m)
+
+	// A member open while its group is reset carries on with the reset
+	// group.
+	reset.StartSeq = seqs[2]
+	require.NoError(t, eng.ResetGroup(t.Context(), reset))
+	m = next(t, c)
+	require.Equal(t, "n-2", m.Event().ID())
+	ack(t, m)
+	noNext(t, c)
 }
 
 func testConsumerClose(t *testing.T, eng mesh.Engine) {
