@@ -8,6 +8,8 @@
 // Lock order: Runtime.opMu (serialises changes to instances; held while
 // they stop and start), then Runtime.mu (the instance map), then
 // instance.mu (an instance's status). Task goroutines take only instance.mu.
+// The goroutine that follows the config bucket (live.go) takes opMu for
+// each change; Stop waits for it without holding opMu.
 package worker
 
 import (
@@ -101,10 +103,12 @@ type Runtime struct {
 	webhooks *webhookServer
 	secrets  *secretBox
 
-	opMu    sync.Mutex // serialises changes; taken before mu
-	running bool       // between Start and Stop; guarded by opMu
-	configs mesh.KV    // set by Start
-	offsets mesh.KV    // set by Start
+	opMu      sync.Mutex    // serialises changes; taken before mu
+	running   bool          // between Start and Stop; guarded by opMu
+	configs   mesh.KV       // set by Start
+	offsets   mesh.KV       // set by Start
+	watchStop func()        // ends following the config bucket; guarded by opMu
+	watchDone chan struct{} // closed when following has ended
 
 	mu        sync.RWMutex // guards instances
 	instances map[string]*instance
@@ -192,8 +196,14 @@ func (r *Runtime) Start(ctx context.Context) error {
 	if r.offsets, err = r.opts.Engine.KV(ctx, r.opts.OffsetBucket); err != nil {
 		return fmt.Errorf("opening offset bucket: %w", err)
 	}
+	// Watch before reading: what changes from here on is applied after.
+	changes, stopWatch, err := r.watchConfigs(ctx)
+	if err != nil {
+		return err
+	}
 	stored, states, err := r.loadAll(ctx)
 	if err != nil {
+		stopWatch()
 		return err
 	}
 	r.webhooks.reopen()
@@ -205,9 +215,13 @@ func (r *Runtime) Start(ctx context.Context) error {
 		} else {
 			inst = r.newInstance(sc.Name, sc.Config)
 		}
-		if st, ok := states[sc.Name]; ok && st == StatePaused {
-			inst.target = StatePaused
+		if st, ok := states[sc.Name]; ok {
+			if st.State == StatePaused {
+				inst.target = StatePaused
+			}
+			inst.stateRev = st.rev
 		}
+		inst.cfgRev = sc.rev
 		r.mu.Lock()
 		r.instances[sc.Name] = inst
 		r.mu.Unlock()
@@ -216,6 +230,7 @@ func (r *Runtime) Start(ctx context.Context) error {
 	if len(stored) > 0 {
 		r.log.Info("connectors restored", "count", len(stored))
 	}
+	r.follow(changes, stopWatch)
 	return nil
 }
 
@@ -223,6 +238,7 @@ func (r *Runtime) Start(ctx context.Context) error {
 // listener, waiting until ctx is done. Stored states are kept, so Start
 // resumes them. Idempotent.
 func (r *Runtime) Stop(ctx context.Context) error {
+	r.stopFollowing()
 	r.opMu.Lock()
 	defer r.opMu.Unlock()
 	r.running = false
@@ -293,14 +309,17 @@ func (r *Runtime) Create(ctx context.Context, name string, raw map[string]any) (
 	if r.lookup(name) != nil {
 		return Info{}, fmt.Errorf("%w: %q", ErrExists, name)
 	}
-	if err := r.storeConfig(ctx, name, cfg.JSON(), true); err != nil {
+	cfgRev, err := r.storeConfig(ctx, name, cfg.JSON(), true)
+	if err != nil {
 		return Info{}, err
 	}
-	if err := r.storeState(ctx, name, StateRunning); err != nil {
+	stateRev, err := r.storeState(ctx, name, StateRunning)
+	if err != nil {
 		_ = r.configs.Delete(context.WithoutCancel(ctx), keyConfig+name)
 		return Info{}, err
 	}
 	inst := r.newInstance(name, cfg.JSON())
+	inst.cfgRev, inst.stateRev = cfgRev, stateRev
 	r.mu.Lock()
 	r.instances[name] = inst
 	r.mu.Unlock()
@@ -329,13 +348,16 @@ func (r *Runtime) Put(ctx context.Context, name string, raw map[string]any) (Inf
 		if err != nil {
 			return Info{}, false, err
 		}
-		if err := r.storeConfig(ctx, name, cfg.JSON(), true); err != nil {
+		cfgRev, err := r.storeConfig(ctx, name, cfg.JSON(), true)
+		if err != nil {
 			return Info{}, false, err
 		}
-		if err := r.storeState(ctx, name, StateRunning); err != nil {
+		stateRev, err := r.storeState(ctx, name, StateRunning)
+		if err != nil {
 			return Info{}, false, err
 		}
 		inst := r.newInstance(name, cfg.JSON())
+		inst.cfgRev, inst.stateRev = cfgRev, stateRev
 		r.mu.Lock()
 		r.instances[name] = inst
 		r.mu.Unlock()
@@ -357,7 +379,8 @@ func (r *Runtime) Put(ctx context.Context, name string, raw map[string]any) (Inf
 	if old.invalid == nil && jsonEqual(old.cfg.JSON(), cfg.JSON()) {
 		return old.info(), false, nil
 	}
-	if err := r.storeConfig(ctx, name, cfg.JSON(), false); err != nil {
+	cfgRev, err := r.storeConfig(ctx, name, cfg.JSON(), false)
+	if err != nil {
 		return Info{}, false, err
 	}
 	if err := old.stopRun(ctx); err != nil {
@@ -374,7 +397,7 @@ func (r *Runtime) Put(ctx context.Context, name string, raw map[string]any) (Inf
 		}
 	}
 	inst := r.newInstance(name, cfg.JSON())
-	inst.target = old.target
+	inst.target, inst.cfgRev, inst.stateRev = old.target, cfgRev, old.stateRev
 	r.mu.Lock()
 	r.instances[name] = inst
 	r.mu.Unlock()
@@ -436,10 +459,11 @@ func (r *Runtime) setTarget(ctx context.Context, name string, target State) erro
 	if inst.target == target {
 		return nil
 	}
-	if err := r.storeState(ctx, name, target); err != nil {
+	rev, err := r.storeState(ctx, name, target)
+	if err != nil {
 		return err
 	}
-	inst.target = target
+	inst.target, inst.stateRev = target, rev
 	if target == StatePaused {
 		r.webhooks.hold(name) // its webhook paths answer 503 while it is paused
 	}
