@@ -98,6 +98,12 @@ type DuplicateCounter interface {
 	Duplicates() map[string]int64
 }
 
+// BucketChecker is implemented by engines that can tell whether a
+// key/value bucket exists without creating it (Engine.KV creates).
+type BucketChecker interface {
+	BucketExists(ctx context.Context, bucket string) (bool, error)
+}
+
 // Consumer is one member of a consumer group.
 type Consumer interface {
 	// Next blocks until an event is delivered to this member, ctx is done

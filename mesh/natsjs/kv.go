@@ -59,6 +59,33 @@ func (e *Engine) KV(ctx context.Context, bucket string) (mesh.KV, error) {
 	return b, nil
 }
 
+var _ mesh.BucketChecker = (*Engine)(nil)
+
+// BucketExists says whether the key/value bucket exists, without creating
+// it.
+func (e *Engine) BucketExists(ctx context.Context, bucket string) (bool, error) {
+	if e.closed.Load() {
+		return false, mesh.ErrClosed
+	}
+	if _, ok := e.buckets.Load(bucket); ok {
+		return true, nil
+	}
+	if !mesh.IsToken(bucket, maxStreamName) {
+		return false, nil
+	}
+	ctx, cancel := e.withTimeout(ctx)
+	defer cancel()
+	_, err := e.js.KeyValue(ctx, bucket)
+	switch {
+	case err == nil:
+		return true, nil
+	case errors.Is(err, jetstream.ErrBucketNotFound):
+		return false, nil
+	default:
+		return false, fmt.Errorf("looking up bucket %q: %w", bucket, e.classify(ctx, err))
+	}
+}
+
 func (b *kvBucket) Get(ctx context.Context, key string) (mesh.Entry, error) {
 	ctx, cancel := b.eng.withTimeout(ctx)
 	defer cancel()

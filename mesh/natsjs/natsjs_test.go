@@ -173,3 +173,18 @@ func TestWatchOutlivesServerRestart(t *testing.T) {
 	require.Equal(t, mesh.Change{Key: "after", Value: []byte("2"), Revision: after}, next())
 	t.Logf("stored %s after the restart, reported %s after it", stored.Round(time.Millisecond), time.Since(back).Round(time.Millisecond))
 }
+
+func TestBucketExists(t *testing.T) {
+	eng := openEmbedded(t)
+	ok, err := eng.BucketExists(t.Context(), "not-yet")
+	require.NoError(t, err)
+	require.False(t, ok)
+	_, err = eng.KV(t.Context(), "not-yet")
+	require.NoError(t, err)
+	ok, err = eng.BucketExists(t.Context(), "not-yet")
+	require.NoError(t, err)
+	require.True(t, ok)
+	ok, err = eng.BucketExists(t.Context(), "not a name")
+	require.NoError(t, err)
+	require.False(t, ok)
+}
