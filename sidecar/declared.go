@@ -188,3 +188,32 @@ func declaredConnectorError(i int, name string, err error) error {
 	}
 	return fmt.Errorf("%s (connector %q)", strings.Join(parts, "; "), name)
 }
+
+// noteMovedState warns, on the first start after the upgrade, an app whose
+// id earlier versions mapped onto the buckets of other ids (legacyStateBucket)
+// that its subscriptions and connectors are no longer read from there.
+// Nothing is copied: the old buckets may hold another app's state too.
+func (s *Sidecar) noteMovedState(ctx context.Context) {
+	bases := []string{bridge.DefaultSubscriptionBucket, worker.DefaultConfigBucket}
+	if s.cfg.stateBucket(bases[0]) == s.cfg.legacyStateBucket(bases[0]) {
+		return // the common case: the buckets did not move
+	}
+	bc, ok := s.engine.(mesh.BucketChecker)
+	if !ok {
+		return
+	}
+	for _, base := range bases {
+		now, old := s.cfg.stateBucket(base), s.cfg.legacyStateBucket(base)
+		oldExists, err := bc.BucketExists(ctx, old)
+		if err != nil || !oldExists {
+			continue
+		}
+		if nowExists, err := bc.BucketExists(ctx, now); err != nil || nowExists {
+			continue
+		}
+		s.logger.Warn("this app's state is kept in a new bucket; the old one is left as it was",
+			"app", s.cfg.App.ID, "bucket", now, "old_bucket", old,
+			"hint", "app ids with characters other than letters, digits, '-' and '_' shared buckets with other ids before; "+
+				"the subscriptions and connectors of the config file are created again, create those made through the API again")
+	}
+}
