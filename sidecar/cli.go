@@ -38,6 +38,7 @@ Usage:
   meshd publish --topic T --type TYPE [--data JSON]   publish one event to a running meshd
   meshd subscribe --topic T                           print events of a topic as they arrive
   meshd connectors list|create|status|pause|resume|delete   manage connectors (see meshd connectors -h)
+  meshd subscriptions replay ID --from TIME|SEQ|earliest   deliver a subscription's events again
 `
 	usageTail = `  meshd version                                       print the version
 
@@ -85,6 +86,8 @@ func Main(args []string, stdout, stderr io.Writer, extra ...Command) int {
 		err = subscribeCmd(args[1:], stdout, stderr)
 	case "connectors":
 		err = connectorsCmd(args[1:], stdout, stderr)
+	case "subscriptions":
+		err = subscriptionsCmd(args[1:], stdout, stderr)
 	case "version", "--version":
 		if len(args) > 1 {
 			err = &usageError{cmd: "version", msg: fmt.Sprintf("unexpected argument %q: version takes none", args[1])}
@@ -141,6 +144,27 @@ func parseFlags(fs *flag.FlagSet, args []string) error {
 		return &usageError{cmd: cmd, msg: fmt.Sprintf("unexpected argument %q: %s takes only flags, and flags after it would be ignored", fs.Arg(0), cmd)}
 	}
 	return nil
+}
+
+// parseInterleaved parses args into fs, taking positional arguments
+// before, between and after the flags (package flag stops at the first),
+// and returns them. cmd names the command in a usage error.
+func parseInterleaved(fs *flag.FlagSet, args []string, cmd string) ([]string, error) {
+	var positional []string
+	for len(args) > 0 {
+		if err := fs.Parse(args); err != nil {
+			if errors.Is(err, flag.ErrHelp) {
+				return nil, err
+			}
+			return nil, &usageError{cmd: cmd} // flag printed it
+		}
+		if fs.NArg() == 0 {
+			break
+		}
+		positional = append(positional, fs.Arg(0))
+		args = fs.Args()[1:]
+	}
+	return positional, nil
 }
 
 func runCmd(args []string, stderr io.Writer) error {
