@@ -309,11 +309,11 @@ func (r *Runtime) Create(ctx context.Context, name string, raw map[string]any) (
 	if r.lookup(name) != nil {
 		return Info{}, fmt.Errorf("%w: %q", ErrExists, name)
 	}
-	cfgRev, err := r.storeConfig(ctx, name, cfg.JSON(), true)
+	cfgRev, err := r.storeConfig(ctx, name, cfg.JSON(), true, 0)
 	if err != nil {
 		return Info{}, err
 	}
-	stateRev, err := r.storeState(ctx, name, StateRunning)
+	stateRev, err := r.storeState(ctx, name, StateRunning, 0)
 	if err != nil {
 		_ = r.configs.Delete(context.WithoutCancel(ctx), keyConfig+name)
 		return Info{}, err
@@ -329,7 +329,10 @@ func (r *Runtime) Create(ctx context.Context, name string, raw map[string]any) (
 }
 
 // Put creates the instance or replaces its config (fields given as the
-// mask keep their stored secret). A changed config restarts the instance:
+// mask keep their stored secret). The store is changed with compare-and-set:
+// when another sidecar of the app changed the instance since this one saw
+// it, Put fails with ErrConflict (and this one catches up). A changed
+// config restarts the instance:
 // its tasks stop, the config is stored, they start again with it (offsets
 // kept; a sink's groups on topics it no longer consumes are deleted). An
 // unchanged one does nothing. It reports whether the instance was created.
@@ -348,11 +351,15 @@ func (r *Runtime) Put(ctx context.Context, name string, raw map[string]any) (Inf
 		if err != nil {
 			return Info{}, false, err
 		}
-		cfgRev, err := r.storeConfig(ctx, name, cfg.JSON(), true)
+		cfgRev, err := r.storeConfig(ctx, name, cfg.JSON(), true, 0)
+		if errors.Is(err, ErrExists) {
+			// Created through another sidecar, not applied here yet.
+			return Info{}, false, r.lostRace(ctx, name, fmt.Errorf("%w: %q was created meanwhile", ErrConflict, name))
+		}
 		if err != nil {
 			return Info{}, false, err
 		}
-		stateRev, err := r.storeState(ctx, name, StateRunning)
+		stateRev, err := r.storeState(ctx, name, StateRunning, 0)
 		if err != nil {
 			return Info{}, false, err
 		}
@@ -379,9 +386,9 @@ func (r *Runtime) Put(ctx context.Context, name string, raw map[string]any) (Inf
 	if old.invalid == nil && jsonEqual(old.cfg.JSON(), cfg.JSON()) {
 		return old.info(), false, nil
 	}
-	cfgRev, err := r.storeConfig(ctx, name, cfg.JSON(), false)
+	cfgRev, err := r.storeConfig(ctx, name, cfg.JSON(), false, old.cfgRev)
 	if err != nil {
-		return Info{}, false, err
+		return Info{}, false, r.lostRace(ctx, name, err)
 	}
 	if err := old.stopRun(ctx); err != nil {
 		return Info{}, false, err
@@ -404,6 +411,18 @@ func (r *Runtime) Put(ctx context.Context, name string, raw map[string]any) (Inf
 	r.apply(inst)
 	r.log.Info("connector reconfigured", "connector", name)
 	return inst.info(), false, nil
+}
+
+// lostRace brings instance name up to date with the store when err is a
+// lost race (ErrConflict), so that a retry starts from what won; it
+// returns err. r.opMu must be held.
+func (r *Runtime) lostRace(ctx context.Context, name string, err error) error {
+	if errors.Is(err, ErrConflict) {
+		if serr := r.syncInstance(ctx, name); serr != nil {
+			r.log.Warn("reading a connector changed elsewhere", "connector", name, "error", serr)
+		}
+	}
+	return err
 }
 
 // Delete stops an instance and removes its config, state, offsets and (for
@@ -459,9 +478,9 @@ func (r *Runtime) setTarget(ctx context.Context, name string, target State) erro
 	if inst.target == target {
 		return nil
 	}
-	rev, err := r.storeState(ctx, name, target)
+	rev, err := r.storeState(ctx, name, target, inst.stateRev)
 	if err != nil {
-		return err
+		return r.lostRace(ctx, name, err)
 	}
 	inst.target, inst.stateRev = target, rev
 	if target == StatePaused {

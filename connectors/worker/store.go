@@ -263,20 +263,27 @@ func offsetKey(name, partition string) string {
 	return name + "." + base64.RawURLEncoding.EncodeToString([]byte(partition))
 }
 
-// storeConfig stores cfg as name's config and returns its revision.
-func (r *Runtime) storeConfig(ctx context.Context, name string, cfg map[string]any, create bool) (uint64, error) {
+// storeConfig stores cfg as name's config and returns its revision:
+// created (ErrExists when it is), or replaced at revision rev (ErrConflict
+// when another change came first; 0: whatever is stored).
+func (r *Runtime) storeConfig(ctx context.Context, name string, cfg map[string]any, create bool, rev uint64) (uint64, error) {
 	data, err := r.encodeConfig(name, cfg)
 	if err != nil {
 		return 0, err
 	}
-	var rev uint64
-	if create {
+	switch {
+	case create:
 		rev, err = r.configs.Create(ctx, keyConfig+name, data)
 		if errors.Is(err, mesh.ErrConflict) {
 			return 0, fmt.Errorf("%w: %q", ErrExists, name)
 		}
-	} else {
+	case rev > 0:
+		rev, err = r.configs.Update(ctx, keyConfig+name, data, rev)
+	default:
 		rev, err = r.configs.Put(ctx, keyConfig+name, data)
+	}
+	if errors.Is(err, mesh.ErrConflict) {
+		return 0, fmt.Errorf("%w: the config of %q", ErrConflict, name)
 	}
 	if err != nil {
 		return 0, fmt.Errorf("storing config of %q: %w", name, err)
@@ -284,10 +291,20 @@ func (r *Runtime) storeConfig(ctx context.Context, name string, cfg map[string]a
 	return rev, nil
 }
 
-// storeState stores name's target state and returns its revision.
-func (r *Runtime) storeState(ctx context.Context, name string, s State) (uint64, error) {
+// storeState stores name's target state at revision rev (ErrConflict when
+// another change came first; 0: whatever is stored) and returns its new
+// revision.
+func (r *Runtime) storeState(ctx context.Context, name string, s State, rev uint64) (uint64, error) {
 	data, _ := json.Marshal(storedState{State: s})
-	rev, err := r.configs.Put(ctx, keyState+name, data)
+	var err error
+	if rev > 0 {
+		rev, err = r.configs.Update(ctx, keyState+name, data, rev)
+	} else {
+		rev, err = r.configs.Put(ctx, keyState+name, data)
+	}
+	if errors.Is(err, mesh.ErrConflict) {
+		return 0, fmt.Errorf("%w: the state of %q", ErrConflict, name)
+	}
 	if err != nil {
 		return 0, fmt.Errorf("storing state of %q: %w", name, err)
 	}
