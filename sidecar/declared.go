@@ -76,11 +76,25 @@ func (s *Sidecar) applyDeclared(ctx context.Context) error {
 		}
 	}
 	for i, cc := range s.cfg.Connectors {
-		if _, _, err := s.connectors.Put(ctx, cc.Name, cc.Config); err != nil {
+		if err := putDeclaredConnector(ctx, s.connectors, cc); err != nil {
 			return declaredConnectorError(i, cc.Name, err)
 		}
 	}
 	return storeDeclared(ctx, kv, now)
+}
+
+// putDeclaredConnector puts a declared connector, again when another
+// sidecar of the app (starting with the same file) changed it meanwhile:
+// the runtime caught up with that change, and the declared config goes on
+// top of it.
+func putDeclaredConnector(ctx context.Context, rt *worker.Runtime, cc ConnectorConfig) error {
+	const attempts = 5
+	for i := 1; ; i++ {
+		_, _, err := rt.Put(ctx, cc.Name, cc.Config)
+		if !errors.Is(err, worker.ErrConflict) || i == attempts {
+			return err
+		}
+	}
 }
 
 // removeUndeclared deletes the items of kind that were declared (prev) and
