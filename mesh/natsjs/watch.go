@@ -12,8 +12,14 @@ import (
 )
 
 // maxRewatchDelay bounds the wait between attempts to watch a bucket again
-// after its watcher ended (the server could not re-create its consumer).
-const maxRewatchDelay = 5 * time.Second
+// after its watcher ended or the connection reconnected;
+// watchStartTimeout bounds one such attempt. Both are short: while a
+// cluster comes back, a bucket's stream answers some seconds after the
+// connection, and an attempt that waits longer delays the catching up.
+const (
+	maxRewatchDelay   = 2 * time.Second
+	watchStartTimeout = 2 * time.Second
+)
 
 // Watch reports the keys that start with prefix: their current values, a
 // marker, then every change. It rides on a JetStream ordered consumer,
@@ -26,7 +32,7 @@ func (b *kvBucket) Watch(ctx context.Context, prefix string) (<-chan mesh.Change
 		return nil, mesh.ErrClosed
 	}
 	filter := keyFilter(prefix)
-	w, stop, err := b.startWatcher(ctx, filter, 0)
+	w, stop, err := b.startWatcher(ctx, filter, 0, b.eng.cfg.PublishTimeout)
 	if err != nil {
 		return nil, b.wrap(ctx, "watching", prefix+"*", err)
 	}
@@ -36,8 +42,8 @@ func (b *kvBucket) Watch(ctx context.Context, prefix string) (<-chan mesh.Change
 }
 
 // startWatcher opens a watcher of filter, from revision from (0: the
-// current values), within the engine's request timeout. stop ends it.
-func (b *kvBucket) startWatcher(ctx context.Context, filter string, from uint64) (jetstream.KeyWatcher, context.CancelFunc, error) {
+// current values), within timeout. stop ends it.
+func (b *kvBucket) startWatcher(ctx context.Context, filter string, from uint64, timeout time.Duration) (jetstream.KeyWatcher, context.CancelFunc, error) {
 	// The watcher lives as long as wctx: it cannot carry the timeout of
 	// its creation, so the timeout is kept here.
 	wctx, stop := context.WithCancel(ctx)
@@ -54,7 +60,7 @@ func (b *kvBucket) startWatcher(ctx context.Context, filter string, from uint64)
 		w, err := b.kv.Watch(wctx, filter, opts...)
 		res <- result{w, err}
 	}()
-	timer := time.NewTimer(b.eng.cfg.PublishTimeout)
+	timer := time.NewTimer(timeout)
 	defer timer.Stop()
 	var r result
 	select {
@@ -122,10 +128,10 @@ func (b *kvBucket) watch(ctx context.Context, prefix, filter string, w jetstream
 			}
 			continue
 		}
-		if en.Revision() <= last {
-			continue
+		if marked && en.Revision() <= last {
+			continue // reported before (a watcher started again after last)
 		}
-		last = en.Revision()
+		last = max(last, en.Revision())
 		if !strings.HasPrefix(en.Key(), prefix) {
 			continue
 		}
@@ -163,7 +169,7 @@ func (b *kvBucket) rewatch(ctx context.Context, filter string, last uint64) (jet
 		if ctx.Err() != nil || b.eng.closed.Load() {
 			return nil, nil
 		}
-		w, stop, err := b.startWatcher(ctx, filter, last+1)
+		w, stop, err := b.startWatcher(ctx, filter, last+1, min(b.eng.cfg.PublishTimeout, watchStartTimeout))
 		if err == nil {
 			b.eng.log.Debug("watching bucket again", "bucket", b.name, "after_revision", last, "attempt", attempt)
 			return w, stop
