@@ -50,9 +50,10 @@ bench: build deps
 	$(GO) test -run '^$$' -bench SinkPut -benchtime 1x ./connectors/dingtalk/
 	$(GO) test -run '^$$' -bench 'SinkPut|SourceRead' -benchtime 1x ./connectors/s3/
 
-## soak: a long publish/deliver run with restarts (see test/bench)
+## soak: a long publish/deliver run with restarts (see test/bench); the fleet failover test with long phases
 soak: build
 	$(GO) run ./test/bench -soak 10m
+	FLEET_LONG=1 $(GO) test -count=1 -v -run TestFleetSurvivesClusterFailures -timeout 20m ./test/e2e/
 
 fmt:
 	gofmt -w $$(git ls-files '*.go')
