@@ -55,10 +55,11 @@ bench: build build-lean deps
 	$(GO) test -run '^$$' -bench SinkPut -benchtime 1x ./connectors/dingtalk/
 	$(GO) test -run '^$$' -bench 'SinkPut|SourceRead' -benchtime 1x ./connectors/s3/
 
-## soak: a long publish/deliver run with restarts (see test/bench), and an edge cut off from its hub for 5 minutes
+## soak: a long publish/deliver run with restarts (see test/bench), an edge cut off from its hub for 5 minutes, and the fleet failover test with long phases
 soak: build
 	$(GO) run ./test/bench -soak 10m
 	MESHD_E2E_EDGE_CUT=5m $(GO) test -count=1 -timeout 15m -run TestEdgeKeepsAcceptingWhileCutOffFromTheHub -v ./test/e2e/
+	FLEET_LONG=1 $(GO) test -count=1 -v -run TestFleetSurvivesClusterFailures -timeout 20m ./test/e2e/
 
 fmt:
 	gofmt -w $$(git ls-files '*.go')

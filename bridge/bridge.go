@@ -18,6 +18,16 @@ import (
 var (
 	ErrSubscriptionNotFound = errors.New("subscription not found")
 	ErrSubscriptionExists   = errors.New("subscription already exists")
+	// ErrSubscriptionChanged is a lost race: the subscription changed
+	// (through this sidecar or another) after it was read, or is not at the
+	// revision the caller named.
+	ErrSubscriptionChanged = errors.New("subscription changed meanwhile")
+	// ErrSharedGroup refuses to replay a subscription whose consumer group
+	// other subscriptions share: they would receive the replay too.
+	ErrSharedGroup = errors.New("consumer group shared with other subscriptions")
+	// ErrInvalidReplay wraps a message saying what is wrong with a
+	// replay's start.
+	ErrInvalidReplay = errors.New("invalid replay")
 	// ErrInvalidSubscription wraps a message naming the bad field.
 	ErrInvalidSubscription = errors.New("invalid subscription")
 	// ErrNoSender is returned when subscriptions must run but Options.Sender
@@ -35,7 +45,9 @@ const (
 // publishes, and runs the delivery loops of subscriptions.
 //
 // Lock order: Bridge.mu, then Bridge.kvMu. Runners take no bridge locks;
-// their dedup caches lock internally and call nothing back.
+// their dedup caches lock internally and call nothing back. The goroutine
+// that follows the subscription bucket (live.go) takes mu for each change;
+// Stop waits for it without holding mu.
 type Bridge struct {
 	opts    Options
 	logger  *slog.Logger
@@ -43,9 +55,11 @@ type Bridge struct {
 	tracer  trace.Tracer                    // nil without a Tracer
 	topics  ReadCache[string, *measureOpts] // validated topics
 
-	mu      sync.Mutex         // guards running, runners; serialises subscription changes
-	running bool               // between Start and Stop
-	runners map[string]*runner // by subscription id, while running
+	mu        sync.Mutex         // guards running, runners, watch*; serialises subscription changes
+	running   bool               // between Start and Stop
+	runners   map[string]*runner // by subscription id, while running
+	watchStop func()             // ends following the bucket; set while running
+	watchDone chan struct{}      // closed when following has ended
 
 	kvMu sync.Mutex // guards kv; taken after mu
 	kv   mesh.KV    // subscription bucket, opened lazily

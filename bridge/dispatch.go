@@ -22,13 +22,17 @@ type runner struct {
 	log  *slog.Logger
 	mo   measureOpts // empty without metrics
 	loop *Loop
+	// rev and data are the stored revision and value it runs (guarded by
+	// Bridge.mu).
+	rev  uint64
+	data []byte
 }
 
-// startRunner opens the consumer of sub and starts its loop. b.mu must be
-// held.
-func (b *Bridge) startRunner(ctx context.Context, sub Subscription, f Filter) error {
+// startRunner opens the consumer of sub, stored at rev as data, and starts
+// its loop (a paused sub gets a runner without one). b.mu must be held.
+func (b *Bridge) startRunner(ctx context.Context, sub Subscription, f Filter, rev uint64, data []byte) error {
 	if sub.Paused {
-		b.runners[sub.ID] = pausedRunner(b, sub) // pause.go
+		b.runners[sub.ID] = pausedRunner(b, sub, rev, data) // pause.go
 		return nil
 	}
 	cc, _ := startPosition(sub.StartAt) // validated
@@ -41,9 +45,11 @@ func (b *Bridge) startRunner(ctx context.Context, sub Subscription, f Filter) er
 	delivered := sub
 	delivered.Sink = b.sinkURL(sub.Sink)
 	r := &runner{
-		b:   b,
-		sub: delivered,
-		log: b.logger.With("subscription", sub.ID, "topic", sub.Topic),
+		b:    b,
+		sub:  delivered,
+		log:  b.logger.With("subscription", sub.ID, "topic", sub.Topic),
+		rev:  rev,
+		data: data,
 	}
 	if b.metrics != nil {
 		r.mo = newMeasureOpts(attribute.String(AttrTopic, sub.Topic), attribute.String(AttrSubscription, sub.ID))

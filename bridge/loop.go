@@ -93,8 +93,8 @@ type LoopConfig struct {
 	// (counted, logged).
 	DeadLetterTopic string
 	// DedupSize is how many delivered events (by stream sequence) are
-	// remembered so a redelivery after a lost ack is not delivered twice;
-	// 0: none.
+	// remembered so a redelivery after a lost ack (an attempt after the
+	// first) is not delivered twice; 0: none.
 	DedupSize int
 	// Backoff spaces retries and holds (zero: DefaultBackoff).
 	Backoff Backoff
@@ -391,7 +391,10 @@ func (l *Loop) admit(m mesh.Message) bool {
 		l.settle(m, "ack", m.Ack)
 		l.cfg.Observer.Filtered(1)
 		return false
-	case l.dedup != nil && l.dedup.Contains(m.Seq()):
+	case l.dedup != nil && m.Attempt() > 1 && l.dedup.Contains(m.Seq()):
+		// A redelivery of an event delivered before: its ack was lost. A
+		// first delivery of a sequence already seen is a deliberate replay
+		// (the group was started over) and is delivered.
 		l.settle(m, "ack", m.Ack)
 		return false
 	case l.cfg.MaxAttempts > 0 && m.Attempt() > l.cfg.MaxAttempts:

@@ -49,34 +49,33 @@ func (b *Bridge) setPaused(ctx context.Context, id string, paused bool) (Subscri
 		if err != nil {
 			return Subscription{}, fmt.Errorf("reading subscription %q: %w", id, err)
 		}
-		var stored Subscription
-		if err := json.Unmarshal(ent.Value, &stored); err != nil {
-			return Subscription{}, fmt.Errorf("decoding subscription %q: %w", id, err)
+		stored, err := decodeSubscription(id, ent.Value)
+		if err != nil {
+			return Subscription{}, err
 		}
 		stored.Paused = paused
-		sub, f, err := compileSubscription(stored)
+		sub, f, err := compileSubscription(stored.Subscription)
 		if err != nil {
 			return Subscription{}, fmt.Errorf("subscription %q as stored: %w", id, err)
 		}
 		if r := b.runners[id]; r != nil && (r.loop == nil) == paused {
 			return sub, nil // already so
 		}
-		data, err := json.Marshal(sub)
+		stored.Subscription = sub
+		data, err := json.Marshal(stored)
 		if err != nil {
 			return Subscription{}, err
 		}
-		if _, err := kv.Update(ctx, id, data, ent.Revision); err != nil {
+		rev, err := kv.Update(ctx, id, data, ent.Revision)
+		if err != nil {
 			if errors.Is(err, mesh.ErrConflict) && attempt < maxCASAttempts {
 				continue // changed meanwhile: apply the flag to the new value
 			}
 			return Subscription{}, fmt.Errorf("storing subscription %q: %w", id, err)
 		}
-		if r := b.runners[id]; r != nil {
-			delete(b.runners, id)
-			r.stop(ctx)
-		}
+		b.stopRunner(ctx, id)
 		if b.running {
-			if err := b.startRunner(ctx, sub, f); err != nil {
+			if err := b.startRunner(ctx, sub, f, rev, data); err != nil {
 				return Subscription{}, fmt.Errorf("resuming subscription %q (stored as running; a restart retries): %w", id, err)
 			}
 		}
@@ -87,21 +86,8 @@ func (b *Bridge) setPaused(ctx context.Context, id string, paused bool) (Subscri
 // pausedRunner stands for a paused subscription among the runners, so
 // that its consumer group counts as used (deleteGroupIfUnused). b.mu must
 // be held.
-func pausedRunner(b *Bridge, sub Subscription) *runner {
-	return &runner{b: b, sub: sub, log: b.logger.With("subscription", sub.ID, "topic", sub.Topic)}
-}
-
-// UpdateSubscription replaces the settings of an existing subscription in
-// place (PutSubscription), keeping whether it is paused. Its group keeps
-// its position unless the topic or group changed. ErrSubscriptionNotFound
-// when there is none to update.
-func (b *Bridge) UpdateSubscription(ctx context.Context, sub Subscription) (Subscription, error) {
-	stored, err := b.GetSubscription(ctx, sub.ID)
-	if err != nil {
-		return Subscription{}, err
-	}
-	sub.Paused = stored.Paused
-	return b.PutSubscription(ctx, sub)
+func pausedRunner(b *Bridge, sub Subscription, rev uint64, data []byte) *runner {
+	return &runner{b: b, sub: sub, log: b.logger.With("subscription", sub.ID, "topic", sub.Topic), rev: rev, data: data}
 }
 
 // SubscriptionState is what this sidecar knows of a subscription's

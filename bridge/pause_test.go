@@ -7,8 +7,6 @@ import (
 
 	"github.com/cloudevents/sdk-go/v2/event"
 	"github.com/stretchr/testify/require"
-
-	"github.com/meshd/meshd/mesh"
 )
 
 // A paused subscription delivers nothing, here or after a restart of the
@@ -56,10 +54,10 @@ func TestPauseSurvivesRestartAndKeepsTheGroup(t *testing.T) {
 	require.Equal(t, 3, rec.count())
 
 	// An update in place keeps it paused.
-	upd, err := b.UpdateSubscription(ctx, Subscription{ID: "s", Topic: "orders", Group: "shared", Sink: "http://127.0.0.1:1/z", MaxInFlight: 1})
+	upd, _, err := b.UpdateSubscription(ctx, Subscription{ID: "s", Topic: "orders", Group: "shared", Sink: "http://127.0.0.1:1/z", MaxInFlight: 1}, 0)
 	require.NoError(t, err)
 	require.True(t, upd.Paused)
-	_, err = b.UpdateSubscription(ctx, Subscription{ID: "missing", Topic: "orders", Sink: "http://127.0.0.1:1/z"})
+	_, _, err = b.UpdateSubscription(ctx, Subscription{ID: "missing", Topic: "orders", Sink: "http://127.0.0.1:1/z"}, 0)
 	require.ErrorIs(t, err, ErrSubscriptionNotFound)
 
 	// Paused after a restart of the bridge, then resumed: the backlog comes.
@@ -98,7 +96,7 @@ func TestPauseIsCompareAndSet(t *testing.T) {
 	require.NoError(t, err)
 	kv, err := eng.KV(ctx, DefaultSubscriptionBucket)
 	require.NoError(t, err)
-	b.kv = &racingKV{KV: kv, race: func() {
+	b.kv = &racingKV{KV: kv, before: func() { // live_test.go
 		// Another writer changes maxInFlight before our update lands.
 		ent, err := kv.Get(context.Background(), "s")
 		require.NoError(t, err)
@@ -109,18 +107,4 @@ func TestPauseIsCompareAndSet(t *testing.T) {
 	require.NoError(t, err)
 	require.True(t, sub.Paused)
 	require.Equal(t, 7, sub.MaxInFlight)
-}
-
-// racingKV runs race once, just before the first Update.
-type racingKV struct {
-	mesh.KV
-	race func()
-}
-
-func (k *racingKV) Update(ctx context.Context, key string, value []byte, rev uint64) (uint64, error) {
-	if r := k.race; r != nil {
-		k.race = nil
-		r()
-	}
-	return k.KV.Update(ctx, key, value, rev)
 }

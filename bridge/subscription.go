@@ -162,19 +162,40 @@ func (b *Bridge) kvStore(ctx context.Context) (mesh.KV, error) {
 	return kv, nil
 }
 
-func (b *Bridge) loadSubscription(ctx context.Context, kv mesh.KV, id string) (Subscription, error) {
+// storedSubscription is the value of a subscription's key: the
+// subscription, and the last replay asked for. A replay changes the value
+// so that every sidecar of the app starts its loop of the subscription
+// again (see ReplaySubscription).
+type storedSubscription struct {
+	Subscription
+	Replay *replayMark `json:"replay,omitempty"`
+}
+
+type replayMark struct {
+	From string    `json:"from"`
+	At   time.Time `json:"at"`
+}
+
+// loadSubscription reads id's stored value and its revision (also when
+// the value does not decode).
+func (b *Bridge) loadSubscription(ctx context.Context, kv mesh.KV, id string) (storedSubscription, uint64, error) {
 	ent, err := kv.Get(ctx, id)
 	if errors.Is(err, mesh.ErrKeyNotFound) {
-		return Subscription{}, fmt.Errorf("%w: %q", ErrSubscriptionNotFound, id)
+		return storedSubscription{}, 0, fmt.Errorf("%w: %q", ErrSubscriptionNotFound, id)
 	}
 	if err != nil {
-		return Subscription{}, fmt.Errorf("reading subscription %q: %w", id, err)
+		return storedSubscription{}, 0, fmt.Errorf("reading subscription %q: %w", id, err)
 	}
-	var sub Subscription
-	if err := json.Unmarshal(ent.Value, &sub); err != nil {
-		return Subscription{}, fmt.Errorf("decoding subscription %q: %w", id, err)
+	st, err := decodeSubscription(id, ent.Value)
+	return st, ent.Revision, err
+}
+
+func decodeSubscription(id string, value []byte) (storedSubscription, error) {
+	var st storedSubscription
+	if err := json.Unmarshal(value, &st); err != nil {
+		return storedSubscription{}, fmt.Errorf("decoding subscription %q: %w", id, err)
 	}
-	return sub, nil
+	return st, nil
 }
 
 // prepareSubscription validates sub and fills its defaults, and returns
@@ -195,7 +216,7 @@ func (b *Bridge) prepareSubscription(ctx context.Context, sub Subscription) (Sub
 			return Subscription{}, nil, nil, fmt.Errorf("%w: sink: %w", ErrInvalidSubscription, err)
 		}
 	}
-	data, err := json.Marshal(sub)
+	data, err := json.Marshal(storedSubscription{Subscription: sub})
 	if err != nil {
 		return Subscription{}, nil, nil, fmt.Errorf("%w: %w", ErrInvalidSubscription, err)
 	}
@@ -205,7 +226,8 @@ func (b *Bridge) prepareSubscription(ctx context.Context, sub Subscription) (Sub
 // CreateSubscription validates, persists and starts sub. Errors wrap
 // ErrInvalidSubscription (naming the field) or ErrSubscriptionExists.
 // The returned subscription has its defaults filled in. While the bridge
-// is not started, sub is only persisted; Start runs it.
+// is not started, sub is only persisted; Start runs it. The other sidecars
+// of the app start it too (they watch the bucket).
 func (b *Bridge) CreateSubscription(ctx context.Context, sub Subscription) (Subscription, error) {
 	sub, f, data, err := b.prepareSubscription(ctx, sub)
 	if err != nil {
@@ -217,14 +239,15 @@ func (b *Bridge) CreateSubscription(ctx context.Context, sub Subscription) (Subs
 	if err != nil {
 		return Subscription{}, err
 	}
-	if _, err := kv.Create(ctx, sub.ID, data); err != nil {
+	rev, err := kv.Create(ctx, sub.ID, data)
+	if err != nil {
 		if errors.Is(err, mesh.ErrConflict) {
 			return Subscription{}, fmt.Errorf("%w: %q", ErrSubscriptionExists, sub.ID)
 		}
 		return Subscription{}, fmt.Errorf("storing subscription %q: %w", sub.ID, err)
 	}
 	if b.running {
-		if err := b.startRunner(ctx, sub, f); err != nil {
+		if err := b.startRunner(ctx, sub, f, rev, data); err != nil {
 			if derr := kv.Delete(context.WithoutCancel(ctx), sub.ID); derr != nil {
 				b.logger.Error("removing subscription that failed to start", "subscription", sub.ID, "error", derr)
 			}
@@ -234,11 +257,17 @@ func (b *Bridge) CreateSubscription(ctx context.Context, sub Subscription) (Subs
 	return sub, nil
 }
 
+// maxPutRetries bounds how often PutSubscription reads and writes again
+// after another sidecar changed the subscription between the two.
+const maxPutRetries = 5
+
 // PutSubscription creates sub or replaces the one with its id (used for
-// subscriptions declared in the config file). A running subscription whose
-// settings changed is restarted: its in-flight deliveries finish (up to
-// ctx's deadline) before the new settings take over. When the topic or group
-// changed, the old consumer group is deleted.
+// subscriptions declared in the config file, which every sidecar of an app
+// applies as it starts). A running subscription whose settings changed is
+// restarted: its in-flight deliveries finish (up to ctx's deadline) before
+// the new settings take over. When the topic or group changed, the old
+// consumer group is deleted. A change by another sidecar between reading
+// and writing makes it read and write again.
 func (b *Bridge) PutSubscription(ctx context.Context, sub Subscription) (Subscription, error) {
 	sub, f, data, err := b.prepareSubscription(ctx, sub)
 	if err != nil {
@@ -250,48 +279,123 @@ func (b *Bridge) PutSubscription(ctx context.Context, sub Subscription) (Subscri
 	if err != nil {
 		return Subscription{}, err
 	}
-	old, err := b.loadSubscription(ctx, kv, sub.ID)
-	exists := err == nil
-	if err != nil && !errors.Is(err, ErrSubscriptionNotFound) {
+	for attempt := 1; ; attempt++ {
+		_, _, err := b.replaceSubscription(ctx, kv, sub, f, data, 0, true)
+		if errors.Is(err, ErrSubscriptionChanged) && attempt < maxPutRetries {
+			continue
+		}
+		if err != nil {
+			return Subscription{}, err
+		}
+		return sub, nil
+	}
+}
+
+// UpdateSubscription replaces the subscription with sub's id, which must
+// exist, and returns it with its defaults and its new revision. With a
+// revision (from LookupSubscription, an HTTP ETag), the subscription must
+// still be at it. Either way, a change by anyone else between reading and
+// writing fails with ErrSubscriptionChanged: nothing is overwritten
+// unseen. A paused subscription stays paused (and a running one running):
+// PauseSubscription and ResumeSubscription change that.
+func (b *Bridge) UpdateSubscription(ctx context.Context, sub Subscription, revision uint64) (Subscription, uint64, error) {
+	sub, f, data, err := b.prepareSubscription(ctx, sub)
+	if err != nil {
+		return Subscription{}, 0, err
+	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	kv, err := b.kvStore(ctx)
+	if err != nil {
+		return Subscription{}, 0, err
+	}
+	sub, rev, err := b.replaceSubscription(ctx, kv, sub, f, data, revision, false)
+	if err != nil {
+		return Subscription{}, 0, err
+	}
+	return sub, rev, nil
+}
+
+// replaceSubscription stores sub with compare-and-set on the revision it
+// read (which must be expect, unless 0) and restarts its runner. With
+// create, sub is stored also when it does not exist, as given; without,
+// it must exist and keeps its paused flag. It returns sub as stored and
+// its revision. b.mu must be held.
+func (b *Bridge) replaceSubscription(ctx context.Context, kv mesh.KV, sub Subscription, f Filter, data []byte, expect uint64, create bool) (Subscription, uint64, error) {
+	old, oldRev, err := b.loadSubscription(ctx, kv, sub.ID)
+	exists := oldRev != 0
+	switch {
+	case errors.Is(err, ErrSubscriptionNotFound):
+		if !create || expect != 0 {
+			return Subscription{}, 0, err
+		}
+	case err != nil && !exists:
+		return Subscription{}, 0, err
+	case err != nil:
 		// Unreadable old value: overwrite it, but do not guess its group.
 		b.logger.Warn("replacing unreadable subscription", "subscription", sub.ID, "error", err)
 	}
-	oldData, _ := json.Marshal(old)
-	changed := !exists || string(oldData) != string(data)
-	if changed {
-		if _, err := kv.Put(ctx, sub.ID, data); err != nil {
-			return Subscription{}, fmt.Errorf("storing subscription %q: %w", sub.ID, err)
+	if expect != 0 && oldRev != expect {
+		return Subscription{}, 0, fmt.Errorf("%w: %q is at revision %d, not %d", ErrSubscriptionChanged, sub.ID, oldRev, expect)
+	}
+	if !create && err == nil && sub.Paused != old.Paused {
+		sub.Paused = old.Paused
+		if data, err = json.Marshal(storedSubscription{Subscription: sub}); err != nil {
+			return Subscription{}, 0, err
 		}
 	}
-	r := b.runners[sub.ID]
-	if r != nil && !changed {
-		return sub, nil
+	oldData, _ := json.Marshal(storedSubscription{Subscription: old.Subscription})
+	changed := err != nil || !exists || string(oldData) != string(data)
+	rev := oldRev
+	if changed {
+		if exists {
+			rev, err = kv.Update(ctx, sub.ID, data, oldRev)
+		} else {
+			rev, err = kv.Create(ctx, sub.ID, data)
+		}
+		if errors.Is(err, mesh.ErrConflict) {
+			return Subscription{}, 0, fmt.Errorf("%w: %q was changed by another request meanwhile", ErrSubscriptionChanged, sub.ID)
+		}
+		if err != nil {
+			return Subscription{}, 0, fmt.Errorf("storing subscription %q: %w", sub.ID, err)
+		}
 	}
-	if r != nil {
-		delete(b.runners, sub.ID)
-		r.stop(ctx)
+	if b.runners[sub.ID] != nil && !changed {
+		return sub, rev, nil
 	}
-	if exists && (old.Topic != sub.Topic || old.Group != sub.Group) {
-		b.deleteGroupIfUnused(ctx, kv, old)
+	b.stopRunner(ctx, sub.ID)
+	if exists && old.ID != "" && (old.Topic != sub.Topic || old.Group != sub.Group) {
+		b.deleteGroupIfUnused(ctx, kv, old.Subscription)
 	}
 	if b.running {
-		if err := b.startRunner(ctx, sub, f); err != nil {
-			return Subscription{}, err
+		if err := b.startRunner(ctx, sub, f, rev, data); err != nil {
+			return Subscription{}, 0, err
 		}
 	}
-	return sub, nil
+	return sub, rev, nil
 }
 
 // GetSubscription returns ErrSubscriptionNotFound for an unknown id.
 func (b *Bridge) GetSubscription(ctx context.Context, id string) (Subscription, error) {
+	sub, _, err := b.LookupSubscription(ctx, id)
+	return sub, err
+}
+
+// LookupSubscription is GetSubscription with the subscription's revision,
+// which changes with every change of it (UpdateSubscription takes it).
+func (b *Bridge) LookupSubscription(ctx context.Context, id string) (Subscription, uint64, error) {
 	if checkName(id) != nil {
-		return Subscription{}, fmt.Errorf("%w: %s", ErrSubscriptionNotFound, quote(id))
+		return Subscription{}, 0, fmt.Errorf("%w: %s", ErrSubscriptionNotFound, quote(id))
 	}
 	kv, err := b.kvStore(ctx)
 	if err != nil {
-		return Subscription{}, err
+		return Subscription{}, 0, err
 	}
-	return b.loadSubscription(ctx, kv, id)
+	st, rev, err := b.loadSubscription(ctx, kv, id)
+	if err != nil {
+		return Subscription{}, 0, err
+	}
+	return st.Subscription, rev, nil
 }
 
 // ListSubscriptions returns every subscription, ordered by id.
@@ -311,20 +415,21 @@ func (b *Bridge) listSubscriptions(ctx context.Context, kv mesh.KV) ([]Subscript
 	slices.Sort(keys)
 	subs := make([]Subscription, 0, len(keys))
 	for _, k := range keys {
-		sub, err := b.loadSubscription(ctx, kv, k)
+		st, _, err := b.loadSubscription(ctx, kv, k)
 		if errors.Is(err, ErrSubscriptionNotFound) {
 			continue // deleted meanwhile
 		}
 		if err != nil {
 			return nil, err
 		}
-		subs = append(subs, sub)
+		subs = append(subs, st.Subscription)
 	}
 	return subs, nil
 }
 
 // DeleteSubscription stops and removes a subscription and its consumer group.
-// The group is kept when another subscription shares it.
+// The group is kept when another subscription shares it. The other
+// sidecars of the app stop it too.
 func (b *Bridge) DeleteSubscription(ctx context.Context, id string) error {
 	if checkName(id) != nil {
 		return fmt.Errorf("%w: %s", ErrSubscriptionNotFound, quote(id))
@@ -335,41 +440,58 @@ func (b *Bridge) DeleteSubscription(ctx context.Context, id string) error {
 	if err != nil {
 		return err
 	}
-	sub, err := b.loadSubscription(ctx, kv, id)
+	st, _, err := b.loadSubscription(ctx, kv, id)
 	if err != nil {
 		return err
 	}
-	if r := b.runners[id]; r != nil {
-		delete(b.runners, id)
-		r.stop(ctx)
-	}
+	b.stopRunner(ctx, id)
 	if err := kv.Delete(ctx, id); err != nil {
 		return fmt.Errorf("deleting subscription %q: %w", id, err)
 	}
-	return b.deleteGroupIfUnused(ctx, kv, sub)
+	return b.deleteGroupIfUnused(ctx, kv, st.Subscription)
+}
+
+// groupSharer returns the id of a stored subscription other than sub that
+// consumes sub's topic in sub's group, or "". b.mu must be held.
+func (b *Bridge) groupSharer(ctx context.Context, kv mesh.KV, sub Subscription) (string, error) {
+	if b.running {
+		// Every stored subscription runs: ask the runners, not the store
+		// (reading every subscription made deleting a thousand take 82 s).
+		for id, r := range b.runners {
+			if id != sub.ID && r.sub.Topic == sub.Topic && r.sub.Group == sub.Group {
+				return id, nil
+			}
+		}
+		return "", nil
+	}
+	subs, err := b.listSubscriptions(ctx, kv)
+	if err != nil {
+		return "", err
+	}
+	for _, s := range subs {
+		if s.ID != sub.ID && s.Topic == sub.Topic && s.Group == sub.Group {
+			return s.ID, nil
+		}
+	}
+	return "", nil
+}
+
+// stopRunner stops and forgets the runner of id, if any, and returns it.
+// b.mu must be held.
+func (b *Bridge) stopRunner(ctx context.Context, id string) *runner {
+	r := b.runners[id]
+	if r != nil {
+		delete(b.runners, id)
+		r.stop(ctx)
+	}
+	return r
 }
 
 // deleteGroupIfUnused deletes old's consumer group unless another stored
 // subscription (other than old itself) consumes with it.
 func (b *Bridge) deleteGroupIfUnused(ctx context.Context, kv mesh.KV, old Subscription) error {
-	if b.running {
-		// Every stored subscription runs: ask the runners, not the store
-		// (reading every subscription made deleting a thousand take 82 s).
-		for id, r := range b.runners {
-			if id != old.ID && r.sub.Topic == old.Topic && r.sub.Group == old.Group {
-				return nil
-			}
-		}
-	} else {
-		subs, err := b.listSubscriptions(ctx, kv)
-		if err != nil {
-			return err
-		}
-		for _, s := range subs {
-			if s.ID != old.ID && s.Topic == old.Topic && s.Group == old.Group {
-				return nil
-			}
-		}
+	if other, err := b.groupSharer(ctx, kv, old); err != nil || other != "" {
+		return err
 	}
 	// The subscription itself may still be stored under its new settings.
 	if err := b.opts.Engine.DeleteGroup(ctx, old.Topic, old.Group); err != nil {
@@ -380,8 +502,10 @@ func (b *Bridge) deleteGroupIfUnused(ctx context.Context, kv mesh.KV, old Subscr
 	return nil
 }
 
-// Start restores the persisted subscriptions and starts their delivery
-// loops. On error nothing keeps running. Start on a started bridge does
+// Start restores the persisted subscriptions, starts their delivery loops
+// and follows the subscription bucket: what another sidecar of the app
+// creates, changes or deletes there is applied here within moments (see
+// live.go). On error nothing keeps running. Start on a started bridge does
 // nothing; a stopped bridge may be started again.
 func (b *Bridge) Start(ctx context.Context) error {
 	b.mu.Lock()
@@ -393,27 +517,36 @@ func (b *Bridge) Start(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	subs, err := b.listSubscriptions(ctx, kv)
+	wctx, stopWatch := context.WithCancel(context.WithoutCancel(ctx))
+	changes, err := kv.Watch(wctx, "")
 	if err != nil {
-		return err
+		stopWatch()
+		return fmt.Errorf("watching subscriptions: %w", err)
 	}
-	if len(subs) > 0 && b.opts.Sender == nil {
+	current, err := currentValues(ctx, changes)
+	if err != nil {
+		stopWatch()
+		return fmt.Errorf("reading subscriptions: %w", err)
+	}
+	if len(current) > 0 && b.opts.Sender == nil {
+		stopWatch()
 		return ErrNoSender
 	}
 	b.running = true
-	for _, stored := range subs {
-		sub, f, err := compileSubscription(stored)
-		if err != nil {
-			// Stored by an older meshd with looser rules: keep it, report it.
-			b.logger.Error("not starting invalid stored subscription", "subscription", stored.ID, "error", err)
+	for _, c := range current {
+		sub, f, ok := b.compileStored(c)
+		if !ok {
 			continue
 		}
-		if err := b.startRunner(ctx, sub, f); err != nil {
+		if err := b.startRunner(ctx, sub, f, c.Revision, c.Value); err != nil {
 			b.stopRunners(context.WithoutCancel(ctx))
 			b.running = false
+			stopWatch()
 			return err
 		}
 	}
+	b.watchStop, b.watchDone = stopWatch, make(chan struct{})
+	go b.follow(wctx, changes, b.watchDone)
 	return nil
 }
 
@@ -422,8 +555,18 @@ func (b *Bridge) Start(ctx context.Context) error {
 // naks their events; it then returns ctx's error. It is idempotent.
 func (b *Bridge) Stop(ctx context.Context) error {
 	b.mu.Lock()
-	defer b.mu.Unlock()
 	b.running = false
+	stopWatch, watchDone := b.watchStop, b.watchDone
+	b.watchStop, b.watchDone = nil, nil
+	b.mu.Unlock()
+	if stopWatch != nil {
+		// Without b.mu: the watch may be waiting for it to apply a change
+		// (which it then skips, the bridge no longer running).
+		stopWatch()
+		<-watchDone
+	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
 	return b.stopRunners(ctx)
 }
 

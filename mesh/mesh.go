@@ -34,6 +34,15 @@ type Engine interface {
 	// its position and unacked events. Deleting a missing group is not an error.
 	DeleteGroup(ctx context.Context, topic, group string) error
 
+	// ResetGroup starts the group cfg.Group on cfg.Topic over at the start
+	// cfg gives a new group (StartSeq, else StartTime, else StartAtNew,
+	// else the oldest stored event), creating it if it does not exist. Its
+	// position and unacked events are dropped; members open at the time
+	// carry on with the reset group (their unsettled messages of before
+	// are settled into nothing). A member that creates the group while it
+	// is being reset cannot make it start elsewhere.
+	ResetGroup(ctx context.Context, cfg ConsumerConfig) error
+
 	// KV opens (creating if needed) the key/value bucket with the given name.
 	KV(ctx context.Context, bucket string) (KV, error)
 
@@ -89,6 +98,12 @@ type DuplicateCounter interface {
 	Duplicates() map[string]int64
 }
 
+// BucketChecker is implemented by engines that can tell whether a
+// key/value bucket exists without creating it (Engine.KV creates).
+type BucketChecker interface {
+	BucketExists(ctx context.Context, bucket string) (bool, error)
+}
+
 // Consumer is one member of a consumer group.
 type Consumer interface {
 	// Next blocks until an event is delivered to this member, ctx is done
@@ -137,6 +152,26 @@ type KV interface {
 	Delete(ctx context.Context, key string) error
 	// Keys lists the keys that have a value, filtered by prefix ("" for all).
 	Keys(ctx context.Context, prefix string) ([]string, error)
+	// Watch reports the keys that start with prefix ("" for all), from
+	// every client of the bucket, on the returned channel in revision
+	// order: first the current value of each (and possibly the deletion of
+	// keys that have none), then one Change with an empty Key saying the
+	// current values are all reported, then every put and delete as it
+	// happens. A watch outlives losses of the connection: what changed
+	// meanwhile is reported once the storage is reachable again (a key
+	// that changed several times at least with its latest value). The
+	// channel is closed when ctx is done or the engine is closed. The
+	// receiver must keep reading: changes wait for it.
+	Watch(ctx context.Context, prefix string) (<-chan Change, error)
+}
+
+// Change is a put or a delete of a key, as Watch reports it. The zero
+// Change (empty Key) marks the end of the current values.
+type Change struct {
+	Key      string
+	Value    []byte // nil for a deletion
+	Revision uint64
+	Deleted  bool
 }
 
 // Entry is a stored value and its revision.

@@ -42,6 +42,7 @@ Usage:
   meshd topics                                        list topics: stored events, bytes, publish rate
   meshd subscriptions status|pause|resume [ID]        where subscriptions stand; pause and resume them
   meshd deadletters list|redrive [TOPIC]              see dead letters and re-drive them
+  meshd subscriptions replay ID --from TIME|SEQ|earliest   deliver a subscription's events again
 `
 	usageTail = `  meshd version                                       print the version
 
@@ -152,6 +153,27 @@ func parseFlags(fs *flag.FlagSet, args []string) error {
 		return &usageError{cmd: cmd, msg: fmt.Sprintf("unexpected argument %q: %s takes only flags, and flags after it would be ignored", fs.Arg(0), cmd)}
 	}
 	return nil
+}
+
+// parseInterleaved parses args into fs, taking positional arguments
+// before, between and after the flags (package flag stops at the first),
+// and returns them. cmd names the command in a usage error.
+func parseInterleaved(fs *flag.FlagSet, args []string, cmd string) ([]string, error) {
+	var positional []string
+	for len(args) > 0 {
+		if err := fs.Parse(args); err != nil {
+			if errors.Is(err, flag.ErrHelp) {
+				return nil, err
+			}
+			return nil, &usageError{cmd: cmd} // flag printed it
+		}
+		if fs.NArg() == 0 {
+			break
+		}
+		positional = append(positional, fs.Arg(0))
+		args = fs.Args()[1:]
+	}
+	return positional, nil
 }
 
 func runCmd(args []string, stderr io.Writer) error {

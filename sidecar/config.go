@@ -2,6 +2,8 @@ package sidecar
 
 import (
 	"bytes"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -351,14 +353,54 @@ func pathCause(err error) error {
 	return err
 }
 
-var bucketUnsafe = regexp.MustCompile(`[^A-Za-z0-9_-]`)
-
 // stateBucket names the mesh KV bucket of this app's state (subscriptions,
-// connector instances, offsets): base plus the app id, so sidecars sharing
-// one cluster keep apart what each runs.
+// connector instances, offsets): base, '-' and the app id mapped one to
+// one onto bucket-name characters (bucketSuffix), so sidecars sharing one
+// cluster keep apart what each runs.
 func (c *Config) stateBucket(base string) string {
-	return base + "-" + bucketUnsafe.ReplaceAllString(c.App.ID, "_")
+	return base + "-" + bucketSuffix(c.App.ID)
 }
+
+// maxBucketSuffix keeps bucket names well under the mesh's 255 characters.
+const maxBucketSuffix = 200
+
+// bucketSuffix maps app ids to bucket-name characters one to one. An id of
+// letters, digits, '-' and '_' without "__" is kept as it is: the buckets
+// of such ids stay where earlier versions put them. Any other id becomes
+// "__" and its bytes, each one other than a letter, a digit or '-' written
+// as '_' and two hex digits ('_' too). No kept id holds "__", and the
+// escaping is undone byte by byte, so two ids never share a suffix. An
+// escaped id too long for a bucket name becomes "__h" and 32 hex digits of
+// its SHA-256 (no '_' after the prefix, unlike every escaped id).
+func bucketSuffix(id string) string {
+	if id != "" && mesh.IsToken(id, maxBucketSuffix) && !strings.Contains(id, "__") {
+		return id
+	}
+	var b strings.Builder
+	b.WriteString("__")
+	for i := 0; i < len(id); i++ {
+		c := id[i]
+		if c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-' {
+			b.WriteByte(c)
+			continue
+		}
+		fmt.Fprintf(&b, "_%02x", c)
+	}
+	if b.Len() > maxBucketSuffix {
+		sum := sha256.Sum256([]byte(id))
+		return "__h" + hex.EncodeToString(sum[:16])
+	}
+	return b.String()
+}
+
+// legacyStateBucket is where meshd kept an app's state before bucketSuffix:
+// every character other than letters, digits, '-' and '_' replaced with
+// '_', so that "a.b" and "a_b" shared their buckets.
+func (c *Config) legacyStateBucket(base string) string {
+	return base + "-" + legacyUnsafe.ReplaceAllString(c.App.ID, "_")
+}
+
+var legacyUnsafe = regexp.MustCompile(`[^A-Za-z0-9_-]`)
 
 // MeshURLs splits mesh.url.
 func (c *Config) MeshURLs() []string { return splitURLs(c.Mesh.URL) }

@@ -4,11 +4,14 @@ import (
 	"flag"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+
+	"github.com/meshd/meshd/mesh"
 )
 
 func TestEnvNames(t *testing.T) {
@@ -147,4 +150,32 @@ func TestYAMLErrorsNamePathAndLine(t *testing.T) {
 	require.NoError(t, c.DecodeYAML(nil), "an empty file")
 	require.NoError(t, c.DecodeYAML([]byte("api: &a\n  listen: 127.0.0.1:9\nadmin:\n  <<: *a\n")))
 	assert.Equal(t, "127.0.0.1:9", c.Admin.Listen)
+}
+
+// App ids map to state buckets one to one: "a.b" and "a_b" shared theirs
+// (each ran the other's subscriptions and connectors). Ids that need no
+// escaping keep the buckets earlier versions gave them.
+func TestStateBucketsAreOneToOne(t *testing.T) {
+	ids := []string{
+		"orders", "a_b", "a-b", "A_b_c", "a.b", "a_2eb", "__a_2eb", "a__b", "a_5f_5fb", "a/b", "a b", "a:b",
+		"ünïcode", "_", "__", "-", "web-1.example.com", "web-1_example_com",
+		strings.Repeat("x", 200), strings.Repeat("x", 201), strings.Repeat(".", 100), strings.Repeat(".", 101),
+		"__h" + strings.Repeat("0", 32),
+	}
+	seen := map[string]string{}
+	for _, id := range ids {
+		cfg := Config{App: AppConfig{ID: id}}
+		b := cfg.stateBucket("meshd-subscriptions")
+		require.True(t, mesh.IsToken(b, 255), "%q: bucket %q is a valid name", id, b)
+		if other, dup := seen[b]; dup {
+			t.Errorf("app ids %q and %q share bucket %q", other, id, b)
+		}
+		seen[b] = id
+		if mesh.IsToken(id, 200) && !strings.Contains(id, "__") {
+			assert.Equal(t, cfg.legacyStateBucket("meshd-subscriptions"), b, "%q keeps its bucket", id)
+		}
+	}
+	a, b := Config{App: AppConfig{ID: "a.b"}}, Config{App: AppConfig{ID: "a_b"}}
+	assert.Equal(t, a.legacyStateBucket("x"), b.legacyStateBucket("x"), "the collision this fixes")
+	assert.NotEqual(t, a.stateBucket("x"), b.stateBucket("x"))
 }

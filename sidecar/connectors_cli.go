@@ -3,7 +3,6 @@ package sidecar
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -49,20 +48,9 @@ func connectorsCmd(args []string, stdout, stderr io.Writer) error {
 	config := fs.String("config", "", "connector config as JSON, or @FILE (create)")
 	fs.Usage = func() { fmt.Fprint(stderr, connectorsUsage) }
 	// Accept the name before or after the flags.
-	var positional []string
-	rest := args[1:]
-	for len(rest) > 0 {
-		if err := fs.Parse(rest); err != nil {
-			if errors.Is(err, flag.ErrHelp) {
-				return err
-			}
-			return &usageError{cmd: "connectors " + cmd} // flag printed it
-		}
-		if fs.NArg() == 0 {
-			break
-		}
-		positional = append(positional, fs.Arg(0))
-		rest = fs.Args()[1:]
+	positional, err := parseInterleaved(fs, args[1:], "connectors "+cmd)
+	if err != nil {
+		return err
 	}
 	c := &api.Client{BaseURL: *admin, Token: *adminToken}
 	if c.Token == "" {

@@ -79,11 +79,25 @@ func (s *Sidecar) applyDeclared(ctx context.Context) error {
 		}
 	}
 	for i, cc := range s.cfg.Connectors {
-		if _, _, err := s.connectors.Put(ctx, cc.Name, cc.Config); err != nil {
+		if err := putDeclaredConnector(ctx, s.connectors, cc); err != nil {
 			return declaredConnectorError(i, cc.Name, err)
 		}
 	}
 	return storeDeclared(ctx, kv, now)
+}
+
+// putDeclaredConnector puts a declared connector, again when another
+// sidecar of the app (starting with the same file) changed it meanwhile:
+// the runtime caught up with that change, and the declared config goes on
+// top of it.
+func putDeclaredConnector(ctx context.Context, rt *worker.Runtime, cc ConnectorConfig) error {
+	const attempts = 5
+	for i := 1; ; i++ {
+		_, _, err := rt.Put(ctx, cc.Name, cc.Config)
+		if !errors.Is(err, worker.ErrConflict) || i == attempts {
+			return err
+		}
+	}
 }
 
 // removeUndeclared deletes the items of kind that were declared (prev) and
@@ -190,4 +204,33 @@ func declaredConnectorError(i int, name string, err error) error {
 		parts[j] = path + ": " + f.Reason
 	}
 	return fmt.Errorf("%s (connector %q)", strings.Join(parts, "; "), name)
+}
+
+// noteMovedState warns, on the first start after the upgrade, an app whose
+// id earlier versions mapped onto the buckets of other ids (legacyStateBucket)
+// that its subscriptions and connectors are no longer read from there.
+// Nothing is copied: the old buckets may hold another app's state too.
+func (s *Sidecar) noteMovedState(ctx context.Context) {
+	bases := []string{bridge.DefaultSubscriptionBucket, worker.DefaultConfigBucket}
+	if s.cfg.stateBucket(bases[0]) == s.cfg.legacyStateBucket(bases[0]) {
+		return // the common case: the buckets did not move
+	}
+	bc, ok := s.engine.(mesh.BucketChecker)
+	if !ok {
+		return
+	}
+	for _, base := range bases {
+		now, old := s.cfg.stateBucket(base), s.cfg.legacyStateBucket(base)
+		oldExists, err := bc.BucketExists(ctx, old)
+		if err != nil || !oldExists {
+			continue
+		}
+		if nowExists, err := bc.BucketExists(ctx, now); err != nil || nowExists {
+			continue
+		}
+		s.logger.Warn("this app's state is kept in a new bucket; the old one is left as it was",
+			"app", s.cfg.App.ID, "bucket", now, "old_bucket", old,
+			"hint", "app ids with characters other than letters, digits, '-' and '_' shared buckets with other ids before; "+
+				"the subscriptions and connectors of the config file are created again, create those made through the API again")
+	}
 }

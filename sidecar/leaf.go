@@ -79,7 +79,8 @@ func (c *Config) leafConfig(dataDir string, logger *slog.Logger) (*embedded.Leaf
 		leaf.NKeySeed = strings.TrimSpace(string(seed))
 	}
 	if leaf.Domain == "" {
-		app := strings.Trim(bucketUnsafe.ReplaceAllString(c.App.ID, "_"), "_-")
+		// Readable; the random part keeps domains apart.
+		app := strings.Trim(legacyUnsafe.ReplaceAllString(c.App.ID, "_"), "_-")
 		if len(app) > 40 {
 			app = app[:40]
 		}

@@ -31,6 +31,9 @@ Commands:
                   state, backlog (pending + unacked), redeliveries, dead-lettered, last error
   pause ID        stop delivering; the group keeps its position (survives restarts)
   resume ID       deliver again from where the group stopped
+  replay ID --from TIME|SEQ|earliest
+                  deliver the events again from there, on every sidecar of the app
+                  (through the app API: --url, --token; see meshd subscriptions replay -h)
 ` + adminFlagsHelp
 
 	deadlettersUsage = `Usage: meshd deadletters COMMAND [--admin URL] [--admin-token TOKEN]
@@ -184,6 +187,9 @@ func subcommand(group, usage string, args []string, stdout, stderr io.Writer) (s
 
 // subscriptionsCmd shows, pauses and resumes subscriptions.
 func subscriptionsCmd(args []string, stdout, stderr io.Writer) error {
+	if len(args) > 0 && args[0] == "replay" {
+		return replayCmd(args, stdout, stderr) // subscriptions_cli.go
+	}
 	cmd, fs, a, err := subcommand("subscriptions", subscriptionsUsage, args, stdout, stderr)
 	if err != nil {
 		return err

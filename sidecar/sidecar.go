@@ -115,6 +115,7 @@ func (s *Sidecar) start(ctx context.Context) (err error) {
 	if s.engine, err = openEngine(ctx, cfg, logger); err != nil {
 		return err
 	}
+	s.noteMovedState(ctx)
 	s.bridge, err = bridge.New(bridge.Options{
 		Engine:    s.engine,
 		Logger:    logger,

@@ -145,8 +145,14 @@ func FromError(err error) Problem {
 		return New(CodeInvalidSubscription, err.Error())
 	case errors.Is(err, bridge.ErrSubscriptionNotFound):
 		return New(CodeNotFound, err.Error())
-	case errors.Is(err, bridge.ErrSubscriptionExists):
+	case errors.Is(err, bridge.ErrSubscriptionExists), errors.Is(err, bridge.ErrSubscriptionChanged),
+		errors.Is(err, bridge.ErrSharedGroup):
 		return New(CodeConflict, err.Error())
+	case errors.Is(err, bridge.ErrInvalidReplay):
+		return New(CodeInvalidRequest, err.Error())
+	case errors.Is(err, mesh.ErrConflict):
+		// A compare-and-set lost to another writer: read again and retry.
+		return New(CodeConflict, "changed by another request meanwhile; read it again and retry")
 	case errors.Is(err, mesh.ErrUnavailable), errors.Is(err, mesh.ErrClosed):
 		// The cause (NATS's words, repeated by each layer) goes to the log;
 		// the client needs to know to retry.

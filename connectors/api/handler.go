@@ -300,7 +300,7 @@ func (h *Handler) fail(w http.ResponseWriter, r *http.Request, err error) {
 		p = problem.New(problem.CodeInvalidRequest, err.Error())
 	case errors.Is(err, worker.ErrNotFound), errors.Is(err, worker.ErrTaskNotFound), errors.Is(err, errNotFound):
 		p = problem.New(problem.CodeNotFound, err.Error())
-	case errors.Is(err, worker.ErrExists), errors.Is(err, worker.ErrNotStopped), errors.Is(err, worker.ErrNotRunningState):
+	case errors.Is(err, worker.ErrExists), errors.Is(err, worker.ErrNotStopped), errors.Is(err, worker.ErrNotRunningState), errors.Is(err, worker.ErrConflict):
 		p = problem.New(problem.CodeConflict, err.Error())
 	case errors.Is(err, worker.ErrNotRunning):
 		p = problem.New(problem.CodeMeshUnavailable, err.Error())

@@ -10,6 +10,10 @@ var (
 	ErrNotFound = errors.New("connector not found")
 	// ErrExists is returned when creating an instance whose name is taken.
 	ErrExists = errors.New("connector already exists")
+	// ErrConflict is a lost race: the instance was changed (through
+	// another sidecar of the app) after this one last saw it. The instance
+	// is brought up to date; read it again and retry.
+	ErrConflict = errors.New("connector changed meanwhile")
 	// ErrNotRunning is returned by operations that need a started runtime.
 	ErrNotRunning = errors.New("connector runtime not started")
 )

@@ -61,8 +61,8 @@ type TaskState struct {
 type probe func() (bridge.LoopStatus, time.Time)
 
 // instance is one connector instance. name, spec, cfg, raw and invalid are
-// set at creation and read-only; target and run are guarded by
-// Runtime.opMu; the status fields by mu.
+// set at creation and read-only; target, run, cfgRev and stateRev are
+// guarded by Runtime.opMu; the status fields by mu.
 type instance struct {
 	name    string
 	spec    connectors.Spec   // zero when the stored type is unknown
@@ -74,6 +74,10 @@ type instance struct {
 
 	target State
 	run    *run
+	// cfgRev and stateRev are the revisions of the stored config and
+	// target state this instance is at (0: none stored); what the watch
+	// reports at or below them was applied already (live.go).
+	cfgRev, stateRev uint64
 
 	mu       sync.Mutex
 	conn     UnitState

@@ -12,6 +12,8 @@
 // they stop and start), then Runtime.mu (the instance map), then
 // instance.mu (an instance's status). Task goroutines take only instance.mu.
 // group.mu may be taken before instance.mu, never after; see group.go.
+// The goroutine that follows the config bucket (live.go) takes opMu for
+// each change; Stop waits for it without holding opMu.
 package worker
 
 import (
@@ -126,11 +128,13 @@ type Runtime struct {
 	webhooks *webhookServer
 	secrets  *secretBox
 
-	opMu    sync.Mutex            // serialises changes; taken before mu
-	running bool                  // between Start and Stop; guarded by opMu
-	configs mesh.KV               // set by Start
-	offsets mesh.KV               // set by Start
-	group   atomic.Pointer[group] // set by Start, cleared by Stop
+	opMu      sync.Mutex            // serialises changes; taken before mu
+	running   bool                  // between Start and Stop; guarded by opMu
+	configs   mesh.KV               // set by Start
+	offsets   mesh.KV               // set by Start
+	group     atomic.Pointer[group] // set by Start, cleared by Stop
+	watchStop func()                // ends following the config bucket; guarded by opMu
+	watchDone chan struct{}         // closed when following has ended
 
 	mu        sync.RWMutex // guards instances
 	instances map[string]*instance
@@ -231,8 +235,14 @@ func (r *Runtime) Start(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("opening worker group bucket: %w", err)
 	}
+	// Watch before reading: what changes from here on is applied after.
+	changes, stopWatch, err := r.watchConfigs(ctx)
+	if err != nil {
+		return err
+	}
 	stored, states, err := r.loadAll(ctx)
 	if err != nil {
+		stopWatch()
 		return err
 	}
 	r.webhooks.reopen()
@@ -245,18 +255,17 @@ func (r *Runtime) Start(ctx context.Context) error {
 	r.group.Store(g)
 	r.running = true
 	for _, sc := range stored {
-		var inst *instance
-		if sc.unreadable != nil {
-			inst = r.unreadableInstance(sc)
-		} else {
-			inst = r.newInstance(sc.Name, sc.Config)
-		}
-		if st, ok := states[sc.Name]; ok && (st == StatePaused || st == StateStopped) {
-			inst.target = st
+		inst := r.storedInstance(sc) // live.go
+		if st, ok := states[sc.Name]; ok {
+			if st.State == StatePaused || st.State == StateStopped {
+				inst.target = st.State
+			}
+			inst.stateRev = st.rev
 		}
 		if err := r.openGroups(ctx, inst); err != nil {
 			r.log.Warn("creating the consumer groups of a restored connector; its tasks create them", "connector", sc.Name, "error", err)
 		}
+		inst.cfgRev = sc.rev
 		r.mu.Lock()
 		r.instances[sc.Name] = inst
 		r.mu.Unlock()
@@ -265,6 +274,7 @@ func (r *Runtime) Start(ctx context.Context) error {
 	if len(stored) > 0 {
 		r.log.Info("connectors restored", "count", len(stored))
 	}
+	r.follow(changes, stopWatch)
 	return nil
 }
 
@@ -272,6 +282,7 @@ func (r *Runtime) Start(ctx context.Context) error {
 // listener, waiting until ctx is done. Stored states are kept, so Start
 // resumes them. Idempotent.
 func (r *Runtime) Stop(ctx context.Context) error {
+	r.stopFollowing()
 	r.opMu.Lock()
 	defer r.opMu.Unlock()
 	r.running = false
@@ -351,10 +362,12 @@ func (r *Runtime) Create(ctx context.Context, name string, raw map[string]any) (
 	if r.lookup(name) != nil {
 		return Info{}, fmt.Errorf("%w: %q", ErrExists, name)
 	}
-	if err := r.storeConfig(ctx, name, cfg.JSON(), true); err != nil {
+	cfgRev, err := r.storeConfig(ctx, name, cfg.JSON(), true, 0)
+	if err != nil {
 		return Info{}, err
 	}
-	if err := r.storeState(ctx, name, StateRunning); err != nil {
+	stateRev, err := r.storeState(ctx, name, StateRunning, 0)
+	if err != nil {
 		_ = r.configs.Delete(context.WithoutCancel(ctx), keyConfig+name)
 		return Info{}, err
 	}
@@ -363,6 +376,7 @@ func (r *Runtime) Create(ctx context.Context, name string, raw map[string]any) (
 		_ = r.deleteStored(context.WithoutCancel(ctx), name)
 		return Info{}, err
 	}
+	inst.cfgRev, inst.stateRev = cfgRev, stateRev
 	r.mu.Lock()
 	r.instances[name] = inst
 	r.mu.Unlock()
@@ -372,7 +386,10 @@ func (r *Runtime) Create(ctx context.Context, name string, raw map[string]any) (
 }
 
 // Put creates the instance or replaces its config (fields given as the
-// mask keep their stored secret). A changed config restarts the instance:
+// mask keep their stored secret). The store is changed with compare-and-set:
+// when another sidecar of the app changed the instance since this one saw
+// it, Put fails with ErrConflict (and this one catches up). A changed
+// config restarts the instance:
 // its tasks stop, the config is stored, they start again with it (offsets
 // kept; a sink's groups on topics it no longer consumes are deleted). An
 // unchanged one does nothing. It reports whether the instance was created.
@@ -391,10 +408,16 @@ func (r *Runtime) Put(ctx context.Context, name string, raw map[string]any) (Inf
 		if err != nil {
 			return Info{}, false, err
 		}
-		if err := r.storeConfig(ctx, name, cfg.JSON(), true); err != nil {
+		cfgRev, err := r.storeConfig(ctx, name, cfg.JSON(), true, 0)
+		if errors.Is(err, ErrExists) {
+			// Created through another sidecar, not applied here yet.
+			return Info{}, false, r.lostRace(ctx, name, fmt.Errorf("%w: %q was created meanwhile", ErrConflict, name))
+		}
+		if err != nil {
 			return Info{}, false, err
 		}
-		if err := r.storeState(ctx, name, StateRunning); err != nil {
+		stateRev, err := r.storeState(ctx, name, StateRunning, 0)
+		if err != nil {
 			return Info{}, false, err
 		}
 		inst := r.newInstance(name, cfg.JSON())
@@ -402,6 +425,7 @@ func (r *Runtime) Put(ctx context.Context, name string, raw map[string]any) (Inf
 			_ = r.deleteStored(context.WithoutCancel(ctx), name)
 			return Info{}, false, err
 		}
+		inst.cfgRev, inst.stateRev = cfgRev, stateRev
 		r.mu.Lock()
 		r.instances[name] = inst
 		r.mu.Unlock()
@@ -423,8 +447,9 @@ func (r *Runtime) Put(ctx context.Context, name string, raw map[string]any) (Inf
 	if old.invalid == nil && jsonEqual(old.cfg.JSON(), cfg.JSON()) {
 		return old.info(), false, nil
 	}
-	if err := r.storeConfig(ctx, name, cfg.JSON(), false); err != nil {
-		return Info{}, false, err
+	cfgRev, err := r.storeConfig(ctx, name, cfg.JSON(), false, old.cfgRev)
+	if err != nil {
+		return Info{}, false, r.lostRace(ctx, name, err)
 	}
 	if err := old.stopRun(ctx); err != nil {
 		return Info{}, false, err
@@ -440,7 +465,7 @@ func (r *Runtime) Put(ctx context.Context, name string, raw map[string]any) (Inf
 		}
 	}
 	inst := r.newInstance(name, cfg.JSON())
-	inst.target = old.target
+	inst.target, inst.cfgRev, inst.stateRev = old.target, cfgRev, old.stateRev
 	if err := r.openGroups(ctx, inst); err != nil {
 		r.log.Warn("creating the consumer groups of a reconfigured connector; its tasks create them", "connector", name, "error", err)
 	}
@@ -450,6 +475,18 @@ func (r *Runtime) Put(ctx context.Context, name string, raw map[string]any) (Inf
 	r.apply(inst)
 	r.log.Info("connector reconfigured", "connector", name)
 	return inst.info(), false, nil
+}
+
+// lostRace brings instance name up to date with the store when err is a
+// lost race (ErrConflict), so that a retry starts from what won; it
+// returns err. r.opMu must be held.
+func (r *Runtime) lostRace(ctx context.Context, name string, err error) error {
+	if errors.Is(err, ErrConflict) {
+		if serr := r.syncInstance(ctx, name); serr != nil {
+			r.log.Warn("reading a connector changed elsewhere", "connector", name, "error", serr)
+		}
+	}
+	return err
 }
 
 // Delete stops an instance and removes its config, state, offsets and (for
@@ -508,10 +545,11 @@ func (r *Runtime) setTarget(ctx context.Context, name string, target State) erro
 	if inst.target == target {
 		return nil
 	}
-	if err := r.storeState(ctx, name, target); err != nil {
-		return err
+	rev, err := r.storeState(ctx, name, target, inst.stateRev)
+	if err != nil {
+		return r.lostRace(ctx, name, err)
 	}
-	inst.target = target
+	inst.target, inst.stateRev = target, rev
 	if target != StateRunning {
 		r.webhooks.hold(name) // its webhook paths answer 503 while it is paused
 	}

@@ -66,6 +66,8 @@ type storedConfig struct {
 	Sealed *sealed `json:"sealed,omitempty"`
 	// unreadable says why Sealed could not be opened (not stored).
 	unreadable error
+	// rev is the revision it was read at (not stored).
+	rev uint64
 }
 
 type sealed struct {
@@ -247,7 +249,8 @@ func isZeroSecret(v any) bool {
 }
 
 type storedState struct {
-	State State `json:"state"`
+	State State  `json:"state"`
+	rev   uint64 // the revision it was read at (not stored)
 }
 
 // Offset is the committed offset of one source partition.
@@ -260,42 +263,63 @@ func offsetKey(name, partition string) string {
 	return name + "." + base64.RawURLEncoding.EncodeToString([]byte(partition))
 }
 
-func (r *Runtime) storeConfig(ctx context.Context, name string, cfg map[string]any, create bool) error {
+// storeConfig stores cfg as name's config and returns its revision:
+// created (ErrExists when it is), or replaced at revision rev (ErrConflict
+// when another change came first; 0: whatever is stored).
+func (r *Runtime) storeConfig(ctx context.Context, name string, cfg map[string]any, create bool, rev uint64) (uint64, error) {
 	data, err := r.encodeConfig(name, cfg)
 	if err != nil {
-		return err
+		return 0, err
 	}
-	if create {
-		_, err = r.configs.Create(ctx, keyConfig+name, data)
+	switch {
+	case create:
+		rev, err = r.configs.Create(ctx, keyConfig+name, data)
 		if errors.Is(err, mesh.ErrConflict) {
-			return fmt.Errorf("%w: %q", ErrExists, name)
+			return 0, fmt.Errorf("%w: %q", ErrExists, name)
 		}
-	} else {
-		_, err = r.configs.Put(ctx, keyConfig+name, data)
+	case rev > 0:
+		rev, err = r.configs.Update(ctx, keyConfig+name, data, rev)
+	default:
+		rev, err = r.configs.Put(ctx, keyConfig+name, data)
+	}
+	if errors.Is(err, mesh.ErrConflict) {
+		return 0, fmt.Errorf("%w: the config of %q", ErrConflict, name)
 	}
 	if err != nil {
-		return fmt.Errorf("storing config of %q: %w", name, err)
+		return 0, fmt.Errorf("storing config of %q: %w", name, err)
 	}
-	return nil
+	return rev, nil
 }
 
-func (r *Runtime) storeState(ctx context.Context, name string, s State) error {
+// storeState stores name's target state at revision rev (ErrConflict when
+// another change came first; 0: whatever is stored) and returns its new
+// revision.
+func (r *Runtime) storeState(ctx context.Context, name string, s State, rev uint64) (uint64, error) {
 	data, _ := json.Marshal(storedState{State: s})
-	if _, err := r.configs.Put(ctx, keyState+name, data); err != nil {
-		return fmt.Errorf("storing state of %q: %w", name, err)
+	var err error
+	if rev > 0 {
+		rev, err = r.configs.Update(ctx, keyState+name, data, rev)
+	} else {
+		rev, err = r.configs.Put(ctx, keyState+name, data)
 	}
-	return nil
+	if errors.Is(err, mesh.ErrConflict) {
+		return 0, fmt.Errorf("%w: the state of %q", ErrConflict, name)
+	}
+	if err != nil {
+		return 0, fmt.Errorf("storing state of %q: %w", name, err)
+	}
+	return rev, nil
 }
 
 // loadAll reads every stored instance, re-writing with sealed secrets the
 // configs stored with secrets in clear.
-func (r *Runtime) loadAll(ctx context.Context) ([]storedConfig, map[string]State, error) {
+func (r *Runtime) loadAll(ctx context.Context) ([]storedConfig, map[string]storedState, error) {
 	keys, err := r.configs.Keys(ctx, "")
 	if err != nil {
 		return nil, nil, fmt.Errorf("listing connectors: %w", err)
 	}
 	var cfgs []storedConfig
-	states := map[string]State{}
+	states := map[string]storedState{}
 	for _, k := range keys {
 		ent, err := r.configs.Get(ctx, k)
 		if errors.Is(err, mesh.ErrKeyNotFound) {
@@ -312,14 +336,16 @@ func (r *Runtime) loadAll(ctx context.Context) ([]storedConfig, map[string]State
 				r.log.Error("skipping undecodable stored connector config", "key", k, "error", err)
 				continue
 			}
+			sc.rev = ent.Revision
 			if clear {
-				r.reseal(ctx, k, sc, ent.Revision)
+				sc.rev = r.reseal(ctx, k, sc, ent.Revision)
 			}
 			cfgs = append(cfgs, sc)
 		case strings.HasPrefix(k, keyState):
 			var ss storedState
 			if err := json.Unmarshal(ent.Value, &ss); err == nil {
-				states[strings.TrimPrefix(k, keyState)] = ss.State
+				ss.rev = ent.Revision
+				states[strings.TrimPrefix(k, keyState)] = ss
 			}
 		}
 	}
@@ -328,17 +354,19 @@ func (r *Runtime) loadAll(ctx context.Context) ([]storedConfig, map[string]State
 
 // reseal re-writes a config stored with its secrets in clear (by an older
 // version, or before a key was set) with them sealed, unless it changed
-// since it was read.
-func (r *Runtime) reseal(ctx context.Context, key string, sc storedConfig, revision uint64) {
+// since it was read. It returns the config's revision then.
+func (r *Runtime) reseal(ctx context.Context, key string, sc storedConfig, revision uint64) uint64 {
 	data, err := r.encodeConfig(sc.Name, sc.Config)
+	var rev uint64
 	if err == nil {
-		_, err = r.configs.Update(ctx, key, data, revision)
+		rev, err = r.configs.Update(ctx, key, data, revision)
 	}
 	if err != nil {
 		r.log.Warn("connector config stays stored with its secrets in clear", "connector", sc.Name, "error", err)
-		return
+		return revision
 	}
 	r.log.Info("connector config re-stored with its secrets encrypted", "connector", sc.Name)
+	return rev
 }
 
 // unreadableInstance is a stored instance whose secrets cannot be

@@ -79,12 +79,14 @@ func Run(t *testing.T, open Opener) {
 			{"MaxInFlight", testMaxInFlight},
 			{"ReconfigureGroup", testReconfigure},
 			{"DeleteGroup", testDeleteGroup},
+			{"ResetGroup", testResetGroup},
 			{"ConsumerClose", testConsumerClose},
 			{"InvalidTopic", testInvalidTopic},
 			{"ValuesRoundTrip", testValuesRoundTrip},
 			{"Ephemeral", testEphemeral},
 			{"KV", testKV},
 			{"KVEmptyBucket", testKVEmpty},
+			{"KVWatch", testKVWatch},
 			{"Ready", testReady},
 		}
 		for _, tc := range tests {
@@ -153,6 +155,30 @@ func next(t *testing.T, c mesh.Consumer) mesh.Message {
 	defer cancel()
 	m, err := c.Next(ctx)
 	require.NoError(t, err, "waiting for a delivery")
+	return m
+}
+
+// nextOf waits for the next event of any of cs (members of one group:
+// which one gets it is the engine's choice).
+func nextOf(t *testing.T, cs ...mesh.Consumer) mesh.Message {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(t.Context(), waitFor)
+	defer cancel()
+	got := make(chan mesh.Message, len(cs))
+	var wg sync.WaitGroup
+	for _, c := range cs {
+		wg.Go(func() {
+			if m, err := c.Next(ctx); err == nil {
+				got <- m
+				cancel()
+			}
+		})
+	}
+	wg.Wait()
+	close(got)
+	m, ok := <-got
+	require.True(t, ok, "waiting for a delivery")
+	require.Empty(t, got, "more delivered than the limit allows")
 	return m
 }
 
@@ -641,7 +667,7 @@ func testMaxInFlight(t *testing.T, eng mesh.Engine) {
 	noNext(t, other)
 	noNext(t, c)
 	ack(t, held[0])
-	m := next(t, c)
+	m := nextOf(t, c, other) // either member may get the freed slot
 	held = append(held[1:], m)
 	for _, m := range held {
 		ack(t, m)
@@ -680,6 +706,54 @@ func testDeleteGroup(t *testing.T, eng mesh.Engine) {
 	// Recreated, the group starts over.
 	c = consume(t, eng, mesh.ConsumerConfig{Topic: tp, Group: "g"})
 	require.Len(t, collect(t, 2, c)[0], 2)
+}
+
+// A reset group starts over at the position given, whatever it had
+// delivered and acked.
+func testResetGroup(t *testing.T, eng mesh.Engine) {
+	tp := topic(t)
+	require.NoError(t, eng.Publish(t.Context(), tp, newEvents(t, "r", 4)))
+	cfg := mesh.ConsumerConfig{Topic: tp, Group: "g", StartAtNew: true}
+	c := consume(t, eng, cfg)
+	require.NoError(t, eng.Publish(t.Context(), tp, newEvents(t, "n", 3)))
+	var seqs []uint64
+	for _, want := range []string{"n-0", "n-1", "n-2"} {
+		m := next(t, c)
+		require.Equal(t, want, m.Event().ID())
+		seqs = append(seqs, m.Seq())
+		ack(t, m)
+	}
+	require.NoError(t, c.Close())
+
+	reset := cfg
+	reset.StartSeq = seqs[1]
+	require.NoError(t, eng.ResetGroup(t.Context(), reset))
+	// A member opened afterwards with the group's usual settings (a
+	// sidecar that did not reset it) joins the reset group.
+	c = consume(t, eng, cfg)
+	got := collect(t, 2, c)[0]
+	require.Equal(t, []string{"n-1", "n-2"}, got, "delivered again from the sequence, in order")
+	noNext(t, c)
+	require.NoError(t, c.Close())
+
+	// From the oldest event, and a missing group is created.
+	require.NoError(t, eng.ResetGroup(t.Context(), mesh.ConsumerConfig{Topic: tp, Group: "g"}))
+	require.NoError(t, eng.ResetGroup(t.Context(), mesh.ConsumerConfig{Topic: tp, Group: "fresh", StartSeq: seqs[2]}))
+	c = consume(t, eng, cfg)
+	require.Equal(t, []string{"r-0", "r-1", "r-2", "r-3", "n-0", "n-1", "n-2"}, collect(t, 7, c)[0])
+	fresh := consume(t, eng, mesh.ConsumerConfig{Topic: tp, Group: "fresh", StartAtNew: true})
+	m := next(t, fresh)
+	require.Equal(t, "n-2", m.Event().ID())
+	ack(t, m)
+
+	// A member open while its group is reset carries on with the reset
+	// group.
+	reset.StartSeq = seqs[2]
+	require.NoError(t, eng.ResetGroup(t.Context(), reset))
+	m = next(t, c)
+	require.Equal(t, "n-2", m.Event().ID())
+	ack(t, m)
+	noNext(t, c)
 }
 
 func testConsumerClose(t *testing.T, eng mesh.Engine) {
@@ -799,6 +873,83 @@ func testKV(t *testing.T, eng mesh.Engine) {
 	require.ErrorIs(t, err, mesh.ErrKeyNotFound)
 }
 
+func testKVWatch(t *testing.T, eng mesh.Engine) {
+	ctx := t.Context()
+	kv, err := eng.KV(ctx, "meshtest-watch")
+	require.NoError(t, err)
+	ra, err := kv.Put(ctx, "sub.a", []byte("a1"))
+	require.NoError(t, err)
+	_, err = kv.Put(ctx, "other.x", []byte("x"))
+	require.NoError(t, err)
+	rb, err := kv.Put(ctx, "sub.b", []byte("b1"))
+	require.NoError(t, err)
+	_, err = kv.Put(ctx, "sub.gone", []byte("g"))
+	require.NoError(t, err)
+	require.NoError(t, kv.Delete(ctx, "sub.gone"))
+
+	wctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	changes, err := kv.Watch(wctx, "sub.")
+	require.NoError(t, err)
+	all, err := kv.Watch(wctx, "")
+	require.NoError(t, err)
+	recv := func(ch <-chan mesh.Change) mesh.Change {
+		t.Helper()
+		for {
+			select {
+			case c, ok := <-ch:
+				require.True(t, ok, "watch channel closed")
+				if c.Deleted && c.Key == "sub.gone" {
+					continue // a deletion before the watch: it may be reported
+				}
+				return c
+			case <-time.After(waitFor):
+				t.Fatal("no change reported")
+			}
+		}
+	}
+
+	// The current values, in revision order, then the marker.
+	require.Equal(t, mesh.Change{Key: "sub.a", Value: []byte("a1"), Revision: ra}, recv(changes))
+	require.Equal(t, mesh.Change{Key: "sub.b", Value: []byte("b1"), Revision: rb}, recv(changes))
+	require.Equal(t, mesh.Change{}, recv(changes), "the end of the current values")
+	var keys []string
+	for c := recv(all); c.Key != ""; c = recv(all) {
+		keys = append(keys, c.Key)
+	}
+	require.Equal(t, []string{"sub.a", "other.x", "sub.b"}, keys)
+
+	// Then every change, as it happens, of the watched keys only.
+	ra2, err := kv.Update(ctx, "sub.a", []byte("a2"), ra)
+	require.NoError(t, err)
+	require.Equal(t, mesh.Change{Key: "sub.a", Value: []byte("a2"), Revision: ra2}, recv(changes))
+	_, err = kv.Put(ctx, "other.y", []byte("y"))
+	require.NoError(t, err)
+	require.NoError(t, kv.Delete(ctx, "sub.b"))
+	del := recv(changes)
+	require.Equal(t, "sub.b", del.Key)
+	require.True(t, del.Deleted)
+	require.Nil(t, del.Value)
+	require.Greater(t, del.Revision, ra2)
+	rc, err := kv.Create(ctx, "sub.c", []byte("c"))
+	require.NoError(t, err)
+	require.Equal(t, mesh.Change{Key: "sub.c", Value: []byte("c"), Revision: rc}, recv(changes))
+	for _, want := range []string{"sub.a", "other.y", "sub.b", "sub.c"} {
+		require.Equal(t, want, recv(all).Key)
+	}
+
+	// Ending ctx closes the channel.
+	cancel()
+	require.Eventually(t, func() bool {
+		select {
+		case _, ok := <-changes:
+			return !ok
+		default:
+			return false
+		}
+	}, waitFor, pollEvery, "the channel is closed once ctx is done")
+}
+
 func testKVEmpty(t *testing.T, eng mesh.Engine) {
 	kv, err := eng.KV(t.Context(), "meshtest-empty")
 	require.NoError(t, err)
@@ -850,6 +1001,10 @@ func testEngineClose(t *testing.T, inst Instance) {
 	eng := inst.Engine
 	tp := topic(t)
 	c := consume(t, eng, mesh.ConsumerConfig{Topic: tp, Group: "g"})
+	kv, err := eng.KV(t.Context(), "close")
+	require.NoError(t, err)
+	changes, err := kv.Watch(t.Context(), "")
+	require.NoError(t, err)
 	errc := make(chan error, 1)
 	go func() {
 		_, err := c.Next(t.Context())
@@ -863,9 +1018,21 @@ func testEngineClose(t *testing.T, inst Instance) {
 	case <-time.After(waitFor):
 		t.Fatal("Next still blocked after engine Close")
 	}
-	_, err := c.Next(t.Context())
+	_, err = c.Next(t.Context())
 	require.ErrorIs(t, err, mesh.ErrClosed)
 	require.ErrorIs(t, eng.Publish(t.Context(), tp, []*event.Event{newEvent(t, "late")}), mesh.ErrClosed)
+	require.Eventually(t, func() bool {
+		for {
+			select {
+			case _, ok := <-changes:
+				if !ok {
+					return true
+				}
+			default:
+				return false
+			}
+		}
+	}, waitFor, pollEvery, "a watch ends when its engine is closed")
 	_, err = eng.Consume(t.Context(), mesh.ConsumerConfig{Topic: tp, Group: "g"})
 	require.ErrorIs(t, err, mesh.ErrClosed)
 	require.Error(t, eng.Ready(t.Context()))

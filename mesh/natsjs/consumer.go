@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"slices"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -28,6 +29,10 @@ const (
 	pullExpiry = 5 * time.Second
 	// closeWait bounds how long Close waits for the pull subscription to end.
 	closeWait = time.Second
+	// rebindTries and rebindWait: how often, and how far apart, a member
+	// whose group was deleted looks for it again before it ends.
+	rebindTries = 5
+	rebindWait  = 100 * time.Millisecond
 )
 
 var _ mesh.Consumer = (*consumer)(nil)
@@ -36,10 +41,14 @@ type consumer struct {
 	eng       *Engine
 	topic     string
 	group     string
+	durable   string // the server's name of a durable group's consumer
 	ephemeral string // the server's name of an ephemeral consumer, deleted at Close
+	prefetch  int
 	log       *slog.Logger
-	it        jetstream.MessagesContext
 	closed    atomic.Bool
+
+	itMu sync.Mutex // guards it: Next replaces it, Close stops it
+	it   jetstream.MessagesContext
 }
 
 // Consume opens the durable pull consumer of cfg.Group on cfg.Topic,
@@ -59,6 +68,73 @@ func (e *Engine) Consume(ctx context.Context, cfg mesh.ConsumerConfig) (mesh.Con
 	if cfg.MaxInFlight < 0 || cfg.AckWait < 0 || cfg.MaxDeliver < 0 {
 		return nil, fmt.Errorf("consuming %q as %q: maxInFlight, ackWait and maxDeliver must not be negative", cfg.Topic, cfg.Group)
 	}
+	create := e.consumerConfig(cfg, subject)
+	maxInFlight, ackWait, maxDeliver := create.MaxAckPending, create.AckWait, create.MaxDeliver
+
+	ctx, cancel := e.withTimeout(ctx)
+	defer cancel()
+	var c jetstream.Consumer
+	if cfg.Ephemeral {
+		// A consumer of its own, named by the server, gone when closed or
+		// idle for ephemeralIdle (its process died).
+		create.DeliverPolicy = jetstream.DeliverNewPolicy
+		create.InactiveThreshold = ephemeralIdle
+		c, err = e.cjs.CreateConsumer(ctx, e.cfg.Stream, create)
+	} else {
+		create.Durable = durableName(cfg.Group, cfg.Topic)
+		c, err = e.openConsumer(ctx, create.Durable, func(cc *jetstream.ConsumerConfig) bool {
+			changed := cc.MaxAckPending != maxInFlight || cc.AckWait != ackWait || cc.MaxDeliver != maxDeliver
+			cc.MaxAckPending, cc.AckWait, cc.MaxDeliver = maxInFlight, ackWait, maxDeliver
+			if filters := create.FilterSubjects; len(filters) > 1 && !slices.Equal(cc.FilterSubjects, filters) { // a group made before edge mode
+				cc.FilterSubject, cc.FilterSubjects, changed = "", filters, true
+			}
+			return changed
+		}, create)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("consuming %q as %q: %w", cfg.Topic, cfg.Group, e.classify(ctx, err))
+	}
+	prefetch := min(maxInFlight, maxPrefetch)
+	it, err := messages(c, prefetch)
+	if err != nil {
+		return nil, fmt.Errorf("consuming %q as %q: %w", cfg.Topic, cfg.Group, e.classify(ctx, err))
+	}
+	cons := &consumer{
+		eng:      e,
+		topic:    cfg.Topic,
+		group:    cfg.Group,
+		durable:  create.Durable,
+		prefetch: prefetch,
+		log:      e.log.With("topic", cfg.Topic, "group", cfg.Group),
+		it:       it,
+	}
+	if cfg.Ephemeral {
+		cons.ephemeral = c.CachedInfo().Name
+	}
+	e.consumerMu.Lock()
+	e.consumers[cons] = struct{}{}
+	e.consumerMu.Unlock()
+	if e.closed.Load() { // Close ran while we were registering
+		_ = cons.Close()
+		return nil, mesh.ErrClosed
+	}
+	return cons, nil
+}
+
+// messages starts pulling from c, prefetch events at most.
+func messages(c jetstream.Consumer, prefetch int) (jetstream.MessagesContext, error) {
+	return c.Messages(
+		jetstream.PullMaxMessages(prefetch),
+		// Short-lived pull requests, renewed often: after the server lost
+		// them (a restart of its store, a leader change) delivery resumes
+		// within seconds instead of the default 30.
+		jetstream.PullExpiry(pullExpiry),
+		jetstream.WithMessagesErrOnMissingHeartbeat(false),
+	)
+}
+
+// consumerConfig is the JetStream consumer that cfg creates on subject.
+func (e *Engine) consumerConfig(cfg mesh.ConsumerConfig, subject string) jetstream.ConsumerConfig {
 	maxInFlight := cfg.MaxInFlight
 	if maxInFlight == 0 {
 		maxInFlight = DefaultMaxInFlight
@@ -88,8 +164,7 @@ func (e *Engine) Consume(ctx context.Context, cfg mesh.ConsumerConfig) (mesh.Con
 		MaxAckPending: maxInFlight,
 		DeliverPolicy: deliver,
 	}
-	filters := e.filterSubjects(subject)
-	if len(filters) == 1 {
+	if filters := e.filterSubjects(subject); len(filters) == 1 {
 		create.FilterSubject = subject
 	} else {
 		create.FilterSubjects = filters
@@ -101,59 +176,43 @@ func (e *Engine) Consume(ctx context.Context, cfg mesh.ConsumerConfig) (mesh.Con
 		t := cfg.StartTime
 		create.OptStartTime = &t
 	}
+	return create
+}
 
+// ResetGroup deletes the durable and creates it again at cfg's start. A
+// member that re-creates it meanwhile (with its own start) makes the
+// creation fail: then it is deleted and made again.
+func (e *Engine) ResetGroup(ctx context.Context, cfg mesh.ConsumerConfig) error {
+	if e.closed.Load() {
+		return mesh.ErrClosed
+	}
+	subject, err := e.subject(cfg.Topic)
+	if err != nil {
+		return fmt.Errorf("resetting group: %w", err)
+	}
+	if cfg.Group == "" || cfg.Ephemeral {
+		return fmt.Errorf("resetting group on %q: want a durable group name", cfg.Topic)
+	}
+	if cfg.MaxInFlight < 0 || cfg.AckWait < 0 || cfg.MaxDeliver < 0 {
+		return fmt.Errorf("resetting %q on %q: maxInFlight, ackWait and maxDeliver must not be negative", cfg.Group, cfg.Topic)
+	}
+	create := e.consumerConfig(cfg, subject)
+	create.Durable = durableName(cfg.Group, cfg.Topic)
 	ctx, cancel := e.withTimeout(ctx)
 	defer cancel()
-	var c jetstream.Consumer
-	if cfg.Ephemeral {
-		// A consumer of its own, named by the server, gone when closed or
-		// idle for ephemeralIdle (its process died).
-		create.DeliverPolicy = jetstream.DeliverNewPolicy
-		create.InactiveThreshold = ephemeralIdle
-		c, err = e.cjs.CreateConsumer(ctx, e.cfg.Stream, create)
-	} else {
-		create.Durable = durableName(cfg.Group, cfg.Topic)
-		c, err = e.openConsumer(ctx, create.Durable, func(cc *jetstream.ConsumerConfig) bool {
-			changed := cc.MaxAckPending != maxInFlight || cc.AckWait != ackWait || cc.MaxDeliver != maxDeliver
-			cc.MaxAckPending, cc.AckWait, cc.MaxDeliver = maxInFlight, ackWait, maxDeliver
-			if len(filters) > 1 && !slices.Equal(cc.FilterSubjects, filters) { // a group made before edge mode
-				cc.FilterSubject, cc.FilterSubjects, changed = "", filters, true
+	for attempt := 0; ; attempt++ {
+		err := e.js.DeleteConsumer(ctx, e.cfg.Stream, create.Durable)
+		if err == nil || errors.Is(err, jetstream.ErrConsumerNotFound) {
+			_, err = e.js.CreateConsumer(ctx, e.cfg.Stream, create)
+			if errors.Is(err, jetstream.ErrConsumerExists) && attempt < 3 {
+				continue
 			}
-			return changed
-		}, create)
+		}
+		if err != nil {
+			return fmt.Errorf("resetting group %q on %q: %w", cfg.Group, cfg.Topic, e.classify(ctx, err))
+		}
+		return nil
 	}
-	if err != nil {
-		return nil, fmt.Errorf("consuming %q as %q: %w", cfg.Topic, cfg.Group, e.classify(ctx, err))
-	}
-	it, err := c.Messages(
-		jetstream.PullMaxMessages(min(maxInFlight, maxPrefetch)),
-		// Short-lived pull requests, renewed often: after the server lost
-		// them (a restart of its store, a leader change) delivery resumes
-		// within seconds instead of the default 30.
-		jetstream.PullExpiry(pullExpiry),
-		jetstream.WithMessagesErrOnMissingHeartbeat(false),
-	)
-	if err != nil {
-		return nil, fmt.Errorf("consuming %q as %q: %w", cfg.Topic, cfg.Group, e.classify(ctx, err))
-	}
-	cons := &consumer{
-		eng:   e,
-		topic: cfg.Topic,
-		group: cfg.Group,
-		log:   e.log.With("topic", cfg.Topic, "group", cfg.Group),
-		it:    it,
-	}
-	if cfg.Ephemeral {
-		cons.ephemeral = c.CachedInfo().Name
-	}
-	e.consumerMu.Lock()
-	e.consumers[cons] = struct{}{}
-	e.consumerMu.Unlock()
-	if e.closed.Load() { // Close ran while we were registering
-		_ = cons.Close()
-		return nil, mesh.ErrClosed
-	}
-	return cons, nil
 }
 
 // openConsumer looks the durable up and updates it if update says so, or
@@ -207,12 +266,27 @@ func (c *consumer) Next(ctx context.Context) (mesh.Message, error) {
 		if c.closed.Load() {
 			return nil, mesh.ErrClosed
 		}
-		m, err := c.it.Next(jetstream.NextContext(ctx))
+		c.itMu.Lock()
+		it := c.it
+		c.itMu.Unlock()
+		m, err := it.Next(jetstream.NextContext(ctx))
 		if err != nil {
 			if ctxErr := ctx.Err(); ctxErr != nil {
 				return nil, ctxErr
 			}
-			if c.closed.Load() || c.eng.closed.Load() || errors.Is(err, jetstream.ErrMsgIteratorClosed) {
+			if c.closed.Load() || c.eng.closed.Load() {
+				return nil, mesh.ErrClosed
+			}
+			if errors.Is(err, jetstream.ErrConsumerDeleted) || errors.Is(err, jetstream.ErrMsgIteratorClosed) {
+				// The group was deleted. Started over (ResetGroup), it is
+				// there again: carry on with it; gone, this member ends.
+				ok, err := c.rebind(ctx, it)
+				if ok {
+					continue
+				}
+				if err != nil { // not known yet: the next Next asks again
+					return nil, fmt.Errorf("consuming %q as %q: %w", c.topic, c.group, c.eng.classify(ctx, err))
+				}
 				return nil, mesh.ErrClosed
 			}
 			return nil, fmt.Errorf("consuming %q as %q: %w", c.topic, c.group, c.eng.classify(ctx, err))
@@ -237,17 +311,65 @@ func (c *consumer) Next(ctx context.Context) (mesh.Message, error) {
 	}
 }
 
+// rebind starts pulling from the group's consumer again after its
+// iterator old ended, when the consumer exists (it is not created). It
+// reports whether it does; false with an error when that cannot be known
+// now.
+func (c *consumer) rebind(ctx context.Context, old jetstream.MessagesContext) (bool, error) {
+	if c.durable == "" {
+		return false, nil
+	}
+	old.Stop()
+	lctx, cancel := c.eng.withTimeout(ctx)
+	defer cancel()
+	var jc jetstream.Consumer
+	var err error
+	for range rebindTries {
+		// A reset deletes the consumer and creates it again at once: give
+		// it those moments.
+		if jc, err = c.eng.cjs.Consumer(lctx, c.eng.cfg.Stream, c.durable); !errors.Is(err, jetstream.ErrConsumerNotFound) {
+			break
+		}
+		select {
+		case <-time.After(rebindWait):
+		case <-lctx.Done():
+		}
+	}
+	if errors.Is(err, jetstream.ErrConsumerNotFound) {
+		return false, nil
+	}
+	if err != nil {
+		return false, err
+	}
+	it, err := messages(jc, c.prefetch)
+	if err != nil {
+		return false, err
+	}
+	c.itMu.Lock()
+	defer c.itMu.Unlock()
+	if c.closed.Load() {
+		it.Stop()
+		return false, nil
+	}
+	c.it = it
+	c.log.Info("the group was started over; consuming it again")
+	return true, nil
+}
+
 // Close stops this member; unacked events it holds go back to the group
 // after AckWait.
 func (c *consumer) Close() error {
 	if !c.closed.CompareAndSwap(false, true) {
 		return nil
 	}
-	c.it.Stop()
+	c.itMu.Lock()
+	it := c.it
+	c.itMu.Unlock()
+	it.Stop()
 	// Stop unsubscribes in the background. Wait for it, then flush, so
 	// that once Close returns the server no longer routes events to this
 	// member's pull request (they would wait AckWait there).
-	if it, ok := c.it.(interface{ Closed() <-chan struct{} }); ok {
+	if it, ok := it.(interface{ Closed() <-chan struct{} }); ok {
 		deadline := time.Now().Add(closeWait)
 		for time.Now().Before(deadline) {
 			select {

@@ -42,6 +42,10 @@ type Engine struct {
 	prefix  string
 
 	closed atomic.Bool
+	done   chan struct{} // closed by Close: ends key/value watches
+
+	reconnMu sync.Mutex
+	reconn   chan struct{} // closed at the next reconnect of nc; nil until asked for
 
 	subjects   sync.Map // topic → subject, for validated topics
 	nSubjects  atomic.Int64
@@ -97,6 +101,10 @@ func Connect(ctx context.Context, cfg Config) (*Engine, error) {
 		nc.Close()
 		return nil, err
 	}
+	nc.SetReconnectHandler(func(nc *nats.Conn) {
+		log.Info("nats reconnected", "url", nc.ConnectedUrlRedacted())
+		e.noteReconnect()
+	})
 	return e, nil
 }
 
@@ -135,6 +143,7 @@ func newEngine(ctx context.Context, nc *nats.Conn, cfg Config, own bool) (*Engin
 		ownConn:   own,
 		prefix:    cfg.SubjectPrefix + ".t.",
 		consumers: make(map[*consumer]struct{}),
+		done:      make(chan struct{}),
 	}
 	if err := e.ensureStream(ctx); err != nil {
 		return nil, err
@@ -203,6 +212,26 @@ func (e *Engine) subject(topic string) (string, error) {
 	return s, nil
 }
 
+// reconnected returns a channel closed when the connection next reconnects
+// (to the same server or another one of the cluster).
+func (e *Engine) reconnected() <-chan struct{} {
+	e.reconnMu.Lock()
+	defer e.reconnMu.Unlock()
+	if e.reconn == nil {
+		e.reconn = make(chan struct{})
+	}
+	return e.reconn
+}
+
+func (e *Engine) noteReconnect() {
+	e.reconnMu.Lock()
+	defer e.reconnMu.Unlock()
+	if e.reconn != nil {
+		close(e.reconn)
+		e.reconn = nil
+	}
+}
+
 // Conn returns the engine's NATS connection.
 func (e *Engine) Conn() *nats.Conn { return e.nc }
 
@@ -248,6 +277,7 @@ func (e *Engine) Close() error {
 	if !e.closed.CompareAndSwap(false, true) {
 		return nil
 	}
+	close(e.done)
 	e.consumerMu.Lock()
 	cs := make([]*consumer, 0, len(e.consumers))
 	for c := range e.consumers {

@@ -59,6 +59,33 @@ func (e *Engine) KV(ctx context.Context, bucket string) (mesh.KV, error) {
 	return b, nil
 }
 
+var _ mesh.BucketChecker = (*Engine)(nil)
+
+// BucketExists says whether the key/value bucket exists, without creating
+// it.
+func (e *Engine) BucketExists(ctx context.Context, bucket string) (bool, error) {
+	if e.closed.Load() {
+		return false, mesh.ErrClosed
+	}
+	if _, ok := e.buckets.Load(bucket); ok {
+		return true, nil
+	}
+	if !mesh.IsToken(bucket, maxStreamName) {
+		return false, nil
+	}
+	ctx, cancel := e.withTimeout(ctx)
+	defer cancel()
+	_, err := e.js.KeyValue(ctx, bucket)
+	switch {
+	case err == nil:
+		return true, nil
+	case errors.Is(err, jetstream.ErrBucketNotFound):
+		return false, nil
+	default:
+		return false, fmt.Errorf("looking up bucket %q: %w", bucket, e.classify(ctx, err))
+	}
+}
+
 func (b *kvBucket) Get(ctx context.Context, key string) (mesh.Entry, error) {
 	ctx, cancel := b.eng.withTimeout(ctx)
 	defer cancel()
@@ -117,8 +144,8 @@ func (b *kvBucket) Keys(ctx context.Context, prefix string) ([]string, error) {
 		kl  jetstream.KeyLister
 		err error
 	)
-	if strings.HasSuffix(prefix, ".") && !strings.HasPrefix(prefix, ".") && !strings.Contains(prefix, "..") {
-		kl, err = b.kv.ListKeysFiltered(ctx, prefix+">")
+	if f := keyFilter(prefix); f != jetstream.AllKeys {
+		kl, err = b.kv.ListKeysFiltered(ctx, f)
 	} else {
 		kl, err = b.kv.ListKeys(ctx)
 	}
@@ -136,6 +163,15 @@ func (b *kvBucket) Keys(ctx context.Context, prefix string) ([]string, error) {
 		return nil, b.wrap(ctx, "listing", prefix+"*", err)
 	}
 	return keys, nil
+}
+
+// keyFilter is the subject filter the server applies for prefix: prefix>
+// for a prefix that ends a token, else every key (the caller filters).
+func keyFilter(prefix string) string {
+	if strings.HasSuffix(prefix, ".") && !strings.HasPrefix(prefix, ".") && !strings.Contains(prefix, "..") {
+		return prefix + ">"
+	}
+	return jetstream.AllKeys
 }
 
 func (b *kvBucket) wrap(ctx context.Context, what, key string, err error) error {

@@ -126,3 +126,65 @@ func newEvent(id string) *event.Event {
 }
 
 func itoa(i int) string { return strconv.Itoa(i) }
+
+// A watch sees the writes of another client, and carries on by itself after
+// the server was down for longer than its consumer's heartbeats: what
+// changed while it was down is reported once the server is back.
+func TestWatchOutlivesServerRestart(t *testing.T) {
+	url, stop, restart := infra.StartNATS(t)
+	watcher, writer := connect(t, url), connect(t, url)
+	kv, err := watcher.KV(t.Context(), "watched")
+	require.NoError(t, err)
+	changes, err := kv.Watch(t.Context(), "")
+	require.NoError(t, err)
+	next := func() mesh.Change {
+		t.Helper()
+		select {
+		case c, ok := <-changes:
+			require.True(t, ok, "watch channel closed")
+			return c
+		case <-time.After(30 * time.Second):
+			t.Fatal("no change reported")
+			return mesh.Change{}
+		}
+	}
+	require.Equal(t, mesh.Change{}, next(), "no current values")
+
+	other, err := writer.KV(t.Context(), "watched")
+	require.NoError(t, err)
+	rev, err := other.Put(t.Context(), "before", []byte("1"))
+	require.NoError(t, err)
+	require.Equal(t, mesh.Change{Key: "before", Value: []byte("1"), Revision: rev}, next())
+
+	stop()
+	// Longer than the ordered consumer's heartbeat interval (5 s), so that
+	// it notices and has to be made again.
+	time.Sleep(7 * time.Second) // the outage being tested, not a synchronisation
+	restart()
+	back := time.Now()
+	var after uint64
+	require.Eventually(t, func() bool {
+		ctx, cancel := context.WithTimeout(t.Context(), time.Second)
+		defer cancel()
+		after, err = other.Put(ctx, "after", []byte("2"))
+		return err == nil
+	}, 20*time.Second, 100*time.Millisecond)
+	stored := time.Since(back)
+	require.Equal(t, mesh.Change{Key: "after", Value: []byte("2"), Revision: after}, next())
+	t.Logf("stored %s after the restart, reported %s after it", stored.Round(time.Millisecond), time.Since(back).Round(time.Millisecond))
+}
+
+func TestBucketExists(t *testing.T) {
+	eng := openEmbedded(t)
+	ok, err := eng.BucketExists(t.Context(), "not-yet")
+	require.NoError(t, err)
+	require.False(t, ok)
+	_, err = eng.KV(t.Context(), "not-yet")
+	require.NoError(t, err)
+	ok, err = eng.BucketExists(t.Context(), "not-yet")
+	require.NoError(t, err)
+	require.True(t, ok)
+	ok, err = eng.BucketExists(t.Context(), "not a name")
+	require.NoError(t, err)
+	require.False(t, ok)
+}

@@ -2,11 +2,13 @@ package httpapi
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"log/slog"
 	"net/http"
 	"net/url"
 	"path"
+	"strconv"
 	"strings"
 	"time"
 
@@ -25,9 +27,11 @@ import (
 type backend interface {
 	Publish(ctx context.Context, topic string, events []*event.Event) error
 	CreateSubscription(ctx context.Context, sub bridge.Subscription) (bridge.Subscription, error)
-	GetSubscription(ctx context.Context, id string) (bridge.Subscription, error)
+	LookupSubscription(ctx context.Context, id string) (bridge.Subscription, uint64, error)
+	UpdateSubscription(ctx context.Context, sub bridge.Subscription, revision uint64) (bridge.Subscription, uint64, error)
 	ListSubscriptions(ctx context.Context) ([]bridge.Subscription, error)
 	DeleteSubscription(ctx context.Context, id string) error
+	ReplaySubscription(ctx context.Context, id, from string) error
 }
 
 var _ backend = (*bridge.Bridge)(nil)
@@ -50,9 +54,10 @@ type handler struct {
 //	POST   /v1/publish/{topic}
 //	GET    /v1/subscriptions
 //	POST   /v1/subscriptions
-//	GET    /v1/subscriptions/{id}
-//	PUT    /v1/subscriptions/{id}
+//	GET    /v1/subscriptions/{id}          (ETag: the subscription's revision)
+//	PUT    /v1/subscriptions/{id}          (If-Match: a revision; 409 on a lost race)
 //	DELETE /v1/subscriptions/{id}
+//	POST   /v1/subscriptions/{id}/replay   {"from": <RFC 3339 time | stream sequence | "earliest">}
 //
 // Errors are application/problem+json from package problem.
 //
@@ -91,9 +96,11 @@ func newHandler(b backend, cfg Config, logger *slog.Logger) *handler {
 	mux.HandleFunc("POST /v1/subscriptions", h.createSubscription)
 	mux.HandleFunc("/v1/subscriptions", methodNotAllowed("GET, HEAD, POST"))
 	mux.HandleFunc("GET /v1/subscriptions/{id}", h.getSubscription)
+	mux.HandleFunc("PUT /v1/subscriptions/{id}", h.putSubscription)
 	mux.HandleFunc("DELETE /v1/subscriptions/{id}", h.deleteSubscription)
-	mux.HandleFunc("PUT /v1/subscriptions/{id}", h.updateSubscription) // update.go
 	mux.HandleFunc("/v1/subscriptions/{id}", methodNotAllowed("GET, HEAD, PUT, DELETE"))
+	mux.HandleFunc("POST /v1/subscriptions/{id}/replay", h.replaySubscription)
+	mux.HandleFunc("/v1/subscriptions/{id}/replay", methodNotAllowed("POST"))
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		problem.Write(w, problem.New(problem.CodeNotFound, "no API at "+r.Method+" "+r.URL.Path))
 	})
@@ -180,12 +187,102 @@ func (h *handler) listSubscriptions(w http.ResponseWriter, r *http.Request) {
 }
 
 func (h *handler) getSubscription(w http.ResponseWriter, r *http.Request) {
-	sub, err := h.b.GetSubscription(r.Context(), r.PathValue("id"))
+	sub, rev, err := h.b.LookupSubscription(r.Context(), r.PathValue("id"))
 	if err != nil {
 		h.fail(w, r, "getting subscription", err)
 		return
 	}
+	w.Header().Set("ETag", etag(rev))
 	problem.WriteJSON(w, http.StatusOK, masked(sub))
+}
+
+// putSubscription replaces a subscription. With If-Match (the ETag of a
+// GET), only the revision it names is replaced; without, the one it read.
+// Either way a change by anyone else first is a 409, never overwritten.
+func (h *handler) putSubscription(w http.ResponseWriter, r *http.Request) {
+	id := r.PathValue("id")
+	rev, err := ifMatch(r.Header.Get("If-Match"))
+	if err != nil {
+		h.fail(w, r, "replacing subscription", err)
+		return
+	}
+	var sub bridge.Subscription
+	if err := problem.ReadJSON(w, r, &sub, h.cfg.MaxBodyBytes, problem.CodeInvalidSubscription); err != nil {
+		h.fail(w, r, "decoding subscription", err)
+		return
+	}
+	switch sub.ID {
+	case "":
+		sub.ID = id
+	case id:
+	default:
+		h.fail(w, r, "replacing subscription", problem.New(problem.CodeInvalidSubscription,
+			fmt.Sprintf("id: %q in the body differs from %q in the path", sub.ID, id)))
+		return
+	}
+	stored, rev, err := h.b.UpdateSubscription(r.Context(), sub, rev)
+	if err != nil {
+		h.fail(w, r, "replacing subscription", err)
+		return
+	}
+	w.Header().Set("ETag", etag(rev))
+	problem.WriteJSON(w, http.StatusOK, masked(stored))
+}
+
+// replayRequest is the body of POST /v1/subscriptions/{id}/replay.
+type replayRequest struct {
+	// From is an RFC 3339 time, a stream sequence (a JSON number or
+	// string) or "earliest".
+	From json.RawMessage `json:"from"`
+}
+
+func (h *handler) replaySubscription(w http.ResponseWriter, r *http.Request) {
+	var req replayRequest
+	if err := problem.ReadJSON(w, r, &req, h.cfg.MaxBodyBytes, problem.CodeInvalidRequest); err != nil {
+		h.fail(w, r, "decoding replay", err)
+		return
+	}
+	from, err := replayFrom(req.From)
+	if err != nil {
+		h.fail(w, r, "decoding replay", err)
+		return
+	}
+	if err := h.b.ReplaySubscription(r.Context(), r.PathValue("id"), from); err != nil {
+		h.fail(w, r, "replaying subscription", err)
+		return
+	}
+	problem.WriteJSON(w, http.StatusAccepted, map[string]string{"id": r.PathValue("id"), "from": from})
+}
+
+// replayFrom reads "from": a string as is, a number as a sequence.
+func replayFrom(raw json.RawMessage) (string, error) {
+	var s string
+	if err := json.Unmarshal(raw, &s); err == nil {
+		return s, nil
+	}
+	var n json.Number
+	if err := json.Unmarshal(raw, &n); err == nil {
+		if _, err := strconv.ParseUint(n.String(), 10, 64); err == nil {
+			return n.String(), nil
+		}
+	}
+	return "", problem.New(problem.CodeInvalidRequest, `from: want an RFC 3339 time, a stream sequence or "earliest"`)
+}
+
+// etag is the entity tag of a subscription revision.
+func etag(rev uint64) string { return `"` + strconv.FormatUint(rev, 10) + `"` }
+
+// ifMatch reads an If-Match header: a revision, or 0 for none or "*".
+func ifMatch(v string) (uint64, error) {
+	v = strings.TrimSpace(v)
+	if v == "" || v == "*" {
+		return 0, nil
+	}
+	rev, err := strconv.ParseUint(strings.Trim(strings.TrimPrefix(v, "W/"), `"`), 10, 64)
+	if err != nil || rev == 0 {
+		return 0, problem.New(problem.CodeInvalidRequest, "If-Match: want one ETag of GET /v1/subscriptions/{id}, such as \"12\"")
+	}
+	return rev, nil
 }
 
 func (h *handler) deleteSubscription(w http.ResponseWriter, r *http.Request) {

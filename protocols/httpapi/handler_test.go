@@ -31,6 +31,9 @@ type recorder struct {
 	events     []*event.Event
 	publishErr error
 	subs       map[string]bridge.Subscription
+	revs       map[string]uint64
+	rev        uint64
+	replays    []string // id=from
 }
 
 func (r *recorder) Publish(_ context.Context, topic string, events []*event.Event) error {
@@ -57,17 +60,44 @@ func (r *recorder) CreateSubscription(_ context.Context, sub bridge.Subscription
 		sub.Group = sub.ID
 	}
 	r.subs[sub.ID] = sub
+	r.rev++
+	r.revs[sub.ID] = r.rev
 	return sub, nil
 }
 
-func (r *recorder) GetSubscription(_ context.Context, id string) (bridge.Subscription, error) {
+func (r *recorder) LookupSubscription(_ context.Context, id string) (bridge.Subscription, uint64, error) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	sub, ok := r.subs[id]
 	if !ok {
-		return sub, fmt.Errorf("%w: %q", bridge.ErrSubscriptionNotFound, id)
+		return sub, 0, fmt.Errorf("%w: %q", bridge.ErrSubscriptionNotFound, id)
 	}
-	return sub, nil
+	return sub, r.revs[id], nil
+}
+
+func (r *recorder) UpdateSubscription(_ context.Context, sub bridge.Subscription, rev uint64) (bridge.Subscription, uint64, error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if _, ok := r.subs[sub.ID]; !ok {
+		return sub, 0, fmt.Errorf("%w: %q", bridge.ErrSubscriptionNotFound, sub.ID)
+	}
+	if rev != 0 && rev != r.revs[sub.ID] {
+		return sub, 0, fmt.Errorf("%w: %q", bridge.ErrSubscriptionChanged, sub.ID)
+	}
+	r.subs[sub.ID] = sub
+	r.rev++
+	r.revs[sub.ID] = r.rev
+	return sub, r.rev, nil
+}
+
+func (r *recorder) ReplaySubscription(_ context.Context, id, from string) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if _, ok := r.subs[id]; !ok {
+		return fmt.Errorf("%w: %q", bridge.ErrSubscriptionNotFound, id)
+	}
+	r.replays = append(r.replays, id+"="+from)
+	return nil
 }
 
 func (r *recorder) ListSubscriptions(context.Context) ([]bridge.Subscription, error) {
@@ -92,7 +122,7 @@ func (r *recorder) DeleteSubscription(_ context.Context, id string) error {
 
 func newTestHandler(t testing.TB, cfg Config) (*handler, *recorder) {
 	t.Helper()
-	rec := &recorder{subs: map[string]bridge.Subscription{}}
+	rec := &recorder{subs: map[string]bridge.Subscription{}, revs: map[string]uint64{}}
 	if cfg.AppID == "" {
 		cfg.AppID = "orders"
 	}
@@ -465,7 +495,7 @@ func TestToken(t *testing.T) {
 }
 
 func TestSubscriptionsAPI(t *testing.T) {
-	h, _ := newTestHandler(t, Config{})
+	h, rec := newTestHandler(t, Config{})
 	w := do(h, "GET", "/v1/subscriptions", nil, nil)
 	require.Equal(t, 200, w.Code)
 	assert.JSONEq(t, `[]`, w.Body.String())
@@ -492,11 +522,49 @@ func TestSubscriptionsAPI(t *testing.T) {
 
 	w = do(h, "GET", "/v1/subscriptions/s1", nil, nil)
 	require.Equal(t, 200, w.Code)
+	tag := w.Header().Get("ETag")
+	assert.Equal(t, `"1"`, tag)
 	w = do(h, "GET", "/v1/subscriptions", nil, nil)
 	require.Equal(t, 200, w.Code)
 	var list []bridge.Subscription
 	require.NoError(t, json.Unmarshal(w.Body.Bytes(), &list))
 	require.Len(t, list, 1)
+
+	// PUT replaces, at the revision of If-Match when given.
+	w = do(h, "PUT", "/v1/subscriptions/s1", []byte(`{"topic":"t","sink":"http://127.0.0.1:1/y"}`), map[string]string{"If-Match": tag, "Content-Type": "application/json"})
+	require.Equal(t, 200, w.Code, w.Body.String())
+	assert.Equal(t, `"2"`, w.Header().Get("ETag"))
+	require.NoError(t, json.Unmarshal(w.Body.Bytes(), &got))
+	assert.Equal(t, "s1", got.ID, "the id comes from the path")
+	w = do(h, "PUT", "/v1/subscriptions/s1", []byte(`{"topic":"t","sink":"http://127.0.0.1:1/z"}`), map[string]string{"If-Match": tag, "Content-Type": "application/json"})
+	requireProblem(t, w, 409, problem.CodeConflict, "s1")
+	w = do(h, "PUT", "/v1/subscriptions/s1", []byte(`{"topic":"t","sink":"http://127.0.0.1:1/z"}`), map[string]string{"If-Match": "yesterday", "Content-Type": "application/json"})
+	requireProblem(t, w, 400, problem.CodeInvalidRequest, "If-Match")
+	w = do(h, "PUT", "/v1/subscriptions/s1", []byte(`{"id":"other","topic":"t","sink":"http://127.0.0.1:1/z"}`), jsonCT)
+	requireProblem(t, w, 400, problem.CodeInvalidSubscription, "differs")
+	w = do(h, "PUT", "/v1/subscriptions/nope", []byte(`{"topic":"t","sink":"http://127.0.0.1:1/z"}`), jsonCT)
+	requireProblem(t, w, 404, problem.CodeNotFound)
+	w = do(h, "PUT", "/v1/subscriptions/s1", []byte(`{"topic":"t","sink":"http://127.0.0.1:1/z"}`), map[string]string{"If-Match": "*", "Content-Type": "application/json"})
+	require.Equal(t, 200, w.Code, w.Body.String())
+
+	// Replay from a time, a sequence given as a number or a string.
+	for body, want := range map[string]string{
+		`{"from":"2026-01-02T03:04:05Z"}`: "s1=2026-01-02T03:04:05Z",
+		`{"from":42}`:                     "s1=42",
+		`{"from":"earliest"}`:             "s1=earliest",
+	} {
+		w = do(h, "POST", "/v1/subscriptions/s1/replay", []byte(body), jsonCT)
+		require.Equal(t, 202, w.Code, w.Body.String())
+		assert.Contains(t, rec.replays, want)
+	}
+	for _, body := range []string{`{}`, `{"from":-1}`, `{"from":1.5}`, `{"from":true}`, `{"since":1}`} {
+		w = do(h, "POST", "/v1/subscriptions/s1/replay", []byte(body), jsonCT)
+		requireProblem(t, w, 400, problem.CodeInvalidRequest)
+	}
+	w = do(h, "POST", "/v1/subscriptions/nope/replay", []byte(`{"from":1}`), jsonCT)
+	requireProblem(t, w, 404, problem.CodeNotFound)
+	w = do(h, "GET", "/v1/subscriptions/s1/replay", nil, nil)
+	requireProblem(t, w, 405, problem.CodeMethodNotAllowed)
 
 	w = do(h, "DELETE", "/v1/subscriptions/s1", nil, nil)
 	require.Equal(t, 204, w.Code)

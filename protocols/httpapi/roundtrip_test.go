@@ -7,6 +7,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
@@ -303,4 +304,55 @@ func BenchmarkServerPublishMesh(b *testing.B) {
 	br, err := bridge.New(bridge.Options{Engine: eng, Logger: logger})
 	require.NoError(b, err)
 	benchServer(b, NewHandler(br, Config{AppID: "orders"}, logger))
+}
+
+// Two concurrent PUTs of one subscription, each at the revision it read:
+// one replaces it, the other loses the race with 409 and changes nothing.
+func TestRoundTripConcurrentPutsConflict(t *testing.T) {
+	sender := cehttp.NewSender(cehttp.ClientConfig{Timeout: 5 * time.Second})
+	defer sender.Close()
+	m := newMeshEnv(t, Config{}, sender)
+	do := func(method, path, ifMatch, body string) *http.Response {
+		req, err := http.NewRequestWithContext(t.Context(), method, m.srv.URL+path, strings.NewReader(body))
+		require.NoError(t, err)
+		if ifMatch != "" {
+			req.Header.Set("If-Match", ifMatch)
+		}
+		if body != "" {
+			req.Header.Set("Content-Type", "application/json")
+		}
+		resp, err := http.DefaultClient.Do(req)
+		require.NoError(t, err)
+		t.Cleanup(func() { resp.Body.Close() })
+		return resp
+	}
+	resp := do("POST", "/v1/subscriptions", "", `{"id":"s","topic":"orders","sink":"http://127.0.0.1:1/first"}`)
+	require.Equal(t, http.StatusCreated, resp.StatusCode)
+	resp = do("GET", "/v1/subscriptions/s", "", "")
+	require.Equal(t, http.StatusOK, resp.StatusCode)
+	tag := resp.Header.Get("ETag")
+	require.NotEmpty(t, tag)
+
+	for round := range 5 {
+		statuses := make(chan int, 2)
+		sinks := []string{fmt.Sprintf("http://127.0.0.1:1/a%d", round), fmt.Sprintf("http://127.0.0.1:1/b%d", round)}
+		start := make(chan struct{})
+		for _, sink := range sinks {
+			go func() {
+				<-start
+				r := do("PUT", "/v1/subscriptions/s", tag, `{"topic":"orders","sink":"`+sink+`"}`)
+				statuses <- r.StatusCode
+			}()
+		}
+		close(start)
+		got := []int{<-statuses, <-statuses}
+		assert.ElementsMatch(t, []int{http.StatusOK, http.StatusConflict}, got, "round %d", round)
+		resp = do("GET", "/v1/subscriptions/s", "", "")
+		require.Equal(t, http.StatusOK, resp.StatusCode)
+		var sub bridge.Subscription
+		require.NoError(t, json.NewDecoder(resp.Body).Decode(&sub))
+		assert.Contains(t, sinks, sub.Sink)
+		assert.NotEqual(t, tag, resp.Header.Get("ETag"))
+		tag = resp.Header.Get("ETag")
+	}
 }

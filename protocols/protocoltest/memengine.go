@@ -49,7 +49,10 @@ func (m *MemoryEngine) Consume(context.Context, mesh.ConsumerConfig) (mesh.Consu
 	return nil, errNotInMemory
 }
 func (m *MemoryEngine) DeleteGroup(context.Context, string, string) error { return nil }
-func (m *MemoryEngine) KV(context.Context, string) (mesh.KV, error)       { return nil, errNotInMemory }
+func (m *MemoryEngine) ResetGroup(context.Context, mesh.ConsumerConfig) error {
+	return errNotInMemory
+}
+func (m *MemoryEngine) KV(context.Context, string) (mesh.KV, error) { return nil, errNotInMemory }
 
 // MaxEventBytes is NATS's default max_payload, like a real engine's.
 func (m *MemoryEngine) MaxEventBytes() int64 { return 1 << 20 }

@@ -162,7 +162,7 @@ func TestConnectorTasksFailOverBetweenSidecars(t *testing.T) {
 		"  - name: rows-out\n    config: {connector.type: http-sink, topic: [rows], url: 'http://" + targetAddr + "/rows', batch.size: 50}\n"
 	var sidecars []*meshd
 	for i := 1; i <= 3; i++ {
-		m := newAppMeshd(t, fmt.Sprintf("fleet-%d", i), "fleet", yaml, nil)
+		m := newMeshdOf(t, fmt.Sprintf("fleet-%d", i), "fleet", yaml, nil)
 		t.Cleanup(func() { _ = m.cmd.Process.Signal(syscall.SIGCONT) }) // never leave one stopped
 		sidecars = append(sidecars, m)
 	}

@@ -9,6 +9,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -50,7 +51,7 @@ func freeAddr(t *testing.T) string { return infra.FreeAddr(t) }
 type meshd struct {
 	t       *testing.T
 	name    string
-	app     string // app.id; "" for name
+	appID   string // --app.id; the name unless set
 	dir     string
 	config  string
 	api     string
@@ -72,15 +73,15 @@ func newMeshd(t *testing.T, name, extraYAML string) *meshd {
 // newMeshdEnv is newMeshd with extra environment variables (NAME=value).
 func newMeshdEnv(t *testing.T, name, extraYAML string, env []string) *meshd {
 	t.Helper()
-	return newAppMeshd(t, name, "", extraYAML, env)
+	return newMeshdOf(t, name, name, extraYAML, env)
 }
 
-// newAppMeshd is newMeshdEnv for a sidecar of app (several sidecars of one
-// app share it); "" is name.
-func newAppMeshd(t *testing.T, name, app, extraYAML string, env []string) *meshd {
+// newMeshdOf starts a meshd named name (in logs) of app appID: several
+// such are the sidecars of one app.
+func newMeshdOf(t *testing.T, name, appID, extraYAML string, env []string) *meshd {
 	t.Helper()
 	dir := t.TempDir()
-	m := &meshd{t: t, name: name, app: app, dir: dir, api: freeAddr(t), admin: freeAddr(t), env: env, log: &bytes.Buffer{}, logMu: &sync.Mutex{}}
+	m := &meshd{t: t, name: name, appID: appID, dir: dir, api: freeAddr(t), admin: freeAddr(t), env: env, log: &bytes.Buffer{}, logMu: &sync.Mutex{}}
 	m.config = filepath.Join(dir, "meshd.yaml")
 	require.NoError(t, os.WriteFile(m.config, []byte(extraYAML), 0o600))
 	m.start()
@@ -109,11 +110,11 @@ func (l lockedWriter) Write(p []byte) (int, error) {
 func (m *meshd) start() {
 	m.t.Helper()
 	// Addresses and paths go in flags, so the YAML is free to set any section.
-	app := m.app
-	if app == "" {
-		app = m.name
+	appID := m.appID
+	if appID == "" {
+		appID = m.name
 	}
-	m.cmd = exec.Command(meshdBin, "run", "--config", m.config, "--app.id", app, "--api.listen", m.api,
+	m.cmd = exec.Command(meshdBin, "run", "--config", m.config, "--app.id", appID, "--api.listen", m.api,
 		"--admin.listen", m.admin, "--data.dir", filepath.Join(m.dir, "data"), "--log.level", "debug")
 	w := lockedWriter{mu: m.logMu, w: m.log}
 	m.cmd.Stdout, m.cmd.Stderr = w, w
@@ -227,6 +228,7 @@ type sink struct {
 type delivery struct {
 	header http.Header
 	body   []byte
+	query  url.Values
 }
 
 func newSink(t *testing.T, status int) *sink {
@@ -257,7 +259,7 @@ func (s *sink) up() {
 		s.mu.Lock()
 		status := s.status
 		if status/100 == 2 {
-			s.got = append(s.got, delivery{header: r.Header.Clone(), body: body})
+			s.got = append(s.got, delivery{header: r.Header.Clone(), body: body, query: r.URL.Query()})
 		}
 		s.mu.Unlock()
 		w.WriteHeader(status)

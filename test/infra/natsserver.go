@@ -280,7 +280,13 @@ func (p *natsProc) start() {
 	p.exited = exited
 }
 
-func (p *natsProc) stop() {
+// stop ends the server with SIGTERM (SIGKILL after natsStopTimeout).
+func (p *natsProc) stop() { p.end(syscall.SIGTERM) }
+
+// kill ends the server with SIGKILL, as a crash would.
+func (p *natsProc) kill() { p.end(syscall.SIGKILL) }
+
+func (p *natsProc) end(sig syscall.Signal) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if p.cmd == nil {
@@ -288,7 +294,7 @@ func (p *natsProc) stop() {
 	}
 	cmd, exited := p.cmd, p.exited
 	p.cmd, p.exited = nil, nil
-	_ = cmd.Process.Signal(syscall.SIGTERM)
+	_ = cmd.Process.Signal(sig)
 	select {
 	case <-exited:
 	case <-time.After(natsStopTimeout):
