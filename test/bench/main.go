@@ -57,6 +57,7 @@ var (
 	latencyRate = flag.Int("rate", 1000, "events/s of the latency phase (and of -soak)")
 	latencyFor  = flag.Duration("latency-duration", 5*time.Second, "length of each latency phase")
 	backlog     = flag.Int("backlog", 100_000, "events a subscription drains in the delivery phase")
+	heapProfile = flag.String("heapprofile", "", "start meshd with admin.pprof, and after the run write its heap profile here and print its Go memory figures")
 	soak        = flag.Duration("soak", 0, "instead of the benchmark, publish and deliver at -rate for this long, report meshd's RSS and check nothing is lost")
 )
 
@@ -158,6 +159,11 @@ func run() error {
 
 	rssLoaded := m.rssMB()
 	fmt.Printf("memory      RSS %.1f MB after the run\n", rssLoaded)
+	if *heapProfile != "" {
+		if err := m.writeHeapProfile(*heapProfile); err != nil {
+			return err
+		}
+	}
 
 	fmt.Printf("RESULT publish_eps=%.0f batch_eps=%.0f noop_http_eps=%.0f raw_js_eps=%.0f ratio=%.3f e2e_p50_ms=%.2f e2e_p99_ms=%.2f"+
 		" deliver_eps=%.0f noop_deliver_eps=%.0f deliver_ratio=%.3f e2e5k_p50_ms=%.2f e2e5k_p99_ms=%.2f rss_idle_mb=%.1f rss_loaded_mb=%.1f binary_mb=%.1f"+
@@ -186,8 +192,12 @@ func startMeshd(bin string) (*meshdProc, error) {
 			return nil, err
 		}
 	}
-	m.cmd = exec.Command(bin, "run", "--app.id", "bench", "--data.dir", filepath.Join(dir, "data"),
-		"--api.listen", m.api, "--admin.listen", m.admin, "--mesh.listen", m.nats, "--log.level", "warn")
+	args := []string{"run", "--app.id", "bench", "--data.dir", filepath.Join(dir, "data"),
+		"--api.listen", m.api, "--admin.listen", m.admin, "--mesh.listen", m.nats, "--log.level", "warn"}
+	if *heapProfile != "" {
+		args = append(args, "--admin.pprof")
+	}
+	m.cmd = exec.Command(bin, args...)
 	m.cmd.Stdout, m.cmd.Stderr = &m.log, &m.log
 	if err := m.cmd.Start(); err != nil {
 		return nil, fmt.Errorf("starting %s (run make build first): %w", bin, err)
@@ -218,6 +228,46 @@ func (m *meshdProc) stop() {
 		}
 	}
 	_ = os.RemoveAll(m.dir)
+}
+
+// writeHeapProfile saves meshd's heap profile (after a collection) to path
+// and prints the Go runtime's view of its memory beside the RSS: what the
+// heap holds live, what it keeps from the OS, and what is not heap.
+func (m *meshdProc) writeHeapProfile(path string) error {
+	get := func(query string) ([]byte, error) {
+		resp, err := http.Get("http://" + m.admin + "/debug/pprof/heap?" + query)
+		if err != nil {
+			return nil, fmt.Errorf("heap profile: %w", err)
+		}
+		defer resp.Body.Close()
+		b, err := io.ReadAll(resp.Body)
+		if err == nil && resp.StatusCode != http.StatusOK {
+			err = fmt.Errorf("heap profile: %s: %s", resp.Status, b)
+		}
+		return b, err
+	}
+	prof, err := get("gc=1")
+	if err != nil {
+		return err
+	}
+	if err := os.WriteFile(path, prof, 0o644); err != nil {
+		return err
+	}
+	text, err := get("debug=1")
+	if err != nil {
+		return err
+	}
+	stats := map[string]float64{}
+	for line := range strings.SplitSeq(string(text), "\n") {
+		if k, v, ok := strings.Cut(strings.TrimPrefix(line, "# "), " = "); ok {
+			if n, err := strconv.ParseFloat(strings.Fields(v + " x")[0], 64); err == nil {
+				stats[k] = n / (1 << 20)
+			}
+		}
+	}
+	fmt.Printf("memory      Go heap after a GC: live %.1f MB, in use %.1f MB, held %.1f MB (released %.1f MB); all Go memory %.1f MB; RSS %.1f MB; profile in %s\n",
+		stats["HeapAlloc"], stats["HeapInuse"], stats["HeapSys"], stats["HeapReleased"], stats["Sys"], m.rssMB(), path)
+	return nil
 }
 
 // rssMB is meshd's resident memory now, from /proc.
