@@ -52,7 +52,9 @@ type Options struct {
 type Subscription struct {
 	ID    string `json:"id" yaml:"id"`
 	Topic string `json:"topic" yaml:"topic"`
-	// Group names the consumer group; default: the subscription id.
+	// Group names the consumer group; default: the subscription id. Groups
+	// are the app's own: another app's group of the same name is another
+	// group.
 	Group string `json:"group,omitempty" yaml:"group,omitempty"`
 	// Sink is the URL events are POSTed to, or a path ("/events") on the
 	// app next to the sidecar (see Options.AppPort).

@@ -215,6 +215,7 @@ func openEngine(ctx context.Context, cfg Config, logger *slog.Logger) (mesh.Engi
 		Replicas:        cfg.Mesh.Replicas,
 		MaxAge:          cfg.Mesh.MaxAge,
 		Name:            "meshd-" + cfg.App.ID,
+		GroupScope:      cfg.App.ID, // apps never share a consumer group by name
 		ConnectTimeout:  cfg.Mesh.ConnectTimeout,
 		DuplicateWindow: cfg.Mesh.DuplicateWindow,
 		MaxConsumers:    cfg.Mesh.MaxConsumers,

@@ -9,6 +9,7 @@ import (
 	"github.com/cloudevents/sdk-go/v2/event"
 	"github.com/cloudevents/sdk-go/v2/types"
 	"github.com/nats-io/nats.go"
+	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 )
 
@@ -96,17 +97,20 @@ func TestDecodeErrors(t *testing.T) {
 
 func TestDurableName(t *testing.T) {
 	seen := map[string]string{}
-	for _, p := range [][2]string{
-		{"a.b", "t"}, {"a_b", "t"}, {"a b", "t"}, {"a", "b__t"}, {"a__b", "t"},
-		{strings.Repeat("g", 300), "t"}, {strings.Repeat("g", 301), "t"}, {"g", "x.y"}, {"g", "x_y"},
+	for _, p := range [][3]string{
+		{"", "a.b", "t"}, {"", "a_b", "t"}, {"", "a b", "t"}, {"", "a", "b__t"}, {"", "a__b", "t"},
+		{"", strings.Repeat("g", 300), "t"}, {"", strings.Repeat("g", 301), "t"}, {"", "g", "x.y"}, {"", "g", "x_y"},
+		{"app", "g", "t"}, {"app2", "g", "t"}, {"app", "g2", "t"}, {"app__g", "", "t"}, {"a.b", "g", "t"}, {"a_b", "g", "t"},
 	} {
-		n := durableName(p[0], p[1])
+		n := durableName(p[0], p[1], p[2])
 		require.LessOrEqual(t, len(n), 64)
 		require.False(t, strings.ContainsAny(n, ". *>/\\"), n)
 		require.NotContains(t, seen, n, "collision for %q", p)
-		seen[n] = p[0] + "|" + p[1]
-		require.Equal(t, n, durableName(p[0], p[1]), "stable")
+		seen[n] = p[0] + "|" + p[1] + "|" + p[2]
+		require.Equal(t, n, durableName(p[0], p[1], p[2]), "stable")
 	}
+	// The names of groups made before scopes stay what they were.
+	assert.Equal(t, "orders__orders_2a28a411d79c", durableName("", "orders", "orders"))
 }
 
 func TestDefaults(t *testing.T) {

@@ -60,6 +60,11 @@ type Config struct {
 	ConnectTimeout time.Duration
 	// Name is the NATS client name, shown in server monitoring.
 	Name string
+	// GroupScope keeps consumer groups apart: groups of one name on one
+	// topic are one group only within a scope (meshd sets the app id, so
+	// two apps' subscriptions of one id do not share their events). A group
+	// made before scopes is used as it is while it exists.
+	GroupScope string
 	// Edge, if set, makes this the store of an edge whose server is a leaf
 	// node of a hub (mesh/embedded sets it; see edge.go).
 	Edge *EdgeConfig

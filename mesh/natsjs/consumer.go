@@ -81,7 +81,9 @@ func (e *Engine) Consume(ctx context.Context, cfg mesh.ConsumerConfig) (mesh.Con
 		create.InactiveThreshold = ephemeralIdle
 		c, err = e.cjs.CreateConsumer(ctx, e.cfg.Stream, create)
 	} else {
-		create.Durable = durableName(cfg.Group, cfg.Topic)
+		if create.Durable, err = e.durable(ctx, cfg.Group, cfg.Topic); err != nil {
+			return nil, fmt.Errorf("consuming %q as %q: %w", cfg.Topic, cfg.Group, e.classify(ctx, err))
+		}
 		c, err = e.openConsumer(ctx, create.Durable, func(cc *jetstream.ConsumerConfig) bool {
 			changed := cc.MaxAckPending != maxInFlight || cc.AckWait != ackWait || cc.MaxDeliver != maxDeliver
 			cc.MaxAckPending, cc.AckWait, cc.MaxDeliver = maxInFlight, ackWait, maxDeliver
@@ -157,7 +159,7 @@ func (e *Engine) consumerConfig(cfg mesh.ConsumerConfig, subject string) jetstre
 		deliver = jetstream.DeliverNewPolicy
 	}
 	create := jetstream.ConsumerConfig{
-		Description:   fmt.Sprintf("meshd group %q on topic %q", cfg.Group, cfg.Topic),
+		Description:   fmt.Sprintf("meshd group %q on topic %q of %q", cfg.Group, cfg.Topic, e.cfg.GroupScope),
 		AckPolicy:     jetstream.AckExplicitPolicy,
 		AckWait:       ackWait,
 		MaxDeliver:    maxDeliver,
@@ -197,9 +199,11 @@ func (e *Engine) ResetGroup(ctx context.Context, cfg mesh.ConsumerConfig) error 
 		return fmt.Errorf("resetting %q on %q: maxInFlight, ackWait and maxDeliver must not be negative", cfg.Group, cfg.Topic)
 	}
 	create := e.consumerConfig(cfg, subject)
-	create.Durable = durableName(cfg.Group, cfg.Topic)
 	ctx, cancel := e.withTimeout(ctx)
 	defer cancel()
+	if create.Durable, err = e.durable(ctx, cfg.Group, cfg.Topic); err != nil {
+		return fmt.Errorf("resetting group %q on %q: %w", cfg.Group, cfg.Topic, e.classify(ctx, err))
+	}
 	for attempt := 0; ; attempt++ {
 		err := e.js.DeleteConsumer(ctx, e.cfg.Stream, create.Durable)
 		if err == nil || errors.Is(err, jetstream.ErrConsumerNotFound) {
@@ -239,24 +243,55 @@ func (e *Engine) openConsumer(ctx context.Context, name string, update func(*jet
 	return nil, jetstream.ErrConsumerExists
 }
 
-// durableName is the NATS consumer name of group on topic: the two joined
-// with characters NATS names cannot carry replaced, plus a hash of the
-// exact pair so that distinct pairs never share a consumer.
-func durableName(group, topic string) string {
+// durableName is the NATS consumer name of group on topic in scope: the
+// three joined with characters NATS names cannot carry replaced, plus a
+// hash of the exact triple so that distinct ones never share a consumer.
+// Without a scope it is the name groups had before scopes (group and topic
+// only), so those groups keep their consumers.
+func durableName(scope, group, topic string) string {
 	const maxReadable = 48
-	sum := sha256.Sum256([]byte(group + "\x00" + topic))
-	readable := strings.Map(func(r rune) rune {
+	key, readable := group+"\x00"+topic, group+"__"+topic
+	if scope != "" {
+		key, readable = scope+"\x00"+key, scope+"__"+readable
+	}
+	sum := sha256.Sum256([]byte(key))
+	readable = strings.Map(func(r rune) rune {
 		switch {
 		case r >= 'a' && r <= 'z', r >= 'A' && r <= 'Z', r >= '0' && r <= '9', r == '-', r == '_':
 			return r
 		default:
 			return '_'
 		}
-	}, group+"__"+topic)
+	}, readable)
 	if len(readable) > maxReadable {
 		readable = readable[:maxReadable]
 	}
 	return readable + "_" + hex.EncodeToString(sum[:6])
+}
+
+// durable is the consumer of group on topic: the one of this engine's
+// GroupScope, unless only a group made before scopes exists (a meshd
+// before scopes made it, and its position and backlog are there), then
+// that one. Without a scope, the unscoped one.
+func (e *Engine) durable(ctx context.Context, group, topic string) (string, error) {
+	name := durableName(e.cfg.GroupScope, group, topic)
+	if e.cfg.GroupScope == "" {
+		return name, nil
+	}
+	_, err := e.cjs.Consumer(ctx, e.cfg.Stream, name)
+	if err == nil || !errors.Is(err, jetstream.ErrConsumerNotFound) {
+		return name, err
+	}
+	legacy := durableName("", group, topic)
+	_, err = e.cjs.Consumer(ctx, e.cfg.Stream, legacy)
+	switch {
+	case err == nil:
+		return legacy, nil
+	case errors.Is(err, jetstream.ErrConsumerNotFound):
+		return name, nil
+	default:
+		return "", err
+	}
 }
 
 // Next returns the next decodable event. A message whose headers do not

@@ -264,7 +264,10 @@ func (e *Engine) DeleteGroup(ctx context.Context, topic, group string) error {
 	}
 	ctx, cancel := e.withTimeout(ctx)
 	defer cancel()
-	err := e.js.DeleteConsumer(ctx, e.cfg.Stream, durableName(group, topic))
+	name, err := e.durable(ctx, group, topic)
+	if err == nil {
+		err = e.js.DeleteConsumer(ctx, e.cfg.Stream, name)
+	}
 	if err != nil && !errors.Is(err, jetstream.ErrConsumerNotFound) {
 		return fmt.Errorf("deleting group %q on %q: %w", group, topic, e.classify(ctx, err))
 	}

@@ -8,6 +8,7 @@ import (
 
 	"github.com/cloudevents/sdk-go/v2/event"
 	"github.com/nats-io/nats.go"
+	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
 	"github.com/meshd/meshd/mesh"
@@ -187,4 +188,84 @@ func TestBucketExists(t *testing.T) {
 	ok, err = eng.BucketExists(t.Context(), "not a name")
 	require.NoError(t, err)
 	require.False(t, ok)
+}
+
+// Groups are kept apart by scope (the app id): two apps' subscriptions of
+// one id on one topic each get every event, and one deleting its group
+// leaves the other's alone. A group made before scopes is carried on.
+func TestGroupScopes(t *testing.T) {
+	url, _, _ := infra.StartNATS(t)
+	open := func(scope string) *natsjs.Engine {
+		eng, err := natsjs.Connect(t.Context(), natsjs.Config{URLs: []string{url}, Name: "scope-" + scope, GroupScope: scope})
+		require.NoError(t, err)
+		t.Cleanup(func() { _ = eng.Close() })
+		return eng
+	}
+	ctx := t.Context()
+	publish := func(eng *natsjs.Engine, ids ...string) {
+		for _, id := range ids {
+			require.NoError(t, eng.Publish(ctx, "orders", []*event.Event{newEvent(id)}))
+		}
+	}
+	receive := func(c mesh.Consumer, n int) []string {
+		var got []string
+		for range n {
+			nctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+			m, err := c.Next(nctx)
+			cancel()
+			require.NoError(t, err, "after %v", got)
+			require.NoError(t, m.Ack(ctx))
+			got = append(got, m.Event().ID())
+		}
+		return got
+	}
+	quiet := func(c mesh.Consumer) {
+		nctx, cancel := context.WithTimeout(ctx, 300*time.Millisecond)
+		defer cancel()
+		m, err := c.Next(nctx)
+		if err == nil {
+			t.Fatalf("unexpected delivery of %s", m.Event().ID())
+		}
+	}
+
+	// A group made before scopes, half consumed.
+	old := open("")
+	// (Two in flight: a closed member's unacked events wait out AckWait.)
+	c, err := old.Consume(ctx, mesh.ConsumerConfig{Topic: "orders", Group: "audit", MaxInFlight: 2})
+	require.NoError(t, err)
+	publish(old, "e1", "e2", "e3", "e4")
+	require.Equal(t, []string{"e1", "e2"}, receive(c, 2))
+	require.NoError(t, c.Close())
+
+	// App a carries it on: the rest of the backlog, not all of it again.
+	a, b := open("a"), open("b")
+	ca, err := a.Consume(ctx, mesh.ConsumerConfig{Topic: "orders", Group: "audit", MaxInFlight: 1})
+	require.NoError(t, err)
+	require.Equal(t, []string{"e3", "e4"}, receive(ca, 2))
+	gi, err := a.GroupInfo(ctx, "orders", "audit")
+	require.NoError(t, err)
+	assert.Equal(t, uint64(4), gi.AckFloor)
+	require.NoError(t, ca.Close())
+	require.NoError(t, a.DeleteGroup(ctx, "orders", "audit")) // the old group is gone
+
+	// Apps a and b, one group name each: each its own group, every event.
+	ca, err = a.Consume(ctx, mesh.ConsumerConfig{Topic: "orders", Group: "audit", StartAtNew: true})
+	require.NoError(t, err)
+	cb, err := b.Consume(ctx, mesh.ConsumerConfig{Topic: "orders", Group: "audit", StartAtNew: true})
+	require.NoError(t, err)
+	publish(a, "f1", "f2", "f3")
+	assert.Equal(t, []string{"f1", "f2", "f3"}, receive(ca, 3))
+	assert.Equal(t, []string{"f1", "f2", "f3"}, receive(cb, 3))
+	quiet(ca)
+
+	// a deleting its group does not touch b's.
+	require.NoError(t, ca.Close())
+	require.NoError(t, a.DeleteGroup(ctx, "orders", "audit"))
+	_, err = a.GroupInfo(ctx, "orders", "audit")
+	require.ErrorIs(t, err, mesh.ErrGroupNotFound)
+	publish(b, "g1")
+	assert.Equal(t, []string{"g1"}, receive(cb, 1))
+	gi, err = b.GroupInfo(ctx, "orders", "audit")
+	require.NoError(t, err)
+	assert.Equal(t, uint64(8), gi.AckFloor)
 }

@@ -76,7 +76,11 @@ func (e *Engine) GroupInfo(ctx context.Context, topic, group string) (mesh.Group
 	}
 	ctx, cancel := e.withTimeout(ctx)
 	defer cancel()
-	c, err := e.js.Consumer(ctx, e.cfg.Stream, durableName(group, topic))
+	name, err := e.durable(ctx, group, topic)
+	if err != nil {
+		return mesh.GroupInfo{}, fmt.Errorf("reading group %q on %q: %w", group, topic, e.classify(ctx, err))
+	}
+	c, err := e.js.Consumer(ctx, e.cfg.Stream, name)
 	if errors.Is(err, jetstream.ErrConsumerNotFound) {
 		return mesh.GroupInfo{}, fmt.Errorf("group %q on %q: %w", group, topic, mesh.ErrGroupNotFound)
 	}

@@ -478,10 +478,31 @@ func TestAppIDsDoNotShareState(t *testing.T) {
 	code, body = dot.adminCall(http.MethodGet, "/v1/connectors", nil)
 	require.Equal(t, http.StatusOK, code)
 	assert.Contains(t, body, "mine")
-	resp, text = under.do(http.MethodPost, "/v1/subscriptions", "", `{"id":"mine","topic":"apart","sink":"`+out.url()+`"}`)
+	out2 := newSink(t, http.StatusNoContent)
+	resp, text = under.do(http.MethodPost, "/v1/subscriptions", "", `{"id":"mine","topic":"apart","sink":"`+out2.url()+`"}`)
 	assert.Equal(t, http.StatusCreated, resp.StatusCode, "the same id is free in a_b: %s", text)
 	assert.Never(t, func() bool { return strings.Contains(under.logString(), "elsewhere") }, 300*time.Millisecond, 20*time.Millisecond,
 		"a_b applies nothing of a.b")
+
+	// Their subscriptions of one id on one topic are two consumer groups:
+	// each gets every event (they split them between them before), and
+	// one deleting its subscription leaves the other's group alone.
+	for i := range 10 {
+		dot.publishBinary("apart", fmt.Sprintf("e%d", i), "t", []byte(`{}`))
+	}
+	all := func(s *sink, n int) func() bool {
+		return func() bool { ids, _ := s.ids(); return len(ids) == n }
+	}
+	require.Eventually(t, all(out, 10), 10*time.Second, 20*time.Millisecond, "a.b gets every event")
+	require.Eventually(t, all(out2, 10), 10*time.Second, 20*time.Millisecond, "a_b gets every event")
+	resp, text = under.do(http.MethodDelete, "/v1/subscriptions/mine", "", "")
+	require.Equal(t, http.StatusNoContent, resp.StatusCode, text)
+	for i := 10; i < 15; i++ {
+		dot.publishBinary("apart", fmt.Sprintf("e%d", i), "t", []byte(`{}`))
+	}
+	require.Eventually(t, all(out, 15), 10*time.Second, 20*time.Millisecond, "a.b still gets every event")
+	_, n := out.ids()
+	assert.Equal(t, 15, n, "each once")
 }
 
 // After the subscriber lost its data, a replay from the earliest event, or
