@@ -198,7 +198,8 @@ func (h *handler) getSubscription(w http.ResponseWriter, r *http.Request) {
 
 // putSubscription replaces a subscription. With If-Match (the ETag of a
 // GET), only the revision it names is replaced; without, the one it read.
-// Either way a change by anyone else first is a 409, never overwritten.
+// Either way a change by anyone else first is a 409, never overwritten. A
+// sink given back masked, as a GET shows it, keeps its stored credentials.
 func (h *handler) putSubscription(w http.ResponseWriter, r *http.Request) {
 	id := r.PathValue("id")
 	rev, err := ifMatch(r.Header.Get("If-Match"))
@@ -219,6 +220,15 @@ func (h *handler) putSubscription(w http.ResponseWriter, r *http.Request) {
 		h.fail(w, r, "replacing subscription", problem.New(problem.CodeInvalidSubscription,
 			fmt.Sprintf("id: %q in the body differs from %q in the path", sub.ID, id)))
 		return
+	}
+	if old, oldRev, err := h.b.LookupSubscription(r.Context(), id); err == nil &&
+		sub.Sink != old.Sink && sub.Sink == masked(old).Sink {
+		// The sink as a GET showed it, credentials masked: keep the stored
+		// one, and replace only what was read here.
+		sub.Sink = old.Sink
+		if rev == 0 {
+			rev = oldRev
+		}
 	}
 	stored, rev, err := h.b.UpdateSubscription(r.Context(), sub, rev)
 	if err != nil {

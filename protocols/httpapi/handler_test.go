@@ -686,3 +686,31 @@ func TestDotSegmentsAreProblems(t *testing.T) {
 		assert.GreaterOrEqual(t, p.Status, 400, path)
 	}
 }
+
+// A sink given back as a GET showed it, credentials masked, keeps the
+// stored credentials; a new sink replaces it.
+func TestPutKeepsMaskedSinkCredentials(t *testing.T) {
+	h, rec := newTestHandler(t, Config{})
+	secret := "https://user:pa55word@sink.example/in?token=t0ps3cret"
+	w := do(h, "POST", "/v1/subscriptions", []byte(`{"id":"s","topic":"t","sink":"`+secret+`"}`), jsonCT)
+	require.Equal(t, 201, w.Code, w.Body.String())
+	w = do(h, "GET", "/v1/subscriptions/s", nil, nil)
+	require.Equal(t, 200, w.Code)
+	require.NotContains(t, w.Body.String(), "pa55word")
+	var shown bridge.Subscription
+	require.NoError(t, json.Unmarshal(w.Body.Bytes(), &shown))
+	require.NotEqual(t, secret, shown.Sink)
+
+	shown.MaxInFlight = 4
+	body, err := json.Marshal(shown)
+	require.NoError(t, err)
+	w = do(h, "PUT", "/v1/subscriptions/s", body, jsonCT)
+	require.Equal(t, 200, w.Code, w.Body.String())
+	assert.NotContains(t, w.Body.String(), "pa55word")
+	assert.Equal(t, secret, rec.subs["s"].Sink, "the stored credentials are kept")
+	assert.Equal(t, 4, rec.subs["s"].MaxInFlight)
+
+	w = do(h, "PUT", "/v1/subscriptions/s", []byte(`{"topic":"t","sink":"https://other.example/in"}`), jsonCT)
+	require.Equal(t, 200, w.Code, w.Body.String())
+	assert.Equal(t, "https://other.example/in", rec.subs["s"].Sink)
+}
