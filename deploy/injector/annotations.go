@@ -17,6 +17,8 @@ const (
 	AnnotationConfig             = "meshd.io/config"               // ConfigMap holding meshd.yaml
 	AnnotationAPITokenSecret     = "meshd.io/api-token-secret"     // Secret name, or "name:key"
 	AnnotationAdminTokenSecret   = "meshd.io/admin-token-secret"   // Secret name, or "name:key": admin.token
+	AnnotationSecretsKeySecret   = "meshd.io/secrets-key-secret"   // Secret name, or "name:key": secrets.key, one for every pod of the app
+	AnnotationMeshTokenSecret    = "meshd.io/mesh-token-secret"    // Secret name, or "name:key": mesh.token for the mesh URL
 	AnnotationMeshURL            = "meshd.io/mesh-url"             // overrides the injector's mesh URL
 	AnnotationLogLevel           = "meshd.io/log-level"            // debug, info, warn, error
 	AnnotationSidecarCPU         = "meshd.io/sidecar-cpu"          // CPU request

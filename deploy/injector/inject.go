@@ -153,6 +153,10 @@ type settings struct {
 	tokenKey    string
 	adminSecret string // meshd.io/admin-token-secret: admin.token
 	adminKey    string
+	sealSecret  string // meshd.io/secrets-key-secret: secrets.key
+	sealKey     string
+	meshSecret  string // meshd.io/mesh-token-secret: mesh.token
+	meshKey     string
 	meshURL     string
 	logLevel    string
 	requests    map[string]quantity // "cpu", "memory"
@@ -210,6 +214,8 @@ func readSettings(pod podView, cfg Config) (settings, error) {
 	}
 	s.tokenSecret, s.tokenKey = secretRef(AnnotationAPITokenSecret)
 	s.adminSecret, s.adminKey = secretRef(AnnotationAdminTokenSecret)
+	s.sealSecret, s.sealKey = secretRef(AnnotationSecretsKeySecret)
+	s.meshSecret, s.meshKey = secretRef(AnnotationMeshTokenSecret)
 	if v, ok := ann[AnnotationMeshURL]; ok {
 		if err := checkMeshURL(v); err != nil {
 			bad(AnnotationMeshURL, err)
@@ -372,6 +378,8 @@ const (
 	settingDataDir     = "data.dir"
 	settingLogLevel    = "log.level"
 	settingMeshURL     = "mesh.url"
+	settingMeshToken   = "mesh.token"
+	settingSecretsKey  = "secrets.key"
 )
 
 func envVar(name, value string) map[string]any {
@@ -438,6 +446,14 @@ func (s settings) container() map[string]any {
 		// The sidecar's only: a container of the app that manages
 		// connectors mounts the Secret itself.
 		env = append(env, secretEnv(sidecar.EnvName(settingAdminToken), s.adminSecret, s.adminKey))
+	}
+	if s.sealSecret != "" {
+		// One key for every pod of the app: a connector stored by one is
+		// run (its secrets opened) by another.
+		env = append(env, secretEnv(sidecar.EnvName(settingSecretsKey), s.sealSecret, s.sealKey))
+	}
+	if s.meshSecret != "" {
+		env = append(env, secretEnv(sidecar.EnvName(settingMeshToken), s.meshSecret, s.meshKey))
 	}
 	probe := func(path string, period, failures int) map[string]any {
 		return map[string]any{

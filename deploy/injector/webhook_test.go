@@ -2,6 +2,8 @@ package injector_test
 
 import (
 	"bytes"
+	"crypto/sha256"
+	"encoding/base64"
 	"encoding/json"
 	"net/http"
 	"net/http/httptest"
@@ -348,6 +350,8 @@ func TestSidecarEnvIsTheSidecarsSettings(t *testing.T) {
 		injector.AnnotationAppPort:          "http",
 		injector.AnnotationAPITokenSecret:   "meshd-token",
 		injector.AnnotationAdminTokenSecret: "meshd-admin",
+		injector.AnnotationSecretsKeySecret: "meshd-seal:key",
+		injector.AnnotationMeshTokenSecret:  "meshd-mesh",
 		injector.AnnotationConfig:           "web-meshd",
 	}))
 	r := review(t, testConfig(), pod)
@@ -360,7 +364,14 @@ func TestSidecarEnvIsTheSidecarsSettings(t *testing.T) {
 		if e.ValueFrom != nil {
 			given[e.Name] = "from secret " + e.ValueFrom.SecretKeyRef.Name
 		}
+		if e.Name == sidecar.EnvName("secrets.key") {
+			// The Secret holds a key, which meshd checks: a stand-in
+			// that names the Secret and its key.
+			ref := e.ValueFrom.SecretKeyRef
+			given[e.Name] = standInKey(ref.Name + "/" + ref.Key)
+		}
 	}
+	sealKey := standInKey("meshd-seal/key")
 	cfg := sidecar.Defaults()
 	read := map[string]bool{}
 	err := cfg.ApplyEnv(func(name string) (string, bool) {
@@ -384,12 +395,14 @@ func TestSidecarEnvIsTheSidecarsSettings(t *testing.T) {
 		"admin.listen": cfg.Admin.Listen, "mesh.url": cfg.Mesh.URL, "log.level": cfg.Log.Level,
 		"data.dir": cfg.Data.Dir, "api.token": cfg.API.Token,
 		"admin.probeListen": cfg.Admin.ProbeListen, "admin.token": cfg.Admin.Token,
+		"secrets.key": cfg.Secrets.Key, "mesh.token": cfg.Mesh.Token,
 	} {
 		want := map[string]any{
 			"app.id": "web", "app.port": 8080, "api.listen": "127.0.0.1:10105",
 			"admin.listen": "127.0.0.1:10106", "mesh.url": meshURL, "log.level": "info",
 			"data.dir": "/var/lib/meshd", "api.token": "from secret meshd-token",
 			"admin.probeListen": "0.0.0.0:10108", "admin.token": "from secret meshd-admin",
+			"secrets.key": sealKey, "mesh.token": "from secret meshd-mesh",
 		}[setting]
 		if got != want {
 			t.Errorf("%s (%s) = %v, want %v", setting, sidecar.EnvName(setting), got, want)
@@ -638,4 +651,10 @@ func TestConfigValidate(t *testing.T) {
 			t.Errorf("%s: no error", name)
 		}
 	}
+}
+
+// standInKey is a valid secrets.key derived from name.
+func standInKey(name string) string {
+	sum := sha256.Sum256([]byte(name))
+	return base64.StdEncoding.EncodeToString(sum[:])
 }
