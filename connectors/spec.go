@@ -87,6 +87,12 @@ type Spec struct {
 	// type (cross-field rules, URL formats). Return FieldErrors (or a
 	// *ValidationError) naming the bad field.
 	Check func(cfg Config) []FieldError
+	// WebhookPath, set by sources that serve a path on the webhook
+	// listener, is the path an instance named name serves. While the
+	// instance is paused or stopped, also after a restart of meshd, the
+	// runtime keeps the path answering 503 with Retry-After (senders try
+	// again later) instead of 404 (many give up).
+	WebhookPath func(cfg Config, name string) string
 }
 
 // Names of the fields every connector has.

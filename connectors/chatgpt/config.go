@@ -85,7 +85,8 @@ var Spec = connectors.Spec{
 	New: func() connectors.Connector {
 		return connectors.NewConnector(func() connectors.Task { return &Task{} }, connectors.OneTask) // a path is served by one task
 	},
-	Check: check,
+	Check:       check,
+	WebhookPath: webhook.Path,
 }
 
 func init() { connectors.Register(Spec) }

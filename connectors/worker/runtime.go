@@ -588,10 +588,24 @@ func (r *Runtime) apply(inst *instance) {
 		inst.setConnector(StateFailed, inst.redact(inst.invalid.Error()))
 	case inst.target == StatePaused:
 		inst.setPaused()
+		r.reserveWebhook(inst)
 	case inst.target == StateStopped:
 		inst.setStopped() // tasks.go
+		r.reserveWebhook(inst)
 	case r.running:
 		r.startRun(inst)
+	}
+}
+
+// reserveWebhook keeps the webhook path of a paused or stopped source
+// answering 503 (connectors.Spec.WebhookPath).
+func (r *Runtime) reserveWebhook(inst *instance) {
+	if inst.spec.WebhookPath == nil || inst.cfg == nil || !r.running {
+		return
+	}
+	path := inst.spec.WebhookPath(inst.cfg, inst.name)
+	if err := r.webhooks.reserve(inst.name, path); err != nil {
+		r.log.Warn("keeping the webhook path of a paused connector", "connector", inst.name, "path", path, "error", err)
 	}
 }
 

@@ -162,6 +162,26 @@ func (w *webhookServer) hold(owner string) {
 	w.held[owner] = true
 }
 
+// reserve keeps path for owner, answering 503 as paused, until owner's
+// task serves it again (handle) or owner is released: the path of an
+// instance that is paused or stopped at start, whose task never ran here.
+// A path another instance serves is left to it.
+func (w *webhookServer) reserve(owner, path string) error {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.held[owner] = true
+	if _, ok := w.routes[path]; ok || w.closed {
+		return nil
+	}
+	if w.srv == nil {
+		if err := w.openLocked(); err != nil {
+			return err
+		}
+	}
+	w.routes[path] = &route{owner: owner}
+	return nil
+}
+
 // unhold forgets that owner is paused; its paused paths answer 503 until
 // its tasks serve them again.
 func (w *webhookServer) unhold(owner string) {

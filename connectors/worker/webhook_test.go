@@ -146,6 +146,45 @@ func TestWebhookPausedSourceAnswers503(t *testing.T) {
 	assert.True(t, refused(addr), "deleting the last (paused) source closes the listener")
 }
 
+// A source paused (or stopped) before a restart keeps answering 503 on
+// its path after it, though its task does not run: a 404 makes many
+// senders give up.
+func TestWebhookPausedSourceKeepsItsPathAcrossRestarts(t *testing.T) {
+	addr := infra.FreeAddr(t)
+	rt, eng := webhookRuntime(t, addr, worker.WebhookOptions{})
+	for _, n := range []string{"p", "s"} {
+		_, err := rt.Create(t.Context(), n, hookConfig("/hooks/"+n))
+		require.NoError(t, err)
+		waitTasks(t, rt, n, worker.StateRunning)
+	}
+	require.NoError(t, rt.Pause(t.Context(), "p"))
+	require.NoError(t, rt.StopConnector(t.Context(), "s"))
+	require.NoError(t, rt.Stop(t.Context()))
+	assert.True(t, refused(addr))
+
+	reg := connectors.NewRegistry()
+	reg.Register(httpsource.Spec)
+	rt2, err := worker.New(worker.Options{Engine: eng, Registry: reg, WebhookListen: addr})
+	require.NoError(t, err)
+	require.NoError(t, rt2.Start(t.Context()))
+	t.Cleanup(func() { _ = rt2.Stop(context.Background()) })
+	for _, n := range []string{"p", "s"} {
+		code, body, h := post(t, http.DefaultClient, "http://"+addr+"/hooks/"+n, `{}`)
+		assert.Equal(t, http.StatusServiceUnavailable, code, "%s: %s", n, body)
+		assert.Equal(t, "30", h.Get("Retry-After"))
+	}
+	code, _, _ := post(t, http.DefaultClient, "http://"+addr+"/hooks/other", `{}`)
+	assert.Equal(t, http.StatusNotFound, code)
+
+	require.NoError(t, rt2.Resume(t.Context(), "p"))
+	waitTasks(t, rt2, "p", worker.StateRunning)
+	code, body, _ := post(t, http.DefaultClient, "http://"+addr+"/hooks/p", `{}`)
+	assert.Equal(t, http.StatusNoContent, code, body)
+	require.NoError(t, rt2.Delete(t.Context(), "s"))
+	code, _, _ = post(t, http.DefaultClient, "http://"+addr+"/hooks/s", `{}`)
+	assert.Equal(t, http.StatusNotFound, code, "deleted: its path is gone")
+}
+
 // With webhook.tls set the listener speaks HTTPS only, HTTP/2 included,
 // and picks up a renewed certificate without a restart.
 func TestWebhookTLS(t *testing.T) {

@@ -31,6 +31,15 @@ func CheckPath(cfg connectors.Config) []connectors.FieldError {
 	return nil
 }
 
+// Path is the path an instance named name serves: its path field, or
+// /<name> (the spec's WebhookPath).
+func Path(cfg connectors.Config, name string) string {
+	if p := cfg.String(FieldPath); p != "" {
+		return p
+	}
+	return "/" + name
+}
+
 // Endpoint is what a webhook source task shares with the others: embedded
 // in the task, it keeps the task context (Init), serves the task's path on
 // the webhook listener (Serve, called from Start) and passes the events its
@@ -59,12 +68,8 @@ func (e *Endpoint) Serve(cfg connectors.Config, h http.Handler) error {
 	if e.tc == nil {
 		return errors.New("webhook source task started without Init")
 	}
-	path := cfg.String(FieldPath)
-	if path == "" {
-		path = "/" + e.tc.Connector()
-	}
 	e.inbox = NewInbox()
-	remove, err := e.tc.Webhooks().Handle(path, h)
+	remove, err := e.tc.Webhooks().Handle(Path(cfg, e.tc.Connector()), h)
 	if err != nil {
 		return err
 	}
