@@ -2,7 +2,6 @@ package sidecar
 
 import (
 	"context"
-	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -93,19 +92,9 @@ func (a *adminFlags) client() *api.Client {
 // before or after flags); want bounds the positional arguments.
 func parseMixed(fs *flag.FlagSet, args []string, minArgs, maxArgs int, what string) ([]string, error) {
 	cmd := strings.TrimPrefix(fs.Name(), "meshd ")
-	var positional []string
-	for {
-		if err := fs.Parse(args); err != nil {
-			if errors.Is(err, flag.ErrHelp) {
-				return nil, err
-			}
-			return nil, &usageError{cmd: cmd} // flag printed it
-		}
-		if fs.NArg() == 0 {
-			break
-		}
-		positional = append(positional, fs.Arg(0))
-		args = fs.Args()[1:]
+	positional, err := parseInterleaved(fs, args, cmd) // cli.go
+	if err != nil {
+		return nil, err
 	}
 	switch {
 	case len(positional) > maxArgs:

