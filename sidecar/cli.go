@@ -41,8 +41,8 @@ Usage:
   meshd connectors tasks|restart --task|stop|offsets NAME   tasks and offsets of a connector
   meshd topics                                        list topics: stored events, bytes, publish rate
   meshd subscriptions status|pause|resume [ID]        where subscriptions stand; pause and resume them
-  meshd deadletters list|redrive [TOPIC]              see dead letters and re-drive them
   meshd subscriptions replay ID --from TIME|SEQ|earliest   deliver a subscription's events again
+  meshd deadletters list|redrive [TOPIC]              see dead letters and re-drive them
 `
 	usageTail = `  meshd version                                       print the version
 
