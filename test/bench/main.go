@@ -699,6 +699,11 @@ func runSoak(m *meshdProc, client *http.Client, api string, payload []byte) erro
 	}
 	fmt.Printf("soak: sent %d, delivered %d; RSS first %.1f MB, last %.1f MB, max %.1f MB\n",
 		len(sent), probe.count(), rss[0], rss[len(rss)-1], maxRSS)
+	if *heapProfile != "" {
+		if err := m.writeHeapProfile(*heapProfile); err != nil {
+			return err
+		}
+	}
 	if probe.count() < len(sent) {
 		return errors.New("soak lost " + strconv.Itoa(len(sent)-probe.count()) + " events")
 	}
