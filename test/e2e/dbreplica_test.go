@@ -83,6 +83,11 @@ func TestMariaDBReplicatedIntoPostgresAndClickHouse(t *testing.T) {
 		w.step(t)
 		if i == 150 {
 			mustExec(t, my, "TRUNCATE TABLE items")
+			// Known gap (docs/connectors/*-sink.md): a crash while a sink
+			// still holds events from before a TRUNCATE gets those events
+			// redelivered after it, and rows of keys the target did not
+			// have come back. The crash below comes once both caught up.
+			replicated(t, my, pg, ch)
 		}
 		if i == 250 {
 			m.kill9()
@@ -113,6 +118,17 @@ func TestMariaDBReplicatedIntoPostgresAndClickHouse(t *testing.T) {
 			}
 		}
 	}()
+	replicated(t, my, pg, ch)
+	for _, n := range []string{"items-pg", "items-ch"} {
+		code, body := m.adminCall(http.MethodGet, "/v1/connectors/"+n+"/status", nil)
+		require.Equal(t, http.StatusOK, code, body)
+		assert.NotContains(t, body, "FAILED")
+	}
+}
+
+// replicated waits until PostgreSQL and ClickHouse hold what MariaDB holds.
+func replicated(t *testing.T, my, pg, ch *sql.DB) {
+	t.Helper()
 	require.EventuallyWithT(t, func(c *assert.CollectT) {
 		want, err := rowsOf(my, "SELECT id, name, price, big, f, at, data FROM items ORDER BY id")
 		require.NoError(c, err)
@@ -127,11 +143,6 @@ func TestMariaDBReplicatedIntoPostgresAndClickHouse(t *testing.T) {
 		require.NoError(c, err)
 		assert.Equal(c, want, got)
 	}, 90*time.Second, 200*time.Millisecond, "ClickHouse holds what MariaDB holds")
-	for _, n := range []string{"items-pg", "items-ch"} {
-		code, body := m.adminCall(http.MethodGet, "/v1/connectors/"+n+"/status", nil)
-		require.Equal(t, http.StatusOK, code, body)
-		assert.NotContains(t, body, "FAILED")
-	}
 }
 
 // workload changes the items table at random: inserts, updates of values
