@@ -9,7 +9,6 @@ import (
 	"os"
 	"os/exec"
 	"strconv"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -22,6 +21,7 @@ import (
 	"github.com/meshd/meshd/connectors/worker"
 	"github.com/meshd/meshd/mesh"
 	"github.com/meshd/meshd/mesh/embedded"
+	"github.com/meshd/meshd/test/infra"
 	rmq "github.com/meshd/meshd/test/infra/rocketmq"
 )
 
@@ -81,7 +81,7 @@ func startChild(t *testing.T, dir string, s *rmq.Server) *child {
 	t.Helper()
 	cmd := exec.Command(os.Args[0], "-test.run=^$")
 	cmd.Env = append(os.Environ(), childEnv+"="+dir, childNameSrvEnv+"="+s.NameServer())
-	var out lockedBuffer
+	var out infra.SyncBuffer
 	cmd.Stdout, cmd.Stderr = &out, &out
 	require.NoError(t, cmd.Start())
 	done := make(chan struct{})
@@ -211,21 +211,4 @@ func readTopic(t *testing.T, eng mesh.Engine, topic string, each func(key string
 		n++
 		require.NoError(t, m.Ack(t.Context()))
 	}
-}
-
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
 }

@@ -12,6 +12,8 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+
+	"github.com/meshd/meshd/test/infra"
 )
 
 // A stray argument is refused with a usage error (exit 2) naming it: flag
@@ -42,7 +44,7 @@ func TestStrayArgumentsAreRefused(t *testing.T) {
 func TestCLIPublishChecksTopicAndLabelsData(t *testing.T) {
 	m := newMeshd(t, "cli-pub", "")
 	url := "http://" + m.api
-	var out lockedBuffer
+	var out infra.SyncBuffer
 	sub := exec.Command(meshdBin, "subscribe", "--url", url, "--topic", "a")
 	sub.Stdout, sub.Stderr = &out, &out
 	require.NoError(t, sub.Start())
@@ -119,9 +121,9 @@ func TestCLISubscribeLeavesNothingBehind(t *testing.T) {
 		return subs
 	}
 	// startSub starts meshd subscribe; exited yields its end once.
-	startSub := func(args ...string) (*exec.Cmd, *lockedBuffer, <-chan error) {
+	startSub := func(args ...string) (*exec.Cmd, *infra.SyncBuffer, <-chan error) {
 		t.Helper()
-		var out lockedBuffer
+		var out infra.SyncBuffer
 		cmd := exec.Command(meshdBin, append([]string{"subscribe", "--url", url}, args...)...)
 		cmd.Stdout, cmd.Stderr = &out, &out
 		require.NoError(t, cmd.Start())

@@ -11,6 +11,8 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+
+	"github.com/meshd/meshd/test/infra"
 )
 
 // Two sidecars: the first embeds the mesh and lets the second join it. An app
@@ -182,7 +184,7 @@ func TestSubscriptionAPIPersistsAndGracefulStop(t *testing.T) {
 // The CLI client: meshd subscribe prints what meshd publish sent.
 func TestCLIPublishSubscribe(t *testing.T) {
 	m := newMeshd(t, "app", "")
-	var out lockedBuffer
+	var out infra.SyncBuffer
 	subCmd := exec.Command(meshdBin, "subscribe", "--url", "http://"+m.api, "--topic", "greetings")
 	subCmd.Stdout = &out
 	subCmd.Stderr = &out

@@ -27,20 +27,14 @@ import (
 var meshdBin string
 
 func TestMain(m *testing.M) {
-	dir, err := os.MkdirTemp("", "meshd-e2e-bin")
+	bin, cleanup, err := infra.BuildMeshd()
 	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(1)
-	}
-	meshdBin = filepath.Join(dir, "meshd")
-	build := exec.Command("go", "build", "-o", meshdBin, "github.com/meshd/meshd/sidecar/cmd/meshd")
-	build.Stdout, build.Stderr = os.Stderr, os.Stderr
-	if err := build.Run(); err != nil {
 		fmt.Fprintln(os.Stderr, "building meshd for the end-to-end tests:", err)
 		os.Exit(1)
 	}
+	meshdBin = bin
 	code := m.Run()
-	os.RemoveAll(dir)
+	cleanup()
 	os.Exit(code)
 }
 
@@ -301,24 +295,6 @@ func subscriptionYAML(id, topic, sinkURL string, extra ...string) string {
 
 // fastRetry keeps retry delays short so the tests run in seconds.
 const fastRetry = "delivery:\n  backoffInitial: 50ms\n  backoffMax: 500ms\n  timeout: 2s\n  ackWait: 5s\n"
-
-// lockedBuffer is a bytes.Buffer safe for a process writing and a test reading.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
 
 // dataDir is the data dir the harness gives m.
 func (m *meshd) dataDir() string { return filepath.Join(m.dir, "data") }

@@ -27,7 +27,7 @@ type server struct {
 }
 
 // startDBProc starts cmd as server name with the default timeouts.
-func startDBProc(t testing.TB, name string, cmd *exec.Cmd, addr string) *syncBuffer {
+func startDBProc(t testing.TB, name string, cmd *exec.Cmd, addr string) *SyncBuffer {
 	t.Helper()
 	return server{name: name}.start(t, cmd, addr)
 }
@@ -35,7 +35,7 @@ func startDBProc(t testing.TB, name string, cmd *exec.Cmd, addr string) *syncBuf
 // start starts cmd (its output kept for error messages), waits until addr
 // accepts TCP connections and registers a cleanup that stops it by PID
 // (SIGTERM, then SIGKILL after the stop timeout).
-func (s server) start(t testing.TB, cmd *exec.Cmd, addr string) *syncBuffer {
+func (s server) start(t testing.TB, cmd *exec.Cmd, addr string) *SyncBuffer {
 	t.Helper()
 	log, _ := s.startStoppable(t, cmd, addr)
 	return log
@@ -44,7 +44,7 @@ func (s server) start(t testing.TB, cmd *exec.Cmd, addr string) *syncBuffer {
 // startStoppable is start that also returns a function stopping the
 // server at once (the same way; idempotent, and the cleanup then does
 // nothing).
-func (s server) startStoppable(t testing.TB, cmd *exec.Cmd, addr string) (*syncBuffer, func()) {
+func (s server) startStoppable(t testing.TB, cmd *exec.Cmd, addr string) (*SyncBuffer, func()) {
 	t.Helper()
 	if s.startTimeout == 0 {
 		s.startTimeout = dbStartTimeout
@@ -55,7 +55,7 @@ func (s server) startStoppable(t testing.TB, cmd *exec.Cmd, addr string) (*syncB
 	if s.stopSignal == 0 {
 		s.stopSignal = syscall.SIGTERM
 	}
-	log := &syncBuffer{}
+	log := &SyncBuffer{}
 	cmd.Stdout, cmd.Stderr = log, log
 	if cmd.SysProcAttr == nil {
 		cmd.SysProcAttr = &syscall.SysProcAttr{}

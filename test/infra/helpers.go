@@ -3,6 +3,9 @@ package infra
 import (
 	"io"
 	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
 	"strings"
 	"testing"
 )
@@ -14,10 +17,6 @@ func SelfSignedCert(t testing.TB, dir string) (certFile, keyFile string) {
 	t.Helper()
 	return writeSelfSignedCert(t, dir)
 }
-
-// SyncBuffer is a bytes.Buffer that a logger (or a process) may write while
-// the test reads it: Write and String are safe for concurrent use.
-type SyncBuffer = syncBuffer
 
 // Call sends a request with the given headers and body and returns the
 // status and the whole answer, failing the test if there is none.
@@ -37,4 +36,22 @@ func Call(t testing.TB, method, url string, header http.Header, body string) (in
 	defer resp.Body.Close()
 	b, _ := io.ReadAll(resp.Body)
 	return resp.StatusCode, string(b)
+}
+
+// BuildMeshd builds the meshd command into a temporary directory, for
+// tests that run it as a process; cleanup removes it. The go tool's
+// output goes to stderr.
+func BuildMeshd() (bin string, cleanup func(), err error) {
+	dir, err := os.MkdirTemp("", "meshd-bin")
+	if err != nil {
+		return "", nil, err
+	}
+	bin = filepath.Join(dir, "meshd")
+	build := exec.Command("go", "build", "-o", bin, "github.com/meshd/meshd/sidecar/cmd/meshd")
+	build.Stdout, build.Stderr = os.Stderr, os.Stderr
+	if err := build.Run(); err != nil {
+		os.RemoveAll(dir)
+		return "", nil, err
+	}
+	return bin, func() { os.RemoveAll(dir) }, nil
 }

@@ -1,7 +1,6 @@
 package infra
 
 import (
-	"bytes"
 	"fmt"
 	"net"
 	"os"
@@ -24,7 +23,7 @@ type Mosquitto struct {
 	mu     sync.Mutex // guards cmd, waitCh, log
 	cmd    *exec.Cmd
 	waitCh chan error
-	log    *syncBuffer
+	log    *SyncBuffer
 }
 
 // MosquittoMissing is the failure message when the binary is not installed.
@@ -73,7 +72,7 @@ func (m *Mosquitto) Addr() string { return net.JoinHostPort("127.0.0.1", strconv
 func (m *Mosquitto) start() {
 	m.t.Helper()
 	cmd := exec.Command(m.bin, "-c", filepath.Join(m.dir, "mosquitto.conf"))
-	log := &syncBuffer{}
+	log := &SyncBuffer{}
 	cmd.Stdout, cmd.Stderr = log, log
 	cmd.Dir = m.dir
 	if err := cmd.Start(); err != nil {
@@ -155,22 +154,4 @@ func (m *Mosquitto) Start() {
 	if !running {
 		m.start()
 	}
-}
-
-// syncBuffer is a bytes.Buffer safe for the process's writers and readers.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }

@@ -4,7 +4,6 @@
 package ui
 
 import (
-	"bytes"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
@@ -17,7 +16,6 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"syscall"
 	"testing"
@@ -34,20 +32,14 @@ const missingDeps = "run 'make deps' (test/install-deps.sh installs Debian's chr
 var meshdBin string
 
 func TestMain(m *testing.M) {
-	dir, err := os.MkdirTemp("", "meshd-ui-bin")
+	bin, cleanup, err := infra.BuildMeshd()
 	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(1)
-	}
-	meshdBin = filepath.Join(dir, "meshd")
-	build := exec.Command("go", "build", "-o", meshdBin, "github.com/meshd/meshd/sidecar/cmd/meshd")
-	build.Stdout, build.Stderr = os.Stderr, os.Stderr
-	if err := build.Run(); err != nil {
 		fmt.Fprintln(os.Stderr, "building meshd for the dashboard test:", err)
 		os.Exit(1)
 	}
+	meshdBin = bin
 	code := m.Run()
-	os.RemoveAll(dir)
+	cleanup()
 	os.Exit(code)
 }
 
@@ -89,23 +81,6 @@ func (s *sink) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 }
 
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
-
 // adminToken is the admin.token of the meshd under test: the page asks for
 // it, and the test's own admin calls send it.
 const adminToken = "ui-test-token"
@@ -120,7 +95,7 @@ func startMeshd(t *testing.T, config string) (api, admin string) {
 	cmd := exec.Command(meshdBin, "run", "--config", cfgPath, "--app.id", "ui-test", "--api.listen", api,
 		"--admin.listen", admin, "--data.dir", filepath.Join(dir, "data"))
 	cmd.Env = append(os.Environ(), sidecar.EnvName("admin.token")+"="+adminToken)
-	var log lockedBuffer
+	var log infra.SyncBuffer
 	cmd.Stdout, cmd.Stderr = &log, &log
 	require.NoError(t, cmd.Start())
 	exited := make(chan struct{})
@@ -238,7 +213,7 @@ func TestDashboard(t *testing.T) {
 }
 
 func runWithTimeout(cmd *exec.Cmd, d time.Duration) (string, error) {
-	var out lockedBuffer
+	var out infra.SyncBuffer
 	cmd.Stdout, cmd.Stderr = &out, &out
 	if err := cmd.Start(); err != nil {
 		return "", err
