@@ -130,6 +130,7 @@ type Loop struct {
 	last   string
 	lastAt time.Time
 
+	stopping   <-chan struct{}    // closed when fetching ends
 	stopFetch  context.CancelFunc // ends fetching; workers then drain
 	abort      context.CancelFunc // cancels deliveries in flight
 	fetchWG    sync.WaitGroup
@@ -163,14 +164,18 @@ func StartLoop(ctx context.Context, cfg LoopConfig) *Loop {
 	if cfg.Observer == nil {
 		cfg.Observer = nopObserver{}
 	}
-	l := &Loop{cfg: cfg, log: cfg.Logger, msgs: make(chan mesh.Message), done: make(chan struct{})}
+	// Events are taken from the mesh and decoded ahead of the deliveries,
+	// up to a batch per worker: the next batch is ready when a handler
+	// returns instead of being pulled then.
+	ahead := min(cfg.BatchSize*cfg.Workers, maxReadAhead)
+	l := &Loop{cfg: cfg, log: cfg.Logger, msgs: make(chan mesh.Message, ahead), done: make(chan struct{})}
 	l.warn.Every = warnEvery
 	if cfg.DedupSize > 0 {
 		l.dedup, _ = lru.New[uint64, struct{}](cfg.DedupSize)
 	}
 	fetchCtx, stopFetch := context.WithCancel(ctx)
 	workCtx, abort := context.WithCancel(ctx)
-	l.stopFetch, l.abort = stopFetch, abort
+	l.stopping, l.stopFetch, l.abort = fetchCtx.Done(), stopFetch, abort
 	for _, c := range cfg.Consumers {
 		l.fetchWG.Go(func() { l.fetch(fetchCtx, c) })
 	}
@@ -239,6 +244,10 @@ func (l *Loop) Status() LoopStatus {
 	return LoopStatus{Holding: l.holds.Load() > 0, LastError: l.last, LastErrorAt: l.lastAt}
 }
 
+// maxReadAhead bounds the events a loop holds taken but not yet handed to
+// a delivery.
+const maxReadAhead = 1000
+
 // warnEvery bounds the failure warnings of one loop: a target that fails
 // every delivery must not flood the log.
 const warnEvery = 10 * time.Second
@@ -299,7 +308,7 @@ func (l *Loop) work(ctx context.Context) {
 		if len(batch) == 0 {
 			continue
 		}
-		if ctx.Err() != nil {
+		if l.stopped(ctx) {
 			l.handBack(batch)
 			continue
 		}
@@ -331,7 +340,7 @@ func (l *Loop) dispatch(ctx context.Context) {
 		case slots <- struct{}{}:
 		case <-ctx.Done():
 		}
-		if ctx.Err() != nil {
+		if l.stopped(ctx) {
 			l.handBack([]mesh.Message{m})
 			continue
 		}
@@ -350,6 +359,18 @@ func (l *Loop) dispatch(ctx context.Context) {
 				l.fatal(err)
 			}
 		})
+	}
+}
+
+// stopped reports whether events read ahead are to be handed back instead
+// of delivered: the loop is stopping (no new deliveries start) or ctx is
+// done.
+func (l *Loop) stopped(ctx context.Context) bool {
+	select {
+	case <-l.stopping:
+		return true
+	default:
+		return ctx.Err() != nil
 	}
 }
 
@@ -373,6 +394,8 @@ func (l *Loop) fill(ctx context.Context, batch []mesh.Message) []mesh.Message {
 				batch = append(batch, m)
 			}
 		case <-expired:
+			return batch
+		case <-l.stopping:
 			return batch
 		case <-ctx.Done():
 			return batch

@@ -193,3 +193,45 @@ func TestLoopDedupIsByStoredEvent(t *testing.T) {
 	require.NoError(t, eng.Publish(t.Context(), "dedup", []*event.Event{e}, mesh.WithDedupKey("sub-b")))
 	require.Eventually(t, func() bool { return got.Load() == 2 }, waitFor, tick)
 }
+
+// Events are read ahead of the deliveries, a batch per worker; when the
+// loop stops, those not handed to the handler yet go back to the mesh at
+// once (naked), and the handler never sees them.
+func TestLoopStopHandsBackReadAhead(t *testing.T) {
+	eng := &spyEngine{Engine: openEngine(t)}
+	entered := make(chan struct{})
+	release := make(chan struct{})
+	var delivered atomic.Int32
+	l := startTestLoop(t, eng, "ahead", LoopConfig{
+		BatchSize: 2,
+		BatchWait: time.Millisecond,
+		Handler: func(_ context.Context, batch []mesh.Message) error {
+			if delivered.Add(int32(len(batch))) == int32(len(batch)) {
+				close(entered)
+				<-release
+			}
+			return nil
+		},
+	})
+	publishIDs(t, eng, "ahead", "a0", "a1", "a2", "a3")
+	<-entered
+	require.Eventually(t, func() bool { return len(l.msgs) == 2 }, waitFor, tick, "the next batch is read ahead while the first is delivered")
+	stopped := make(chan bool)
+	go func() { stopped <- l.Stop(context.Background()) }()
+	require.Eventually(t, func() bool {
+		select {
+		case <-l.stopping:
+			return true
+		default:
+			return false
+		}
+	}, waitFor, tick)
+	close(release)
+	assert.False(t, <-stopped, "the batch in flight finished")
+	assert.EqualValues(t, 2, delivered.Load(), "only the batch in flight was delivered")
+	ops := map[string]string{}
+	for _, s := range eng.settlements() {
+		ops[s.id] = s.op
+	}
+	assert.Equal(t, map[string]string{"a0": "ack", "a1": "ack", "a2": "nak", "a3": "nak"}, ops)
+}
