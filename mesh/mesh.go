@@ -88,6 +88,13 @@ type ConsumerConfig struct {
 	// engine removes it when it is closed, or soon after its process died.
 	// For subscribers that live as long as a connection.
 	Ephemeral bool
+	// RedeliverFirst is for a group read by one member at a time whose
+	// events must stay in order across that member's crash: the events a
+	// previous member left unacknowledged (it died holding them) are
+	// delivered before any newer one, so the first Next may wait for
+	// them to come back (at most AckWait). Without it they come back
+	// after AckWait, behind newer events.
+	RedeliverFirst bool
 }
 
 // DuplicateCounter is implemented by engines that count re-publishes they

@@ -124,10 +124,14 @@ func (inst *instance) redact(s string) string {
 	return s
 }
 
-func (inst *instance) info() Info {
+func (inst *instance) taskCount() int {
 	inst.mu.Lock()
-	n := len(inst.taskCfgs)
-	inst.mu.Unlock()
+	defer inst.mu.Unlock()
+	return len(inst.taskCfgs)
+}
+
+func (inst *instance) info() Info {
+	n := inst.taskCount()
 	tasks := make([]TaskID, n)
 	for i := range tasks {
 		tasks[i] = TaskID{Connector: inst.name, Task: i}

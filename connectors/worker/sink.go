@@ -35,7 +35,13 @@ func (r *Runtime) sinkLoop(ctx context.Context, inst *instance, id int, task con
 	}
 	var consumers []mesh.Consumer
 	for _, topic := range cfg.Strings(connectors.FieldTopic) {
-		c, err := r.opts.Engine.Consume(ctx, r.groupConfig(inst, topic))
+		gc := r.groupConfig(inst, topic)
+		// The only task of its instance writes in the order events were
+		// published, also after a crash of the sidecar that ran it: what it
+		// held unacknowledged comes first (a TRUNCATE, an upsert of a key,
+		// must not be overtaken by what was published before it).
+		gc.RedeliverFirst = inst.taskCount() == 1
+		c, err := r.opts.Engine.Consume(ctx, gc)
 		if err != nil {
 			for _, c := range consumers {
 				_ = c.Close()

@@ -73,6 +73,7 @@ func Run(t *testing.T, open Opener) {
 			{"Sequence", testSequence},
 			{"NakDelay", testNakDelay},
 			{"AckTimeoutRedelivers", testAckTimeout},
+			{"RedeliverFirst", testRedeliverFirst},
 			{"InProgressExtends", testInProgress},
 			{"TermStopsDelivery", testTerm},
 			{"MaxDeliver", testMaxDeliver},
@@ -595,6 +596,41 @@ func testAckTimeout(t *testing.T, eng mesh.Engine) {
 	require.Equal(t, 2, m.Attempt())
 	require.GreaterOrEqual(t, time.Since(start), shortAck/2)
 	ack(t, m)
+	noNext(t, c)
+}
+
+// A member stops holding events: three taken (and handed back: naked)
+// and three fetched ahead (Close hands those back). The next member, with
+// RedeliverFirst, gets all six in stream order before the events published
+// since, at once: it waits only for events a dead member left (see the
+// natsjs tests for a member that dies).
+func testRedeliverFirst(t *testing.T, eng mesh.Engine) {
+	const ackWait = 3 * time.Second
+	tp := topic(t)
+	cfg := mesh.ConsumerConfig{Topic: tp, Group: "g", AckWait: ackWait, MaxInFlight: 100}
+	prev, err := eng.Consume(t.Context(), cfg)
+	require.NoError(t, err)
+	require.NoError(t, eng.Publish(t.Context(), tp, newEvents(t, "old", 6)))
+	var taken []mesh.Message
+	for range 3 {
+		taken = append(taken, next(t, prev))
+	}
+	require.NoError(t, prev.Close())
+	for _, m := range taken {
+		require.NoError(t, m.Nak(t.Context(), 0))
+	}
+	require.NoError(t, eng.Publish(t.Context(), tp, newEvents(t, "new", 3)))
+	start := time.Now()
+	cfg.RedeliverFirst = true
+	c := consume(t, eng, cfg)
+	var got []string
+	for range 9 {
+		m := next(t, c)
+		got = append(got, m.Event().ID())
+		ack(t, m)
+	}
+	assert.Equal(t, []string{"old-0", "old-1", "old-2", "old-3", "old-4", "old-5", "new-0", "new-1", "new-2"}, got)
+	assert.Less(t, time.Since(start), ackWait, "events handed back come at once, not after their ack wait")
 	noNext(t, c)
 }
 

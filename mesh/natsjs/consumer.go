@@ -1,6 +1,7 @@
 package natsjs
 
 import (
+	"cmp"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
@@ -33,6 +34,9 @@ const (
 	// whose group was deleted looks for it again before it ends.
 	rebindTries = 5
 	rebindWait  = 100 * time.Millisecond
+	// gateSlack is how long after its ack wait ran out an unacknowledged
+	// event is surely redelivered (the server's timer, the pull request).
+	gateSlack = 2 * time.Second
 )
 
 var _ mesh.Consumer = (*consumer)(nil)
@@ -44,8 +48,12 @@ type consumer struct {
 	durable   string // the server's name of a durable group's consumer
 	ephemeral string // the server's name of an ephemeral consumer, deleted at Close
 	prefetch  int
+	ackWait   time.Duration
 	log       *slog.Logger
 	closed    atomic.Bool
+
+	gateMu sync.Mutex // guards gate: Next uses it, Close hands its held events back
+	gate   *gate      // nil unless newer events wait for a dead member's (RedeliverFirst)
 
 	itMu sync.Mutex // guards it: Next replaces it, Close stops it
 	it   jetstream.MessagesContext
@@ -107,8 +115,20 @@ func (e *Engine) Consume(ctx context.Context, cfg mesh.ConsumerConfig) (mesh.Con
 		group:    cfg.Group,
 		durable:  create.Durable,
 		prefetch: prefetch,
+		ackWait:  ackWait,
 		log:      e.log.With("topic", cfg.Topic, "group", cfg.Group),
 		it:       it,
+	}
+	if info := c.CachedInfo(); cfg.RedeliverFirst && !cfg.Ephemeral && info.NumAckPending > 0 {
+		cons.gate = &gate{
+			top:      info.Delivered.Stream,
+			want:     info.NumAckPending,
+			seen:     map[uint64]int{},
+			deadline: time.Now().Add(ackWait + gateSlack),
+			kept:     time.Now(),
+		}
+		cons.log.Info("waiting for the events a previous member left unacknowledged, to deliver them before newer ones",
+			"unacknowledged", info.NumAckPending, "wait_at_most", ackWait+gateSlack)
 	}
 	if cfg.Ephemeral {
 		cons.ephemeral = c.CachedInfo().Name
@@ -297,6 +317,98 @@ func (e *Engine) durable(ctx context.Context, group, topic string) (string, erro
 // Next returns the next decodable event. A message whose headers do not
 // decode is terminated and logged, and Next goes on.
 func (c *consumer) Next(ctx context.Context) (mesh.Message, error) {
+	m, err := c.next(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return m, nil
+}
+
+func (c *consumer) next(ctx context.Context) (*message, error) {
+	c.gateMu.Lock()
+	if c.gate == nil {
+		c.gateMu.Unlock()
+		return c.pull(ctx)
+	}
+	defer c.gateMu.Unlock()
+	m, err := c.gate.next(ctx, c)
+	if m == nil && err == nil {
+		c.gate = nil
+		return c.pull(ctx)
+	}
+	return m, err
+}
+
+// gate keeps the order of a group across the crash of its member
+// (ConsumerConfig.RedeliverFirst). The events the previous member held were
+// delivered before this member opened, so their stream sequences are at
+// most top; JetStream delivers them again once they are handed back or
+// their ack wait runs out. Until all want of them came back (or surely
+// would have: deadline) nothing is handed out; then they go first, in
+// stream order, and the newer events held meanwhile after them, in the
+// order they came. Held events are kept from redelivery meanwhile.
+type gate struct {
+	top      uint64 // the last stream sequence delivered before this member
+	want     int    // events unacknowledged then
+	deadline time.Time
+	seen     map[uint64]int // stream sequence → index in old
+	old      []*message     // the previous member's events, delivered again
+	held     []*message     // newer events
+	kept     time.Time      // when old and held were last reported in progress
+	open     bool
+}
+
+// next returns the next event of a gated consumer; nil, nil once the gate
+// has handed out everything it held: the consumer goes on without it.
+func (g *gate) next(ctx context.Context, c *consumer) (*message, error) {
+	keepEvery := c.ackWait / 3
+	for !g.open && len(g.seen) < g.want && time.Now().Before(g.deadline) {
+		if time.Since(g.kept) >= keepEvery {
+			for _, m := range append(g.old, g.held...) {
+				_ = m.m.InProgress()
+			}
+			g.kept = time.Now()
+		}
+		wait := min(time.Until(g.deadline), keepEvery-time.Since(g.kept))
+		pctx, cancel := context.WithTimeout(ctx, max(wait, time.Millisecond))
+		m, err := c.pull(pctx)
+		cancel()
+		switch {
+		case err != nil && ctx.Err() != nil:
+			return nil, ctx.Err()
+		case err != nil && pctx.Err() != nil:
+			continue // time to look at the deadline and the held events
+		case err != nil:
+			return nil, err
+		case m.seq > g.top:
+			g.held = append(g.held, m)
+		default:
+			if i, again := g.seen[m.seq]; again {
+				g.old[i] = m // its latest delivery is the one to settle
+				continue
+			}
+			g.seen[m.seq] = len(g.old)
+			g.old = append(g.old, m)
+		}
+	}
+	if !g.open {
+		g.open = true
+		slices.SortFunc(g.old, func(a, b *message) int { return cmp.Compare(a.seq, b.seq) })
+		c.log.Info("the events a previous member left unacknowledged are delivered first",
+			"delivered_again", len(g.old), "unacknowledged", g.want, "newer_held", len(g.held))
+	}
+	for _, q := range []*[]*message{&g.old, &g.held} {
+		if len(*q) > 0 {
+			m := (*q)[0]
+			*q = (*q)[1:]
+			return m, nil
+		}
+	}
+	return nil, nil
+}
+
+// pull returns the next decodable event of the pull subscription.
+func (c *consumer) pull(ctx context.Context) (*message, error) {
 	for {
 		if c.closed.Load() {
 			return nil, mesh.ErrClosed
@@ -400,8 +512,19 @@ func (c *consumer) Close() error {
 	c.itMu.Lock()
 	it := c.it
 	c.itMu.Unlock()
-	it.Stop()
-	// Stop unsubscribes in the background. Wait for it, then flush, so
+	// Events fetched ahead and not taken by Next go back to the group
+	// (below), not waiting out their ack wait: the next member gets them
+	// at once, and a RedeliverFirst member does not wait for them.
+	it.Drain()
+	var back []jetstream.Msg
+	for {
+		m, err := it.Next(jetstream.NextMaxWait(closeWait))
+		if err != nil {
+			break
+		}
+		back = append(back, m)
+	}
+	// Draining unsubscribes in the background. Wait for it, then flush, so
 	// that once Close returns the server no longer routes events to this
 	// member's pull request (they would wait AckWait there).
 	if it, ok := it.(interface{ Closed() <-chan struct{} }); ok {
@@ -413,6 +536,17 @@ func (c *consumer) Close() error {
 			case <-time.After(2 * time.Millisecond):
 			}
 		}
+	}
+	c.gateMu.Lock()
+	if c.gate != nil {
+		for _, m := range append(c.gate.old, c.gate.held...) {
+			back = append(back, m.m)
+		}
+		c.gate = nil
+	}
+	c.gateMu.Unlock()
+	for _, m := range back { // after the unsubscribe: not back to this member
+		_ = m.Nak()
 	}
 	if c.eng.cnc.IsConnected() {
 		_ = c.eng.cnc.FlushTimeout(closeWait)

@@ -3,6 +3,7 @@ package natsjs_test
 import (
 	"context"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -268,4 +269,56 @@ func TestGroupScopes(t *testing.T) {
 	gi, err = b.GroupInfo(ctx, "orders", "audit")
 	require.NoError(t, err)
 	assert.Equal(t, uint64(8), gi.AckFloor)
+}
+
+// A member dies holding events: six delivered (three taken, three fetched
+// ahead), none acked or handed back, its connection gone. With
+// RedeliverFirst the next member gets them, in stream order, before the
+// events published since; without, the newer ones overtake them.
+func TestRedeliverFirstAfterAMemberDied(t *testing.T) {
+	url, _, _ := infra.StartNATS(t)
+	eng := connect(t, url)
+	ctx := t.Context()
+	for _, first := range []bool{true, false} {
+		topic := "orders." + strconv.FormatBool(first)
+		cfg := mesh.ConsumerConfig{Topic: topic, Group: "g", AckWait: 2 * time.Second, MaxInFlight: 100}
+		nc, err := nats.Connect(url)
+		require.NoError(t, err)
+		dying, err := natsjs.New(ctx, nc, natsjs.Config{Name: "dying"})
+		require.NoError(t, err)
+		c, err := dying.Consume(ctx, cfg)
+		require.NoError(t, err)
+		for i := range 6 {
+			require.NoError(t, eng.Publish(ctx, topic, []*event.Event{newEvent("old-" + strconv.Itoa(i))}))
+		}
+		for range 3 {
+			nctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+			_, err := c.Next(nctx)
+			cancel()
+			require.NoError(t, err)
+		}
+		nc.Close() // the process died: nothing acked, nothing handed back
+		for i := range 3 {
+			require.NoError(t, eng.Publish(ctx, topic, []*event.Event{newEvent("new-" + strconv.Itoa(i))}))
+		}
+
+		cfg.RedeliverFirst = first
+		next, err := eng.Consume(ctx, cfg)
+		require.NoError(t, err)
+		var got []string
+		for range 9 {
+			nctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+			m, err := next.Next(nctx)
+			cancel()
+			require.NoError(t, err, "after %v", got)
+			require.NoError(t, m.Ack(ctx))
+			got = append(got, m.Event().ID())
+		}
+		if first {
+			assert.Equal(t, []string{"old-0", "old-1", "old-2", "old-3", "old-4", "old-5", "new-0", "new-1", "new-2"}, got)
+		} else {
+			assert.True(t, strings.HasPrefix(got[0], "new-"), "without RedeliverFirst newer events come first: %v", got)
+		}
+		require.NoError(t, next.Close())
+	}
 }
