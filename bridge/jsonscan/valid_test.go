@@ -1,4 +1,4 @@
-package s3
+package jsonscan
 
 import (
 	"encoding/json"
@@ -14,10 +14,10 @@ var jsonCases = []string{
 	"\"\x7f\"", `{"":""}`, `[true,false,null]`, `1 2`,
 }
 
-func TestValidJSONAgreesWithEncodingJSON(t *testing.T) {
+func TestValidAgreesWithEncodingJSON(t *testing.T) {
 	for _, c := range jsonCases {
-		if got, want := validJSON([]byte(c)), json.Valid([]byte(c)); got != want {
-			t.Errorf("validJSON(%q) = %v, encoding/json says %v", c, got, want)
+		if got, want := Valid([]byte(c)), json.Valid([]byte(c)); got != want {
+			t.Errorf("Valid(%q) = %v, encoding/json says %v", c, got, want)
 		}
 	}
 	// Mutations of valid documents: drop, double or replace one byte.
@@ -37,26 +37,26 @@ func TestValidJSONAgreesWithEncodingJSON(t *testing.T) {
 		default:
 			doc[i] = alphabet[r.IntN(len(alphabet))]
 		}
-		if got, want := validJSON(doc), json.Valid(doc); got != want {
-			t.Fatalf("validJSON(%q) = %v, encoding/json says %v", doc, got, want)
+		if got, want := Valid(doc), json.Valid(doc); got != want {
+			t.Fatalf("Valid(%q) = %v, encoding/json says %v", doc, got, want)
 		}
 	}
 	for _, n := range []int{maxDepth, maxDepth + 1} {
 		for _, doc := range []string{strings.Repeat("[", n) + strings.Repeat("]", n), strings.Repeat(`{"a":`, n) + "1" + strings.Repeat("}", n)} {
-			if got, want := validJSON([]byte(doc)), json.Valid([]byte(doc)); got != want {
-				t.Errorf("nesting %d: validJSON = %v, encoding/json says %v", n, got, want)
+			if got, want := Valid([]byte(doc)), json.Valid([]byte(doc)); got != want {
+				t.Errorf("nesting %d: Valid = %v, encoding/json says %v", n, got, want)
 			}
 		}
 	}
 }
 
-func FuzzValidJSON(f *testing.F) {
+func FuzzValid(f *testing.F) {
 	for _, c := range jsonCases {
 		f.Add([]byte(c))
 	}
 	f.Fuzz(func(t *testing.T, b []byte) {
-		if got, want := validJSON(b), json.Valid(b); got != want {
-			t.Fatalf("validJSON(%q) = %v, encoding/json says %v", b, got, want)
+		if got, want := Valid(b), json.Valid(b); got != want {
+			t.Fatalf("Valid(%q) = %v, encoding/json says %v", b, got, want)
 		}
 	})
 }
