@@ -74,17 +74,13 @@ func Object(b []byte, fn func(name, raw []byte) error) (end int, err error) {
 		if err := fn(name, b[i:valEnd]); err != nil {
 			return 0, err
 		}
-		i = skipSpace(b, valEnd)
-		if i >= len(b) {
+		var done bool
+		i, done = next(b, valEnd, '}')
+		switch {
+		case i < 0:
 			return 0, ErrDeclined
-		}
-		switch b[i] {
-		case ',':
-			i = skipSpace(b, i+1)
-		case '}':
-			return i + 1, nil
-		default:
-			return 0, ErrDeclined
+		case done:
+			return i, nil
 		}
 	}
 }
@@ -112,19 +108,31 @@ func Array(b []byte, fn func(raw []byte) error) (end int, err error) {
 		if err := fn(b[i:valEnd]); err != nil {
 			return 0, err
 		}
-		i = skipSpace(b, valEnd)
-		if i >= len(b) {
+		var done bool
+		i, done = next(b, valEnd, ']')
+		switch {
+		case i < 0:
 			return 0, ErrDeclined
-		}
-		switch b[i] {
-		case ',':
-			i = skipSpace(b, i+1)
-		case ']':
-			return i + 1, nil
-		default:
-			return 0, ErrDeclined
+		case done:
+			return i, nil
 		}
 	}
+}
+
+// next reads what follows a member or element ending at b[i]: a comma
+// (next is where the next one starts) or close (done, next is after it);
+// next is -1 for anything else.
+func next(b []byte, i int, close byte) (next int, done bool) {
+	i = skipSpace(b, i)
+	switch {
+	case i >= len(b):
+		return -1, false
+	case b[i] == ',':
+		return skipSpace(b, i+1), false
+	case b[i] == close:
+		return i + 1, true
+	}
+	return -1, false
 }
 
 // skipString returns the index after the string starting at b[i] ('"'),

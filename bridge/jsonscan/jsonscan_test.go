@@ -142,23 +142,10 @@ func TestMembersAgreesWithEncodingJSON(t *testing.T) {
 		require.NoError(t, err, "%q", c)
 		assert.Equal(t, want, got, "%q", c)
 	}
-	// Mutations of the cases: drop, double or replace one byte.
+	// Mutations of the cases.
 	r := rand.New(rand.NewPCG(3, 4))
-	alphabet := []byte(`{}[]":,\ -+.eE0123456789tfnulrsab` + "\t\n\x01\xff")
 	for range 20000 {
-		doc := []byte(objectCases[r.IntN(len(objectCases))])
-		if len(doc) == 0 {
-			continue
-		}
-		i := r.IntN(len(doc))
-		switch r.IntN(3) {
-		case 0:
-			doc = append(doc[:i:i], doc[i+1:]...)
-		case 1:
-			doc = append(doc[:i+1:i+1], doc[i:]...)
-		default:
-			doc[i] = alphabet[r.IntN(len(alphabet))]
-		}
+		doc := mutate(r, objectCases[r.IntN(len(objectCases))], `{}[]":,\ -+.eE0123456789tfnulrsab`+"\t\n\x01\xff")
 		got, err := members(doc)
 		want, wantErr := viaEncodingJSON(doc)
 		if errText(err) != errText(wantErr) || !reflect.DeepEqual(got, want) {
@@ -224,17 +211,22 @@ var valueCases = []string{
 	`{"a":[true]}`, ` 1 `, `nul`, `truex`, `1x`, `01`, `-`, `"abc`, "\"a\tb\"", `"\q"`, `[1,]`, `{"a":1}}`, `[1] 2`, `1 2`, ``,
 }
 
+// decodeViaEncodingJSON is what Decode promises to equal.
+func decodeViaEncodingJSON(raw []byte) (any, bool) {
+	if !json.Valid(raw) {
+		return nil, false
+	}
+	dec := json.NewDecoder(bytes.NewReader(raw))
+	dec.UseNumber()
+	var v any
+	return v, dec.Decode(&v) == nil
+}
+
 func TestDecodeAgreesWithEncodingJSON(t *testing.T) {
 	for _, c := range valueCases {
 		got, err := Decode([]byte(c))
-		dec := json.NewDecoder(bytes.NewReader([]byte(c)))
-		dec.UseNumber()
-		var want any
-		wantErr := dec.Decode(&want)
-		if !json.Valid([]byte(c)) {
-			wantErr = errors.New("not one JSON value")
-		}
-		if wantErr != nil {
+		want, ok := decodeViaEncodingJSON([]byte(c))
+		if !ok {
 			assert.Error(t, err, "%q is not one JSON value", c)
 			continue
 		}
@@ -247,6 +239,19 @@ func TestDecodeAgreesWithEncodingJSON(t *testing.T) {
 	v, err = Decode([]byte(`-0.10`))
 	require.NoError(t, err)
 	assert.Equal(t, json.Number("-0.10"), v, "a number's text as written")
+}
+
+func FuzzDecode(f *testing.F) {
+	for _, c := range valueCases {
+		f.Add([]byte(c))
+	}
+	f.Fuzz(func(t *testing.T, b []byte) {
+		got, err := Decode(b)
+		want, ok := decodeViaEncodingJSON(b)
+		if ok != (err == nil) || !reflect.DeepEqual(got, want) {
+			t.Fatalf("Decode(%q) = %#v, %v; encoding/json gives %#v, %v", b, got, err, want, ok)
+		}
+	})
 }
 
 func TestKind(t *testing.T) {

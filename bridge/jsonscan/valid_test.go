@@ -20,23 +20,10 @@ func TestValidAgreesWithEncodingJSON(t *testing.T) {
 			t.Errorf("Valid(%q) = %v, encoding/json says %v", c, got, want)
 		}
 	}
-	// Mutations of valid documents: drop, double or replace one byte.
+	// Mutations of valid documents.
 	r := rand.New(rand.NewPCG(1, 2))
-	alphabet := []byte(`{}[]":,\ -+.eE0123456789tfnulrsa` + "\t\n\x01")
 	for range 20000 {
-		doc := []byte(jsonCases[r.IntN(12)])
-		if len(doc) == 0 {
-			continue
-		}
-		i := r.IntN(len(doc))
-		switch r.IntN(3) {
-		case 0:
-			doc = append(doc[:i:i], doc[i+1:]...)
-		case 1:
-			doc = append(doc[:i+1:i+1], doc[i:]...)
-		default:
-			doc[i] = alphabet[r.IntN(len(alphabet))]
-		}
+		doc := mutate(r, jsonCases[r.IntN(12)], `{}[]":,\ -+.eE0123456789tfnulrsa`+"\t\n\x01")
 		if got, want := Valid(doc), json.Valid(doc); got != want {
 			t.Fatalf("Valid(%q) = %v, encoding/json says %v", doc, got, want)
 		}
@@ -59,4 +46,22 @@ func FuzzValid(f *testing.F) {
 			t.Fatalf("Valid(%q) = %v, encoding/json says %v", b, got, want)
 		}
 	})
+}
+
+// mutate drops, doubles or replaces (with a byte of alphabet) one byte of
+// doc.
+func mutate(r *rand.Rand, doc, alphabet string) []byte {
+	b := []byte(doc)
+	if len(b) == 0 {
+		return b
+	}
+	i := r.IntN(len(b))
+	switch r.IntN(3) {
+	case 0:
+		return append(b[:i:i], b[i+1:]...)
+	case 1:
+		return append(b[:i+1:i+1], b[i:]...)
+	}
+	b[i] = alphabet[r.IntN(len(alphabet))]
+	return b
 }

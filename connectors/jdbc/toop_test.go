@@ -21,11 +21,9 @@ func opTask() *SinkTask {
 	}}
 }
 
+// dataEvent is an event of data: all the conversion reads.
 func dataEvent(data string) *event.Event {
 	e := event.New()
-	e.SetID("1")
-	e.SetSource("/t")
-	e.SetType("t")
 	e.DataEncoded = []byte(data)
 	return &e
 }
@@ -40,6 +38,7 @@ func TestToOpReadsData(t *testing.T) {
 		{` {"n":1,"id":"a","n":3} `, []string{"id", "n"}, []any{"a", int64(3)}},            // a field given twice: its last value
 		{`{"i\u0064":"a","n":1}`, []string{"id", "n"}, []any{"a", int64(1)}},               // a name with an escape
 		{`{"id":"a\"b\u00e9","s":null}`, []string{"id", "s"}, []any{"a\"bé", nil}},         // a value with escapes
+		{"{\"id\":\"a\xffb\"}", []string{"id"}, []any{"a\ufffdb"}},                         // invalid UTF-8: as encoding/json decodes it
 		{`{"id":"a","j":{"k":[1,"]"]}}`, []string{"id", "j"}, []any{"a", `{"k":[1,"]"]}`}}, // JSON as written
 	} {
 		o, err := opTask().toOp(dataEvent(c.data))
