@@ -14,6 +14,7 @@ import (
 	"github.com/cloudevents/sdk-go/v2/types"
 
 	"github.com/meshd/meshd/bridge"
+	"github.com/meshd/meshd/bridge/jsonscan"
 	"github.com/meshd/meshd/bridge/problem"
 )
 
@@ -49,8 +50,12 @@ func ParseBatch(body []byte) ([]*event.Event, error) {
 	if !utf8.Valid(body) {
 		return nil, problem.New(problem.CodeInvalidRequest, "batch: the JSON is not valid UTF-8")
 	}
-	raws, ok := scanArray(body)
-	if !ok {
+	var raws [][]byte
+	end, err := jsonscan.Array(body, func(raw []byte) error {
+		raws = append(raws, raw)
+		return nil
+	})
+	if err != nil || len(bytes.TrimSpace(body[end:])) > 0 {
 		// Malformed: let encoding/json say where.
 		var v []json.RawMessage
 		if err := json.Unmarshal(body, &v); err != nil {
@@ -70,40 +75,6 @@ func ParseBatch(body []byte) ([]*event.Event, error) {
 		events[i] = e
 	}
 	return events, nil
-}
-
-// scanArray splits the JSON array that is the whole of body (around
-// whitespace) into its elements, without decoding them; false when body is
-// not such an array.
-func scanArray(body []byte) ([][]byte, bool) {
-	i := skipSpace(body, 0)
-	if i >= len(body) || body[i] != '[' {
-		return nil, false
-	}
-	var out [][]byte
-	i = skipSpace(body, i+1)
-	if i < len(body) && body[i] == ']' {
-		return out, len(bytes.TrimSpace(body[i+1:])) == 0
-	}
-	for {
-		end := skipValue(body, i)
-		if end < 0 {
-			return nil, false
-		}
-		out = append(out, body[i:end])
-		i = skipSpace(body, end)
-		if i >= len(body) {
-			return nil, false
-		}
-		switch body[i] {
-		case ',':
-			i = skipSpace(body, i+1)
-		case ']':
-			return out, len(bytes.TrimSpace(body[i+1:])) == 0
-		default:
-			return nil, false
-		}
-	}
 }
 
 // contextAttributes are the members of a structured event that are not
@@ -130,7 +101,7 @@ func checkStructured(body []byte, index int, utf8Checked bool) error {
 	}
 	var names [16][]byte // the members seen, for duplicates; events have few
 	seen := names[:0]
-	end, err := scanObject(body, func(name, raw []byte) error {
+	end, err := jsonscan.Object(body, func(name, raw []byte) error {
 		for _, n := range seen {
 			if bytes.Equal(n, name) {
 				return invalid(index, string(name), "is given twice")
@@ -151,130 +122,10 @@ func checkStructured(body []byte, index int, utf8Checked bool) error {
 	if err == nil && len(bytes.TrimSpace(body[end:])) > 0 {
 		return problem.New(problem.CodeInvalidRequest, fmt.Sprintf("%sthere is more after the JSON object (byte %d); send one event, or a batch as %s", prefix, end, MediaTypeBatch))
 	}
-	if err != nil && !errors.Is(err, errNotScanned) {
+	if err != nil && !errors.Is(err, jsonscan.ErrDeclined) {
 		return err
 	}
 	return nil
-}
-
-// errNotScanned: the body is not a JSON object scanObject can read; the
-// SDK's decoder and diagnose explain why.
-var errNotScanned = errors.New("not a plain JSON object")
-
-// scanObject walks the members of the JSON object at the start of body
-// (after whitespace) without decoding their values, calling fn with each
-// member's name (as written, without escapes; a name with escapes is not
-// scanned) and raw value. It returns where the object ends. Malformed
-// input gives errNotScanned; an error from fn is returned as is.
-func scanObject(body []byte, fn func(name, raw []byte) error) (end int, err error) {
-	i := skipSpace(body, 0)
-	if i >= len(body) || body[i] != '{' {
-		return 0, errNotScanned
-	}
-	i = skipSpace(body, i+1)
-	if i < len(body) && body[i] == '}' {
-		return i + 1, nil
-	}
-	for {
-		if i >= len(body) || body[i] != '"' {
-			return 0, errNotScanned
-		}
-		nameEnd := skipString(body, i)
-		if nameEnd < 0 {
-			return 0, errNotScanned
-		}
-		name := body[i+1 : nameEnd-1]
-		if bytes.IndexByte(name, '\\') >= 0 {
-			return 0, errNotScanned
-		}
-		i = skipSpace(body, nameEnd)
-		if i >= len(body) || body[i] != ':' {
-			return 0, errNotScanned
-		}
-		i = skipSpace(body, i+1)
-		valEnd := skipValue(body, i)
-		if valEnd < 0 {
-			return 0, errNotScanned
-		}
-		if err := fn(name, body[i:valEnd]); err != nil {
-			return 0, err
-		}
-		i = skipSpace(body, valEnd)
-		if i >= len(body) {
-			return 0, errNotScanned
-		}
-		switch body[i] {
-		case ',':
-			i = skipSpace(body, i+1)
-		case '}':
-			return i + 1, nil
-		default:
-			return 0, errNotScanned
-		}
-	}
-}
-
-func skipSpace(b []byte, i int) int {
-	for i < len(b) && (b[i] == ' ' || b[i] == '\t' || b[i] == '\n' || b[i] == '\r') {
-		i++
-	}
-	return i
-}
-
-// skipString returns the index after the string starting at b[i] ('"'),
-// or -1.
-func skipString(b []byte, i int) int {
-	for j := i + 1; j < len(b); j++ {
-		switch b[j] {
-		case '\\':
-			j++
-		case '"':
-			return j + 1
-		}
-	}
-	return -1
-}
-
-// skipValue returns the index after the JSON value starting at b[i], or
-// -1. Objects and arrays are skipped by depth; their insides are left to
-// the decoder.
-func skipValue(b []byte, i int) int {
-	if i >= len(b) {
-		return -1
-	}
-	switch b[i] {
-	case '"':
-		return skipString(b, i)
-	case '{', '[':
-		depth := 0
-		for j := i; j < len(b); j++ {
-			switch b[j] {
-			case '"':
-				k := skipString(b, j)
-				if k < 0 {
-					return -1
-				}
-				j = k - 1
-			case '{', '[':
-				depth++
-			case '}', ']':
-				depth--
-				if depth == 0 {
-					return j + 1
-				}
-			}
-		}
-		return -1
-	default:
-		j := i
-		for j < len(b) && b[j] != ',' && b[j] != '}' && b[j] != ']' && b[j] != ' ' && b[j] != '\t' && b[j] != '\n' && b[j] != '\r' {
-			j++
-		}
-		if j == i {
-			return -1
-		}
-		return j
-	}
 }
 
 // checkRequired reports a missing id, source or type; the SDK's decoder

@@ -12,6 +12,8 @@ import (
 
 	"github.com/google/uuid"
 	"github.com/shopspring/decimal"
+
+	"github.com/meshd/meshd/bridge/jsonscan"
 )
 
 // convert turns one decoded JSON value (nil, bool, string, json.Number,
@@ -54,7 +56,7 @@ func converter(typ string, scan reflect.Type) (convert, error) {
 		return func(v any) (any, error) {
 			s, ok := v.(string)
 			if !ok {
-				return nil, fmt.Errorf("want a UUID string, got %s", jsonKind(v))
+				return nil, fmt.Errorf("want a UUID string, got %s", jsonscan.Kind(v))
 			}
 			return uuid.Parse(s)
 		}, nil
@@ -66,7 +68,7 @@ func converter(typ string, scan reflect.Type) (convert, error) {
 		return func(v any) (any, error) {
 			b, ok := v.(bool)
 			if !ok {
-				return nil, fmt.Errorf("want true or false, got %s", jsonKind(v))
+				return nil, fmt.Errorf("want true or false, got %s", jsonscan.Kind(v))
 			}
 			return b, nil
 		}, nil
@@ -143,7 +145,7 @@ func array(inner string, scan reflect.Type) (convert, error) {
 	return func(v any) (any, error) {
 		list, ok := v.([]any)
 		if !ok {
-			return nil, fmt.Errorf("want an array, got %s", jsonKind(v))
+			return nil, fmt.Errorf("want an array, got %s", jsonscan.Kind(v))
 		}
 		out := reflect.MakeSlice(scan, len(list), len(list))
 		for i, x := range list {
@@ -165,7 +167,7 @@ func mapOf(valueType string, scan reflect.Type) (convert, error) {
 	return func(v any) (any, error) {
 		obj, ok := v.(map[string]any)
 		if !ok {
-			return nil, fmt.Errorf("want an object, got %s", jsonKind(v))
+			return nil, fmt.Errorf("want an object, got %s", jsonscan.Kind(v))
 		}
 		out := reflect.MakeMapWithSize(scan, len(obj))
 		for k, x := range obj {
@@ -192,7 +194,7 @@ func stringOf(typ string) (convert, error) {
 		return func(v any) (any, error) {
 			s, ok := v.(string)
 			if !ok {
-				return nil, fmt.Errorf("want a string, got %s", jsonKind(v))
+				return nil, fmt.Errorf("want a string, got %s", jsonscan.Kind(v))
 			}
 			if len(s) > size {
 				return nil, fmt.Errorf("%d bytes do not fit %s", len(s), typ)
@@ -238,7 +240,7 @@ func signed(scan reflect.Type) convert {
 	return func(v any) (any, error) {
 		n, err := strconv.ParseInt(numberText(v), 10, 64)
 		if err != nil {
-			return nil, fmt.Errorf("want an integer, got %s", jsonKind(v))
+			return nil, fmt.Errorf("want an integer, got %s", jsonscan.Kind(v))
 		}
 		out := reflect.New(scan).Elem()
 		if out.OverflowInt(n) {
@@ -260,7 +262,7 @@ func unsigned(scan reflect.Type) convert {
 		}
 		n, err := strconv.ParseUint(text, 10, 64)
 		if err != nil {
-			return nil, fmt.Errorf("want an unsigned integer, got %s", jsonKind(v))
+			return nil, fmt.Errorf("want an unsigned integer, got %s", jsonscan.Kind(v))
 		}
 		out := reflect.New(scan).Elem()
 		if out.OverflowUint(n) {
@@ -275,7 +277,7 @@ func float(scan reflect.Type) convert {
 	return func(v any) (any, error) {
 		f, err := strconv.ParseFloat(numberText(v), 64)
 		if err != nil {
-			return nil, fmt.Errorf("want a number, got %s", jsonKind(v))
+			return nil, fmt.Errorf("want a number, got %s", jsonscan.Kind(v))
 		}
 		out := reflect.New(scan).Elem()
 		if !math.IsInf(f, 0) && out.OverflowFloat(f) {
@@ -321,7 +323,7 @@ func decimalOf(typ string) (convert, error) {
 	return func(v any) (any, error) {
 		d, err := decimal.NewFromString(numberText(v))
 		if err != nil {
-			return nil, fmt.Errorf("want a decimal number, got %s", jsonKind(v))
+			return nil, fmt.Errorf("want a decimal number, got %s", jsonscan.Kind(v))
 		}
 		d = d.Round(int32(scale))
 		if d.Abs().GreaterThanOrEqual(limit) {
@@ -387,25 +389,7 @@ func parseTime(v any) (time.Time, error) {
 		sec := d.Floor()
 		return time.Unix(sec.IntPart(), d.Sub(sec).Shift(9).IntPart()).UTC(), nil
 	}
-	return time.Time{}, fmt.Errorf("want a time, got %s", jsonKind(v))
-}
-
-func jsonKind(v any) string {
-	switch v.(type) {
-	case nil:
-		return "null"
-	case bool:
-		return "a boolean"
-	case string:
-		return "a string"
-	case json.Number:
-		return "a number"
-	case []any:
-		return "an array"
-	case map[string]any:
-		return "an object"
-	}
-	return fmt.Sprintf("%T", v)
+	return time.Time{}, fmt.Errorf("want a time, got %s", jsonscan.Kind(v))
 }
 
 // jsonValue maps a value read from a column to its JSON form: NULL null,

@@ -3,7 +3,6 @@ package clickhouse
 import (
 	"encoding/json"
 	"reflect"
-	"strings"
 	"testing"
 	"time"
 
@@ -11,15 +10,15 @@ import (
 	"github.com/shopspring/decimal"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+
+	"github.com/meshd/meshd/bridge/jsonscan"
 )
 
 // decodeJSON decodes one JSON value as the sink does.
 func decodeJSON(t *testing.T, s string) any {
 	t.Helper()
-	dec := json.NewDecoder(strings.NewReader(s))
-	dec.UseNumber()
-	var v any
-	require.NoError(t, dec.Decode(&v), s)
+	v, err := jsonscan.Decode([]byte(s))
+	require.NoError(t, err, s)
 	return v
 }
 

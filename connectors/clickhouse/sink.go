@@ -15,6 +15,7 @@ import (
 	"github.com/cloudevents/sdk-go/v2/event"
 
 	"github.com/meshd/meshd/bridge"
+	"github.com/meshd/meshd/bridge/jsonscan"
 	"github.com/meshd/meshd/connectors"
 )
 
@@ -332,35 +333,41 @@ func (t *SinkTask) toRow(e *event.Event) (row, error) {
 	if len(data) == 0 || string(data) == "null" {
 		return row{}, errors.New("no data (a tombstone): nothing to insert")
 	}
-	dec := json.NewDecoder(bytes.NewReader(data))
-	dec.UseNumber()
-	var m map[string]any
-	if err := dec.Decode(&m); err != nil {
+	var buf [16]jsonscan.Member // events have few fields
+	fields, err := jsonscan.Members(buf[:0], data)
+	if err != nil {
 		return row{}, fmt.Errorf("data is not a JSON object: %v", err)
 	}
-	var r row
-	for field, v := range m {
-		col := field
+	n := len(fields) + 2 // and toReplicaRow's version and deleted columns
+	r := row{cols: make([]*sinkColumn, 0, n), vals: make([]any, 0, n)}
+	for _, f := range fields { // by name: the first bad field is always the same
+		var sc *sinkColumn
+		col := ""
 		if len(t.mapping) > 0 {
-			c, ok := t.mapping[field]
-			if !ok {
+			var ok bool
+			if col, ok = t.mapping[string(f.Name)]; !ok {
 				continue
 			}
-			col = c
+			sc = t.cols[col]
+		} else {
+			sc = t.cols[string(f.Name)]
 		}
-		sc, ok := t.cols[col]
-		if !ok {
+		if sc == nil {
 			if t.skipUnknown {
 				continue
 			}
-			return row{}, fmt.Errorf("field %q: %w in %q (set %s to ignore such fields)", field, errUnknownField, t.table, FieldSkipUnknownFields)
+			return row{}, fmt.Errorf("field %q: %w in %q (set %s to ignore such fields)", f.Name, errUnknownField, t.table, FieldSkipUnknownFields)
 		}
 		if sc.convErr != nil {
-			return row{}, fmt.Errorf("field %q: %w", field, sc.convErr)
+			return row{}, fmt.Errorf("field %q: %w", f.Name, sc.convErr)
+		}
+		v, err := jsonscan.Decode(f.Value)
+		if err != nil {
+			return row{}, fmt.Errorf("field %q: %v", f.Name, err)
 		}
 		x, err := sc.conv(v)
 		if err != nil {
-			return row{}, fmt.Errorf("field %q → column %q (%s): %w", field, col, sc.typ, err)
+			return row{}, fmt.Errorf("field %q → column %q (%s): %w", f.Name, sc.name, sc.typ, err)
 		}
 		r.cols = append(r.cols, sc)
 		r.vals = append(r.vals, x)

@@ -13,6 +13,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/meshd/meshd/bridge/jsonscan"
 )
 
 // family is how a column's values are written: what JSON values it takes
@@ -195,7 +197,7 @@ func (c *sinkColumn) value(d dialect, v any) (any, error) {
 	case famDecimal:
 		s, ok := numberText(v)
 		if !ok {
-			return nil, fmt.Errorf("want a number, got %s", jsonKind(v))
+			return nil, fmt.Errorf("want a number, got %s", jsonscan.Kind(v))
 		}
 		if _, ok := new(big.Float).SetString(s); !ok && !(d == dialectPostgres && isNonFinite(s)) {
 			return nil, fmt.Errorf("%q is not a number", s)
@@ -210,7 +212,7 @@ func (c *sinkColumn) value(d dialect, v any) (any, error) {
 	case famBinary:
 		s, ok := v.(string)
 		if !ok {
-			return nil, fmt.Errorf("want base64 text, got %s", jsonKind(v))
+			return nil, fmt.Errorf("want base64 text, got %s", jsonscan.Kind(v))
 		}
 		b, err := base64.StdEncoding.DecodeString(s)
 		if err != nil {
@@ -228,7 +230,7 @@ func (c *sinkColumn) value(d dialect, v any) (any, error) {
 			if s, ok := v.(string); ok && strings.HasPrefix(s, "{") {
 				return s, nil // already a PostgreSQL array literal
 			}
-			return nil, fmt.Errorf("want an array, got %s", jsonKind(v))
+			return nil, fmt.Errorf("want an array, got %s", jsonscan.Kind(v))
 		}
 		return pgArray(list, c.elem)
 	}
@@ -267,7 +269,10 @@ func intValue(d dialect, v any) (any, error) {
 	}
 	s, ok := numberText(v)
 	if !ok {
-		return nil, fmt.Errorf("want an integer, got %s", jsonKind(v))
+		return nil, fmt.Errorf("want an integer, got %s", jsonscan.Kind(v))
+	}
+	if n, err := strconv.ParseInt(s, 10, 64); err == nil {
+		return n, nil // the common case; big.Rat reads such text the same
 	}
 	if strings.ContainsAny(s, "eE") {
 		// An exponent (1e+21, how some encoders write large numbers):
@@ -296,7 +301,7 @@ func intValue(d dialect, v any) (any, error) {
 func floatValue(d dialect, v any) (any, error) {
 	s, ok := numberText(v)
 	if !ok {
-		return nil, fmt.Errorf("want a number, got %s", jsonKind(v))
+		return nil, fmt.Errorf("want a number, got %s", jsonscan.Kind(v))
 	}
 	f, err := strconv.ParseFloat(s, 64) // also NaN, Inf, Infinity, with a sign, any case
 	if err != nil {
@@ -329,7 +334,7 @@ func boolValue(d dialect, v any) (any, error) {
 			return nil, fmt.Errorf("%q is not a boolean", s)
 		}
 	default:
-		return nil, fmt.Errorf("want a boolean, got %s", jsonKind(v))
+		return nil, fmt.Errorf("want a boolean, got %s", jsonscan.Kind(v))
 	}
 	if d == dialectPostgres {
 		return b, nil
@@ -345,7 +350,7 @@ func boolValue(d dialect, v any) (any, error) {
 // MariaDB's) is that JSON; other strings are JSON strings.
 func jsonText(v any) (any, error) {
 	if r, ok := v.(rawJSON); ok {
-		if s, ok := decodeJSON(json.RawMessage(r)); ok == nil {
+		if s, ok := jsonscan.Decode(r); ok == nil {
 			if str, isStr := s.(string); isStr {
 				return jsonText(str) // a string holding JSON: that JSON
 			}
@@ -386,7 +391,7 @@ func parseTime(s string) (time.Time, bool) {
 func timeValue(d dialect, c *sinkColumn, v any) (any, error) {
 	s, ok := v.(string)
 	if !ok {
-		return nil, fmt.Errorf("want a time, got %s", jsonKind(v))
+		return nil, fmt.Errorf("want a time, got %s", jsonscan.Kind(v))
 	}
 	ts, ok := parseTime(s)
 	if !ok {
@@ -452,24 +457,6 @@ func pgArray(list []any, elem family) (string, error) {
 	}
 	b.WriteByte('}')
 	return b.String(), nil
-}
-
-func jsonKind(v any) string {
-	switch v.(type) {
-	case nil:
-		return "null"
-	case bool:
-		return "a boolean"
-	case string:
-		return "a string"
-	case json.Number:
-		return "a number"
-	case []any:
-		return "an array"
-	case map[string]any:
-		return "an object"
-	}
-	return fmt.Sprintf("%T", v)
 }
 
 // boolValue is a boolean as the dialect's driver writes it.

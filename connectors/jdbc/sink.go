@@ -15,6 +15,7 @@ import (
 	"github.com/cloudevents/sdk-go/v2/event"
 
 	"github.com/meshd/meshd/bridge"
+	"github.com/meshd/meshd/bridge/jsonscan"
 	"github.com/meshd/meshd/connectors"
 )
 
@@ -512,30 +513,36 @@ func (t *SinkTask) toOp(e *event.Event) (*op, error) {
 		}
 		return &op{del: true, vals: key}, nil
 	}
-	var m map[string]json.RawMessage
-	if err := json.Unmarshal(data, &m); err != nil {
+	var buf [16]jsonscan.Member // events have few fields
+	fields, err := jsonscan.Members(buf[:0], data)
+	if err != nil {
 		return nil, fmt.Errorf("data is not a JSON object: %v", err)
 	}
-	o := &op{}
+	n := len(fields) + 2 // and ops' version and deleted columns
+	o := &op{cols: make([]string, 0, n), vals: make([]any, 0, n), raw: make([]any, 0, n)}
 	var unknown map[string]any
-	for _, k := range slices.Sorted(maps.Keys(m)) {
-		col := k
+	for _, f := range fields { // sorted by name: ops of the same fields get the same columns
+		var c *sinkColumn
+		var col string
 		if len(t.mapping) > 0 {
-			c, ok := t.mapping[k]
-			if !ok {
+			var ok bool
+			if col, ok = t.mapping[string(f.Name)]; !ok {
 				continue
 			}
-			col = c
+			c = t.cols[col]
+		} else if c = t.cols[string(f.Name)]; c != nil {
+			col = c.name
+		} else {
+			col = string(f.Name)
 		}
 		if col != "" && (col == t.version || col == t.deleted) {
 			continue // written by the sink
 		}
-		raw, err := decodeJSON(m[k])
+		raw, err := jsonscan.Decode(f.Value)
 		if err != nil {
-			return nil, fmt.Errorf("field %q: %v", k, err)
+			return nil, fmt.Errorf("field %q: %v", f.Name, err)
 		}
-		c, ok := t.cols[col]
-		if !ok {
+		if c == nil {
 			if unknown == nil {
 				unknown = map[string]any{}
 			}
@@ -544,12 +551,12 @@ func (t *SinkTask) toOp(e *event.Event) (*op, error) {
 		}
 		var v any
 		if c.fam == famJSON && raw != nil {
-			v, err = jsonText(rawJSON(m[k]))
+			v, err = jsonText(rawJSON(f.Value))
 		} else {
 			v, err = c.value(t.d, raw)
 		}
 		if err != nil {
-			return nil, fmt.Errorf("field %q → column %q (%s): %w", k, col, c.typ, err)
+			return nil, fmt.Errorf("field %q → column %q (%s): %w", f.Name, col, c.typ, err)
 		}
 		o.cols = append(o.cols, col)
 		o.vals = append(o.vals, v)
@@ -603,31 +610,6 @@ func (t *SinkTask) keyOf(subject string) ([]any, error) {
 		}
 	}
 	return out, nil
-}
-
-// decodeJSON decodes one JSON value (valid: checked by the decoding of
-// the whole data), numbers as json.Number (exact). Scalars, most fields,
-// take the short way.
-func decodeJSON(b json.RawMessage) (any, error) {
-	switch {
-	case len(b) == 0:
-		return nil, errors.New("no value")
-	case string(b) == "null":
-		return nil, nil
-	case string(b) == "true":
-		return true, nil
-	case string(b) == "false":
-		return false, nil
-	case b[0] == '-' || b[0] >= '0' && b[0] <= '9':
-		return json.Number(b), nil
-	case b[0] == '"' && bytes.IndexByte(b[1:len(b)-1], '\\') < 0 && bytes.IndexByte(b[1:len(b)-1], '"') < 0:
-		return string(b[1 : len(b)-1]), nil // no escapes: the text as is
-	}
-	dec := json.NewDecoder(bytes.NewReader(b))
-	dec.UseNumber()
-	var v any
-	err := dec.Decode(&v)
-	return v, err
 }
 
 // rawJSON is JSON text kept as it came (its key order, its numbers) for a

@@ -11,6 +11,8 @@ import (
 	"strings"
 
 	"github.com/cloudevents/sdk-go/v2/event"
+
+	"github.com/meshd/meshd/bridge/jsonscan"
 )
 
 // Why an event cannot be written.
@@ -59,7 +61,7 @@ func writeRecord(buf *bytes.Buffer, format string, e *event.Event) error {
 	// The SDK copies JSON data as it is: check it first, and put data on
 	// several lines on one.
 	raw := rawJSONData(e)
-	if raw && !validJSON(e.DataEncoded) {
+	if raw && !jsonscan.Valid(e.DataEncoded) {
 		return errNotJSON
 	}
 	start := buf.Len()
