@@ -81,8 +81,9 @@ func run() error {
 		}
 		time.Sleep(2 * time.Second)
 		leanIdle, leanMB = lean.rssMB(), fileMB(*leanBin)
+		anon, file := lean.rssSplitMB()
 		lean.stop()
-		fmt.Printf("lean build  idle RSS %.1f MB, binary %.1f MB\n", leanIdle, leanMB)
+		fmt.Printf("lean build  idle RSS %.1f MB (anonymous %.1f MB, the binary's pages and other files %.1f MB), binary %.1f MB\n", leanIdle, anon, file, leanMB)
 	}
 
 	m, err := startMeshd(*meshdBin)
@@ -100,8 +101,9 @@ func run() error {
 
 	time.Sleep(2 * time.Second) // let start-up settle before reading idle memory
 	rssIdle := m.rssMB()
+	anon, file := m.rssSplitMB()
 	binMB := fileMB(*meshdBin)
-	fmt.Printf("memory      idle RSS %.1f MB, binary %.1f MB\n", rssIdle, binMB)
+	fmt.Printf("memory      idle RSS %.1f MB (anonymous %.1f MB, the binary's pages and other files %.1f MB), binary %.1f MB\n", rssIdle, anon, file, binMB)
 
 	noop, _, err := noopServer()
 	if err != nil {
@@ -271,7 +273,19 @@ func (m *meshdProc) writeHeapProfile(path string) error {
 }
 
 // rssMB is meshd's resident memory now, from /proc.
-func (m *meshdProc) rssMB() float64 {
+func (m *meshdProc) rssMB() float64 { return m.statusMB("VmRSS") }
+
+// rssSplitMB splits the RSS into anonymous memory (the Go heap, stacks,
+// the runtime's own) and file-backed pages, which at idle are almost all the
+// binary's code and tables mapped at start: clean pages the kernel can drop
+// and read again, shared by every meshd running the same file.
+func (m *meshdProc) rssSplitMB() (anon, file float64) {
+	return m.statusMB("RssAnon"), m.statusMB("RssFile") + m.statusMB("RssShmem")
+}
+
+// statusMB is one of the kB fields of meshd's /proc/PID/status in MB, -1
+// when it cannot be read.
+func (m *meshdProc) statusMB(field string) float64 {
 	f, err := os.Open(fmt.Sprintf("/proc/%d/status", m.cmd.Process.Pid))
 	if err != nil {
 		return -1
@@ -279,7 +293,7 @@ func (m *meshdProc) rssMB() float64 {
 	defer f.Close()
 	sc := bufio.NewScanner(f)
 	for sc.Scan() {
-		if rest, ok := strings.CutPrefix(sc.Text(), "VmRSS:"); ok {
+		if rest, ok := strings.CutPrefix(sc.Text(), field+":"); ok {
 			kb, _ := strconv.ParseFloat(strings.TrimSuffix(strings.TrimSpace(rest), " kB"), 64)
 			return kb / 1024
 		}
