@@ -22,7 +22,7 @@ import (
 
 const (
 	// benchRows is the number of rows each side writes per iteration.
-	benchRows = 20000
+	benchRows = 100000
 	// benchBatch is the sink's batch.size and the rows per transaction of
 	// the pgx baseline.
 	benchBatch = 1000

@@ -9,14 +9,15 @@
 //   - delivery: one subscription draining a backlog into a no-op subscriber,
 //     beside the same subscriber fed by a plain Go client;
 //   - latency from publish to delivery at 1,000 and 5,000 events/s;
-//   - memory: meshd's RSS idle and after the run, and its binary size.
+//   - memory: meshd's RSS idle, after its first 100,000 events (batches of
+//     100, as fast as it takes them) and after the run, and its binary size.
 //
 // The last line printed is:
 //
 //	RESULT publish_eps=<n> batch_eps=<n> noop_http_eps=<n> raw_js_eps=<n> ratio=<publish/noop_http>
 //	  e2e_p50_ms=<x> e2e_p99_ms=<y> deliver_eps=<n> noop_deliver_eps=<n> deliver_ratio=<x>
-//	  e2e5k_p50_ms=<x> e2e5k_p99_ms=<y> rss_idle_mb=<n> rss_loaded_mb=<n> binary_mb=<n>
-//	  binary_lean_mb=<n> rss_idle_lean_mb=<n>
+//	  e2e5k_p50_ms=<x> e2e5k_p99_ms=<y> rss_idle_mb=<n> rss_loaded_mb=<after 100,000 events>
+//	  rss_after_run_mb=<n> binary_mb=<n> binary_lean_mb=<n> rss_idle_lean_mb=<n>
 //
 // (on one line). With -soak it instead publishes and delivers at -rate for
 // that long, prints meshd's RSS over time and fails if an event was lost.
@@ -105,6 +106,15 @@ func run() error {
 	binMB := fileMB(*meshdBin)
 	fmt.Printf("memory      idle RSS %.1f MB (anonymous %.1f MB, the binary's pages and other files %.1f MB), binary %.1f MB\n", rssIdle, anon, file, binMB)
 
+	// The RSS after the first 100,000 events (issue #18's rss_loaded_mb);
+	// the RSS after the whole run, some million events within the
+	// duplicate window, is printed as rss_after_run_mb.
+	if err := publishN(client, api+"/v1/publish/bench", payload, 100_000); err != nil {
+		return fmt.Errorf("publishing the first 100,000 events: %w", err)
+	}
+	rss100k := m.rssMB()
+	fmt.Printf("memory      RSS %.1f MB after 100,000 events\n", rss100k)
+
 	noop, _, err := noopServer()
 	if err != nil {
 		return err
@@ -168,10 +178,10 @@ func run() error {
 	}
 
 	fmt.Printf("RESULT publish_eps=%.0f batch_eps=%.0f noop_http_eps=%.0f raw_js_eps=%.0f ratio=%.3f e2e_p50_ms=%.2f e2e_p99_ms=%.2f"+
-		" deliver_eps=%.0f noop_deliver_eps=%.0f deliver_ratio=%.3f e2e5k_p50_ms=%.2f e2e5k_p99_ms=%.2f rss_idle_mb=%.1f rss_loaded_mb=%.1f binary_mb=%.1f"+
-		" binary_lean_mb=%.1f rss_idle_lean_mb=%.1f\n",
+		" deliver_eps=%.0f noop_deliver_eps=%.0f deliver_ratio=%.3f e2e5k_p50_ms=%.2f e2e5k_p99_ms=%.2f rss_idle_mb=%.1f rss_loaded_mb=%.1f"+
+		" rss_after_run_mb=%.1f binary_mb=%.1f binary_lean_mb=%.1f rss_idle_lean_mb=%.1f\n",
 		publishEPS, batchEPS, noopEPS, rawEPS, publishEPS/noopEPS, p50, p99,
-		deliverEPS, noopDeliverEPS, deliverEPS/noopDeliverEPS, p50k, p99k, rssIdle, rssLoaded, binMB, leanMB, leanIdle)
+		deliverEPS, noopDeliverEPS, deliverEPS/noopDeliverEPS, p50k, p99k, rssIdle, rss100k, rssLoaded, binMB, leanMB, leanIdle)
 	return nil
 }
 
@@ -360,6 +370,38 @@ func binaryReq(url string, payload []byte) func(seq int64) (*http.Request, int) 
 // load runs the client pool for the phase duration (after a short warm-up)
 // and returns events per second. newReq returns a request and how many
 // events it carries.
+// publishN publishes n events in batches from *clients workers as fast
+// as meshd takes them.
+func publishN(client *http.Client, url string, payload []byte, n int) error {
+	newReq := batchReq(url, payload)
+	var next atomic.Int64
+	var firstErr atomic.Value
+	var wg sync.WaitGroup
+	for range *clients {
+		wg.Go(func() {
+			for seq := next.Add(1); (seq-1)*int64(*batchSize) < int64(n); seq = next.Add(1) {
+				req, _ := newReq(-seq) // ids of their own: not duplicates of the batch phase's
+				resp, err := client.Do(req)
+				if err != nil {
+					firstErr.CompareAndSwap(nil, err)
+					return
+				}
+				_, _ = io.Copy(io.Discard, resp.Body)
+				resp.Body.Close()
+				if resp.StatusCode/100 != 2 {
+					firstErr.CompareAndSwap(nil, fmt.Errorf("status %s", resp.Status))
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	if err, _ := firstErr.Load().(error); err != nil {
+		return err
+	}
+	return nil
+}
+
 func load(client *http.Client, newReq func(seq int64) (*http.Request, int)) (float64, error) {
 	return loadFor(client, *clients, *duration, newReq)
 }
