@@ -74,6 +74,7 @@ func Run(t *testing.T, open Opener) {
 			{"NakDelay", testNakDelay},
 			{"AckTimeoutRedelivers", testAckTimeout},
 			{"RedeliverFirst", testRedeliverFirst},
+			{"OpenedMemberTakesNothing", testOpenedMemberTakesNothing},
 			{"InProgressExtends", testInProgress},
 			{"TermStopsDelivery", testTerm},
 			{"MaxDeliver", testMaxDeliver},
@@ -632,6 +633,25 @@ func testRedeliverFirst(t *testing.T, eng mesh.Engine) {
 	assert.Equal(t, []string{"old-0", "old-1", "old-2", "old-3", "old-4", "old-5", "new-0", "new-1", "new-2"}, got)
 	assert.Less(t, time.Since(start), ackWait, "events handed back come at once, not after their ack wait")
 	noNext(t, c)
+}
+
+// A member opened and closed without Next (a group made ready before its
+// tasks run) takes no events: the next member gets them first-hand.
+func testOpenedMemberTakesNothing(t *testing.T, eng mesh.Engine) {
+	tp := topic(t)
+	cfg := mesh.ConsumerConfig{Topic: tp, Group: "g", AckWait: time.Minute}
+	opened, err := eng.Consume(t.Context(), cfg)
+	require.NoError(t, err)
+	require.NoError(t, eng.Publish(t.Context(), tp, newEvents(t, "e", 3)))
+	time.Sleep(quiet) // a member that pulled would have taken them by now
+	require.NoError(t, opened.Close())
+	c := consume(t, eng, cfg)
+	for i := range 3 {
+		m := next(t, c)
+		assert.Equal(t, fmt.Sprintf("e-%d", i), m.Event().ID())
+		assert.Equal(t, 1, m.Attempt(), "delivered before")
+		ack(t, m)
+	}
 }
 
 func testInProgress(t *testing.T, eng mesh.Engine) {
