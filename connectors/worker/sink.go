@@ -19,6 +19,12 @@ import (
 // minMaxInFlight is the least MaxInFlight of a sink's consumer group.
 const minMaxInFlight = 256
 
+// inFlightPerBatch is how many batches' worth of events a sink task may
+// hold unacknowledged: the batch its Put writes, the next one its delivery
+// loop reads ahead, and what the pull subscription fetched ahead, with
+// room. Fewer, and the mesh stops feeding a task mid read-ahead.
+const inFlightPerBatch = 4
+
 // sinkLoop feeds task from the instance's consumer group through the
 // bridge's delivery loop: batches of up to batch.size events, waiting at
 // most batch.wait after the first, filtered, acked once Put (and Flush)
@@ -87,7 +93,7 @@ func (r *Runtime) groupConfig(inst *instance, topic string) mesh.ConsumerConfig 
 	return mesh.ConsumerConfig{
 		Topic:       topic,
 		Group:       GroupName(inst.name),
-		MaxInFlight: max(minMaxInFlight, 2*int(cfg.Int(connectors.FieldBatchSize))*int(cfg.Int(connectors.FieldTasksMax))),
+		MaxInFlight: max(minMaxInFlight, inFlightPerBatch*int(cfg.Int(connectors.FieldBatchSize))*int(cfg.Int(connectors.FieldTasksMax))),
 		AckWait:     r.opts.AckWait,
 		StartAtNew:  true,
 	}
