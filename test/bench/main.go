@@ -381,15 +381,8 @@ func publishN(client *http.Client, url string, payload []byte, n int) error {
 		wg.Go(func() {
 			for seq := next.Add(1); (seq-1)*int64(*batchSize) < int64(n); seq = next.Add(1) {
 				req, _ := newReq(-seq) // ids of their own: not duplicates of the batch phase's
-				resp, err := client.Do(req)
-				if err != nil {
+				if err := send(client, req); err != nil {
 					firstErr.CompareAndSwap(nil, err)
-					return
-				}
-				_, _ = io.Copy(io.Discard, resp.Body)
-				resp.Body.Close()
-				if resp.StatusCode/100 != 2 {
-					firstErr.CompareAndSwap(nil, fmt.Errorf("status %s", resp.Status))
 					return
 				}
 			}
@@ -398,6 +391,20 @@ func publishN(client *http.Client, url string, payload []byte, n int) error {
 	wg.Wait()
 	if err, _ := firstErr.Load().(error); err != nil {
 		return err
+	}
+	return nil
+}
+
+// send does req and reads its answer; an answer other than 2xx is an error.
+func send(client *http.Client, req *http.Request) error {
+	resp, err := client.Do(req)
+	if err != nil {
+		return err
+	}
+	_, _ = io.Copy(io.Discard, resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode/100 != 2 {
+		return fmt.Errorf("status %s", resp.Status)
 	}
 	return nil
 }
@@ -416,15 +423,8 @@ func loadFor(client *http.Client, workers int, d time.Duration, newReq func(seq 
 			wg.Go(func() {
 				for time.Now().Before(deadline) {
 					req, n := newReq(seq.Add(1))
-					resp, err := client.Do(req)
-					if err != nil {
+					if err := send(client, req); err != nil {
 						firstErr.CompareAndSwap(nil, err)
-						return
-					}
-					_, _ = io.Copy(io.Discard, resp.Body)
-					resp.Body.Close()
-					if resp.StatusCode/100 != 2 {
-						firstErr.CompareAndSwap(nil, fmt.Errorf("status %s", resp.Status))
 						return
 					}
 					if count {
