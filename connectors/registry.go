@@ -9,12 +9,23 @@ import (
 
 // Registry holds connector specs by name.
 type Registry struct {
-	mu    sync.RWMutex
-	specs map[string]Spec
+	mu      sync.RWMutex
+	specs   map[string]Spec
+	omitted map[string]string // connector types this build leaves out → why
 }
 
 // NewRegistry returns an empty registry (tests build their own).
-func NewRegistry() *Registry { return &Registry{specs: map[string]Spec{}} }
+func NewRegistry() *Registry { return &Registry{specs: map[string]Spec{}, omitted: map[string]string{}} }
+
+// Omit records connector types that exist but this build leaves out, and
+// why: a config of one is refused saying so, not as an unknown type.
+func (r *Registry) Omit(why string, names ...string) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for _, n := range names {
+		r.omitted[n] = why
+	}
+}
 
 // Register adds s. It panics on a malformed spec or a name registered
 // before: both are programming errors found at start.
@@ -57,7 +68,13 @@ func (r *Registry) Validate(raw map[string]any) (Spec, Config, error) {
 	}
 	s, ok := r.Lookup(typ)
 	if !ok {
-		return Spec{}, nil, &ValidationError{Fields: []FieldError{{FieldConnectorType, fmt.Sprintf("%q: %v", typ, ErrUnknownType)}}}
+		reason := fmt.Sprintf("%q: %v", typ, ErrUnknownType)
+		r.mu.RLock()
+		if why, omitted := r.omitted[typ]; omitted {
+			reason = fmt.Sprintf("%q: not in this build of meshd: %s", typ, why)
+		}
+		r.mu.RUnlock()
+		return Spec{}, nil, &ValidationError{Fields: []FieldError{{FieldConnectorType, reason}}}
 	}
 	cfg, err := s.Validate(raw)
 	return s, cfg, err
@@ -73,3 +90,7 @@ func Register(s Spec) { defaultRegistry.Register(s) }
 // Default is the registry the init functions of connector packages fill
 // (import connectors/standard for the set meshd ships).
 func Default() *Registry { return defaultRegistry }
+
+// Omit records in the default registry connector types this build leaves
+// out; call it from init.
+func Omit(why string, names ...string) { defaultRegistry.Omit(why, names...) }

@@ -3,6 +3,7 @@ package connectors
 import (
 	"context"
 	"encoding/json"
+	"strings"
 	"testing"
 	"time"
 )
@@ -150,4 +151,20 @@ func jsonEq(a, b any) bool {
 	x, _ := json.Marshal(a)
 	y, _ := json.Marshal(b)
 	return string(x) == string(y)
+}
+
+// A type the build leaves out is refused saying so; another unknown type
+// as unknown.
+func TestOmittedTypes(t *testing.T) {
+	reg := NewRegistry()
+	reg.Omit("the lean build leaves it out", "jdbc-sink")
+	for typ, want := range map[string]string{
+		"jdbc-sink": `connector.type: "jdbc-sink": not in this build of meshd: the lean build leaves it out`,
+		"jdbc-sank": `connector.type: "jdbc-sank": unknown connector type`,
+	} {
+		_, _, err := reg.Validate(map[string]any{FieldConnectorType: typ})
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("%s: got %v, want %q", typ, err, want)
+		}
+	}
 }

@@ -27,6 +27,21 @@ func TestDockerfile(t *testing.T) {
 			t.Errorf("Dockerfile lacks %q", want)
 		}
 	}
+	// The version reaches `meshd version` the way make build sets it (a
+	// -X of a variable that does not exist is silently ignored).
+	makefile, err := os.ReadFile(filepath.Join("..", "Makefile"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	const versionVar = "-X github.com/meshd/meshd/sidecar.Version="
+	for name, text := range map[string]string{"Dockerfile": df, "Makefile": string(makefile)} {
+		if !strings.Contains(text, versionVar) {
+			t.Errorf("%s does not set the version with %s", name, versionVar)
+		}
+	}
+	if !strings.Contains(df, `-tags "${TAGS}"`) || !strings.Contains(string(makefile), "-tags meshd_lean") {
+		t.Errorf("the lean build's tag is not passed (Dockerfile: TAGS; Makefile: build-lean)")
+	}
 	if _, err := os.Stat(filepath.Join("..", "sidecar", "cmd", "meshd")); err != nil {
 		t.Errorf("the package the image builds: %v", err)
 	}

@@ -19,3 +19,9 @@ import (
 	_ "github.com/meshd/meshd/connectors/httpsource"
 	_ "github.com/meshd/meshd/connectors/rocketmq"
 )
+
+// dataTypes are the connector types of the packages in imports_data.go.
+var dataTypes = []string{
+	"clickhouse-sink", "clickhouse-source", "jdbc-sink", "jdbc-source", "mongodb-sink", "mongodb-source",
+	"mysql-cdc-source", "s3-sink", "s3-source",
+}
