@@ -15,7 +15,9 @@ type Registry struct {
 }
 
 // NewRegistry returns an empty registry (tests build their own).
-func NewRegistry() *Registry { return &Registry{specs: map[string]Spec{}, omitted: map[string]string{}} }
+func NewRegistry() *Registry {
+	return &Registry{specs: map[string]Spec{}, omitted: map[string]string{}}
+}
 
 // Omit records connector types that exist but this build leaves out, and
 // why: a config of one is refused saying so, not as an unknown type.
