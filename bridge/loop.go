@@ -192,6 +192,11 @@ func StartLoop(ctx context.Context, cfg LoopConfig) *Loop {
 		stopFetch()
 		abort()
 		l.fetchWG.Wait()
+		// Events read ahead that no worker took (a worker that aborted
+		// the loop returns without draining them) go back too.
+		for m := range l.msgs {
+			l.handBack([]mesh.Message{m})
+		}
 		for _, c := range cfg.Consumers {
 			if err := c.Close(); err != nil {
 				l.log.Warn("closing consumer", "error", err)

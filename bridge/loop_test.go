@@ -235,3 +235,144 @@ func TestLoopStopHandsBackReadAhead(t *testing.T) {
 	}
 	assert.Equal(t, map[string]string{"a0": "ack", "a1": "ack", "a2": "nak", "a3": "nak"}, ops)
 }
+
+// An abort (ErrAbort) with events read ahead: the handler never sees them,
+// and they go back to the mesh at once (naked), not after their ack wait: a
+// new member of the group gets all of them well within it.
+func TestLoopAbortHandsBackReadAhead(t *testing.T) {
+	const ackWait = 30 * time.Second
+	eng := openEngine(t)
+	entered := make(chan struct{})
+	release := make(chan struct{})
+	var calls atomic.Int32
+	l := startTestLoop(t, eng, "abort-ahead", LoopConfig{
+		BatchSize: 2,
+		BatchWait: time.Millisecond,
+		AckWait:   ackWait,
+		Handler: func(context.Context, []mesh.Message) error {
+			if calls.Add(1) == 1 {
+				close(entered)
+				<-release
+			}
+			return fmt.Errorf("%w: the task panicked", ErrAbort)
+		},
+	})
+	ids := []string{"b0", "b1", "b2", "b3", "b4", "b5"}
+	publishIDs(t, eng, "abort-ahead", ids...)
+	<-entered
+	require.Eventually(t, func() bool { return len(l.msgs) == 2 }, waitFor, tick, "the next batch is read ahead")
+	close(release)
+	select {
+	case <-l.Done():
+	case <-time.After(waitFor):
+		t.Fatal("the loop did not end")
+	}
+	require.ErrorIs(t, l.Err(), ErrAbort)
+	assert.EqualValues(t, 1, calls.Load(), "events read ahead are not delivered after an abort")
+
+	c, err := eng.Consume(t.Context(), mesh.ConsumerConfig{Topic: "abort-ahead", Group: "loop", AckWait: ackWait})
+	require.NoError(t, err)
+	defer c.Close()
+	got := map[string]bool{}
+	start := time.Now()
+	for len(got) < len(ids) {
+		ctx, cancel := context.WithTimeout(t.Context(), 5*time.Second)
+		m, err := c.Next(ctx)
+		cancel()
+		require.NoError(t, err, "after %v: the rest waits out the ack wait of %v", got, ackWait)
+		got[m.Event().ID()] = true
+		require.NoError(t, m.Ack(t.Context()))
+	}
+	assert.Less(t, time.Since(start), ackWait/2)
+}
+
+// Holding for longer than the ack wait with events read ahead (by the loop
+// and by the consumer's prefetch): they are not kept in progress, so the
+// mesh redelivers them meanwhile; with DedupSize each event is still
+// delivered exactly once when the target is back. (Without DedupSize, as a
+// sink's loop runs, they are delivered once per ack wait held.)
+func TestLoopHoldPastAckWaitDeliversReadAheadOnceWithDedup(t *testing.T) {
+	eng := openEngine(t)
+	var down atomic.Bool
+	down.Store(true)
+	var mu sync.Mutex
+	delivered := map[string]int{}
+	l := startTestLoop(t, eng, "hold-ahead", LoopConfig{
+		BatchSize: 2,
+		BatchWait: time.Millisecond,
+		AckWait:   time.Second,
+		DedupSize: 100,
+		Backoff:   Backoff{Initial: 100 * time.Millisecond, Max: 300 * time.Millisecond},
+		Handler: func(_ context.Context, batch []mesh.Message) error {
+			if down.Load() {
+				return UnavailableError(errors.New("connection refused"), 0)
+			}
+			mu.Lock()
+			defer mu.Unlock()
+			for _, m := range batch {
+				delivered[m.Event().ID()]++
+			}
+			return nil
+		},
+	})
+	ids := []string{"h0", "h1", "h2", "h3", "h4", "h5"}
+	publishIDs(t, eng, "hold-ahead", ids...)
+	require.Eventually(t, func() bool { return l.Status().Holding && len(l.msgs) == 2 }, waitFor, tick)
+	time.Sleep(3500 * time.Millisecond) // held past the ack wait of 1s, three times over
+	down.Store(false)
+	require.Eventually(t, func() bool {
+		mu.Lock()
+		defer mu.Unlock()
+		return len(delivered) == len(ids)
+	}, waitFor, tick)
+	time.Sleep(2 * time.Second) // quiet: redeliveries would come now
+	mu.Lock()
+	defer mu.Unlock()
+	for _, id := range ids {
+		assert.Equal(t, 1, delivered[id], "deliveries of %s: %v", id, delivered)
+	}
+}
+
+// Stop whose deadline passes while a handler blocks: the delivery is
+// cancelled, and its batch and the events read ahead go back at once; a
+// new member gets all of them well within the ack wait, none delivered.
+func TestLoopForcedStopHandsBackBatchAndReadAhead(t *testing.T) {
+	const ackWait = 30 * time.Second
+	eng := openEngine(t)
+	entered := make(chan struct{})
+	var calls atomic.Int32
+	l := startTestLoop(t, eng, "forced", LoopConfig{
+		BatchSize: 2,
+		BatchWait: time.Millisecond,
+		AckWait:   ackWait,
+		Handler: func(ctx context.Context, _ []mesh.Message) error {
+			if calls.Add(1) == 1 {
+				close(entered)
+			}
+			<-ctx.Done()
+			return ctx.Err()
+		},
+	})
+	ids := []string{"f0", "f1", "f2", "f3", "f4", "f5"}
+	publishIDs(t, eng, "forced", ids...)
+	<-entered
+	require.Eventually(t, func() bool { return len(l.msgs) == 2 }, waitFor, tick)
+	ctx, cancel := context.WithTimeout(t.Context(), 200*time.Millisecond)
+	defer cancel()
+	assert.True(t, l.Stop(ctx), "the delivery in flight was cancelled")
+	assert.EqualValues(t, 1, calls.Load())
+
+	c, err := eng.Consume(t.Context(), mesh.ConsumerConfig{Topic: "forced", Group: "loop", AckWait: ackWait})
+	require.NoError(t, err)
+	defer c.Close()
+	got := map[string]bool{}
+	for len(got) < len(ids) {
+		ctx, cancel := context.WithTimeout(t.Context(), 5*time.Second)
+		m, err := c.Next(ctx)
+		cancel()
+		require.NoError(t, err, "after %v: the rest waits out the ack wait", got)
+		assert.Equal(t, 2, m.Attempt(), "%s was handed back, not delivered twice", m.Event().ID())
+		got[m.Event().ID()] = true
+		require.NoError(t, m.Ack(t.Context()))
+	}
+}
