@@ -75,6 +75,8 @@ func Run(t *testing.T, open Opener) {
 			{"AckTimeoutRedelivers", testAckTimeout},
 			{"RedeliverFirst", testRedeliverFirst},
 			{"OpenedMemberTakesNothing", testOpenedMemberTakesNothing},
+			{"RedeliverFirstCloseWhileWaiting", testRedeliverFirstCloseWhileWaiting},
+			{"RedeliverFirstShortNexts", testRedeliverFirstShortNexts},
 			{"InProgressExtends", testInProgress},
 			{"TermStopsDelivery", testTerm},
 			{"MaxDeliver", testMaxDeliver},
@@ -1110,4 +1112,83 @@ func testUnavailable(t *testing.T, inst Instance) {
 		require.Less(t, time.Since(start), deadline+time.Second, "Publish outlived its ctx deadline")
 	}
 	require.ErrorIs(t, eng.Ready(t.Context()), mesh.ErrUnavailable)
+}
+
+// dieHolding makes a member of cfg take three of six events and end
+// without settling them (as if it died holding them: they come back after
+// the ack wait); then three newer events are published.
+func dieHolding(t *testing.T, eng mesh.Engine, cfg mesh.ConsumerConfig) {
+	t.Helper()
+	cfg.RedeliverFirst = false
+	prev, err := eng.Consume(t.Context(), cfg)
+	require.NoError(t, err)
+	require.NoError(t, eng.Publish(t.Context(), cfg.Topic, newEvents(t, "old", 6)))
+	for range 3 {
+		next(t, prev)
+	}
+	require.NoError(t, prev.Close())
+	require.NoError(t, eng.Publish(t.Context(), cfg.Topic, newEvents(t, "new", 3)))
+}
+
+var oldThenNew = []string{"old-0", "old-1", "old-2", "old-3", "old-4", "old-5", "new-0", "new-1", "new-2"}
+
+// Close while a RedeliverFirst member's Next waits for a previous member's
+// events: Close returns well within the ack wait, Next ends with
+// ErrClosed, and the next RedeliverFirst member still gets every event, in
+// order.
+func testRedeliverFirstCloseWhileWaiting(t *testing.T, eng mesh.Engine) {
+	const ackWait = 3 * time.Second
+	cfg := mesh.ConsumerConfig{Topic: topic(t), Group: "g", AckWait: ackWait, MaxInFlight: 100, RedeliverFirst: true}
+	dieHolding(t, eng, cfg)
+	waiting, err := eng.Consume(t.Context(), cfg)
+	require.NoError(t, err)
+	nextErr := make(chan error, 1)
+	go func() {
+		_, err := waiting.Next(t.Context())
+		nextErr <- err
+	}()
+	time.Sleep(quiet) // the newer events reach the waiting member meanwhile
+	start := time.Now()
+	require.NoError(t, waiting.Close())
+	assert.Less(t, time.Since(start), ackWait/2, "Close waited for the previous member's events")
+	select {
+	case err := <-nextErr:
+		require.ErrorIs(t, err, mesh.ErrClosed)
+	case <-time.After(waitFor):
+		t.Fatal("Next still blocked after Close")
+	}
+	c := consume(t, eng, cfg)
+	var got []string
+	for range oldThenNew {
+		m := next(t, c)
+		got = append(got, m.Event().ID())
+		ack(t, m)
+	}
+	assert.Equal(t, oldThenNew, got)
+	noNext(t, c)
+}
+
+// A RedeliverFirst member whose Next calls end (ctx) while it waits for a
+// previous member's events loses nothing and keeps the order: the events
+// it holds meanwhile are delivered by later Next calls.
+func testRedeliverFirstShortNexts(t *testing.T, eng mesh.Engine) {
+	const ackWait = 2 * time.Second
+	cfg := mesh.ConsumerConfig{Topic: topic(t), Group: "g", AckWait: ackWait, MaxInFlight: 100, RedeliverFirst: true}
+	dieHolding(t, eng, cfg)
+	c := consume(t, eng, cfg)
+	var got []string
+	deadline := time.Now().Add(waitFor)
+	for len(got) < len(oldThenNew) && time.Now().Before(deadline) {
+		ctx, cancel := context.WithTimeout(t.Context(), 100*time.Millisecond)
+		m, err := c.Next(ctx)
+		cancel()
+		if errors.Is(err, context.DeadlineExceeded) {
+			continue
+		}
+		require.NoError(t, err)
+		got = append(got, m.Event().ID())
+		ack(t, m)
+	}
+	assert.Equal(t, oldThenNew, got)
+	noNext(t, c)
 }

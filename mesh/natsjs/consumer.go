@@ -372,11 +372,12 @@ func (g *gate) next(ctx context.Context, c *consumer) (*message, error) {
 		wait := min(time.Until(g.deadline), keepEvery-time.Since(g.kept))
 		pctx, cancel := context.WithTimeout(ctx, max(wait, time.Millisecond))
 		m, err := c.pull(pctx)
+		expired := pctx.Err() != nil // before cancel, which sets it always
 		cancel()
 		switch {
 		case err != nil && ctx.Err() != nil:
 			return nil, ctx.Err()
-		case err != nil && pctx.Err() != nil:
+		case err != nil && expired:
 			continue // time to look at the deadline and the held events
 		case err != nil:
 			return nil, err

@@ -9,6 +9,7 @@ import (
 
 	"github.com/cloudevents/sdk-go/v2/event"
 	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
@@ -320,5 +321,277 @@ func TestRedeliverFirstAfterAMemberDied(t *testing.T) {
 			assert.True(t, strings.HasPrefix(got[0], "new-"), "without RedeliverFirst newer events come first: %v", got)
 		}
 		require.NoError(t, next.Close())
+	}
+}
+
+// member opens a member of cfg on a connection of its own; die closes that
+// connection: the process died, nothing settled or handed back.
+func member(t *testing.T, url string, cfg mesh.ConsumerConfig) (c mesh.Consumer, die func()) {
+	t.Helper()
+	nc, err := nats.Connect(url)
+	require.NoError(t, err)
+	t.Cleanup(nc.Close)
+	eng, err := natsjs.New(t.Context(), nc, natsjs.Config{Name: "member"})
+	require.NoError(t, err)
+	c, err = eng.Consume(t.Context(), cfg)
+	require.NoError(t, err)
+	return c, nc.Close
+}
+
+// groupInfo is the server's state of the one group on topic.
+func groupInfo(t *testing.T, url, topic string) *jetstream.ConsumerInfo {
+	t.Helper()
+	nc, err := nats.Connect(url)
+	require.NoError(t, err)
+	defer nc.Close()
+	js, err := jetstream.New(nc)
+	require.NoError(t, err)
+	s, err := js.Stream(t.Context(), natsjs.DefaultStream)
+	require.NoError(t, err)
+	var found *jetstream.ConsumerInfo
+	list := s.ListConsumers(t.Context())
+	for ci := range list.Info() {
+		if strings.Contains(ci.Config.Description, strconv.Quote(topic)) {
+			found = ci
+		}
+	}
+	require.NoError(t, list.Err())
+	require.NotNil(t, found, "no group on %q", topic)
+	return found
+}
+
+// nextWithin returns the next event of c, failing after d.
+func nextWithin(t *testing.T, c mesh.Consumer, d time.Duration, after []string) mesh.Message {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(t.Context(), d)
+	defer cancel()
+	m, err := c.Next(ctx)
+	require.NoError(t, err, "after %v", after)
+	return m
+}
+
+// publishN publishes prefix-0 … prefix-(n-1), one by one (in stream order).
+func publishN(t *testing.T, eng mesh.Engine, topic, prefix string, n int) {
+	t.Helper()
+	for i := range n {
+		require.NoError(t, eng.Publish(t.Context(), topic, []*event.Event{newEvent(prefix + "-" + strconv.Itoa(i))}))
+	}
+}
+
+// dieHolding makes a member of cfg take `take` of the six old events and
+// die holding them and what it fetched ahead; then three new events are
+// published.
+func dieHolding(t *testing.T, url string, eng mesh.Engine, cfg mesh.ConsumerConfig, take int) {
+	t.Helper()
+	c, die := member(t, url, cfg)
+	publishN(t, eng, cfg.Topic, "old", 6)
+	for range take {
+		nextWithin(t, c, 5*time.Second, nil)
+	}
+	die()
+	waitNoPullRequest(t, url, cfg.Topic)
+	publishN(t, eng, cfg.Topic, "new", 3)
+}
+
+// waitNoPullRequest waits until the server dropped the pull requests of
+// the group on topic: a member that died has none left to take events
+// published from now on (TestRedeliverFirstZombiePullRequest is about
+// the time before).
+func waitNoPullRequest(t *testing.T, url, topic string) {
+	t.Helper()
+	require.Eventually(t, func() bool { return groupInfo(t, url, topic).NumWaiting == 0 },
+		10*time.Second, 20*time.Millisecond, "the dead member's pull requests are dropped")
+}
+
+var inOrder = []string{"old-0", "old-1", "old-2", "old-3", "old-4", "old-5", "new-0", "new-1", "new-2"}
+
+// A RedeliverFirst member dies too — while its gate waits for the first
+// member's events, holding newer ones, or after the gate opened and it
+// acked some: the next RedeliverFirst member still gets every event not
+// acked, in stream order.
+func TestRedeliverFirstAfterTwoMembersDied(t *testing.T) {
+	url, _, _ := infra.StartNATS(t)
+	eng := connect(t, url)
+	for _, acked := range []int{0, 2} {
+		t.Run("acked="+strconv.Itoa(acked), func(t *testing.T) {
+			topic := "twice." + strconv.Itoa(acked)
+			cfg := mesh.ConsumerConfig{Topic: topic, Group: "g", AckWait: 2 * time.Second, MaxInFlight: 100}
+			dieHolding(t, url, eng, cfg, 3)
+			cfg.RedeliverFirst = true
+			second, die := member(t, url, cfg)
+			if acked == 0 {
+				go func() { _, _ = second.Next(t.Context()) }() // the gate waits in here
+				require.Eventually(t, func() bool { return groupInfo(t, url, topic).Delivered.Stream == 9 },
+					10*time.Second, 20*time.Millisecond, "the new events reach the waiting gate")
+			} else {
+				var got []string
+				for range acked {
+					m := nextWithin(t, second, 10*time.Second, got)
+					got = append(got, m.Event().ID())
+					require.NoError(t, m.Ack(t.Context()))
+				}
+				require.Equal(t, inOrder[:acked], got)
+			}
+			die()
+			waitNoPullRequest(t, url, topic)
+
+			start := time.Now()
+			third, err := eng.Consume(t.Context(), cfg)
+			require.NoError(t, err)
+			defer third.Close()
+			var got []string
+			for range 9 - acked {
+				m := nextWithin(t, third, 10*time.Second, got)
+				got = append(got, m.Event().ID())
+				require.NoError(t, m.Ack(t.Context()))
+			}
+			assert.Equal(t, inOrder[acked:], got)
+			assert.Less(t, time.Since(start), 2*time.Second+2*time.Second+2*time.Second, "within ack wait + slack (+ margin)")
+		})
+	}
+}
+
+// Close while Next waits in the gate: Close returns soon, Next ends with
+// ErrClosed, and the newer events the gate held go back at once (not
+// after their ack wait).
+func TestCloseWhileTheGateWaits(t *testing.T) {
+	const ackWait = 30 * time.Second
+	url, _, _ := infra.StartNATS(t)
+	eng := connect(t, url)
+	topic := "close-gate"
+	cfg := mesh.ConsumerConfig{Topic: topic, Group: "g", AckWait: ackWait, MaxInFlight: 100}
+	dieHolding(t, url, eng, cfg, 3)
+	cfg.RedeliverFirst = true
+	second, err := eng.Consume(t.Context(), cfg)
+	require.NoError(t, err)
+	nextErr := make(chan error, 1)
+	go func() {
+		_, err := second.Next(t.Context())
+		nextErr <- err
+	}()
+	require.Eventually(t, func() bool { return groupInfo(t, url, topic).Delivered.Stream == 9 },
+		10*time.Second, 20*time.Millisecond, "the new events reach the waiting gate")
+	start := time.Now()
+	require.NoError(t, second.Close())
+	assert.Less(t, time.Since(start), 3*time.Second, "Close waited for the gate")
+	select {
+	case err := <-nextErr:
+		require.ErrorIs(t, err, mesh.ErrClosed)
+	case <-time.After(5 * time.Second):
+		t.Fatal("Next still blocked after Close")
+	}
+
+	cfg.RedeliverFirst = false
+	third, err := eng.Consume(t.Context(), cfg)
+	require.NoError(t, err)
+	defer third.Close()
+	var got []string
+	for range 3 {
+		m := nextWithin(t, third, 5*time.Second, got)
+		got = append(got, m.Event().ID())
+		require.NoError(t, m.Ack(t.Context()))
+	}
+	// In the order they were handed back (not promised to a member
+	// without RedeliverFirst).
+	assert.ElementsMatch(t, []string{"new-0", "new-1", "new-2"}, got, "handed back at once; the old ones wait out their ack wait of %v", ackWait)
+}
+
+// Events a dead member left unacknowledged that will not come back within
+// the gate's deadline — naked with a long delay, past MaxDeliver, deleted
+// from the stream — hold the gate no longer than ack wait + slack; the
+// newer events follow in order, and the delayed ones come later, once.
+func TestRedeliverFirstWaitsAtMostItsDeadline(t *testing.T) {
+	const ackWait = 2 * time.Second
+	const deadline = ackWait + 2*time.Second
+	url, _, _ := infra.StartNATS(t)
+	eng := connect(t, url)
+	nc, err := nats.Connect(url)
+	require.NoError(t, err)
+	defer nc.Close()
+	js, err := jetstream.New(nc)
+	require.NoError(t, err)
+	for _, tc := range []struct {
+		name    string
+		cfg     func(*mesh.ConsumerConfig)
+		prepare func(t *testing.T, cfg mesh.ConsumerConfig)
+		want    []string // in this order from the gate on
+		later   []string // afterwards, in any order
+	}{{
+		name: "naked-with-delay",
+		prepare: func(t *testing.T, cfg mesh.ConsumerConfig) {
+			c, die := member(t, url, cfg)
+			publishN(t, eng, cfg.Topic, "old", 6)
+			for range 2 {
+				m := nextWithin(t, c, 5*time.Second, nil)
+				require.NoError(t, m.Nak(t.Context(), 8*time.Second)) // a retry backoff
+			}
+			nextWithin(t, c, 5*time.Second, nil)
+			die()
+			waitNoPullRequest(t, url, cfg.Topic)
+			publishN(t, eng, cfg.Topic, "new", 3)
+		},
+		want:  []string{"old-2", "old-3", "old-4", "old-5", "new-0", "new-1", "new-2"},
+		later: []string{"old-0", "old-1"},
+	}, {
+		name: "past-max-deliver",
+		cfg:  func(cfg *mesh.ConsumerConfig) { cfg.MaxDeliver = 1 },
+		prepare: func(t *testing.T, cfg mesh.ConsumerConfig) {
+			dieHolding(t, url, eng, cfg, 3)
+		},
+		want: []string{"new-0", "new-1", "new-2"},
+	}, {
+		name: "deleted-from-the-stream",
+		prepare: func(t *testing.T, cfg mesh.ConsumerConfig) {
+			s, err := js.Stream(t.Context(), natsjs.DefaultStream)
+			require.NoError(t, err)
+			info, err := s.Info(t.Context())
+			require.NoError(t, err)
+			base := info.State.LastSeq // the old events follow it
+			dieHolding(t, url, eng, cfg, 3)
+			for seq := base + 1; seq <= base+6; seq++ {
+				require.NoError(t, s.DeleteMsg(t.Context(), seq))
+			}
+		},
+		want: []string{"new-0", "new-1", "new-2"},
+	}} {
+		t.Run(tc.name, func(t *testing.T) {
+			cfg := mesh.ConsumerConfig{Topic: "deadline." + tc.name, Group: "g", AckWait: ackWait, MaxInFlight: 100}
+			if tc.cfg != nil {
+				tc.cfg(&cfg)
+			}
+			tc.prepare(t, cfg)
+			if tc.name != "deleted-from-the-stream" { // the server forgets deleted events at once
+				require.Positive(t, groupInfo(t, url, cfg.Topic).NumAckPending, "the gate has something to wait for")
+			}
+			cfg.RedeliverFirst = true
+			start := time.Now()
+			c, err := eng.Consume(t.Context(), cfg)
+			require.NoError(t, err)
+			defer c.Close()
+			var got []string
+			for range tc.want {
+				m := nextWithin(t, c, deadline+5*time.Second, got)
+				if got == nil {
+					assert.Less(t, time.Since(start), deadline+2*time.Second, "the gate waited past its deadline")
+				}
+				got = append(got, m.Event().ID())
+				require.NoError(t, m.Ack(t.Context()))
+			}
+			assert.Equal(t, tc.want, got)
+			var later []string
+			for range tc.later {
+				m := nextWithin(t, c, 15*time.Second, later)
+				later = append(later, m.Event().ID())
+				require.NoError(t, m.Ack(t.Context()))
+			}
+			assert.ElementsMatch(t, tc.later, later)
+			ctx, cancel := context.WithTimeout(t.Context(), ackWait+time.Second) // quiet: nothing twice
+			defer cancel()
+			m, err := c.Next(ctx)
+			if err == nil {
+				t.Fatalf("delivered again: %s (attempt %d)", m.Event().ID(), m.Attempt())
+			}
+			require.ErrorIs(t, err, context.DeadlineExceeded)
+		})
 	}
 }
