@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -51,6 +52,12 @@ func orderRuntime(t *testing.T, eng mesh.Engine, id string, put func(evs []event
 // takes the task over writes every event not written before, in the order
 // published, the ones the dead member held first.
 func TestSinkTakeoverAfterACrashKeepsOrder(t *testing.T) {
+	for _, topics := range [][]string{{"ord"}, {"ord.x", "ord.y"}} {
+		t.Run(strings.Join(topics, ","), func(t *testing.T) { testTakeoverAfterACrash(t, topics) })
+	}
+}
+
+func testTakeoverAfterACrash(t *testing.T, topics []string) {
 	srv, err := embedded.Open(t.Context(), embedded.Config{DataDir: t.TempDir(), Listen: "127.0.0.1:0", NoAuth: true})
 	require.NoError(t, err)
 	t.Cleanup(func() { _ = srv.Close() })
@@ -78,7 +85,7 @@ func TestSinkTakeoverAfterACrashKeepsOrder(t *testing.T) {
 		}
 		return nil
 	})
-	_, err = a.Create(t.Context(), "o", map[string]any{"connector.type": "order-sink", "topic": "ord", "batch.size": 5, "batch.wait": "1ms"})
+	_, err = a.Create(t.Context(), "o", map[string]any{"connector.type": "order-sink", "topic": strings.Join(topics, ","), "batch.size": 5, "batch.wait": "1ms"})
 	require.NoError(t, err)
 	require.Eventually(t, func() bool {
 		st, err := a.Status("o")
@@ -95,8 +102,12 @@ func TestSinkTakeoverAfterACrashKeepsOrder(t *testing.T) {
 	})
 
 	id := func(i int) string { return fmt.Sprintf("e-%03d", i) }
+	topicOf := map[string]string{}
+	for i := range 50 {
+		topicOf[id(i)] = topics[i%len(topics)]
+	}
 	for i := range 40 {
-		publish(t, srv, "ord", id(i))
+		publish(t, srv, topicOf[id(i)], id(i))
 	}
 	select {
 	case <-blocked:
@@ -106,7 +117,7 @@ func TestSinkTakeoverAfterACrashKeepsOrder(t *testing.T) {
 	nc.Close() // kill -9: nothing acked or handed back from now on
 	close(cut)
 	for i := 40; i < 50; i++ {
-		publish(t, srv, "ord", id(i))
+		publish(t, srv, topicOf[id(i)], id(i))
 	}
 	all := make([]string, 50)
 	for i := range all {
@@ -125,12 +136,18 @@ func TestSinkTakeoverAfterACrashKeepsOrder(t *testing.T) {
 	mu.Lock()
 	defer mu.Unlock()
 	t.Logf("a wrote %v; b wrote %v", wroteA, wroteB)
-	require.Equal(t, all[:len(wroteA)], wroteA, "a wrote a prefix")
-	assert.True(t, slices.IsSorted(wroteB), "b writes in the order published: %v", wroteB)
-	// From where a stopped (or earlier, if a's last acks were lost), once.
-	b := slices.Compact(slices.Clone(wroteB))
-	require.NotEmpty(t, b)
-	assert.LessOrEqual(t, slices.Index(all, b[0]), len(wroteA), "b starts where a stopped: %v", wroteB)
-	assert.Equal(t, all[slices.Index(all, b[0]):], b, "b writes what a did not: %v", wroteB)
-	assert.Equal(t, len(b), len(wroteB), "b writes each event once: %v", wroteB)
+	on := func(topic string, ids []string) []string {
+		return slices.DeleteFunc(slices.Clone(ids), func(id string) bool { return topicOf[id] != topic })
+	}
+	for _, topic := range topics { // the order is per topic
+		all, wroteA, wroteB := on(topic, all), on(topic, wroteA), on(topic, wroteB)
+		require.Equal(t, all[:len(wroteA)], wroteA, "a wrote a prefix of %s", topic)
+		assert.True(t, slices.IsSorted(wroteB), "b writes %s in the order published: %v", topic, wroteB)
+		// From where a stopped (or earlier, if a's last acks were lost), once.
+		b := slices.Compact(slices.Clone(wroteB))
+		require.NotEmpty(t, b)
+		assert.LessOrEqual(t, slices.Index(all, b[0]), len(wroteA), "b starts where a stopped: %v", wroteB)
+		assert.Equal(t, all[slices.Index(all, b[0]):], b, "b writes what a did not: %v", wroteB)
+		assert.Equal(t, len(b), len(wroteB), "b writes each event once: %v", wroteB)
+	}
 }
