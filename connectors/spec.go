@@ -93,6 +93,13 @@ type Spec struct {
 	// runtime keeps the path answering 503 with Retry-After (senders try
 	// again later) instead of 404 (many give up).
 	WebhookPath func(cfg Config, name string) string
+	// InOrder marks a sink whose writes depend on the order of events
+	// (upserts, deletes, a TRUNCATE): when it runs as one task, the events
+	// its sidecar held unacknowledged when it died are written before any
+	// newer one. The price: after a crash — or a restart while an event
+	// waits out a retry backoff — newer events wait for them, at most the
+	// ack wait plus 2 s.
+	InOrder bool
 }
 
 // Names of the fields every connector has.

@@ -63,6 +63,7 @@ var urlField = connectors.Field{Name: FieldURL, Type: connectors.TypeString, Req
 // SinkSpec is the registered spec of clickhouse-sink.
 var SinkSpec = connectors.Spec{
 	Name:    SinkType,
+	InOrder: true,
 	Kind:    connectors.KindSink,
 	Summary: "Writes events' JSON data as rows of a ClickHouse table in large native-protocol inserts.",
 	Fields: []connectors.Field{

@@ -94,6 +94,7 @@ var SourceSpec = connectors.Spec{
 // SinkSpec is the registered spec of jdbc-sink.
 var SinkSpec = connectors.Spec{
 	Name:    SinkType,
+	InOrder: true,
 	Kind:    connectors.KindSink,
 	Summary: "Writes events' JSON data as rows of an SQL table (PostgreSQL, MySQL/MariaDB, SQLite): insert, upsert, delete on tombstone.",
 	Fields: []connectors.Field{

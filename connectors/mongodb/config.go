@@ -66,6 +66,7 @@ func commonFields() []connectors.Field {
 // SinkSpec is the registered spec of mongodb-sink.
 var SinkSpec = connectors.Spec{
 	Name:    SinkType,
+	InOrder: true,
 	Kind:    connectors.KindSink,
 	Summary: "Writes each event's JSON data as a MongoDB document: insert, or upsert by a key field.",
 	Fields: append(commonFields(),

@@ -7,6 +7,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -29,7 +30,7 @@ func orderRuntime(t *testing.T, eng mesh.Engine, id string, put func(evs []event
 	t.Helper()
 	reg := connectors.NewRegistry()
 	reg.Register(connectors.Spec{
-		Name: "order-sink", Kind: connectors.KindSink,
+		Name: "order-sink", Kind: connectors.KindSink, InOrder: true,
 		New: func() connectors.Connector {
 			return connectors.NewConnector(func() connectors.Task { return &testSinkTask{put: put} }, connectors.OneTask)
 		},
@@ -149,5 +150,63 @@ func testTakeoverAfterACrash(t *testing.T, topics []string) {
 		assert.LessOrEqual(t, slices.Index(all, b[0]), len(wroteA), "b starts where a stopped: %v", wroteB)
 		assert.Equal(t, all[slices.Index(all, b[0]):], b, "b writes what a did not: %v", wroteB)
 		assert.Equal(t, len(b), len(wroteB), "b writes each event once: %v", wroteB)
+	}
+}
+
+// The outside system is down for longer than the ack wait while a sink's
+// loop holds a batch and has more read ahead and fetched: once it is
+// back, every event is written once, and none is dead-lettered (an
+// unreachable target spends no attempts).
+func TestSinkHoldPastAckWaitWritesOnceAndDeadLettersNothing(t *testing.T) {
+	srv, err := embedded.Open(t.Context(), embedded.Config{DataDir: t.TempDir()})
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = srv.Close() })
+	var down atomic.Bool
+	down.Store(true)
+	var mu sync.Mutex
+	puts := map[string]int{}
+	rt := orderRuntime(t, srv, "a", func(evs []event.Event) error {
+		if down.Load() {
+			return bridge.UnavailableError(errors.New("connection refused"), 0)
+		}
+		mu.Lock()
+		defer mu.Unlock()
+		for _, e := range evs {
+			puts[e.ID()]++
+		}
+		return nil
+	})
+	_, err = rt.Create(t.Context(), "h", map[string]any{"connector.type": "order-sink", "topic": "held",
+		"batch.size": 2, "batch.wait": "1ms", "max.attempts": 2, "dead.letter.topic": "held.dead"})
+	require.NoError(t, err)
+	waitTasks(t, rt, "h", worker.StateRunning)
+	dead, err := srv.Consume(t.Context(), mesh.ConsumerConfig{Topic: "held.dead", Group: "check"})
+	require.NoError(t, err)
+	defer dead.Close()
+	ids := make([]string, 8)
+	for i := range ids {
+		ids[i] = fmt.Sprintf("h-%d", i)
+		publish(t, srv, "held", ids[i])
+	}
+	require.Eventually(t, func() bool {
+		st, err := rt.DeliveryStatus("h")
+		return err == nil && st.Holding
+	}, 10*time.Second, 20*time.Millisecond)
+	time.Sleep(3 * 2 * time.Second) // held for three ack waits
+	down.Store(false)
+	require.Eventually(t, func() bool {
+		mu.Lock()
+		defer mu.Unlock()
+		return len(puts) == len(ids)
+	}, 20*time.Second, 20*time.Millisecond)
+	ctx, cancel := context.WithTimeout(t.Context(), 3*time.Second) // quiet: late copies would come now
+	defer cancel()
+	if m, err := dead.Next(ctx); err == nil {
+		t.Errorf("dead-lettered %s (attempts %v) though the target was only unreachable", m.Event().ID(), m.Event().Extensions()[bridge.ExtDeliveryAttempts])
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	for _, id := range ids {
+		assert.Equal(t, 1, puts[id], "puts of %s: %v", id, puts)
 	}
 }

@@ -40,13 +40,15 @@ func (r *Runtime) sinkLoop(ctx context.Context, inst *instance, id int, task con
 		return fmt.Errorf("compiling filters: %w", err)
 	}
 	var consumers []mesh.Consumer
+	dedup := 0
 	for _, topic := range cfg.Strings(connectors.FieldTopic) {
 		gc := r.groupConfig(inst, topic)
-		// The only task of its instance writes in the order events were
+		// The only task of an InOrder sink writes in the order events were
 		// published, also after a crash of the sidecar that ran it: what it
 		// held unacknowledged comes first (a TRUNCATE, an upsert of a key,
 		// must not be overtaken by what was published before it).
-		gc.RedeliverFirst = inst.taskCount() == 1
+		gc.RedeliverFirst = inst.spec.InOrder && inst.taskCount() == 1
+		dedup = max(dedup, gc.MaxInFlight)
 		c, err := r.opts.Engine.Consume(ctx, gc)
 		if err != nil {
 			for _, c := range consumers {
@@ -71,11 +73,17 @@ func (r *Runtime) sinkLoop(ctx context.Context, inst *instance, id int, task con
 		BatchWait:       cfg.Duration(connectors.FieldBatchWait),
 		MaxAttempts:     int(cfg.Int(connectors.FieldAttempts)),
 		DeadLetterTopic: cfg.String(connectors.FieldDeadLetter),
-		Backoff:         r.opts.Backoff,
-		AckWait:         r.opts.AckWait,
-		Logger:          log,
-		Redact:          inst.redact,
-		Observer:        sinkObserver{m: r.metrics, name: inst.name},
+		// Events the task holds unacknowledged (a batch held while the
+		// outside system is down, the batches read and fetched behind it)
+		// come again when their ack wait runs out: the copies of what was
+		// written meanwhile are recognised, not written twice nor counted
+		// as attempts.
+		DedupSize: dedup,
+		Backoff:   r.opts.Backoff,
+		AckWait:   r.opts.AckWait,
+		Logger:    log,
+		Redact:    inst.redact,
+		Observer:  sinkObserver{m: r.metrics, name: inst.name},
 	})
 	inst.addLoop(loop) // tasks.go: its status shows in the connector's
 	defer inst.removeLoop(loop)
