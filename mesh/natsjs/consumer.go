@@ -79,6 +79,7 @@ func (e *Engine) Consume(ctx context.Context, cfg mesh.ConsumerConfig) (mesh.Con
 	create := e.consumerConfig(cfg, subject)
 	maxInFlight, ackWait, maxDeliver := create.MaxAckPending, create.AckWait, create.MaxDeliver
 
+	callerCtx := ctx // the waits of RedeliverFirst outlast one request's timeout
 	ctx, cancel := e.withTimeout(ctx)
 	defer cancel()
 	var c jetstream.Consumer
@@ -119,7 +120,11 @@ func (e *Engine) Consume(ctx context.Context, cfg mesh.ConsumerConfig) (mesh.Con
 		log:      e.log.With("topic", cfg.Topic, "group", cfg.Group),
 		it:       it,
 	}
-	if info := c.CachedInfo(); cfg.RedeliverFirst && !cfg.Ephemeral && info.NumAckPending > 0 {
+	info := c.CachedInfo()
+	if cfg.RedeliverFirst && !cfg.Ephemeral && info.NumWaiting > 0 {
+		info = e.withoutPullRequests(callerCtx, c, cfg)
+	}
+	if cfg.RedeliverFirst && !cfg.Ephemeral && info.NumAckPending > 0 {
 		cons.gate = &gate{
 			top:      info.Delivered.Stream,
 			want:     info.NumAckPending,
@@ -337,6 +342,34 @@ func (c *consumer) next(ctx context.Context) (*message, error) {
 		return c.pull(ctx)
 	}
 	return m, err
+}
+
+// withoutPullRequests waits until no pull request of an earlier member is
+// registered with the group, at most until such a request expired (a
+// RedeliverFirst member pulls nothing before its first Next), and returns
+// the group's state then. A member that died without the server noticing
+// yet (a frozen process, a cut network) keeps its request until then: an
+// event delivered to it would come back after its ack wait, behind newer
+// ones. Requests of members that closed or whose connection ended are gone
+// at once.
+func (e *Engine) withoutPullRequests(ctx context.Context, c jetstream.Consumer, cfg mesh.ConsumerConfig) *jetstream.ConsumerInfo {
+	info := c.CachedInfo()
+	deadline := time.Now().Add(pullExpiry + time.Second)
+	e.log.Info("waiting for the pull requests of an earlier member of the group to expire",
+		"topic", cfg.Topic, "group", cfg.Group, "requests", info.NumWaiting, "wait_at_most", pullExpiry+time.Second)
+	for info.NumWaiting > 0 && time.Now().Before(deadline) {
+		select {
+		case <-time.After(100 * time.Millisecond):
+		case <-ctx.Done():
+			return info
+		}
+		ictx, cancel := e.withTimeout(ctx)
+		if fresh, err := c.Info(ictx); err == nil {
+			info = fresh
+		}
+		cancel()
+	}
+	return info
 }
 
 // gate keeps the order of a group across the crash of its member

@@ -2,6 +2,7 @@ package natsjs_test
 
 import (
 	"context"
+	"encoding/json"
 	"strconv"
 	"strings"
 	"testing"
@@ -593,5 +594,56 @@ func TestRedeliverFirstWaitsAtMostItsDeadline(t *testing.T) {
 			}
 			require.ErrorIs(t, err, context.DeadlineExceeded)
 		})
+	}
+}
+
+// A member died without the server noticing yet (a frozen process): its
+// pull request is still registered when a RedeliverFirst member opens. The
+// new member waits for that request to expire (a member's requests live
+// pullExpiry, 5 s) before it takes its snapshot, so no event published
+// after it opened goes to the dead member and comes back late.
+func TestRedeliverFirstOutwaitsADeadMembersPullRequest(t *testing.T) {
+	url, _, _ := infra.StartNATS(t)
+	eng := connect(t, url)
+	topic := "zombie"
+	cfg := mesh.ConsumerConfig{Topic: topic, Group: "g", AckWait: 3 * time.Second, MaxInFlight: 100}
+	c, die := member(t, url, cfg)
+	publishN(t, eng, topic, "old", 6)
+	for range 3 {
+		nextWithin(t, c, 5*time.Second, nil)
+	}
+	die()
+	waitNoPullRequest(t, url, topic)
+	// The frozen member's request, as meshd makes them: expiring after 5 s.
+	nc, err := nats.Connect(url)
+	require.NoError(t, err)
+	defer nc.Close()
+	inbox := nats.NewInbox()
+	zombie, err := nc.SubscribeSync(inbox)
+	require.NoError(t, err)
+	req, err := json.Marshal(map[string]any{"batch": 1, "expires": int64(5 * time.Second)})
+	require.NoError(t, err)
+	require.NoError(t, nc.PublishRequest("$JS.API.CONSUMER.MSG.NEXT."+natsjs.DefaultStream+"."+groupInfo(t, url, topic).Name, inbox, req))
+	require.NoError(t, nc.Flush())
+	require.Eventually(t, func() bool { return groupInfo(t, url, topic).NumWaiting == 1 }, 5*time.Second, 20*time.Millisecond)
+
+	cfg.RedeliverFirst = true
+	next, err := eng.Consume(t.Context(), cfg)
+	require.NoError(t, err)
+	defer next.Close()
+	publishN(t, eng, topic, "new", 3)
+	var got []string
+	for range 9 {
+		m := nextWithin(t, next, 15*time.Second, got)
+		got = append(got, m.Event().ID())
+		require.NoError(t, m.Ack(t.Context()))
+	}
+	assert.Equal(t, inOrder, got)
+	for {
+		m, err := zombie.NextMsg(100 * time.Millisecond)
+		if err != nil {
+			break
+		}
+		assert.Empty(t, m.Data, "the dead member's request got an event (%s)", m.Header.Get("ce-id"))
 	}
 }
