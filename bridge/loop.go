@@ -120,15 +120,20 @@ type LoopStatus struct {
 
 // Loop is a running delivery loop.
 type Loop struct {
-	cfg    LoopConfig
-	log    *slog.Logger
-	dedup  *lru.Cache[uint64, struct{}] // nil without DedupSize
-	msgs   chan mesh.Message
-	holds  atomic.Int32
-	warn   Throttle
-	status sync.Mutex // guards last, lastAt
-	last   string
-	lastAt time.Time
+	cfg   LoopConfig
+	log   *slog.Logger
+	dedup *lru.Cache[uint64, struct{}] // nil without DedupSize
+	// delivering holds the stream sequences of the events admitted and not
+	// settled yet: another delivery of one of them (its ack wait ran out
+	// while it waited in the loop) is not delivered beside it.
+	deliveringMu sync.Mutex
+	delivering   map[uint64]struct{}
+	msgs         chan mesh.Message
+	holds        atomic.Int32
+	warn         Throttle
+	status       sync.Mutex // guards last, lastAt
+	last         string
+	lastAt       time.Time
 
 	stopping   <-chan struct{}    // closed when fetching ends
 	stopFetch  context.CancelFunc // ends fetching; workers then drain
@@ -168,7 +173,7 @@ func StartLoop(ctx context.Context, cfg LoopConfig) *Loop {
 	// up to a batch per worker: the next batch is ready when a handler
 	// returns instead of being pulled then.
 	ahead := min(cfg.BatchSize*cfg.Workers, maxReadAhead)
-	l := &Loop{cfg: cfg, log: cfg.Logger, msgs: make(chan mesh.Message, ahead), done: make(chan struct{})}
+	l := &Loop{cfg: cfg, log: cfg.Logger, msgs: make(chan mesh.Message, ahead), done: make(chan struct{}), delivering: map[uint64]struct{}{}}
 	l.warn.Every = warnEvery
 	if cfg.DedupSize > 0 {
 		l.dedup, _ = lru.New[uint64, struct{}](cfg.DedupSize)
@@ -315,9 +320,12 @@ func (l *Loop) work(ctx context.Context) {
 		}
 		if l.stopped(ctx) {
 			l.handBack(batch)
+			l.settled(batch)
 			continue
 		}
-		if err := l.deliver(ctx, batch, l.cfg.Handler); err != nil {
+		err := l.deliver(ctx, batch, l.cfg.Handler)
+		l.settled(batch)
+		if err != nil {
 			l.fatal(err)
 			return
 		}
@@ -347,11 +355,13 @@ func (l *Loop) dispatch(ctx context.Context) {
 		}
 		if l.stopped(ctx) {
 			l.handBack([]mesh.Message{m})
+			l.settled([]mesh.Message{m})
 			continue
 		}
 		wait := l.cfg.Start(ctx, m)
 		waiters.Go(func() {
 			defer func() { <-slots }()
+			defer l.settled([]mesh.Message{m})
 			first := true
 			err := l.deliver(ctx, []mesh.Message{m}, func(ctx context.Context, batch []mesh.Message) error {
 				if first {
@@ -419,6 +429,11 @@ func (l *Loop) admit(m mesh.Message) bool {
 		l.settle(m, "ack", m.Ack)
 		l.cfg.Observer.Filtered(1)
 		return false
+	case m.Attempt() > 1 && l.isDelivering(m.Seq()):
+		// Another delivery of an event being delivered now: left as it
+		// is. The first delivery's outcome settles the event (an ack or a
+		// nak is by stream sequence), or the mesh gives it again.
+		return false
 	case l.dedup != nil && m.Attempt() > 1 && l.dedup.Contains(m.Seq()):
 		// A redelivery of an event delivered before: its ack was lost. A
 		// first delivery of a sequence already seen is a deliberate replay
@@ -431,7 +446,26 @@ func (l *Loop) admit(m mesh.Message) bool {
 		l.giveUp(m, fmt.Errorf("delivered %d times without success", m.Attempt()-1))
 		return false
 	}
+	l.deliveringMu.Lock()
+	l.delivering[m.Seq()] = struct{}{}
+	l.deliveringMu.Unlock()
 	return true
+}
+
+func (l *Loop) isDelivering(seq uint64) bool {
+	l.deliveringMu.Lock()
+	defer l.deliveringMu.Unlock()
+	_, ok := l.delivering[seq]
+	return ok
+}
+
+// settled forgets ms as being delivered: they are settled or handed back.
+func (l *Loop) settled(ms []mesh.Message) {
+	l.deliveringMu.Lock()
+	defer l.deliveringMu.Unlock()
+	for _, m := range ms {
+		delete(l.delivering, m.Seq())
+	}
 }
 
 // deliver hands batch to the handler and settles every event by its

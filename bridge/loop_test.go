@@ -380,3 +380,71 @@ func TestLoopForcedStopHandsBackBatchAndReadAhead(t *testing.T) {
 		assert.Equal(t, 2, m.Attempt(), "%s was handed back, not delivered twice", m.Event().ID())
 	}
 }
+
+// listMessage is a delivery of a stream sequence that records how it was
+// settled.
+type listMessage struct {
+	e       *event.Event
+	seq     uint64
+	attempt int
+	settled *sync.Map // "seq/attempt" → ack, nak
+}
+
+func (m *listMessage) Event() *event.Event { return m.e }
+func (m *listMessage) Topic() string       { return "list" }
+func (m *listMessage) Seq() uint64         { return m.seq }
+func (m *listMessage) Attempt() int        { return m.attempt }
+func (m *listMessage) mark(op string) error {
+	m.settled.Store(fmt.Sprintf("%d/%d", m.seq, m.attempt), op)
+	return nil
+}
+func (m *listMessage) Ack(context.Context) error                { return m.mark("ack") }
+func (m *listMessage) Nak(context.Context, time.Duration) error { return m.mark("nak") }
+func (m *listMessage) Term(context.Context) error               { return m.mark("term") }
+func (m *listMessage) InProgress(context.Context) error         { return nil }
+
+// listConsumer hands out its messages, then blocks.
+type listConsumer struct{ ms chan mesh.Message }
+
+func (c listConsumer) Next(ctx context.Context) (mesh.Message, error) {
+	select {
+	case m := <-c.ms:
+		return m, nil
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+}
+func (c listConsumer) Close() error { return nil }
+
+// A redelivery of an event that waits in the same batch as its first
+// delivery (its ack wait ran out while the loop held events) is not
+// delivered beside it, nor settled: the first delivery's ack settles the
+// event.
+func TestLoopDeliversNoSecondCopyBesideTheFirst(t *testing.T) {
+	settled := &sync.Map{}
+	msg := func(id string, seq uint64, attempt int) mesh.Message {
+		return &listMessage{e: mkEvent(t, id, "t"), seq: seq, attempt: attempt, settled: settled}
+	}
+	c := listConsumer{ms: make(chan mesh.Message, 3)}
+	c.ms <- msg("a", 1, 1)
+	c.ms <- msg("a", 1, 2)
+	c.ms <- msg("b", 2, 1)
+	got := make(chan []string, 1)
+	l := StartLoop(context.Background(), LoopConfig{
+		Name: "copies", Consumers: []mesh.Consumer{c}, BatchSize: 3, BatchWait: time.Second, Logger: testLogger(t),
+		Handler: func(_ context.Context, batch []mesh.Message) error {
+			var ids []string
+			for _, m := range batch {
+				ids = append(ids, m.Event().ID())
+			}
+			got <- ids
+			return nil
+		},
+	})
+	defer l.Stop(context.Background())
+	assert.Equal(t, []string{"a", "b"}, <-got)
+	require.Eventually(t, func() bool { _, ok := settled.Load("2/1"); return ok }, waitFor, tick)
+	ops := map[string]any{}
+	settled.Range(func(k, v any) bool { ops[k.(string)] = v; return true })
+	assert.Equal(t, map[string]any{"1/1": "ack", "2/1": "ack"}, ops)
+}
