@@ -429,7 +429,7 @@ func (l *Loop) admit(m mesh.Message) bool {
 		l.settle(m, "ack", m.Ack)
 		l.cfg.Observer.Filtered(1)
 		return false
-	case m.Attempt() > 1 && l.isDelivering(m.Seq()):
+	case !l.claim(m):
 		// Another delivery of an event being delivered now: left as it
 		// is. The first delivery's outcome settles the event (an ack or a
 		// nak is by stream sequence), or the mesh gives it again.
@@ -439,24 +439,29 @@ func (l *Loop) admit(m mesh.Message) bool {
 		// first delivery of a sequence already seen is a deliberate replay
 		// (the group was started over) and is delivered.
 		l.settle(m, "ack", m.Ack)
+		l.settled([]mesh.Message{m})
 		return false
 	case l.cfg.MaxAttempts > 0 && m.Attempt() > l.cfg.MaxAttempts:
 		// Redelivered past MaxAttempts (its delivery crashed or timed out):
 		// give up without delivering it again.
 		l.giveUp(m, fmt.Errorf("delivered %d times without success", m.Attempt()-1))
+		l.settled([]mesh.Message{m})
 		return false
 	}
-	l.deliveringMu.Lock()
-	l.delivering[m.Seq()] = struct{}{}
-	l.deliveringMu.Unlock()
 	return true
 }
 
-func (l *Loop) isDelivering(seq uint64) bool {
+// claim marks m's event as being delivered; false when it is already (m
+// is a redelivery of it). In one step, so that two workers taking two
+// deliveries of an event at once do not both deliver it.
+func (l *Loop) claim(m mesh.Message) bool {
 	l.deliveringMu.Lock()
 	defer l.deliveringMu.Unlock()
-	_, ok := l.delivering[seq]
-	return ok
+	if _, ok := l.delivering[m.Seq()]; ok && m.Attempt() > 1 {
+		return false
+	}
+	l.delivering[m.Seq()] = struct{}{}
+	return true
 }
 
 // settled forgets ms as being delivered: they are settled or handed back.
