@@ -120,20 +120,22 @@ func (e *Engine) Consume(ctx context.Context, cfg mesh.ConsumerConfig) (mesh.Con
 		log:      e.log.With("topic", cfg.Topic, "group", cfg.Group),
 		it:       it,
 	}
-	info := c.CachedInfo()
-	if cfg.RedeliverFirst && !cfg.Ephemeral && info.NumWaiting > 0 {
-		info = e.withoutPullRequests(callerCtx, c, cfg)
-	}
-	if cfg.RedeliverFirst && !cfg.Ephemeral && info.NumAckPending > 0 {
-		cons.gate = &gate{
-			top:      info.Delivered.Stream,
-			want:     info.NumAckPending,
-			seen:     map[uint64]int{},
-			deadline: time.Now().Add(ackWait + gateSlack),
-			kept:     time.Now(),
+	if cfg.RedeliverFirst && !cfg.Ephemeral {
+		info := c.CachedInfo()
+		if info.NumWaiting > 0 {
+			info = e.withoutPullRequests(callerCtx, c, cfg)
 		}
-		cons.log.Info("waiting for the events a previous member left unacknowledged, to deliver them before newer ones",
-			"unacknowledged", info.NumAckPending, "wait_at_most", ackWait+gateSlack)
+		if info.NumAckPending > 0 {
+			cons.gate = &gate{
+				top:      info.Delivered.Stream,
+				want:     info.NumAckPending,
+				seen:     map[uint64]int{},
+				deadline: time.Now().Add(ackWait + gateSlack),
+				kept:     time.Now(),
+			}
+			cons.log.Info("waiting for the events a previous member left unacknowledged, to deliver them before newer ones",
+				"unacknowledged", info.NumAckPending, "wait_at_most", ackWait+gateSlack)
+		}
 	}
 	if cfg.Ephemeral {
 		cons.ephemeral = c.CachedInfo().Name
@@ -397,8 +399,10 @@ func (g *gate) next(ctx context.Context, c *consumer) (*message, error) {
 	keepEvery := c.ackWait / 3
 	for !g.open && len(g.seen) < g.want && time.Now().Before(g.deadline) {
 		if time.Since(g.kept) >= keepEvery {
-			for _, m := range append(g.old, g.held...) {
-				_ = m.m.InProgress()
+			for _, q := range [][]*message{g.old, g.held} {
+				for _, m := range q {
+					_ = m.m.InProgress()
+				}
 			}
 			g.kept = time.Now()
 		}
