@@ -80,7 +80,9 @@ func TestWebhookListener(t *testing.T) {
 	assert.Equal(t, "https://github.com/Codertocat/Hello-World", d.header.Get("Ce-Source"))
 	assert.Equal(t, payload, d.body)
 
-	resp, err := http.Post("http://"+hook+"/hooks/github", "application/json", bytes.NewReader(payload))
+	// Without a body: the TLS server answers the first bytes and closes,
+	// and a client still writing a body would get a reset instead.
+	resp, err := http.Post("http://"+hook+"/hooks/github", "application/json", nil)
 	require.NoError(t, err)
 	resp.Body.Close()
 	assert.Equal(t, http.StatusBadRequest, resp.StatusCode, "plain HTTP is refused on a TLS listener")
