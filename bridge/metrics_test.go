@@ -58,8 +58,11 @@ func TestMetrics(t *testing.T) {
 	// A re-publish inside the duplicate window: acknowledged, not stored,
 	// counted.
 	require.NoError(t, b.Publish(t.Context(), "orders", []*event.Event{mkEvent(t, "3", "keep")}))
+	// Two workers: the filtered event can be counted after both others.
 	require.Eventually(t, func() bool {
-		return sumOf(t, collect(t, reader)[MetricDelivered], attribute.String("topic", "orders"), attribute.String("subscription", "s")) == 2
+		got := collect(t, reader)
+		return sumOf(t, got[MetricDelivered], attribute.String("topic", "orders"), attribute.String("subscription", "s")) == 2 &&
+			sumOf(t, got[MetricFiltered], attribute.String("topic", "orders"), attribute.String("subscription", "s")) > 0
 	}, waitFor, tick)
 
 	got := collect(t, reader)
