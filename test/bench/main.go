@@ -58,7 +58,7 @@ var (
 	latencyRate = flag.Int("rate", 1000, "events/s of the latency phase (and of -soak)")
 	latencyFor  = flag.Duration("latency-duration", 5*time.Second, "length of each latency phase")
 	backlog     = flag.Int("backlog", 100_000, "events a subscription drains in the delivery phase")
-	heapProfile = flag.String("heapprofile", "", "start meshd with admin.pprof, and after the run write its heap profile here and print its Go memory figures")
+	heapProfile = flag.String("heapprofile", "", "start meshd with admin.pprof, write its heap profile here after the run (and to this path + \".100k\" after the first 100,000 events) and print its Go memory figures")
 	soak        = flag.Duration("soak", 0, "instead of the benchmark, publish and deliver at -rate for this long, report meshd's RSS and check nothing is lost")
 )
 
@@ -114,6 +114,11 @@ func run() error {
 	}
 	rss100k := m.rssMB()
 	fmt.Printf("memory      RSS %.1f MB after 100,000 events\n", rss100k)
+	if *heapProfile != "" {
+		if err := m.writeHeapProfile(*heapProfile + ".100k"); err != nil {
+			return err
+		}
+	}
 
 	noop, _, err := noopServer()
 	if err != nil {
