@@ -476,7 +476,8 @@ func (l *Loop) settled(ms []mesh.Message) {
 // deliver hands batch to the handler and settles every event by its
 // outcome. Events whose target is unavailable are held and delivered again
 // after a backoff, without counting attempts, until they succeed, fail
-// otherwise, or ctx is done. A non-nil error aborts the loop.
+// otherwise, or the loop stops (they are handed back). A non-nil error
+// aborts the loop.
 func (l *Loop) deliver(ctx context.Context, batch []mesh.Message, handler Handler) error {
 	var keepAlive time.Time
 	for hold := 0; ; hold++ {
@@ -546,7 +547,9 @@ func (l *Loop) deliver(ctx context.Context, batch []mesh.Message, handler Handle
 
 // holdFor waits d, telling the mesh now and then that the held events are
 // still in progress so they are not redelivered elsewhere. false: ctx
-// ended first.
+// ended or the loop is stopping first. A stopping loop does not wait out
+// a hold (an outage can outlast any stop timeout): the held events are
+// handed back for whoever takes the group next.
 func (l *Loop) holdFor(ctx context.Context, held []mesh.Message, d time.Duration, lastKeepAlive *time.Time) bool {
 	every := l.cfg.AckWait / 3
 	deadline := time.Now().Add(d)
@@ -561,7 +564,14 @@ func (l *Loop) holdFor(ctx context.Context, held []mesh.Message, d time.Duration
 		if left <= 0 {
 			return true
 		}
-		if !Sleep(ctx, min(left, every-time.Since(*lastKeepAlive))) {
+		t := time.NewTimer(min(left, every-time.Since(*lastKeepAlive)))
+		select {
+		case <-t.C:
+		case <-ctx.Done():
+			t.Stop()
+			return false
+		case <-l.stopping:
+			t.Stop()
 			return false
 		}
 	}

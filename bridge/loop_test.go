@@ -448,3 +448,25 @@ func TestLoopDeliversNoSecondCopyBesideTheFirst(t *testing.T) {
 	settled.Range(func(k, v any) bool { ops[k.(string)] = v; return true })
 	assert.Equal(t, map[string]any{"1/1": "ack", "2/1": "ack"}, ops)
 }
+
+// Stopping a loop that holds events for an unavailable target does not
+// wait for the stop's deadline: the held events are handed back at once,
+// unattempted, and the loop ends.
+func TestLoopStopDuringHoldHandsBackAtOnce(t *testing.T) {
+	eng := &spyEngine{Engine: openEngine(t)}
+	l := startTestLoop(t, eng, "stophold", LoopConfig{
+		Name:    "stophold",
+		AckWait: 30 * time.Second,
+		Backoff: Backoff{Initial: 10 * time.Second, Max: 10 * time.Second},
+		Handler: func(context.Context, []mesh.Message) error {
+			return UnavailableError(errors.New("connection refused"), 0)
+		},
+	})
+	publishIDs(t, eng, "stophold", "s1")
+	require.Eventually(t, func() bool { return l.Status().Holding }, waitFor, tick)
+	ctx, cancel := context.WithTimeout(t.Context(), 20*time.Second)
+	defer cancel()
+	assert.False(t, l.Stop(ctx), "the stop waited out the hold until its deadline and cancelled it")
+	require.Len(t, eng.settlements(), 1)
+	assert.Equal(t, "nak", eng.settlements()[0].op)
+}
