@@ -20,6 +20,9 @@ package worker
 //	                        renews it every heartbeat by KV.Update at the
 //	                        revision it wrote last, and writes its state.
 //
+// Each member follows the bucket with one watch (group.watch) and keeps
+// what it reports; it reads no key at a heartbeat.
+//
 // Liveness is judged by revisions, not clocks: a member or lease whose
 // revision has not changed for LeaseTime, as the observing member measures
 // it on its own clock, is gone. No two clocks are compared.
@@ -53,7 +56,9 @@ import (
 	"maps"
 	"slices"
 	"strconv"
+	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/meshd/meshd/mesh"
@@ -129,10 +134,14 @@ type group struct {
 	loop   sync.WaitGroup // the loop
 	tasks  sync.WaitGroup // task goroutines and releases
 
+	watching atomic.Bool // the watch of the bucket is open
+
 	mu        sync.Mutex
 	units     map[string]*unit    // by instance name
-	members   map[string]observed // by key
-	leases    map[string]observed // by key
+	members   map[string]observed // by key, as the watch reports them
+	leases    map[string]observed // by key, as the watch reports them
+	synced    bool                // the watch reported every current value
+	snapshot  map[string]bool     // the keys reported until then
 	dupWarned time.Time           // last warning about another member with our id
 }
 
@@ -247,8 +256,9 @@ func (g *group) nextExpiry() (time.Time, bool) {
 	return next, !next.IsZero()
 }
 
-// step renews this member's leases and record, reads the group, and
-// claims or hands over tasks as the assignment says.
+// step renews this member's leases and record, and once the watch of the
+// group has reported it whole, claims or hands over tasks as the
+// assignment says.
 func (g *group) step(ctx context.Context) {
 	g.renewAll(ctx)
 	if ctx.Err() != nil {
@@ -257,9 +267,21 @@ func (g *group) step(ctx context.Context) {
 	if err := g.putMember(ctx); err != nil {
 		g.log.Warn("renewing worker group membership", "error", err)
 	}
-	if err := g.scan(ctx); err != nil {
+	if err := g.watch(ctx); err != nil {
 		if ctx.Err() == nil {
-			g.log.Warn("reading the worker group", "error", err)
+			g.log.Warn("watching the worker group", "error", err)
+		}
+		return
+	}
+	g.mu.Lock()
+	synced := g.synced
+	g.mu.Unlock()
+	if !synced {
+		return // the watch pokes the loop once it has
+	}
+	if err := g.forgetGone(ctx); err != nil {
+		if ctx.Err() == nil {
+			g.log.Warn("removing the records of sidecars gone", "error", err)
 		}
 		return
 	}
@@ -308,26 +330,92 @@ func (g *group) putMember(ctx context.Context) error {
 	return err
 }
 
-// scan reads the leases, then the members: a lease seen was claimed by a
-// member whose record was written before, so it is among the members read
-// after it.
-func (g *group) scan(ctx context.Context) error {
-	leases, err := g.read(ctx, keyTask)
+// watch opens the watch of the group's bucket unless it is open. Each
+// member sees every write of the others as it happens, one message each,
+// instead of listing and reading the bucket every heartbeat (which cost
+// each member a request per key: O(members²) at fleet scale). The watch
+// reports in revision order, so a lease is seen after the record of the
+// member that claimed it.
+func (g *group) watch(ctx context.Context) error {
+	if g.watching.Load() {
+		return nil
+	}
+	g.mu.Lock()
+	g.synced, g.snapshot = false, map[string]bool{}
+	g.mu.Unlock()
+	changes, err := g.kv.Watch(ctx, "")
 	if err != nil {
 		return err
 	}
-	members, err := g.read(ctx, keyMember)
-	if err != nil {
-		return err
+	g.watching.Store(true)
+	g.tasks.Go(func() {
+		for c := range changes {
+			g.apply(c, time.Now())
+		}
+		// The group is closing, or the engine is: the loop opens it again
+		// if it goes on.
+		g.watching.Store(false)
+		g.poke()
+	})
+	return nil
+}
+
+// apply records a change the watch reported at now: a key whose revision
+// changed is observed anew (its "since" is now), a deleted key forgotten.
+func (g *group) apply(c mesh.Change, now time.Time) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	var m map[string]observed
+	switch {
+	case c.Key == "":
+		// Every current value is reported: what was not is gone (a watch
+		// opened again does not report what was deleted meanwhile).
+		for _, m := range []map[string]observed{g.members, g.leases} {
+			for k := range m {
+				if !g.snapshot[k] {
+					delete(m, k)
+				}
+			}
+		}
+		g.synced, g.snapshot = true, nil
+		g.poke()
+		return
+	case strings.HasPrefix(c.Key, keyMember):
+		m = g.members
+	case strings.HasPrefix(c.Key, keyTask):
+		m = g.leases
+	default:
+		return
 	}
+	if c.Deleted {
+		delete(m, c.Key)
+		return
+	}
+	if g.snapshot != nil {
+		g.snapshot[c.Key] = true
+	}
+	if o, ok := m[c.Key]; ok && o.rev == c.Revision {
+		return
+	}
+	m[c.Key] = observed{rev: c.Revision, since: now, value: c.Value}
+}
+
+// forgetGone deletes the records of members silent for forgetMembers lease
+// times, and warns when another member writes this one's record.
+func (g *group) forgetGone(ctx context.Context) error {
 	now := time.Now()
 	g.mu.Lock()
-	g.leases = observe(g.leases, leases, now)
-	g.members = observe(g.members, members, now)
 	var gone []string
 	for k, o := range g.members {
 		if now.Sub(o.since) > forgetMembers*g.lease {
 			gone = append(gone, k)
+		}
+	}
+	if o, ok := g.members[memberKey(g.self)]; ok {
+		var rec memberRecord
+		if json.Unmarshal(o.value, &rec) == nil && rec.Inc != g.inc && now.Sub(g.dupWarned) > time.Minute {
+			g.dupWarned = now
+			g.log.Error("another sidecar of this app uses the same worker id: give each its own (worker.id); meanwhile they take tasks from each other")
 		}
 	}
 	g.mu.Unlock()
@@ -338,49 +426,7 @@ func (g *group) scan(ctx context.Context) error {
 			return err
 		}
 	}
-	g.mu.Lock()
-	defer g.mu.Unlock()
-	if o, ok := g.members[memberKey(g.self)]; ok {
-		var rec memberRecord
-		if json.Unmarshal(o.value, &rec) == nil && rec.Inc != g.inc && now.Sub(g.dupWarned) > time.Minute {
-			g.dupWarned = now
-			g.log.Error("another sidecar of this app uses the same worker id: give each its own (worker.id); meanwhile they take tasks from each other")
-		}
-	}
 	return nil
-}
-
-// read returns the entries of the keys with prefix.
-func (g *group) read(ctx context.Context, prefix string) (map[string]mesh.Entry, error) {
-	keys, err := g.kv.Keys(ctx, prefix)
-	if err != nil {
-		return nil, err
-	}
-	out := make(map[string]mesh.Entry, len(keys))
-	for _, k := range keys {
-		e, err := g.kv.Get(ctx, k)
-		if errors.Is(err, mesh.ErrKeyNotFound) {
-			continue
-		}
-		if err != nil {
-			return nil, err
-		}
-		out[k] = e
-	}
-	return out, nil
-}
-
-// observe updates the observations old with the entries read at now.
-func observe(old map[string]observed, read map[string]mesh.Entry, now time.Time) map[string]observed {
-	out := make(map[string]observed, len(read))
-	for k, e := range read {
-		if o, ok := old[k]; ok && o.rev == e.Revision {
-			out[k] = o
-			continue
-		}
-		out[k] = observed{rev: e.Revision, since: now, value: e.Value}
-	}
-	return out
 }
 
 // live returns the live members' records by worker id, this one included

@@ -28,6 +28,7 @@ type gate struct {
 	mu     sync.Mutex
 	open   chan struct{} // closed while the gate is open
 	resume atomic.Int64  // resumes so far
+	reads  atomic.Int64  // Gets and Keys of the group bucket so far
 }
 
 func newGate() *gate {
@@ -81,6 +82,7 @@ type gatedKV struct {
 }
 
 func (k gatedKV) Get(ctx context.Context, key string) (mesh.Entry, error) {
+	k.g.reads.Add(1)
 	if err := k.g.wait(ctx); err != nil {
 		return mesh.Entry{}, err
 	}
@@ -109,10 +111,38 @@ func (k gatedKV) Update(ctx context.Context, key string, v []byte, rev uint64) (
 }
 
 func (k gatedKV) Keys(ctx context.Context, prefix string) ([]string, error) {
+	k.g.reads.Add(1)
 	if err := k.g.wait(ctx); err != nil {
 		return nil, err
 	}
 	return k.KV.Keys(ctx, prefix)
+}
+
+// Watch forwards the changes only while the gate is open: a stopped
+// process takes none.
+func (k gatedKV) Watch(ctx context.Context, prefix string) (<-chan mesh.Change, error) {
+	if err := k.g.wait(ctx); err != nil {
+		return nil, err
+	}
+	in, err := k.KV.Watch(ctx, prefix)
+	if err != nil {
+		return nil, err
+	}
+	out := make(chan mesh.Change)
+	go func() {
+		defer close(out)
+		for c := range in {
+			if k.g.wait(ctx) != nil {
+				return
+			}
+			select {
+			case out <- c:
+			case <-ctx.Done():
+				return
+			}
+		}
+	}()
+	return out, nil
 }
 
 // counterSource is a source whose task i polls partition p<i>, one record
@@ -278,6 +308,11 @@ func TestWorkerGroupSpreadsTasksAndFailsOver(t *testing.T) {
 	for _, m := range []*member{b, c} {
 		waitPlacement(t, m, "count", map[string]int{"a": 1, "b": 1, "c": 1}, "every member reports the same placement")
 	}
+	// The members see each other's writes through a watch of the bucket,
+	// not by reading it every heartbeat (a request per key and member).
+	reads := a.gate.reads.Load() + b.gate.reads.Load() + c.gate.reads.Load()
+	time.Sleep(5 * groupLease / 5) // five heartbeats
+	assert.Equal(t, reads, a.gate.reads.Load()+b.gate.reads.Load()+c.gate.reads.Load(), "the group bucket was read during heartbeats")
 
 	// b is cut off from the mesh: its tasks go to a and c within the lease.
 	cut := time.Now()
