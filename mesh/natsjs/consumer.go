@@ -37,12 +37,13 @@ const (
 	// gateSlack is how long after its ack wait ran out an unacknowledged
 	// event is surely redelivered (the server's timer, the pull request).
 	gateSlack = 2 * time.Second
-	// recheckMin and recheckMax bound how long one Next of the pull
-	// iterator waits before it is asked again (see consumer.pull): short
-	// while events flow, doubling while none come.
-	recheckMin = 20 * time.Millisecond
-	recheckMax = 2 * time.Second
 )
+
+// rechecks are how long the Nexts of the pull iterator after an event
+// wait before it is asked again (see consumer.pull); after them a Next
+// waits as long as it takes, so that nats.go's heartbeat check (which
+// needs one Next to wait 2 heartbeats) finds pull requests the server lost.
+var rechecks = [...]time.Duration{20 * time.Millisecond, 100 * time.Millisecond, 500 * time.Millisecond}
 
 var _ mesh.Consumer = (*consumer)(nil)
 
@@ -63,7 +64,7 @@ type consumer struct {
 	itMu sync.Mutex // guards it: Next replaces it, Close stops it
 	it   jetstream.MessagesContext
 
-	recheck atomic.Int64 // how long pull's next wait lasts, in nanoseconds (0: recheckMin)
+	rechecked atomic.Int32 // the Nexts that ran out of a recheck since the last event
 }
 
 // Consume opens the durable pull consumer of cfg.Group on cfg.Topic,
@@ -461,23 +462,27 @@ func (c *consumer) pull(ctx context.Context) (*message, error) {
 		c.itMu.Lock()
 		it := c.it
 		c.itMu.Unlock()
-		// A wait of Next is bounded, and Next asked again: nats.go (1.55)
-		// skips asking the server for more while its last pull request is
-		// still being sent, and when the events of that request are all
-		// taken before the send is marked done, Next waits with no request
-		// on the server until it misses two heartbeats (5 s here). Asked
-		// again, it asks the server. Seen under load as 5 s stalls of a
-		// sink in one run in five.
-		wait := time.Duration(c.recheck.Load())
-		wctx, cancel := context.WithTimeout(ctx, max(wait, recheckMin))
+		// The first waits after an event are short, and Next asked again:
+		// nats.go (1.55) skips asking the server for more while its last
+		// pull request is still being sent, and when the events of that
+		// request are all taken before the send is marked done, Next waits
+		// with no request on the server until it misses two heartbeats (5
+		// s here). Asked again, it asks the server. Seen under load as 5 s
+		// stalls of a sink in one run in five.
+		wctx, cancel := ctx, context.CancelFunc(nil)
+		if n := c.rechecked.Load(); int(n) < len(rechecks) {
+			wctx, cancel = context.WithTimeout(ctx, rechecks[n])
+		}
 		m, err := it.Next(jetstream.NextContext(wctx))
-		cancel()
+		if cancel != nil {
+			cancel()
+		}
 		if err != nil {
 			if ctxErr := ctx.Err(); ctxErr != nil {
 				return nil, ctxErr
 			}
 			if wctx.Err() != nil && errors.Is(err, context.DeadlineExceeded) {
-				c.recheck.Store(int64(min(2*max(wait, recheckMin), recheckMax)))
+				c.rechecked.Add(1)
 				continue
 			}
 			if c.closed.Load() || c.eng.closed.Load() {
@@ -497,8 +502,8 @@ func (c *consumer) pull(ctx context.Context) (*message, error) {
 			}
 			return nil, fmt.Errorf("consuming %q as %q: %w", c.topic, c.group, c.eng.classify(ctx, err))
 		}
-		if wait > recheckMin {
-			c.recheck.Store(0)
+		if c.rechecked.Load() != 0 {
+			c.rechecked.Store(0)
 		}
 		md, err := m.Metadata()
 		if err != nil {
