@@ -1,7 +1,6 @@
 package bridge
 
 import (
-	"encoding/json"
 	"fmt"
 	"mime"
 	"net/url"
@@ -11,6 +10,8 @@ import (
 
 	"github.com/cloudevents/sdk-go/v2/event"
 	"github.com/cloudevents/sdk-go/v2/types"
+
+	"github.com/meshd/meshd/bridge/jsonscan"
 )
 
 // Validate checks one event against the CloudEvents spec; errors are
@@ -54,7 +55,7 @@ func validateData(e *event.Event) error {
 	if len(e.DataEncoded) == 0 || e.DataBase64 {
 		return nil
 	}
-	if ct := e.DataContentType(); ct != "" && IsJSONMediaType(ct) && (!json.Valid(e.DataEncoded) || !utf8.Valid(e.DataEncoded)) {
+	if ct := e.DataContentType(); ct != "" && IsJSONMediaType(ct) && (!jsonscan.Valid(e.DataEncoded) || !utf8.Valid(e.DataEncoded)) {
 		return invalid("data", "is not valid JSON, while datacontenttype "+quote(ct)+" says it is; send JSON or another content type (text/plain, application/octet-stream)")
 	}
 	return nil

@@ -15,6 +15,7 @@ import (
 	"github.com/google/uuid"
 
 	"github.com/meshd/meshd/bridge"
+	"github.com/meshd/meshd/bridge/jsonscan"
 )
 
 // Decode turns an MQTT message into the event published on the mesh. A
@@ -80,7 +81,7 @@ func wrap(brokerHost, topic string, payload []byte, in Inbound) *event.Event {
 
 func sniffContentType(p []byte) string {
 	switch {
-	case len(p) > 0 && json.Valid(p):
+	case len(p) > 0 && jsonscan.Valid(p):
 		return "application/json"
 	case utf8.Valid(p):
 		return "text/plain; charset=utf-8"
