@@ -123,22 +123,31 @@ func (c *Client) Send(ctx context.Context, target string, e *event.Event, struct
 	for k, v := range header {
 		req.Header[k] = v
 	}
-	_, err = c.Do(req)
+	_, err = c.do(req, false)
 	return err
 }
 
 // Do sends req and returns the body of a 2xx answer (at most
 // MaxResponseBytes of it), or an error classified for bridge.Classify. The
 // target URL never appears in the error: it may carry credentials.
-func (c *Client) Do(req *http.Request) ([]byte, error) {
+func (c *Client) Do(req *http.Request) ([]byte, error) { return c.do(req, true) }
+
+// do is Do; without keep, the body of a 2xx answer is read and dropped
+// (the connection is reused), not kept.
+func (c *Client) do(req *http.Request, keep bool) ([]byte, error) {
 	resp, err := c.http.Do(req)
 	if err != nil {
 		return nil, transportError(req.Context(), err)
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode >= 200 && resp.StatusCode < 300 {
-		body, err := io.ReadAll(io.LimitReader(resp.Body, c.cfg.MaxResponseBytes))
-		_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, c.cfg.MaxResponseBytes))
+		var body []byte
+		if keep {
+			body, err = io.ReadAll(io.LimitReader(resp.Body, c.cfg.MaxResponseBytes))
+		}
+		if _, derr := io.Copy(io.Discard, io.LimitReader(resp.Body, c.cfg.MaxResponseBytes)); err == nil && !keep {
+			err = derr
+		}
 		if err != nil {
 			// The target took the request; its answer was cut. The caller
 			// that needs the body retries.
