@@ -145,8 +145,9 @@ func (c *Client) do(req *http.Request, keep bool) ([]byte, error) {
 		if keep {
 			body, err = io.ReadAll(io.LimitReader(resp.Body, c.cfg.MaxResponseBytes))
 		}
-		if _, derr := io.Copy(io.Discard, io.LimitReader(resp.Body, c.cfg.MaxResponseBytes)); err == nil && !keep {
-			err = derr
+		_, drained := io.Copy(io.Discard, io.LimitReader(resp.Body, c.cfg.MaxResponseBytes))
+		if !keep {
+			err = drained
 		}
 		if err != nil {
 			// The target took the request; its answer was cut. The caller

@@ -136,10 +136,11 @@ func ReadBody(w http.ResponseWriter, r *http.Request, limit int64) ([]byte, erro
 	if !gz && r.ContentLength > 0 {
 		known = r.ContentLength
 	}
-	buf := make([]byte, 0, 4<<10)
+	first := int64(4 << 10)
 	if known > 0 {
-		buf = make([]byte, 0, initialBodyBuffer)
+		first = min(known, initialBodyBuffer)
 	}
+	buf := make([]byte, 0, first)
 	for known == 0 || int64(len(buf)) < known {
 		if len(buf) == cap(buf) {
 			if known > int64(len(buf)) {
