@@ -567,13 +567,12 @@ func (l *Loop) holdFor(ctx context.Context, held []mesh.Message, d time.Duration
 		t := time.NewTimer(min(left, every-time.Since(*lastKeepAlive)))
 		select {
 		case <-t.C:
+			continue
 		case <-ctx.Done():
-			t.Stop()
-			return false
 		case <-l.stopping:
-			t.Stop()
-			return false
 		}
+		t.Stop()
+		return false
 	}
 }
 
