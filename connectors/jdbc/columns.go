@@ -359,7 +359,7 @@ func jsonText(v any) (any, error) {
 	}
 	if s, ok := v.(string); ok {
 		t := strings.TrimSpace(s)
-		if (strings.HasPrefix(t, "{") || strings.HasPrefix(t, "[")) && json.Valid([]byte(t)) {
+		if (strings.HasPrefix(t, "{") || strings.HasPrefix(t, "[")) && jsonscan.Valid([]byte(t)) {
 			return t, nil
 		}
 	}

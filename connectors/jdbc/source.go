@@ -16,6 +16,7 @@ import (
 	"github.com/cloudevents/sdk-go/v2/event"
 
 	"github.com/meshd/meshd/bridge"
+	"github.com/meshd/meshd/bridge/jsonscan"
 	"github.com/meshd/meshd/connectors"
 )
 
@@ -333,7 +334,7 @@ func jsonValue(v any, dbType string) any {
 	case []byte:
 		switch {
 		case typ == "JSON" || typ == "JSONB":
-			if json.Valid(v) {
+			if jsonscan.Valid(v) {
 				return json.RawMessage(v)
 			}
 		case typ == "BIT" && len(v) <= 8: // MySQL: big-endian bits
@@ -360,7 +361,7 @@ func jsonValue(v any, dbType string) any {
 		}
 		return string(v)
 	case string:
-		if (typ == "JSON" || typ == "JSONB") && json.Valid([]byte(v)) {
+		if (typ == "JSON" || typ == "JSONB") && jsonscan.Valid([]byte(v)) {
 			return json.RawMessage(v)
 		}
 		if typ == "DATETIME" || typ == "TIMESTAMP" {

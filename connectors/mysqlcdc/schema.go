@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"github.com/go-mysql-org/go-mysql/client"
+
+	"github.com/meshd/meshd/bridge/jsonscan"
 )
 
 // column is one column of a captured table, from information_schema.
@@ -244,7 +246,7 @@ func (c column) bytes(b []byte) any {
 func (c column) text(s string) any {
 	switch c.dataType {
 	case "json":
-		if json.Valid([]byte(s)) {
+		if jsonscan.Valid([]byte(s)) {
 			return json.RawMessage(s)
 		}
 	case "tinyint", "smallint", "mediumint", "int", "integer", "bigint", "year":

@@ -20,6 +20,7 @@ import (
 	"github.com/cloudevents/sdk-go/v2/event"
 
 	"github.com/meshd/meshd/bridge"
+	"github.com/meshd/meshd/bridge/jsonscan"
 	"github.com/meshd/meshd/connectors"
 )
 
@@ -308,7 +309,7 @@ func (t *SourceTask) event(r *reading, start int64, data []byte) (event.Event, e
 	case ModeFixed:
 		ct = event.ApplicationJSON
 	}
-	if isJSON(ct) && !json.Valid(data) {
+	if isJSON(ct) && !jsonscan.Valid(data) {
 		return e, fmt.Errorf("content type %s, but not JSON", ct)
 	}
 	if err := e.SetData(ct, data); err != nil {

@@ -20,6 +20,8 @@ import (
 	"unicode/utf8"
 
 	"github.com/cloudevents/sdk-go/v2/event"
+
+	"github.com/meshd/meshd/bridge/jsonscan"
 )
 
 // Fields is what every template sees as its dot: the event's attributes
@@ -94,7 +96,7 @@ func (f *Fields) DataText(field string) (string, error) {
 // any +json type, or no type and data that parses as JSON.
 func isJSON(ct string, data []byte) bool {
 	if ct == "" {
-		return len(data) > 0 && json.Valid(data)
+		return len(data) > 0 && jsonscan.Valid(data)
 	}
 	mt, _, err := mime.ParseMediaType(ct)
 	if err != nil {
