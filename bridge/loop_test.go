@@ -204,7 +204,10 @@ func TestLoopStopHandsBackReadAhead(t *testing.T) {
 	var delivered atomic.Int32
 	l := startTestLoop(t, eng, "ahead", LoopConfig{
 		BatchSize: 2,
-		BatchWait: time.Millisecond,
+		// Long enough that each batch fills on a busy machine: with 1 ms
+		// the first batch was sometimes a0 alone (2 runs in 19 while a
+		// benchmark ran).
+		BatchWait: 5 * time.Second,
 		Handler: func(_ context.Context, batch []mesh.Message) error {
 			if delivered.Add(int32(len(batch))) == int32(len(batch)) {
 				close(entered)
