@@ -138,15 +138,24 @@ func next(b []byte, i int, close byte) (next int, done bool) {
 // skipString returns the index after the string starting at b[i] ('"'),
 // or -1. Escapes are skipped, not checked.
 func skipString(b []byte, i int) int {
-	for j := i + 1; j < len(b); j++ {
-		switch b[j] {
-		case '\\':
-			j++
-		case '"':
-			return j + 1
+	// The quote and backslash searches are the runtime's vectorised
+	// IndexByte; q, the next quote, is searched again only when an escape
+	// took it, so a string full of escapes is still read once.
+	j, q := i+1, -1
+	for {
+		if q < j {
+			k := bytes.IndexByte(b[j:], '"')
+			if k < 0 {
+				return -1
+			}
+			q = j + k
 		}
+		k := bytes.IndexByte(b[j:q], '\\')
+		if k < 0 {
+			return q + 1
+		}
+		j += k + 2 // after the escaped byte, at most q+1
 	}
-	return -1
 }
 
 // skipValue returns the index after the JSON value starting at b[i], or
