@@ -59,6 +59,7 @@ var (
 	latencyFor  = flag.Duration("latency-duration", 5*time.Second, "length of each latency phase")
 	backlog     = flag.Int("backlog", 100_000, "events a subscription drains in the delivery phase")
 	heapProfile = flag.String("heapprofile", "", "start meshd with admin.pprof, write its heap profile here after the run (and to this path + \".100k\" after the first 100,000 events) and print its Go memory figures")
+	cpuProfile  = flag.String("cpuprofile", "", "start meshd with admin.pprof and write its CPU profile of the first 4 s of the delivery phase's drain here")
 	soak        = flag.Duration("soak", 0, "instead of the benchmark, publish and deliver at -rate for this long, report meshd's RSS and check nothing is lost")
 )
 
@@ -167,7 +168,7 @@ func run() error {
 	}
 	fmt.Printf("e2e latency p50 %.2f ms, p99 %.2f ms at 5000 events/s\n", p50k, p99k)
 
-	deliverEPS, noopDeliverEPS, err := delivery(client, api, payload)
+	deliverEPS, noopDeliverEPS, err := delivery(client, api, m.admin, payload)
 	if err != nil {
 		return fmt.Errorf("delivery phase: %w", err)
 	}
@@ -211,7 +212,7 @@ func startMeshd(bin string) (*meshdProc, error) {
 	}
 	args := []string{"run", "--app.id", "bench", "--data.dir", filepath.Join(dir, "data"),
 		"--api.listen", m.api, "--admin.listen", m.admin, "--mesh.listen", m.nats, "--log.level", "warn"}
-	if *heapProfile != "" {
+	if *heapProfile != "" || *cpuProfile != "" {
 		args = append(args, "--admin.pprof")
 	}
 	m.cmd = exec.Command(bin, args...)
@@ -675,7 +676,7 @@ func latency(client *http.Client, api string, payload []byte, rate int, topic st
 // subscription (startAt earliest) drains it into a no-op subscriber; and,
 // as the ceiling, how fast a plain Go client with as many requests in
 // flight feeds the same subscriber.
-func delivery(client *http.Client, api string, payload []byte) (deliverEPS, noopEPS float64, err error) {
+func delivery(client *http.Client, api, admin string, payload []byte) (deliverEPS, noopEPS float64, err error) {
 	const inFlight = 64
 	sub, count, err := noopServer()
 	if err != nil {
@@ -702,6 +703,12 @@ func delivery(client *http.Client, api string, payload []byte) (deliverEPS, noop
 		"maxInFlight": inFlight, "startAt": "earliest"}); err != nil {
 		return 0, 0, err
 	}
+	profiled := make(chan error, 1)
+	if *cpuProfile != "" {
+		go func() { profiled <- saveProfile("http://"+admin+"/debug/pprof/profile?seconds=4", *cpuProfile) }()
+	} else {
+		profiled <- nil
+	}
 	deadline := start.Add(5 * time.Minute)
 	for count.Load() < total {
 		if time.Now().After(deadline) {
@@ -710,6 +717,9 @@ func delivery(client *http.Client, api string, payload []byte) (deliverEPS, noop
 		time.Sleep(10 * time.Millisecond)
 	}
 	deliverEPS = float64(total) / time.Since(start).Seconds()
+	if err := <-profiled; err != nil {
+		return 0, 0, fmt.Errorf("CPU profile: %w", err)
+	}
 
 	noopEPS, err = loadFor(client, inFlight, *duration, binaryReq("http://"+sub.Addr().String()+"/", payload))
 	return deliverEPS, noopEPS, err
@@ -769,4 +779,21 @@ func runSoak(m *meshdProc, client *http.Client, api string, payload []byte) erro
 		return errors.New("soak lost " + strconv.Itoa(len(sent)-probe.count()) + " events")
 	}
 	return nil
+}
+
+// saveProfile writes what url (a pprof endpoint) answers to path.
+func saveProfile(url, path string) error {
+	resp, err := http.Get(url)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err == nil && resp.StatusCode != http.StatusOK {
+		err = fmt.Errorf("%s: %s", resp.Status, b)
+	}
+	if err != nil {
+		return err
+	}
+	return os.WriteFile(path, b, 0o644)
 }
