@@ -5,9 +5,11 @@
 //
 // Reading: ReadBody reads a request body within a limit (Content-Encoding
 // identity or gzip), Parser.Parse turns it into events — binary mode by
-// hand on the hot path, structured and batch mode with the SDK's JSON
-// format and diagnostics that name the attribute at fault — and Wrap turns
-// a body that is not a CloudEvent into one.
+// hand on the hot path; structured and batch mode in one scan for the
+// usual shape of an event, with the SDK's JSON format for the rest, and
+// diagnostics that name the attribute at fault — and Wrap turns a body
+// that is not a CloudEvent into one. WebSocket messages use the Parser's
+// ParseStructured and ParseBatch.
 //
 // Writing: WriteBinary and EncodeStructured encode an event for a request;
 // Client sends events and classifies each answer once (ok, retry after,

@@ -44,12 +44,12 @@ func (p *Parser) Parse(h http.Header, body []byte) (events []*event.Event, raw b
 	switch mediaType(ct) {
 	case modeStructured:
 		var e *event.Event
-		if e, err = ParseStructured(body, 0); err != nil {
+		if e, err = parseStructured(body, 0, false, &p.sources); err != nil {
 			return nil, false, err
 		}
 		events = []*event.Event{e}
 	case modeBatch:
-		if events, err = ParseBatch(body); err != nil {
+		if events, err = parseBatch(body, &p.sources); err != nil {
 			return nil, false, err
 		}
 	case modeUnsupported:

@@ -15,6 +15,7 @@ import (
 
 	"github.com/meshd/meshd/bridge"
 	"github.com/meshd/meshd/bridge/apitoken"
+	"github.com/meshd/meshd/bridge/cehttp"
 	"github.com/meshd/meshd/bridge/problem"
 	"github.com/meshd/meshd/mesh"
 )
@@ -39,6 +40,7 @@ type Handler struct {
 	cfg      Config
 	log      *slog.Logger
 	b        publisher
+	parser   cehttp.Parser
 	upgrader websocket.Upgrader
 	mux      *http.ServeMux
 	token    apitoken.Checker

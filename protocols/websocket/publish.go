@@ -8,7 +8,6 @@ import (
 
 	"github.com/cloudevents/sdk-go/v2/event"
 
-	"github.com/meshd/meshd/bridge/cehttp"
 	"github.com/meshd/meshd/bridge/problem"
 	"github.com/meshd/meshd/mesh"
 )
@@ -74,10 +73,10 @@ func (h *Handler) publishMessage(ctx context.Context, topic string, msg []byte) 
 	var events []*event.Event
 	var err error
 	if batch {
-		events, err = cehttp.ParseBatch(msg)
+		events, err = h.parser.ParseBatch(msg)
 	} else {
 		var e *event.Event
-		if e, err = cehttp.ParseStructured(msg, 0); err == nil {
+		if e, err = h.parser.ParseStructured(msg); err == nil {
 			events = []*event.Event{e}
 		}
 	}
