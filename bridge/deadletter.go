@@ -4,6 +4,7 @@ import (
 	"context"
 	"log/slog"
 	"strconv"
+	"sync"
 	"time"
 	"unicode/utf8"
 
@@ -29,6 +30,28 @@ func Settle(logger *slog.Logger, what string, f func(context.Context) error) {
 	if err := f(ctx); err != nil {
 		logger.Warn("settling event with the mesh", "op", what, "error", err)
 	}
+}
+
+// settleContexts hands out the contexts of Settle for a delivery loop: each
+// has its own timeout of at least settleTimeout/2, but one is made only
+// when the last is half spent. A context per ack was a timer and some
+// 300 bytes per delivered event. Its zero value is ready.
+type settleContexts struct {
+	mu      sync.Mutex
+	ctx     context.Context
+	cancel  context.CancelFunc // of ctx; not called: others may hold ctx until its deadline ends it
+	renewAt time.Time
+}
+
+func (s *settleContexts) get() context.Context {
+	now := time.Now()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.ctx == nil || now.After(s.renewAt) {
+		s.ctx, s.cancel = context.WithDeadline(context.Background(), now.Add(settleTimeout))
+		s.renewAt = now.Add(settleTimeout / 2)
+	}
+	return s.ctx
 }
 
 // DeadLetter gives up on msg. With a topic it publishes a copy of the event,

@@ -3,8 +3,10 @@ package bridge
 import (
 	"fmt"
 	"testing"
+	"time"
 
 	"github.com/cloudevents/sdk-go/v2/event"
+	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 )
 
@@ -122,4 +124,22 @@ func TestDeadLettersListAndRedrive(t *testing.T) {
 	require.ErrorIs(t, err, ErrInvalidRedrive)
 	_, err = b.Redrive(ctx, "orders-dead", RedriveRequest{All: true, Seqs: []uint64{1}})
 	require.ErrorIs(t, err, ErrInvalidRedrive)
+}
+
+// Settlements close in time share one context; each still has at least
+// half of settleTimeout left, and a spent one is replaced.
+func TestSettleContextsAreSharedWhileFresh(t *testing.T) {
+	var s settleContexts
+	a := s.get()
+	require.Same(t, a, s.get(), "a fresh context is shared")
+	dl, ok := a.Deadline()
+	require.True(t, ok)
+	assert.Greater(t, time.Until(dl), settleTimeout/2)
+
+	s.renewAt = time.Now().Add(-time.Millisecond) // half spent
+	b := s.get()
+	require.NotSame(t, a, b)
+	dl, _ = b.Deadline()
+	assert.Greater(t, time.Until(dl), settleTimeout/2)
+	assert.NoError(t, a.Err(), "the old one is not cancelled: others may hold it")
 }

@@ -131,6 +131,7 @@ type Loop struct {
 	msgs         chan mesh.Message
 	holds        atomic.Int32
 	warn         Throttle
+	settling     settleContexts
 	status       sync.Mutex // guards last, lastAt
 	last         string
 	lastAt       time.Time
@@ -426,7 +427,7 @@ func (l *Loop) admit(m mesh.Message) bool {
 	e := m.Event()
 	switch {
 	case e == nil || l.cfg.Filter != nil && !l.cfg.Filter.Match(e):
-		l.settle(m, "ack", m.Ack)
+		l.settle("ack", m.Ack)
 		l.cfg.Observer.Filtered(1)
 		return false
 	case !l.claim(m):
@@ -438,7 +439,7 @@ func (l *Loop) admit(m mesh.Message) bool {
 		// A redelivery of an event delivered before: its ack was lost. A
 		// first delivery of a sequence already seen is a deliberate replay
 		// (the group was started over) and is delivered.
-		l.settle(m, "ack", m.Ack)
+		l.settle("ack", m.Ack)
 		l.settled([]mesh.Message{m})
 		return false
 	case l.cfg.MaxAttempts > 0 && m.Attempt() > l.cfg.MaxAttempts:
@@ -556,7 +557,7 @@ func (l *Loop) holdFor(ctx context.Context, held []mesh.Message, d time.Duration
 	for {
 		if time.Since(*lastKeepAlive) >= every {
 			for _, m := range held {
-				l.settle(m, "in-progress", m.InProgress)
+				l.settle("in-progress", m.InProgress)
 			}
 			*lastKeepAlive = time.Now()
 		}
@@ -585,7 +586,7 @@ func (l *Loop) fail(m mesh.Message, err error, class Class, after time.Duration)
 		return
 	}
 	delay := max(l.cfg.Backoff.Delay(attempt), after)
-	l.settle(m, "nak", func(c context.Context) error { return m.Nak(c, delay) })
+	l.settle("nak", func(c context.Context) error { return m.Nak(c, delay) })
 	l.cfg.Observer.Retried(1)
 }
 
@@ -609,7 +610,7 @@ func (l *Loop) ackAll(ms []mesh.Message) {
 		if l.dedup != nil {
 			l.dedup.Add(m.Seq(), struct{}{})
 		}
-		l.settle(m, "ack", m.Ack)
+		l.settle("ack", m.Ack)
 	}
 }
 
@@ -623,12 +624,15 @@ func (l *Loop) handBack(ms []mesh.Message) {
 
 func (l *Loop) nakAll(ms []mesh.Message, delay time.Duration) {
 	for _, m := range ms {
-		l.settle(m, "nak", func(c context.Context) error { return m.Nak(c, delay) })
+		l.settle("nak", func(c context.Context) error { return m.Nak(c, delay) })
 	}
 }
 
-func (l *Loop) settle(m mesh.Message, what string, f func(context.Context) error) {
-	Settle(l.log, what, f)
+// settle is Settle with a context shared by settlements close in time.
+func (l *Loop) settle(what string, f func(context.Context) error) {
+	if err := f(l.settling.get()); err != nil {
+		l.log.Warn("settling event with the mesh", "op", what, "error", err)
+	}
 }
 
 type nopObserver struct{}
