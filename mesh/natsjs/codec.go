@@ -1,6 +1,9 @@
 package natsjs
 
 import (
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -19,8 +22,9 @@ import (
 // Wire format: one NATS message per event, CloudEvents context attributes in
 // "ce-<name>" headers (datacontenttype in "content-type"), extensions as
 // "ce-<name>" headers in their canonical string form, the data bytes as the
-// payload, unchanged. Nats-Msg-Id is "<topic> <source> <id>" so JetStream's
-// duplicate window drops a re-publish of an event to the same topic.
+// payload, unchanged. Nats-Msg-Id is a digest of the topic, source and id
+// (see msgID) so JetStream's duplicate window drops a re-publish of an
+// event to the same topic.
 const (
 	hdrPrefix              = "ce-"
 	hdrSpecVersion         = "ce-specversion"
@@ -80,7 +84,7 @@ func (b *headerBuilder) set(key, value string) {
 }
 
 // encode turns e into a NATS message on subject. e must be valid.
-func encode(subject, topic string, e *event.Event) (*nats.Msg, error) {
+func encode(subject, topic string, e *event.Event, dedupKey string) (*nats.Msg, error) {
 	var (
 		b   headerBuilder
 		src string
@@ -163,19 +167,36 @@ func encode(subject, topic string, e *event.Event) (*nats.Msg, error) {
 		// out of the store.
 		return nil, errMissingAttribute
 	}
-	b.set(hdrMsgID, topic+" "+src+" "+id)
+	b.set(hdrMsgID, msgID(topic, src, id, dedupKey))
 	if b.err != nil {
 		return nil, b.err
 	}
 	if b.edge {
-		// The message id too: its ends would be trimmed as well, and an
-		// escaped id ("<topic>%20...") never equals a plain one ("<topic> ...").
-		for k, vs := range b.h {
+		for k, vs := range b.h { // the message id has nothing to escape
 			b.h[k] = []string{escape(vs[0])}
 		}
 		b.h[hdrEscaped] = []string{"1"}
 	}
 	return &nats.Msg{Subject: subject, Header: b.h, Data: e.Data()}, nil
+}
+
+// msgID is the Nats-Msg-Id of the event with source src and id id on
+// topic, and dedupKey if a publisher gave one (mesh.WithDedupKey): the
+// first 128 bits of a SHA-256 of the four, each after its length, in
+// base64url. A digest rather than the text because the server
+// keeps every id of its duplicate window in memory, and real ids (a UUID,
+// a URL as source) made 80-100 bytes each against these 22; a
+// cryptographic one because two events with one digest would be stored
+// once, so no publisher may be able to aim at another's.
+func msgID(topic, src, id, dedupKey string) string {
+	var buf [256]byte
+	b := buf[:0]
+	for _, part := range [...]string{topic, src, id, dedupKey} {
+		b = binary.AppendUvarint(b, uint64(len(part)))
+		b = append(b, part...)
+	}
+	sum := sha256.Sum256(b)
+	return base64.RawURLEncoding.EncodeToString(sum[:16])
 }
 
 func setExtensions(b *headerBuilder, exts map[string]any) error {

@@ -26,7 +26,7 @@ func TestEncodeHeaders(t *testing.T) {
 	e.SetExtension("link", types.URI{URL: *u})
 	require.NoError(t, e.SetData("application/octet-stream", []byte{1, 2, 3}))
 
-	m, err := encode("meshd.t.orders", "orders", &e)
+	m, err := encode("meshd.t.orders", "orders", &e, "")
 	require.NoError(t, err)
 	require.Equal(t, "meshd.t.orders", m.Subject)
 	require.Equal(t, []byte{1, 2, 3}, m.Data)
@@ -41,7 +41,9 @@ func TestEncodeHeaders(t *testing.T) {
 		"content-type":   "application/octet-stream",
 		"ce-num":         "7",
 		"ce-link":        "https://x/y",
-		"Nats-Msg-Id":    "orders /src id-1",
+		// A golden value: another digest of the same event would be
+		// stored again by a sidecar upgraded inside the duplicate window.
+		"Nats-Msg-Id": "08OimToIdJUQHVjVVI67dA",
 	}
 	require.Len(t, m.Header, len(want))
 	for k, v := range want {
@@ -61,7 +63,7 @@ func TestEncodeRejectsLineBreaks(t *testing.T) {
 	e.SetSource("/src")
 	e.SetType("t")
 	e.SetExtension("bad", "a\r\nb: c")
-	_, err := encode("s", "t", &e)
+	_, err := encode("s", "t", &e, "")
 	require.ErrorIs(t, err, errBadHeader)
 }
 
@@ -121,4 +123,25 @@ func TestDefaults(t *testing.T) {
 	require.Equal(t, int64(-1), c.MaxBytes)
 	require.Equal(t, 2*time.Minute, c.DuplicateWindow)
 	require.Equal(t, 5*time.Second, c.PublishTimeout)
+}
+
+// The message id tells apart what the text "<topic> <source> <id>" could
+// not, and what a header would trim; a dedup key changes it.
+func TestMsgIDSeparatesItsParts(t *testing.T) {
+	ids := map[string][4]string{}
+	for _, p := range [][4]string{
+		{"t", "a b", "c", ""}, {"t", "a", "b c", ""}, {"t", "/s", "x", ""}, {"t", "/s", " x", ""}, {"t", "/s", "x ", ""},
+		{"u", "/s", "x", ""}, {"t", "/s", "x", "sub-a"}, {"t", "/s", "x", "sub-b"}, {"t", "/s", "x\x00sub-a", ""},
+	} {
+		id := msgID(p[0], p[1], p[2], p[3])
+		require.Len(t, id, 22)
+		require.NotContains(t, id, " ")
+		if prev, ok := ids[id]; ok {
+			t.Fatalf("%q and %q have one message id", prev, p)
+		}
+		ids[id] = p
+	}
+	// Long ids cost the server no more than short ones.
+	long := msgID("orders.created", "https://orders.example.com/api/v1/orders", "5f0c6a8e-3b7d-4f5e-9a1c-2d3e4f5a6b7c", "")
+	require.Len(t, long, 22)
 }

@@ -94,12 +94,9 @@ func (e *Engine) encode(subject, topic string, ev *event.Event, dedupKey string)
 	if ev == nil || ev.Context == nil {
 		return nil, errors.New("nil event")
 	}
-	m, err := encode(subject, topic, ev)
+	m, err := encode(subject, topic, ev, dedupKey)
 	if err != nil {
 		return nil, fmt.Errorf("invalid event %q: %w", ev.ID(), err)
-	}
-	if dedupKey != "" {
-		m.Header[hdrMsgID] = []string{m.Header.Get(hdrMsgID) + " " + dedupKey}
 	}
 	e.markOrigin(m)
 	return m, nil
