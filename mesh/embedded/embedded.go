@@ -225,10 +225,6 @@ func Open(ctx context.Context, cfg Config) (*Engine, error) {
 	connect := func(name string) (*nats.Conn, error) {
 		return nats.Connect("", append(auth, nats.InProcessServer(srv),
 			nats.Name(name),
-			// No write deadline on the in-process pipe: setting one per
-			// write made a timer each (some 175 bytes per event), and
-			// closing the connection ends a write the server never reads.
-			nats.FlusherTimeout(0),
 			nats.MaxReconnects(-1),
 			nats.ReconnectWait(250*time.Millisecond),
 			nats.ReconnectBufSize(-1),
