@@ -176,6 +176,21 @@ func TestWatchOutlivesServerRestart(t *testing.T) {
 	stored := time.Since(back)
 	require.Equal(t, mesh.Change{Key: "after", Value: []byte("2"), Revision: after}, next())
 	t.Logf("stored %s after the restart, reported %s after it", stored.Round(time.Millisecond), time.Since(back).Round(time.Millisecond))
+
+	// The watch starts its watcher again 2, 5 and 10 s after the
+	// reconnect: changes written across those times are each reported
+	// once, in order.
+	for i := range 12 {
+		rev, err := other.Put(t.Context(), "later", []byte(strconv.Itoa(i)))
+		require.NoError(t, err)
+		require.Equal(t, mesh.Change{Key: "later", Value: []byte(strconv.Itoa(i)), Revision: rev}, next(), "change %d", i)
+		time.Sleep(time.Second) // spreads the writes over the re-watches: the pacing under test
+	}
+	select {
+	case c := <-changes:
+		t.Fatalf("reported again: %+v", c)
+	case <-time.After(time.Second):
+	}
 }
 
 func TestBucketExists(t *testing.T) {

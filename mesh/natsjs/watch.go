@@ -21,12 +21,22 @@ const (
 	watchStartTimeout = 2 * time.Second
 )
 
+// rewatchAfterReconnect are the times, counted from a reconnect, at which
+// a watch starts its watcher once more. The one started at the reconnect
+// may ride on a consumer of a stream that was still electing its leader,
+// which can vanish without a word: nats.go notices only after missed
+// heartbeats, 10-20 s, and a sidecar would not see the others' changes
+// until then (a subscription created through another sidecar right after
+// a cluster restart started here only after that).
+var rewatchAfterReconnect = []time.Duration{2 * time.Second, 5 * time.Second, 10 * time.Second}
+
 // Watch reports the keys that start with prefix: their current values, a
 // marker, then every change. It rides on a JetStream ordered consumer,
 // which re-creates itself after gaps and lost heartbeats (in some ten
 // seconds). After the connection reconnected, and when the ordered consumer
 // gives up (the cluster was down too long), a new one starts at once after
-// the last revision seen.
+// the last revision seen; after a reconnect, again at the times of
+// rewatchAfterReconnect.
 func (b *kvBucket) Watch(ctx context.Context, prefix string) (<-chan mesh.Change, error) {
 	if b.eng.closed.Load() {
 		return nil, mesh.ErrClosed
@@ -87,6 +97,11 @@ func (b *kvBucket) watch(ctx context.Context, prefix, filter string, w jetstream
 	var last uint64                     // the revision last seen, reported or not
 	marked := false
 	reconnected := b.eng.reconnected()
+	var (
+		again    <-chan time.Time // the next of rewatchAfterReconnect
+		agains   int
+		sinceRec time.Time
+	)
 	send := func(c mesh.Change) bool {
 		select {
 		case out <- c:
@@ -105,6 +120,15 @@ func (b *kvBucket) watch(ctx context.Context, prefix, filter string, w jetstream
 			// The consumer behind w may be gone with the server it was on;
 			// do not wait for its heartbeats to say so.
 			reconnected = b.eng.reconnected()
+			release(w, stop)
+			ok = false
+			agains, sinceRec = 0, time.Now()
+			again = time.After(rewatchAfterReconnect[0])
+		case <-again:
+			again = nil
+			if agains++; agains < len(rewatchAfterReconnect) {
+				again = time.After(time.Until(sinceRec.Add(rewatchAfterReconnect[agains])))
+			}
 			release(w, stop)
 			ok = false
 		case <-ctx.Done():
