@@ -27,6 +27,11 @@ const (
 func Settle(logger *slog.Logger, what string, f func(context.Context) error) {
 	ctx, cancel := context.WithTimeout(context.Background(), settleTimeout)
 	defer cancel()
+	settleIn(ctx, logger, what, f)
+}
+
+// settleIn is Settle within ctx.
+func settleIn(ctx context.Context, logger *slog.Logger, what string, f func(context.Context) error) {
 	if err := f(ctx); err != nil {
 		logger.Warn("settling event with the mesh", "op", what, "error", err)
 	}

@@ -630,9 +630,7 @@ func (l *Loop) nakAll(ms []mesh.Message, delay time.Duration) {
 
 // settle is Settle with a context shared by settlements close in time.
 func (l *Loop) settle(what string, f func(context.Context) error) {
-	if err := f(l.settling.get()); err != nil {
-		l.log.Warn("settling event with the mesh", "op", what, "error", err)
-	}
+	settleIn(l.settling.get(), l.log, what, f)
 }
 
 type nopObserver struct{}

@@ -26,9 +26,8 @@ func (p *Parser) ParseStructured(body []byte) (*event.Event, error) {
 }
 
 // parseStructured is ParseStructured of the index-th event of a batch (0
-// for one alone); utf8Checked says the caller checked
-// that body is valid UTF-8 (a batch checks its whole body once); sources
-// may be nil.
+// for one alone); utf8Checked says the caller checked that body is valid
+// UTF-8 (a batch checks its whole body once); sources may be nil.
 func parseStructured(body []byte, index int, utf8Checked bool, sources *uriCache) (*event.Event, error) {
 	if len(bytes.TrimSpace(body)) == 0 {
 		return nil, problem.New(problem.CodeInvalidRequest, "the body is empty; want a CloudEvent as a JSON object")

@@ -11,6 +11,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/meshd/meshd/bridge"
+	"github.com/meshd/meshd/bridge/jsonscan/jsonscantest"
 )
 
 // quickSeeds are structured events of the usual shape and of every shape
@@ -84,7 +85,7 @@ func TestQuickEventIsTheSDKs(t *testing.T) {
 		s := quickSeeds[r.IntN(len(quickSeeds))]
 		b := []byte(s)
 		for range 1 + r.IntN(3) {
-			b = mutateJSON(r, b, `{}[]":,\ 0123456789.-eEtrufalsn/abcxyé`+"\t\x01")
+			b = jsonscantest.Mutate(r, b, `{}[]":,\ 0123456789.-eEtrufalsn/abcxyé`+"\t\x01")
 		}
 		checkQuickIsTheSDKs(t, b)
 	}
@@ -95,21 +96,4 @@ func FuzzQuickEventIsTheSDKs(f *testing.F) {
 		f.Add([]byte(s))
 	}
 	f.Fuzz(checkQuickIsTheSDKs)
-}
-
-// mutateJSON drops, doubles or replaces (with a rune of alphabet) one byte
-// of b.
-func mutateJSON(r *rand.Rand, b []byte, alphabet string) []byte {
-	if len(b) == 0 {
-		return b
-	}
-	i := r.IntN(len(b))
-	switch r.IntN(3) {
-	case 0:
-		return append(b[:i:i], b[i+1:]...)
-	case 1:
-		return append(b[:i+1:i+1], b[i:]...)
-	}
-	runes := []rune(alphabet)
-	return append(append(b[:i:i], string(runes[r.IntN(len(runes))])...), b[i+1:]...)
 }

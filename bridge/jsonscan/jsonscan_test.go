@@ -12,6 +12,8 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+
+	"github.com/meshd/meshd/bridge/jsonscan/jsonscantest"
 )
 
 type member struct{ name, raw string }
@@ -145,7 +147,7 @@ func TestMembersAgreesWithEncodingJSON(t *testing.T) {
 	// Mutations of the cases.
 	r := rand.New(rand.NewPCG(3, 4))
 	for range 20000 {
-		doc := mutate(r, objectCases[r.IntN(len(objectCases))], `{}[]":,\ -+.eE0123456789tfnulrsab`+"\t\n\x01\xff")
+		doc := jsonscantest.Mutate(r, []byte(objectCases[r.IntN(len(objectCases))]), `{}[]":,\ -+.eE0123456789tfnulrsab`+"\t\n\x01\xff")
 		got, err := members(doc)
 		want, wantErr := viaEncodingJSON(doc)
 		if errText(err) != errText(wantErr) || !reflect.DeepEqual(got, want) {

@@ -5,6 +5,8 @@ import (
 	"math/rand/v2"
 	"strings"
 	"testing"
+
+	"github.com/meshd/meshd/bridge/jsonscan/jsonscantest"
 )
 
 var jsonCases = []string{
@@ -23,7 +25,7 @@ func TestValidAgreesWithEncodingJSON(t *testing.T) {
 	// Mutations of valid documents.
 	r := rand.New(rand.NewPCG(1, 2))
 	for range 20000 {
-		doc := mutate(r, jsonCases[r.IntN(12)], `{}[]":,\ -+.eE0123456789tfnulrsa`+"\t\n\x01")
+		doc := jsonscantest.Mutate(r, []byte(jsonCases[r.IntN(12)]), `{}[]":,\ -+.eE0123456789tfnulrsa`+"\t\n\x01")
 		if got, want := Valid(doc), json.Valid(doc); got != want {
 			t.Fatalf("Valid(%q) = %v, encoding/json says %v", doc, got, want)
 		}
@@ -46,24 +48,6 @@ func FuzzValid(f *testing.F) {
 			t.Fatalf("Valid(%q) = %v, encoding/json says %v", b, got, want)
 		}
 	})
-}
-
-// mutate drops, doubles or replaces (with a byte of alphabet) one byte of
-// doc.
-func mutate(r *rand.Rand, doc, alphabet string) []byte {
-	b := []byte(doc)
-	if len(b) == 0 {
-		return b
-	}
-	i := r.IntN(len(b))
-	switch r.IntN(3) {
-	case 0:
-		return append(b[:i:i], b[i+1:]...)
-	case 1:
-		return append(b[:i+1:i+1], b[i:]...)
-	}
-	b[i] = alphabet[r.IntN(len(alphabet))]
-	return b
 }
 
 // TestStringBytesAtEveryOffset puts each byte a string scan must notice
