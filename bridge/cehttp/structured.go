@@ -89,11 +89,12 @@ func (q *quickEvent) member(name, raw []byte) {
 			return
 		}
 	}
-	s, ok := plainString(raw)
+	text, ok := plainText(raw)
 	if !ok {
 		q.declined = true
 		return
 	}
+	s := string(text)
 	switch string(name) {
 	case "id":
 		q.ec.ID = s
@@ -150,19 +151,14 @@ var applicationJSON = event.ApplicationJSON
 
 func ptr(s string) *string { return &s }
 
-// plainString is the text of raw, a JSON string, if it holds no escape and
-// no control character (what needs decoding, or refusing, is the SDK's).
-func plainString(raw []byte) (string, bool) {
-	if len(raw) < 2 || raw[0] != '"' {
-		return "", false
+// plainText is the text between the quotes of raw, a JSON string, if it
+// decodes to itself (jsonscan.Plain); what needs decoding, or refusing, is
+// the SDK's.
+func plainText(raw []byte) ([]byte, bool) {
+	if len(raw) < 2 || raw[0] != '"' || !jsonscan.Plain(raw[1:len(raw)-1]) {
+		return nil, false
 	}
-	in := raw[1 : len(raw)-1]
-	for _, c := range in {
-		if c < 0x20 || c == '\\' {
-			return "", false
-		}
-	}
-	return string(in), true
+	return raw[1 : len(raw)-1], true
 }
 
 // ParseBatch decodes an application/cloudevents-batch+json array. Any
@@ -235,7 +231,7 @@ func checkStructured(body []byte, index int, utf8Checked bool, q *quickEvent) er
 			if err := checkExtName(index, string(name)); err != nil {
 				return err
 			}
-			if _, ok := plainString(raw); !ok {
+			if _, ok := plainText(raw); !ok {
 				if err := checkExtValue(raw); err != nil {
 					return invalid(index, string(name), "%s", err)
 				}

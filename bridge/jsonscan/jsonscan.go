@@ -243,7 +243,7 @@ func membersInPlace(dst []Member, data []byte) ([]Member, bool) {
 	}
 	start := len(dst)
 	end, err := Object(data, func(name, raw []byte) error {
-		if !plain(name) {
+		if !Plain(name) {
 			return ErrDeclined
 		}
 		dst = append(dst, Member{Name: name, Value: raw})
@@ -267,9 +267,9 @@ func membersInPlace(dst []Member, data []byte) ([]Member, bool) {
 	return dst[:start+w], true
 }
 
-// plain reports whether s, the text between a JSON string's quotes,
+// Plain reports whether s, the text between a JSON string's quotes,
 // decodes to itself: no escapes or control characters, valid UTF-8.
-func plain(s []byte) bool {
+func Plain(s []byte) bool {
 	for _, c := range s {
 		if c < 0x20 || c == '\\' || c == '"' {
 			return false
@@ -296,7 +296,7 @@ func Decode(raw []byte) (any, error) {
 		if end, ok := scanNumber(raw, 0); ok && end == len(raw) {
 			return json.Number(raw), nil
 		}
-	case len(raw) >= 2 && raw[0] == '"' && raw[len(raw)-1] == '"' && plain(raw[1:len(raw)-1]):
+	case len(raw) >= 2 && raw[0] == '"' && raw[len(raw)-1] == '"' && Plain(raw[1:len(raw)-1]):
 		return string(raw[1 : len(raw)-1]), nil
 	}
 	dec := json.NewDecoder(bytes.NewReader(raw))
