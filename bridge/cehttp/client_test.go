@@ -265,3 +265,29 @@ func TestMaxErrorBytes(t *testing.T) {
 		assert.Equal(t, whole, strings.Contains(err.Error(), "the end"), "MaxErrorBytes %d", limit)
 	}
 }
+
+// BenchmarkSend is one binary-mode delivery of a 1 KiB event to a no-op
+// HTTP handler in the same process (its allocations count too).
+func BenchmarkSend(b *testing.B) {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		_, _ = io.Copy(io.Discard, r.Body)
+		w.WriteHeader(http.StatusNoContent)
+	}))
+	defer srv.Close()
+	c := NewClient(ClientConfig{})
+	defer c.Close()
+	e := event.New()
+	e.SetID("4e8a1a6e-3c55-4f6e-9d0c-6a6f7e3b9a10")
+	e.SetSource("https://orders.example.com/checkout")
+	e.SetType("com.example.order.created")
+	if err := e.SetData("application/json", []byte(`{"k":"`+strings.Repeat("v", 1016)+`"}`)); err != nil {
+		b.Fatal(err)
+	}
+	ctx := b.Context()
+	b.ReportAllocs()
+	for b.Loop() {
+		if err := c.Send(ctx, srv.URL+"/events", &e, false, nil); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
