@@ -26,6 +26,7 @@ var (
 	timeType    = reflect.TypeFor[time.Time]()
 	decimalType = reflect.TypeFor[decimal.Decimal]()
 	uuidType    = reflect.TypeFor[uuid.UUID]()
+	int64Type   = reflect.TypeFor[int64]()
 )
 
 // converter returns the conversion for a column of ClickHouse type typ
@@ -225,9 +226,9 @@ func stringOf(typ string) (convert, error) {
 		}, nil
 	}
 	return func(v any) (any, error) {
-		switch x := v.(type) {
+		switch v.(type) {
 		case string:
-			return x, nil
+			return v, nil // as it came: a string put in an interface again would be copied
 		case nil:
 			return nil, fmt.Errorf("null in a column that is not Nullable")
 		}
@@ -241,6 +242,9 @@ func signed(scan reflect.Type) convert {
 		n, err := strconv.ParseInt(numberText(v), 10, 64)
 		if err != nil {
 			return nil, fmt.Errorf("want an integer, got %s", jsonscan.Kind(v))
+		}
+		if scan == int64Type {
+			return n, nil // the common case, without reflect's two allocations
 		}
 		out := reflect.New(scan).Elem()
 		if out.OverflowInt(n) {

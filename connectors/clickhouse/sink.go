@@ -379,18 +379,15 @@ func (t *SinkTask) toRow(e *event.Event) (row, error) {
 	return r, nil
 }
 
-// sortRow puts a row's columns in table order.
+// sortRow puts a row's columns in table order, in place (an insertion
+// sort: rows have few columns, and data usually names them in table order).
 func sortRow(r *row) {
-	idx := make([]int, len(r.cols))
-	for i := range idx {
-		idx[i] = i
+	for i := 1; i < len(r.cols); i++ {
+		for j := i; j > 0 && r.cols[j].index < r.cols[j-1].index; j-- {
+			r.cols[j], r.cols[j-1] = r.cols[j-1], r.cols[j]
+			r.vals[j], r.vals[j-1] = r.vals[j-1], r.vals[j]
+		}
 	}
-	slices.SortFunc(idx, func(a, b int) int { return r.cols[a].index - r.cols[b].index })
-	cols, vals := make([]*sinkColumn, len(idx)), make([]any, len(idx))
-	for i, j := range idx {
-		cols[i], vals[i] = r.cols[j], r.vals[j]
-	}
-	r.cols, r.vals = cols, vals
 }
 
 // groupByColumns splits rows into blocks of the same columns, in order of
@@ -398,7 +395,12 @@ func sortRow(r *row) {
 func groupByColumns(rows []row) [][]row {
 	var blocks [][]row
 	byKey := map[string]int{}
+	last := -1
 	for _, r := range rows {
+		if last >= 0 && slices.Equal(r.cols, blocks[last][0].cols) {
+			blocks[last] = append(blocks[last], r) // the usual case: the columns of the row before
+			continue
+		}
 		var key strings.Builder
 		for _, c := range r.cols {
 			key.WriteString(strconv.Itoa(c.index))
@@ -411,6 +413,7 @@ func groupByColumns(rows []row) [][]row {
 			blocks = append(blocks, nil)
 		}
 		blocks[i] = append(blocks[i], r)
+		last = i
 	}
 	return blocks
 }

@@ -89,3 +89,23 @@ func BenchmarkToRow(b *testing.B) {
 		}
 	}
 }
+
+func TestGroupByColumnsKeepsOrderOfFirstAppearance(t *testing.T) {
+	task := rowTask(t)
+	var rows []row
+	for i, data := range []string{`{"id":"a","n":1}`, `{"id":"b"}`, `{"id":"c"}`, `{"n":4,"id":"d"}`, `{"id":"e"}`} {
+		r, err := task.toRow(dataEvent(data))
+		require.NoError(t, err)
+		r.event = i
+		rows = append(rows, r)
+	}
+	var got [][]int
+	for _, block := range groupByColumns(rows) {
+		var events []int
+		for _, r := range block {
+			events = append(events, r.event)
+		}
+		got = append(got, events)
+	}
+	assert.Equal(t, [][]int{{0, 3}, {1, 2, 4}}, got)
+}
