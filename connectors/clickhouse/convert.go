@@ -27,6 +27,8 @@ var (
 	decimalType = reflect.TypeFor[decimal.Decimal]()
 	uuidType    = reflect.TypeFor[uuid.UUID]()
 	int64Type   = reflect.TypeFor[int64]()
+	uint64Type  = reflect.TypeFor[uint64]()
+	float64Type = reflect.TypeFor[float64]()
 )
 
 // converter returns the conversion for a column of ClickHouse type typ
@@ -244,7 +246,7 @@ func signed(scan reflect.Type) convert {
 			return nil, fmt.Errorf("want an integer, got %s", jsonscan.Kind(v))
 		}
 		if scan == int64Type {
-			return n, nil // the common case, without reflect's two allocations
+			return n, nil // the common case (also below), without reflect's two allocations
 		}
 		out := reflect.New(scan).Elem()
 		if out.OverflowInt(n) {
@@ -268,6 +270,9 @@ func unsigned(scan reflect.Type) convert {
 		if err != nil {
 			return nil, fmt.Errorf("want an unsigned integer, got %s", jsonscan.Kind(v))
 		}
+		if scan == uint64Type {
+			return n, nil
+		}
 		out := reflect.New(scan).Elem()
 		if out.OverflowUint(n) {
 			return nil, fmt.Errorf("%d does not fit %s", n, scan)
@@ -282,6 +287,9 @@ func float(scan reflect.Type) convert {
 		f, err := strconv.ParseFloat(numberText(v), 64)
 		if err != nil {
 			return nil, fmt.Errorf("want a number, got %s", jsonscan.Kind(v))
+		}
+		if scan == float64Type {
+			return f, nil
 		}
 		out := reflect.New(scan).Elem()
 		if !math.IsInf(f, 0) && out.OverflowFloat(f) {
