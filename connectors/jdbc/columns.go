@@ -234,8 +234,8 @@ func (c *sinkColumn) value(d dialect, v any) (any, error) {
 		}
 		return pgArray(list, c.elem)
 	}
-	if s, ok := v.(string); ok {
-		return s, nil
+	if _, ok := v.(string); ok {
+		return v, nil // as it came: a string put in an interface again would be copied
 	}
 	return jsonText(v)
 }
